@@ -1,0 +1,617 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.30;
+
+import {Vm} from "./utils/Test.sol";
+import {Fixture} from "./utils/Fixture.sol";
+import {DataMarketplace} from "../src/DataMarketplace.sol";
+
+/// settleBatch: the happy path, each rejection reason, check order, whole-batch reverts,
+/// mixed batches and fuzzed accounting.
+contract SettlementTest is Fixture {
+    bytes32 constant FILL_SETTLED = keccak256("FillSettled(bytes32,address,bytes32,uint256,uint256,uint256)");
+    bytes32 constant FILL_REJECTED = keccak256("FillRejected(bytes32,uint8)");
+
+    // ------------------------------------------------------------ happy path
+
+    function test_settle_creditsProvidersBrokerAndAccess() public {
+        DataMarketplace.Order memory o = _order(consumer, 3, ASK, 1);
+        DataMarketplace.Fill memory f = _fill(_id(1), o);
+        bytes memory sig = _sign(CONSUMER_PK, o);
+
+        vm.expectEmit(address(market));
+        emit DataMarketplace.ProviderCredited(_id(1), provider1, 1, 1 * BID);
+        vm.expectEmit(address(market));
+        emit DataMarketplace.ProviderCredited(_id(1), provider2, 2, 2 * BID);
+        vm.expectEmit(address(market));
+        emit DataMarketplace.FillSettled(_id(1), consumer, MARKET, 3, ASK, BID);
+        _settleOne(f, sig);
+
+        assertEq(market.escrowOf(consumer), 1_000e18 - 3 * ASK, "escrow debited qty*ask");
+        assertEq(market.earningsOf(provider1), BID, "provider1 credited 1*bid");
+        assertEq(market.earningsOf(provider2), 2 * BID, "provider2 credited 2*bid");
+        assertEq(market.brokerEarnings(), 3 * (ASK - BID), "broker gets the spread");
+        assertEq(market.accessOf(consumer, MARKET), 3, "access recorded");
+        assertTrue(market.isFillSettled(_id(1)), "fill settled");
+        assertEq(market.fillConsumerOf(_id(1)), consumer, "fill's consumer recorded");
+        assertTrue(market.isNonceUsed(consumer, 1), "nonce used");
+        assertEq(token.balanceOf(address(market)), 1_000e18, "no token moved");
+    }
+
+    function test_settle_accessAccumulatesAcrossFills() public {
+        _settleValid(3, 1);
+        _settleValid(4, 2);
+        assertEq(market.accessOf(consumer, MARKET), 7, "units add up");
+        assertEq(market.accessOf(consumer, bytes32(0)), 0, "other market untouched");
+    }
+
+    function test_settle_sameProviderTwiceInOneFill() public {
+        DataMarketplace.Order memory o = _order(consumer, 5, ASK, 1);
+        DataMarketplace.Fill memory f = _fill(_id(1), o);
+        f.providers[1] = provider1;
+        _settleOne(f, _sign(CONSUMER_PK, o));
+        assertEq(market.earningsOf(provider1), 5 * BID, "both entries credited");
+    }
+
+    function test_settle_exactlyAtMarginCapAndZeroSpread() public {
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        DataMarketplace.Fill memory f = _fill(_id(1), o);
+        f.bid = ASK - (ASK * MARGIN_BPS) / 10_000; // spread exactly 20 %
+        _settleOne(f, _sign(CONSUMER_PK, o));
+        assertTrue(market.isFillSettled(_id(1)), "spread at the cap settles");
+
+        o = _order(consumer, 1, ASK, 2);
+        f = _fill(_id(2), o);
+        f.bid = ASK; // zero spread
+        _settleOne(f, _sign(CONSUMER_PK, o));
+        assertTrue(market.isFillSettled(_id(2)), "zero spread settles");
+        assertEq(market.brokerEarnings(), (ASK * MARGIN_BPS) / 10_000, "only the first spread");
+    }
+
+    function test_settle_acceptedAtEqualsDeadlineAndNow() public {
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        o.deadline = block.timestamp;
+        DataMarketplace.Fill memory f = _fill(_id(1), o);
+        f.acceptedAt = uint64(block.timestamp);
+        _settleOne(f, _sign(CONSUMER_PK, o));
+        assertTrue(market.isFillSettled(_id(1)), "boundaries are inclusive");
+    }
+
+    function test_settle_lateSubmissionOfTimelyAcceptance() public {
+        // accepted before the deadline, submitted on chain after it: settles.
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        DataMarketplace.Fill memory f = _fill(_id(1), o);
+        vm.warp(o.deadline + 1 days);
+        _settleOne(f, _sign(CONSUMER_PK, o));
+        assertTrue(market.isFillSettled(_id(1)), "deadline bounds acceptance, not submission");
+    }
+
+    function test_settle_askBelowMaxPrice() public {
+        DataMarketplace.Order memory o = _order(consumer, 2, ASK + 1, 1);
+        _settleOne(_fill(_id(1), o), _sign(CONSUMER_PK, o));
+        assertEq(market.escrowOf(consumer), 1_000e18 - 2 * ASK, "pays the ask, not maxPrice");
+    }
+
+    // ------------------------------------------------------- rejection reasons
+
+    function _expectRejected(DataMarketplace.Fill memory f, bytes memory sig, uint8 reason) internal {
+        uint256 escrowBefore = market.escrowOf(f.order.consumer);
+        uint256 brokerBefore = market.brokerEarnings();
+        bool nonceBefore = market.isNonceUsed(f.order.consumer, f.order.nonce);
+        uint256[] memory earningsBefore = new uint256[](f.providers.length);
+        for (uint256 j; j < f.providers.length; ++j) {
+            earningsBefore[j] = market.earningsOf(f.providers[j]);
+        }
+        vm.recordLogs();
+        _settleOne(f, sig);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        assertEq(logs.length, 1, "exactly one event");
+        assertEq(logs[0].topics[0], FILL_REJECTED, "FillRejected");
+        assertEq(logs[0].topics[1], f.fillId, "fill id");
+        assertEq(abi.decode(logs[0].data, (uint8)), reason, "reason code");
+        assertEq(market.escrowOf(f.order.consumer), escrowBefore, "escrow untouched");
+        assertEq(market.brokerEarnings(), brokerBefore, "broker untouched");
+        assertEq(market.isNonceUsed(f.order.consumer, f.order.nonce), nonceBefore, "nonce untouched");
+        for (uint256 j; j < f.providers.length; ++j) {
+            assertEq(market.earningsOf(f.providers[j]), earningsBefore[j], "provider untouched");
+        }
+    }
+
+    function test_reject_1_fillIdUsed() public {
+        _settleValid(1, 1);
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 2);
+        DataMarketplace.Fill memory f = _fill(_id(1), o); // same id, fresh nonce
+        _expectRejected(f, _sign(CONSUMER_PK, o), 1);
+        assertEq(market.fillConsumerOf(_id(1)), consumer, "first settlement stays");
+    }
+
+    function test_reject_2_signedByAnotherKey() public {
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        _expectRejected(_fill(_id(2), o), _sign(OTHER_PK, o), 2);
+    }
+
+    function test_reject_2_signatureOverOtherOrder() public {
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        bytes memory sig = _sign(CONSUMER_PK, o);
+        o.qty = 2; // tampered after signing
+        _expectRejected(_fill(_id(2), o), sig, 2);
+    }
+
+    function test_reject_2_malformedSignatures() public {
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        bytes memory sig = _sign(CONSUMER_PK, o);
+        _expectRejected(_fill(_id(2), o), "", 2);
+        _expectRejected(_fill(_id(3), o), hex"1234", 2);
+        // 64-byte (EIP-2098 compact) form is not accepted
+        (bytes32 r, bytes32 s) = abi.decode(sig, (bytes32, bytes32));
+        _expectRejected(_fill(_id(4), o), abi.encodePacked(r, s), 2);
+        // 66 bytes
+        _expectRejected(_fill(_id(5), o), abi.encodePacked(sig, uint8(0)), 2);
+        // bad v
+        bytes memory badV = bytes.concat(sig);
+        badV[64] = bytes1(uint8(29));
+        _expectRejected(_fill(_id(6), o), badV, 2);
+        // zero r, s
+        _expectRejected(_fill(_id(7), o), abi.encodePacked(bytes32(0), bytes32(0), uint8(27)), 2);
+    }
+
+    function test_reject_2_malleableHighS() public {
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(CONSUMER_PK, market.hashOrder(o));
+        uint256 n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
+        bytes memory flipped = abi.encodePacked(r, bytes32(n - uint256(s)), v == 27 ? uint8(28) : uint8(27));
+        _expectRejected(_fill(_id(2), o), flipped, 2);
+    }
+
+    function test_reject_2_zeroConsumerWithGarbage() public {
+        DataMarketplace.Order memory o = _order(address(0), 1, ASK, 1);
+        _expectRejected(_fill(_id(2), o), abi.encodePacked(bytes32(uint256(1)), bytes32(uint256(1)), uint8(27)), 2);
+        _expectRejected(_fill(_id(3), o), "", 2);
+    }
+
+    function test_reject_3_nonceUsed() public {
+        _settleValid(1, 1);
+        DataMarketplace.Order memory o = _order(consumer, 2, ASK, 1); // other order, same nonce
+        _expectRejected(_fill(_id(2), o), _sign(CONSUMER_PK, o), 3);
+    }
+
+    function test_reject_3_nonceIsPerConsumer() public {
+        _settleValid(1, 1);
+        _fund(other, 10e18);
+        DataMarketplace.Order memory o = _order(other, 1, ASK, 1);
+        _settleOne(_fill(_id(2), o), _sign(OTHER_PK, o));
+        assertTrue(market.isFillSettled(_id(2)), "another consumer may use the same nonce");
+    }
+
+    function test_reject_4_acceptedAfterDeadline() public {
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        DataMarketplace.Fill memory f = _fill(_id(2), o);
+        vm.warp(o.deadline + 10);
+        f.acceptedAt = uint64(o.deadline + 1);
+        _expectRejected(f, _sign(CONSUMER_PK, o), 4);
+    }
+
+    function test_reject_4_acceptedInTheFuture() public {
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        DataMarketplace.Fill memory f = _fill(_id(2), o);
+        f.acceptedAt = uint64(block.timestamp + 1);
+        _expectRejected(f, _sign(CONSUMER_PK, o), 4);
+    }
+
+    function test_reject_5_askAboveMax() public {
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK - 1, 1);
+        _expectRejected(_fill(_id(2), o), _sign(CONSUMER_PK, o), 5);
+    }
+
+    function test_reject_6_bidAboveAsk() public {
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        DataMarketplace.Fill memory f = _fill(_id(2), o);
+        f.bid = ASK + 1;
+        _expectRejected(f, _sign(CONSUMER_PK, o), 6);
+    }
+
+    function test_reject_6_spreadAboveMargin() public {
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        DataMarketplace.Fill memory f = _fill(_id(2), o);
+        f.bid = ASK - (ASK * MARGIN_BPS) / 10_000 - 1; // one wei over 20 %
+        _expectRejected(f, _sign(CONSUMER_PK, o), 6);
+    }
+
+    function test_reject_6_zeroMarginNeedsBidEqualAsk() public {
+        vm.prank(owner);
+        market.setBrokerMargin(0);
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        DataMarketplace.Fill memory f = _fill(_id(2), o);
+        f.bid = ASK - 1;
+        _expectRejected(f, _sign(CONSUMER_PK, o), 6);
+    }
+
+    function test_reject_6_hugeAskDoesNotOverflow() public {
+        DataMarketplace.Order memory o = _order(consumer, 1, type(uint256).max, 1);
+        DataMarketplace.Fill memory f = _fill(_id(2), o);
+        f.ask = type(uint256).max;
+        f.bid = 0;
+        _expectRejected(f, _sign(CONSUMER_PK, o), 6);
+    }
+
+    function _badUnits(uint256 nonce, address[] memory providers, uint256[] memory units, uint256 qty) internal {
+        DataMarketplace.Order memory o = _order(consumer, qty, ASK, nonce);
+        DataMarketplace.Fill memory f = _fill(keccak256(abi.encode("bad", nonce)), o);
+        f.providers = providers;
+        f.units = units;
+        _expectRejected(f, _sign(CONSUMER_PK, o), 7);
+    }
+
+    function test_reject_7_badUnits() public {
+        address[] memory p1 = new address[](1);
+        p1[0] = provider1;
+        uint256[] memory u1 = new uint256[](1);
+        u1[0] = 0;
+        _badUnits(1, p1, u1, 0); // qty == 0
+
+        address[] memory p2 = new address[](2);
+        p2[0] = provider1;
+        p2[1] = provider2;
+        u1[0] = 3;
+        _badUnits(2, p2, u1, 3); // more providers than unit counts
+        _badUnits(3, p1, new uint256[](2), 3); // more unit counts than providers
+        _badUnits(4, new address[](0), new uint256[](0), 3); // no providers
+
+        uint256[] memory u2 = new uint256[](2);
+        u2[0] = 1;
+        u2[1] = 2;
+        p2[1] = address(0);
+        _badUnits(5, p2, u2, 3); // zero provider
+        p2[1] = provider2;
+        _badUnits(6, p2, u2, 4); // sum < qty
+        _badUnits(7, p2, u2, 2); // sum > qty
+        u2[0] = type(uint256).max;
+        u2[1] = 4;
+        _badUnits(8, p2, u2, 3); // sum would overflow
+    }
+
+    function test_reject_8_insufficientEscrow() public {
+        uint256 qty = 1_000e18 / ASK + 1;
+        DataMarketplace.Order memory o = _order(consumer, qty, ASK, 1);
+        _expectRejected(_fill(_id(2), o), _sign(CONSUMER_PK, o), 8);
+    }
+
+    function test_reject_8_costOverflow() public {
+        uint256 qty = 2;
+        DataMarketplace.Order memory o = _order(consumer, qty, type(uint256).max, 1);
+        DataMarketplace.Fill memory f = _fill(_id(2), o);
+        f.ask = type(uint256).max / 2 + 1;
+        f.bid = f.ask;
+        _expectRejected(f, _sign(CONSUMER_PK, o), 8);
+    }
+
+    function test_reject_8_escrowSpentEarlierInSameBatch() public {
+        // escrow 1000e18 covers two fills of 250 units at 2e18, not a third.
+        DataMarketplace.Fill[] memory fills = new DataMarketplace.Fill[](3);
+        bytes[] memory sigs = new bytes[](3);
+        for (uint256 i; i < 3; ++i) {
+            DataMarketplace.Order memory o = _order(consumer, 250, ASK, i);
+            fills[i] = _fill(_id(10 + i), o);
+            sigs[i] = _sign(CONSUMER_PK, o);
+        }
+        vm.expectEmit(address(market));
+        emit DataMarketplace.FillRejected(_id(12), 8);
+        _settle(fills, sigs);
+        assertTrue(market.isFillSettled(_id(10)) && market.isFillSettled(_id(11)), "first two settle");
+        assertFalse(market.isFillSettled(_id(12)), "third rejected");
+        assertEq(market.escrowOf(consumer), 0, "escrow exhausted exactly");
+    }
+
+    function test_reject_sameFillIdTwiceInOneBatch() public {
+        DataMarketplace.Fill[] memory fills = new DataMarketplace.Fill[](2);
+        bytes[] memory sigs = new bytes[](2);
+        DataMarketplace.Order memory o1 = _order(consumer, 1, ASK, 1);
+        DataMarketplace.Order memory o2 = _order(consumer, 1, ASK, 2);
+        fills[0] = _fill(_id(1), o1);
+        fills[1] = _fill(_id(1), o2);
+        sigs[0] = _sign(CONSUMER_PK, o1);
+        sigs[1] = _sign(CONSUMER_PK, o2);
+        vm.expectEmit(address(market));
+        emit DataMarketplace.FillRejected(_id(1), 1);
+        _settle(fills, sigs);
+        assertFalse(market.isNonceUsed(consumer, 2), "second order's nonce stays free");
+    }
+
+    function test_reject_checkOrder() public {
+        // A fill failing every check reports the first one; fixing them one by one walks
+        // through the reason codes in order.
+        _settleValid(1, 1);
+        DataMarketplace.Order memory o = _order(consumer, 0, ASK - 1, 1); // nonce 1 used
+        o.deadline = block.timestamp - 1;
+        DataMarketplace.Fill memory f = _fill(_id(1), o); // id used
+        f.ask = ASK;
+        f.bid = ASK + 1;
+        f.acceptedAt = uint64(block.timestamp);
+        bytes memory sig = _sign(OTHER_PK, o); // wrong signer
+        _expectRejected(f, sig, 1);
+        f.fillId = _id(99);
+        _expectRejected(f, sig, 2);
+        sig = _sign(CONSUMER_PK, o);
+        _expectRejected(f, sig, 3);
+        o.nonce = 2;
+        f.order = o;
+        sig = _sign(CONSUMER_PK, o);
+        _expectRejected(f, sig, 4);
+        o.deadline = block.timestamp;
+        f.order = o;
+        sig = _sign(CONSUMER_PK, o);
+        _expectRejected(f, sig, 5);
+        o.maxPrice = ASK;
+        f.order = o;
+        sig = _sign(CONSUMER_PK, o);
+        _expectRejected(f, sig, 6);
+        f.bid = BID;
+        _expectRejected(f, sig, 7);
+        o.qty = 1_000_000;
+        f.order = o;
+        f.units[0] = 1_000_000;
+        sig = _sign(CONSUMER_PK, o);
+        _expectRejected(f, sig, 8);
+        o.qty = 1;
+        f.order = o;
+        f.units[0] = 1;
+        _settleOne(f, _sign(CONSUMER_PK, o));
+        assertTrue(market.isFillSettled(_id(99)), "all fixed: settles");
+    }
+
+    // -------------------------------------------------------- mixed batches
+
+    function test_mixedBatch_validSettleInvalidLeaveNoTrace() public {
+        _fund(other, 100e18);
+        DataMarketplace.Fill[] memory fills = new DataMarketplace.Fill[](6);
+        bytes[] memory sigs = new bytes[](6);
+        DataMarketplace.Order memory o;
+
+        o = _order(consumer, 3, ASK, 1); // valid
+        fills[0] = _fill(_id(1), o);
+        sigs[0] = _sign(CONSUMER_PK, o);
+
+        o = _order(consumer, 2, ASK, 2); // bad signature
+        fills[1] = _fill(_id(2), o);
+        sigs[1] = _sign(OTHER_PK, o);
+
+        o = _order(other, 4, ASK, 1); // valid, other consumer
+        fills[2] = _fill(_id(3), o);
+        sigs[2] = _sign(OTHER_PK, o);
+
+        o = _order(other, 1_000, ASK, 2); // insufficient escrow
+        fills[3] = _fill(_id(4), o);
+        sigs[3] = _sign(OTHER_PK, o);
+
+        o = _order(consumer, 1, ASK - 1, 3); // ask above max
+        fills[4] = _fill(_id(5), o);
+        sigs[4] = _sign(CONSUMER_PK, o);
+
+        o = _order(consumer, 5, ASK, 4); // valid
+        fills[5] = _fill(_id(6), o);
+        sigs[5] = _sign(CONSUMER_PK, o);
+
+        vm.recordLogs();
+        _settle(fills, sigs);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+
+        uint256 settled;
+        uint256 rejected;
+        for (uint256 i; i < logs.length; ++i) {
+            if (logs[i].topics[0] == FILL_SETTLED) ++settled;
+            if (logs[i].topics[0] == FILL_REJECTED) {
+                ++rejected;
+                bytes32 id = logs[i].topics[1];
+                uint8 reason = abi.decode(logs[i].data, (uint8));
+                assertTrue(
+                    (id == _id(2) && reason == 2) || (id == _id(4) && reason == 8) || (id == _id(5) && reason == 5),
+                    "expected rejection"
+                );
+            }
+        }
+        assertEq(settled, 3, "three settled");
+        assertEq(rejected, 3, "three rejected");
+
+        bytes32[] memory ids = new bytes32[](6);
+        for (uint256 i; i < 6; ++i) {
+            ids[i] = _id(i + 1);
+        }
+        bool[] memory status = market.settledFills(ids);
+        bool[6] memory expected = [true, false, true, false, false, true];
+        for (uint256 i; i < 6; ++i) {
+            assertEq(status[i], expected[i], "settledFills");
+        }
+        assertFalse(market.isNonceUsed(consumer, 2), "rejected nonce free");
+        assertFalse(market.isNonceUsed(consumer, 3), "rejected nonce free");
+        assertFalse(market.isNonceUsed(other, 2), "rejected nonce free");
+        assertEq(market.escrowOf(consumer), 1_000e18 - 8 * ASK, "consumer pays valid fills only");
+        assertEq(market.escrowOf(other), 100e18 - 4 * ASK, "other pays valid fill only");
+        assertEq(market.accessOf(consumer, MARKET), 8, "consumer access");
+        assertEq(market.accessOf(other, MARKET), 4, "other access");
+        assertEq(market.brokerEarnings(), 12 * (ASK - BID), "spread of valid fills");
+        assertEq(
+            market.earningsOf(provider1) + market.earningsOf(provider2), 12 * BID, "providers credited valid units"
+        );
+    }
+
+    // ---------------------------------------------------- whole-batch reverts
+
+    function test_revert_notBroker() public {
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        bytes[] memory sigs = _one(_sign(CONSUMER_PK, o));
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(DataMarketplace.NotBroker.selector, owner));
+        market.settleBatch(_one(_fill(_id(1), o)), sigs);
+    }
+
+    function test_revert_paused() public {
+        vm.prank(owner);
+        market.setPaused(true);
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        bytes[] memory sigs = _one(_sign(CONSUMER_PK, o));
+        vm.prank(broker);
+        vm.expectRevert(DataMarketplace.MarketPaused.selector);
+        market.settleBatch(_one(_fill(_id(1), o)), sigs);
+    }
+
+    function test_revert_lengthMismatch() public {
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        vm.prank(broker);
+        vm.expectRevert(abi.encodeWithSelector(DataMarketplace.LengthMismatch.selector, 1, 0));
+        market.settleBatch(_one(_fill(_id(1), o)), new bytes[](0));
+    }
+
+    function test_revert_emptyBatch() public {
+        vm.prank(broker);
+        vm.expectRevert(DataMarketplace.EmptyBatch.selector);
+        market.settleBatch(new DataMarketplace.Fill[](0), new bytes[](0));
+    }
+
+    function test_revert_batchTooLarge() public {
+        uint256 n = market.MAX_BATCH() + 1;
+        vm.prank(broker);
+        vm.expectRevert(abi.encodeWithSelector(DataMarketplace.BatchTooLarge.selector, n, n - 1));
+        market.settleBatch(new DataMarketplace.Fill[](n), new bytes[](n));
+    }
+
+    function test_maxBatchIsAccepted() public {
+        uint256 n = market.MAX_BATCH();
+        vm.recordLogs();
+        _settle(new DataMarketplace.Fill[](n), new bytes[](n)); // all bad signatures
+        assertEq(vm.getRecordedLogs().length, n, "one rejection per fill");
+    }
+
+    // ------------------------------------------------------------------ fuzz
+
+    /// Reference model of one fill's outcome against the contract's.
+    function testFuzz_settle_matchesModel(
+        uint256 qty,
+        uint256 ask,
+        uint256 bid,
+        uint16 marginBps,
+        uint256 escrow,
+        uint256 split1,
+        uint256 split2
+    ) public {
+        marginBps = uint16(bound(marginBps, 0, 5000));
+        qty = bound(qty, 1, 1e9);
+        ask = bound(ask, 0, 1e24);
+        bid = bound(bid, 0, ask + 1);
+        escrow = bound(escrow, 1, 1e26);
+        vm.prank(owner);
+        market.setBrokerMargin(marginBps);
+        _fund(other, escrow);
+
+        DataMarketplace.Order memory o = _order(other, qty, ask, 1);
+        DataMarketplace.Fill memory f = _fill(_id(1), o);
+        f.ask = ask;
+        f.bid = bid;
+        f.providers = new address[](3);
+        f.units = new uint256[](3);
+        f.providers[0] = provider1;
+        f.providers[1] = provider2;
+        f.providers[2] = provider3;
+        f.units[0] = bound(split1, 0, qty);
+        f.units[1] = bound(split2, 0, qty - f.units[0]);
+        f.units[2] = qty - f.units[0] - f.units[1];
+
+        uint8 expected;
+        if (bid > ask || (ask - bid) * 10_000 > ask * marginBps) expected = 6;
+        else if (qty * ask > escrow) expected = 8;
+
+        vm.recordLogs();
+        _settleOne(f, _sign(OTHER_PK, o));
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        if (expected != 0) {
+            assertEq(logs.length, 1, "one rejection");
+            assertEq(abi.decode(logs[0].data, (uint8)), expected, "reason");
+            assertEq(market.escrowOf(other), escrow, "escrow untouched");
+        } else {
+            assertTrue(market.isFillSettled(_id(1)), "settled");
+            assertEq(market.escrowOf(other), escrow - qty * ask, "debit");
+            assertEq(market.earningsOf(provider1), f.units[0] * bid, "p1");
+            assertEq(market.earningsOf(provider2), f.units[1] * bid, "p2");
+            assertEq(market.earningsOf(provider3), f.units[2] * bid, "p3");
+            assertEq(market.brokerEarnings(), qty * (ask - bid), "spread");
+            assertEq(
+                qty * ask,
+                market.earningsOf(provider1) + market.earningsOf(provider2) + market.earningsOf(provider3)
+                    + market.brokerEarnings(),
+                "conservation"
+            );
+            assertEq(market.accessOf(other, MARKET), qty, "access");
+        }
+        assertEq(
+            token.balanceOf(address(market)),
+            market.escrowOf(consumer) + market.escrowOf(other) + market.earningsOf(provider1)
+                + market.earningsOf(provider2) + market.earningsOf(provider3) + market.brokerEarnings(),
+            "balance = escrows + earnings + broker"
+        );
+    }
+
+    /// Arbitrary (even absurd) fill values never revert the batch, and a good fill
+    /// alongside them still settles.
+    function testFuzz_settle_neverRevertsOnFillData(
+        uint256 qty,
+        uint256 ask,
+        uint256 bid,
+        uint256 u0,
+        uint256 u1,
+        uint64 acceptedAt,
+        uint256 maxPrice
+    ) public {
+        DataMarketplace.Order memory o = _order(consumer, qty, maxPrice, 1);
+        DataMarketplace.Fill memory f = _fill(_id(1), o);
+        f.ask = ask;
+        f.bid = bid;
+        f.acceptedAt = acceptedAt;
+        f.units = new uint256[](2);
+        f.units[0] = u0;
+        f.units[1] = u1;
+        f.providers = new address[](2);
+        f.providers[0] = provider1;
+        f.providers[1] = provider2;
+
+        // the good fill is another consumer's, so whatever the first one does to
+        // `consumer`'s escrow cannot affect it
+        _fund(other, 10e18);
+        DataMarketplace.Order memory good = _order(other, 1, ASK, 1);
+        DataMarketplace.Fill[] memory fills = new DataMarketplace.Fill[](2);
+        bytes[] memory sigs = new bytes[](2);
+        fills[0] = f;
+        sigs[0] = _sign(CONSUMER_PK, o);
+        fills[1] = _fill(_id(2), good);
+        sigs[1] = _sign(OTHER_PK, good);
+        _settle(fills, sigs);
+        assertTrue(market.isFillSettled(_id(2)), "good fill settles next to anything");
+        assertEq(
+            token.balanceOf(address(market)),
+            market.escrowOf(consumer) + market.escrowOf(other) + market.earningsOf(provider1) + market.earningsOf(provider2)
+                + market.brokerEarnings(),
+            "balance = escrows + earnings + broker"
+        );
+    }
+
+    /// A split of qty over up to 8 providers credits each exactly units*bid.
+    function testFuzz_settle_unitSplits(uint256 qty, uint8 nProviders, uint256 seed) public {
+        qty = bound(qty, 1, 400);
+        uint256 n = bound(nProviders, 1, 8);
+        DataMarketplace.Order memory o = _order(consumer, qty, ASK, 1);
+        DataMarketplace.Fill memory f = _fill(_id(1), o);
+        f.providers = new address[](n);
+        f.units = new uint256[](n);
+        uint256 left = qty;
+        for (uint256 j; j < n; ++j) {
+            f.providers[j] = address(uint160(0x5000 + j));
+            f.units[j] = j == n - 1 ? left : bound(uint256(keccak256(abi.encode(seed, j))), 0, left);
+            left -= f.units[j];
+        }
+        _settleOne(f, _sign(CONSUMER_PK, o));
+        assertTrue(market.isFillSettled(_id(1)), "settled");
+        uint256 credited;
+        for (uint256 j; j < n; ++j) {
+            assertEq(market.earningsOf(f.providers[j]), f.units[j] * BID, "provider credit");
+            credited += market.earningsOf(f.providers[j]);
+        }
+        assertEq(credited + market.brokerEarnings(), qty * ASK, "conservation");
+    }
+}

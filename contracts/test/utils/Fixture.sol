@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.30;
+
+import {Test} from "./Test.sol";
+import {PAT} from "../../src/PAT.sol";
+import {DataMarketplace} from "../../src/DataMarketplace.sol";
+import {ERC1967Proxy} from "@openzeppelin/contracts/proxy/ERC1967/ERC1967Proxy.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+
+/// @dev A deployed market (PAT + implementation + ERC1967 proxy) with a funded consumer,
+///      and helpers to build, sign and settle fills.
+abstract contract Fixture is Test {
+    PAT internal token;
+    DataMarketplace internal impl;
+    DataMarketplace internal market;
+
+    address internal owner = address(0x0E1);
+    address internal broker = address(0xB20);
+    address internal brokerWallet = address(0xB3A);
+    address internal usersPool = address(0x9001);
+
+    uint256 internal constant CONSUMER_PK = 0xC0FFEE;
+    address internal consumer;
+    uint256 internal constant OTHER_PK = 0xBEEF;
+    address internal other;
+
+    address internal provider1 = address(0x1001);
+    address internal provider2 = address(0x1002);
+    address internal provider3 = address(0x1003);
+
+    uint16 internal constant MARGIN_BPS = 2000; // 20 %
+    uint256 internal constant SUPPLY = 1_000_000_000e18;
+    uint256 internal constant START = 1_767_000_000;
+    bytes32 internal constant MARKET = keccak256("PURCHASE_INTENT|7D|0.70-0.85");
+
+    uint256 internal constant ASK = 2e18;
+    uint256 internal constant BID = 1.7e18; // spread 15 % < 20 %
+
+    function setUp() public virtual {
+        vm.warp(START);
+        consumer = vm.addr(CONSUMER_PK);
+        other = vm.addr(OTHER_PK);
+        token = new PAT(address(this), SUPPLY);
+        impl = new DataMarketplace();
+        market = DataMarketplace(address(new ERC1967Proxy(address(impl), _initCall(owner, IERC20(address(token)), MARGIN_BPS))));
+        vm.label(address(market), "marketplace");
+        vm.label(consumer, "consumer");
+        _fund(consumer, 1_000e18);
+    }
+
+    function _initCall(address owner_, IERC20 pat_, uint16 bps) internal view returns (bytes memory) {
+        return abi.encodeCall(DataMarketplace.initialize, (owner_, pat_, broker, brokerWallet, usersPool, bps));
+    }
+
+    /// Gives `who` `amount` PAT and deposits it into escrow.
+    function _fund(address who, uint256 amount) internal {
+        token.transfer(who, amount);
+        vm.startPrank(who);
+        token.approve(address(market), amount);
+        market.deposit(amount);
+        vm.stopPrank();
+    }
+
+    function _order(address who, uint256 qty, uint256 maxPrice, uint256 nonce)
+        internal
+        view
+        returns (DataMarketplace.Order memory)
+    {
+        return DataMarketplace.Order({
+            consumer: who, market: MARKET, qty: qty, maxPrice: maxPrice, nonce: nonce, deadline: block.timestamp + 3600
+        });
+    }
+
+    function _sign(uint256 pk, DataMarketplace.Order memory o) internal view returns (bytes memory) {
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(pk, market.hashOrder(o));
+        return abi.encodePacked(r, s, v);
+    }
+
+    /// A valid fill of `qty` units from provider1 (and provider2 if qty > 1), at ASK/BID.
+    function _fill(bytes32 id, DataMarketplace.Order memory o) internal view returns (DataMarketplace.Fill memory f) {
+        address[] memory providers;
+        uint256[] memory units;
+        if (o.qty > 1) {
+            providers = new address[](2);
+            units = new uint256[](2);
+            providers[0] = provider1;
+            providers[1] = provider2;
+            units[0] = o.qty / 2;
+            units[1] = o.qty - o.qty / 2;
+        } else {
+            providers = new address[](1);
+            units = new uint256[](1);
+            providers[0] = provider1;
+            units[0] = o.qty;
+        }
+        f = DataMarketplace.Fill({
+            fillId: id, order: o, ask: ASK, bid: BID, acceptedAt: uint64(block.timestamp), providers: providers, units: units
+        });
+    }
+
+    function _one(DataMarketplace.Fill memory f) internal pure returns (DataMarketplace.Fill[] memory fills) {
+        fills = new DataMarketplace.Fill[](1);
+        fills[0] = f;
+    }
+
+    function _one(bytes memory sig) internal pure returns (bytes[] memory sigs) {
+        sigs = new bytes[](1);
+        sigs[0] = sig;
+    }
+
+    function _settle(DataMarketplace.Fill[] memory fills, bytes[] memory sigs) internal {
+        vm.prank(broker);
+        market.settleBatch(fills, sigs);
+    }
+
+    function _settleOne(DataMarketplace.Fill memory f, bytes memory sig) internal {
+        _settle(_one(f), _one(sig));
+    }
+
+    /// Settles one valid fill of `qty` units for `consumer` with `nonce`; returns its id.
+    function _settleValid(uint256 qty, uint256 nonce) internal returns (bytes32 id) {
+        id = keccak256(abi.encode("fill", nonce));
+        DataMarketplace.Order memory o = _order(consumer, qty, ASK, nonce);
+        _settleOne(_fill(id, o), _sign(CONSUMER_PK, o));
+    }
+
+    function _id(uint256 i) internal pure returns (bytes32) {
+        return keccak256(abi.encode("fill", i));
+    }
+}
