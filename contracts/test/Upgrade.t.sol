@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.30;
+
+import {Fixture} from "./utils/Fixture.sol";
+import {DataMarketplace} from "../src/DataMarketplace.sol";
+import {DataMarketplaceV2, NotUUPS} from "./mocks/DataMarketplaceV2.sol";
+import {OwnableUpgradeable} from "@openzeppelin/contracts-upgradeable/access/OwnableUpgradeable.sol";
+import {UUPSUpgradeable} from "@openzeppelin/contracts-upgradeable/proxy/utils/UUPSUpgradeable.sol";
+import {Initializable} from "@openzeppelin/contracts-upgradeable/proxy/utils/Initializable.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {ERC1967Utils} from "@openzeppelin/contracts/proxy/ERC1967/ERC1967Utils.sol";
+import {IERC1967} from "@openzeppelin/contracts/interfaces/IERC1967.sol";
+
+contract UpgradeTest is Fixture {
+    bytes32 constant IMPLEMENTATION_SLOT = 0x360894a13ba1a3210667c828492db98dca3e2076cc3735a920a3ca505d382bbc;
+
+    function _implementation() internal view returns (address) {
+        return address(uint160(uint256(vm.load(address(market), IMPLEMENTATION_SLOT))));
+    }
+
+    function test_upgrade_keepsAllState() public {
+        // build up state of every kind
+        _settleValid(3, 1);
+        _fund(other, 50e18);
+        vm.prank(consumer);
+        market.requestWithdrawal(10e18);
+        vm.startPrank(owner);
+        market.setBrokerMargin(3000);
+        market.advancePhase(2);
+        market.setWithdrawalDelay(7200);
+        market.transferOwnership(other); // pending, not accepted
+        vm.stopPrank();
+        bytes32 domainBefore = market.domainSeparator();
+        (uint256 pendingAmount, uint64 pendingReady) = market.pendingWithdrawalOf(consumer);
+
+        DataMarketplaceV2 v2 = new DataMarketplaceV2();
+        vm.expectEmit(address(market));
+        emit IERC1967.Upgraded(address(v2));
+        vm.prank(owner);
+        market.upgradeToAndCall(address(v2), abi.encodeCall(DataMarketplaceV2.initializeV2, (42)));
+
+        DataMarketplaceV2 upgraded = DataMarketplaceV2(address(market));
+        assertEq(_implementation(), address(v2), "implementation slot");
+        assertEq(upgraded.version(), 2, "new code");
+        assertEq(upgraded.answer(), 42, "new state initialized");
+
+        assertEq(upgraded.owner(), owner, "owner");
+        assertEq(upgraded.pendingOwner(), other, "pending owner");
+        assertEq(address(upgraded.pat()), address(token), "pat");
+        assertEq(upgraded.broker(), broker, "broker");
+        assertEq(upgraded.brokerWallet(), brokerWallet, "broker wallet");
+        assertEq(upgraded.usersPoolWallet(), usersPool, "users pool");
+        assertEq(upgraded.brokerMarginBps(), 3000, "margin");
+        assertEq(upgraded.phase(), 2, "phase");
+        assertEq(upgraded.withdrawalDelay(), 7200, "delay");
+        assertEq(upgraded.escrowOf(consumer), 1_000e18 - 3 * ASK, "escrow");
+        assertEq(upgraded.escrowOf(other), 50e18, "other escrow");
+        (uint256 a, uint64 r) = upgraded.pendingWithdrawalOf(consumer);
+        assertEq(a, pendingAmount, "pending withdrawal amount");
+        assertEq(r, pendingReady, "pending withdrawal time");
+        assertEq(upgraded.earningsOf(provider1), BID, "earnings p1");
+        assertEq(upgraded.earningsOf(provider2), 2 * BID, "earnings p2");
+        assertEq(upgraded.brokerEarnings(), 3 * (ASK - BID), "broker earnings");
+        assertTrue(upgraded.isFillSettled(_id(1)), "settled fill");
+        assertEq(upgraded.fillConsumerOf(_id(1)), consumer, "fill consumer");
+        assertTrue(upgraded.isNonceUsed(consumer, 1), "nonce");
+        assertEq(upgraded.accessOf(consumer, MARKET), 3, "access");
+        assertEq(upgraded.domainSeparator(), domainBefore, "EIP-712 domain unchanged: old signatures stay valid");
+
+        // and it keeps working: a replayed fill is still rejected, a new one settles
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        vm.expectEmit(address(market));
+        emit DataMarketplace.FillRejected(_id(1), 1);
+        _settleOne(_fill(_id(1), o), _sign(CONSUMER_PK, o));
+        _settleValid(1, 2);
+        assertTrue(upgraded.isFillSettled(_id(2)), "settles after upgrade");
+
+        vm.expectRevert(Initializable.InvalidInitialization.selector);
+        upgraded.initializeV2(7);
+    }
+
+    function test_upgrade_revert_notOwner() public {
+        DataMarketplaceV2 v2 = new DataMarketplaceV2();
+        vm.prank(broker);
+        vm.expectRevert(abi.encodeWithSelector(OwnableUpgradeable.OwnableUnauthorizedAccount.selector, broker));
+        market.upgradeToAndCall(address(v2), "");
+        assertEq(_implementation(), address(impl), "unchanged");
+    }
+
+    function test_upgrade_revert_notUUPS() public {
+        NotUUPS bad = new NotUUPS();
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(ERC1967Utils.ERC1967InvalidImplementation.selector, address(bad)));
+        market.upgradeToAndCall(address(bad), "");
+    }
+
+    function test_upgrade_revert_directlyOnImplementation() public {
+        DataMarketplaceV2 v2 = new DataMarketplaceV2();
+        vm.prank(owner);
+        vm.expectRevert(UUPSUpgradeable.UUPSUnauthorizedCallContext.selector);
+        impl.upgradeToAndCall(address(v2), "");
+    }
+
+    function test_implementation_cannotBeInitialized() public {
+        vm.expectRevert(Initializable.InvalidInitialization.selector);
+        impl.initialize(address(this), IERC20(address(token)), broker, brokerWallet, usersPool, 0);
+        assertEq(impl.owner(), address(0), "implementation stays ownerless");
+    }
+
+    function test_proxiableUUID() public view {
+        assertEq(impl.proxiableUUID(), IMPLEMENTATION_SLOT, "ERC-1822 slot");
+    }
+}

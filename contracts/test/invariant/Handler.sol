@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.30;
+
+import {Test, Vm} from "../utils/Test.sol";
+import {PAT} from "../../src/PAT.sol";
+import {DataMarketplace} from "../../src/DataMarketplace.sol";
+
+/// @dev Drives the marketplace with random but bounded actions (deposits, withdrawal
+///      requests and payouts, batches of good and bad fills, earnings payouts, pause,
+///      time), keeps a simple reference model of every balance, checks each batch's
+///      per-fill outcome against the model, and counts money flows in ghost variables.
+///      No action reverts (the suite runs with fail_on_revert).
+contract Handler is Test {
+    DataMarketplace public immutable market;
+    PAT public immutable token;
+    address public immutable broker;
+    address public immutable owner;
+
+    uint256 public constant N_CONSUMERS = 3;
+    uint256 public constant N_PROVIDERS = 4;
+    uint256[N_CONSUMERS] internal consumerPks = [uint256(0xC1), 0xC2, 0xC3];
+    address[N_CONSUMERS] public consumers;
+    address[N_PROVIDERS] public providers = [address(0xA1), address(0xA2), address(0xA3), address(0xA4)];
+
+    // --- reference model
+    mapping(address => uint256) public modelEscrow;
+    mapping(address => uint256) public modelEarnings;
+    uint256 public modelBroker;
+    mapping(bytes32 => bool) internal modelSettled;
+    mapping(address => mapping(uint256 => bool)) internal modelNonceUsed;
+    bool internal modelPaused;
+
+    // --- ghosts
+    uint256 public ghostDeposited;
+    uint256 public ghostWithdrawn;
+    uint256 public ghostDebited;
+    uint256 public ghostProviderCredited;
+    uint256 public ghostSpread;
+    uint256 public ghostEarningsPaid;
+    uint256 public ghostBrokerPaid;
+    uint256 public ghostDoubleSettlements;
+    uint256 public ghostFillsSettled;
+    uint256 public ghostFillsRejected;
+    mapping(uint8 => uint256) public ghostRejectedByReason;
+    mapping(bytes32 => uint256) internal settleCount;
+    mapping(address => mapping(uint256 => uint256)) internal nonceSettleCount;
+    bytes32[] internal settledIds;
+    uint256 internal idCounter;
+    mapping(address => uint256) internal nextNonce;
+    mapping(address => uint256[]) internal usedNonces;
+
+    bytes32 constant FILL_SETTLED = keccak256("FillSettled(bytes32,address,bytes32,uint256,uint256,uint256)");
+    bytes32 constant FILL_REJECTED = keccak256("FillRejected(bytes32,uint8)");
+    bytes32 constant PROVIDER_CREDITED = keccak256("ProviderCredited(bytes32,address,uint256,uint256)");
+
+    constructor(DataMarketplace market_, PAT token_, address broker_, address owner_) {
+        market = market_;
+        token = token_;
+        broker = broker_;
+        owner = owner_;
+        for (uint256 i; i < N_CONSUMERS; ++i) {
+            consumers[i] = vm.addr(consumerPks[i]);
+        }
+    }
+
+    // ------------------------------------------------------------------ escrow
+
+    function deposit(uint256 who, uint256 amount) external {
+        address c = consumers[who % N_CONSUMERS];
+        amount = bound(amount, 1, 1e22);
+        token.transfer(c, amount);
+        vm.startPrank(c);
+        token.approve(address(market), amount);
+        if (modelPaused) {
+            vm.expectRevert(DataMarketplace.MarketPaused.selector);
+            market.deposit(amount);
+            vm.stopPrank();
+            return;
+        }
+        market.deposit(amount);
+        vm.stopPrank();
+        modelEscrow[c] += amount;
+        ghostDeposited += amount;
+    }
+
+    function requestWithdrawal(uint256 who, uint256 amount) external {
+        address c = consumers[who % N_CONSUMERS];
+        uint256 escrow = modelEscrow[c];
+        if (escrow == 0) return;
+        vm.prank(c);
+        market.requestWithdrawal(bound(amount, 1, escrow));
+    }
+
+    function withdraw(uint256 who) external {
+        address c = consumers[who % N_CONSUMERS];
+        (uint256 requested, uint64 readyAt) = market.pendingWithdrawalOf(c);
+        if (readyAt == 0) return;
+        if (block.timestamp < readyAt) vm.warp(readyAt);
+        uint256 before = token.balanceOf(c);
+        vm.prank(c);
+        market.withdraw();
+        uint256 paid = token.balanceOf(c) - before;
+        uint256 expected = requested < modelEscrow[c] ? requested : modelEscrow[c];
+        vm.assertEq(paid, expected, "withdraw pays min(requested, escrow)");
+        modelEscrow[c] -= paid;
+        ghostWithdrawn += paid;
+    }
+
+    // ---------------------------------------------------------------- earnings
+
+    function withdrawEarnings(uint256 who) external {
+        address p = providers[who % N_PROVIDERS];
+        uint256 amount = modelEarnings[p];
+        if (amount == 0) return;
+        vm.prank(p);
+        market.withdrawEarnings();
+        modelEarnings[p] = 0;
+        ghostEarningsPaid += amount;
+    }
+
+    function withdrawBrokerEarnings() external {
+        if (modelBroker == 0) return;
+        vm.prank(broker);
+        market.withdrawBrokerEarnings();
+        ghostBrokerPaid += modelBroker;
+        modelBroker = 0;
+    }
+
+    // ------------------------------------------------------------ environment
+
+    function warp(uint256 secs) external {
+        vm.warp(block.timestamp + bound(secs, 0, 2 hours));
+    }
+
+    function togglePause(uint256 seed) external {
+        if (seed % 4 != 0) return; // keep the market mostly open
+        modelPaused = !modelPaused;
+        vm.prank(owner);
+        market.setPaused(modelPaused);
+    }
+
+    // -------------------------------------------------------------- settlement
+
+    struct Draft {
+        uint256 rnd;
+        uint256 consumerIdx;
+        uint256 nProviders;
+    }
+
+    function settle(uint256 seed, uint256 count) external {
+        uint256 n = bound(count, 1, 5);
+        DataMarketplace.Fill[] memory fills = new DataMarketplace.Fill[](n);
+        bytes[] memory sigs = new bytes[](n);
+        uint8[] memory expected = new uint8[](n);
+        for (uint256 i; i < n; ++i) {
+            (fills[i], sigs[i]) = _draft(uint256(keccak256(abi.encode(seed, i))));
+        }
+
+        if (modelPaused) {
+            vm.prank(broker);
+            vm.expectRevert(DataMarketplace.MarketPaused.selector);
+            market.settleBatch(fills, sigs);
+            return;
+        }
+
+        // The model decides each outcome in order, applying the earlier fills' effects.
+        for (uint256 i; i < n; ++i) {
+            expected[i] = _modelApply(fills[i], sigs[i]);
+        }
+
+        vm.recordLogs();
+        vm.prank(broker);
+        market.settleBatch(fills, sigs);
+        _checkLogs(fills, expected, vm.getRecordedLogs());
+    }
+
+    function _draft(uint256 rnd) internal returns (DataMarketplace.Fill memory f, bytes memory sig) {
+        uint256 ci = rnd % N_CONSUMERS;
+        address c = consumers[ci];
+
+        DataMarketplace.Order memory o;
+        o.consumer = c;
+        o.market = bytes32(uint256(1 + (rnd >> 4) % 3));
+        o.qty = 1 + (rnd >> 8) % 20;
+        // mostly a fresh nonce, sometimes one of this consumer's settled nonces again
+        uint256[] storage used = usedNonces[c];
+        if ((rnd >> 16) % 8 == 0 && used.length > 0) o.nonce = used[(rnd >> 20) % used.length];
+        else o.nonce = nextNonce[c]++;
+        o.deadline = (rnd >> 28) % 12 == 0 ? block.timestamp - 1 : block.timestamp + 100;
+
+        f.ask = (rnd >> 32) % 3e18;
+        // within the 20 % cap, except one time in eight (up to 60 %)
+        uint256 spreadBps = (rnd >> 96) % ((rnd >> 92) % 8 == 0 ? 6000 : 2001);
+        f.bid = f.ask - (f.ask * spreadBps) / 10_000;
+        if ((rnd >> 110) % 25 == 0) f.bid = f.ask + 1;
+        o.maxPrice = (rnd >> 116) % 8 == 0 && f.ask > 0 ? f.ask - 1 : f.ask + (rnd >> 120) % 1e18;
+        f.acceptedAt = uint64((rnd >> 180) % 15 == 0 ? block.timestamp + 1 : block.timestamp);
+
+        // mostly a fresh id, sometimes a replay of a settled one
+        if ((rnd >> 150) % 8 == 0 && settledIds.length > 0) f.fillId = settledIds[(rnd >> 154) % settledIds.length];
+        else f.fillId = keccak256(abi.encode("inv", idCounter++));
+
+        uint256 m = 1 + (rnd >> 170) % 3;
+        f.providers = new address[](m);
+        f.units = new uint256[](m);
+        uint256 left = o.qty;
+        for (uint256 j; j < m; ++j) {
+            f.providers[j] = providers[(rnd >> (200 + 8 * j)) % N_PROVIDERS];
+            f.units[j] = j == m - 1 ? left : (rnd >> (176 + 4 * j)) % (left + 1);
+            left -= f.units[j];
+        }
+        if ((rnd >> 230) % 15 == 0) f.units[0] += 1; // sum != qty
+        f.order = o;
+
+        uint256 pk = (rnd >> 240) % 12 == 0 ? consumerPks[(ci + 1) % N_CONSUMERS] : consumerPks[ci];
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(pk, market.hashOrder(o));
+        sig = abi.encodePacked(r, s, v);
+    }
+
+    /// Reference model of one fill: the reason it is rejected with, or 0 after applying it.
+    function _modelApply(DataMarketplace.Fill memory f, bytes memory sig) internal returns (uint8) {
+        DataMarketplace.Order memory o = f.order;
+        if (modelSettled[f.fillId]) return 1;
+        if (ecrecover(market.hashOrder(o), uint8(sig[64]), bytes32(_word(sig, 0)), bytes32(_word(sig, 32))) != o.consumer) {
+            return 2;
+        }
+        if (modelNonceUsed[o.consumer][o.nonce]) return 3;
+        if (f.acceptedAt > o.deadline || f.acceptedAt > block.timestamp) return 4;
+        if (f.ask > o.maxPrice) return 5;
+        if (f.bid > f.ask || (f.ask - f.bid) * 10_000 > f.ask * market.brokerMarginBps()) return 6;
+        uint256 sum;
+        for (uint256 j; j < f.units.length; ++j) {
+            sum += f.units[j];
+        }
+        if (sum != o.qty) return 7;
+        uint256 cost = o.qty * f.ask;
+        if (modelEscrow[o.consumer] < cost) return 8;
+
+        modelSettled[f.fillId] = true;
+        modelNonceUsed[o.consumer][o.nonce] = true;
+        modelEscrow[o.consumer] -= cost;
+        for (uint256 j; j < f.providers.length; ++j) {
+            modelEarnings[f.providers[j]] += f.units[j] * f.bid;
+        }
+        modelBroker += o.qty * (f.ask - f.bid);
+        return 0;
+    }
+
+    function _word(bytes memory b, uint256 at) private pure returns (uint256 w) {
+        assembly {
+            w := mload(add(add(b, 32), at))
+        }
+    }
+
+    /// Walks the batch's events fill by fill, checks them against the model, updates ghosts.
+    function _checkLogs(DataMarketplace.Fill[] memory fills, uint8[] memory expected, Vm.Log[] memory logs)
+        internal
+    {
+        uint256 k;
+        for (uint256 i; i < fills.length; ++i) {
+            DataMarketplace.Fill memory f = fills[i];
+            if (expected[i] != 0) {
+                vm.assertEq(logs[k].topics[0], FILL_REJECTED, "model expects a rejection");
+                vm.assertEq(logs[k].topics[1], f.fillId, "rejected id");
+                vm.assertEq(uint256(abi.decode(logs[k].data, (uint8))), expected[i], "rejection reason");
+                ++k;
+                ++ghostFillsRejected;
+                ++ghostRejectedByReason[expected[i]];
+                continue;
+            }
+            uint256 credited;
+            for (uint256 j; j < f.providers.length; ++j) {
+                vm.assertEq(logs[k].topics[0], PROVIDER_CREDITED, "model expects a credit");
+                (, uint256 amount) = abi.decode(logs[k].data, (uint256, uint256));
+                credited += amount;
+                ++k;
+            }
+            vm.assertEq(logs[k].topics[0], FILL_SETTLED, "model expects a settlement");
+            vm.assertEq(logs[k].topics[1], f.fillId, "settled id");
+            ++k;
+
+            uint256 cost = f.order.qty * f.ask;
+            ghostDebited += cost;
+            ghostProviderCredited += credited;
+            ghostSpread += f.order.qty * (f.ask - f.bid);
+            ++ghostFillsSettled;
+            if (++settleCount[f.fillId] > 1) ++ghostDoubleSettlements;
+            if (++nonceSettleCount[f.order.consumer][f.order.nonce] > 1) ++ghostDoubleSettlements;
+            settledIds.push(f.fillId);
+            usedNonces[f.order.consumer].push(f.order.nonce);
+        }
+        vm.assertEq(k, logs.length, "no other events");
+    }
+}
