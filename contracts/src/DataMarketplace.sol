@@ -10,6 +10,7 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
 /// @title DataMarketplace
@@ -91,7 +92,9 @@ contract DataMarketplace is
         mapping(address provider => uint256) earnings;
         /// consumer of each settled fill; non-zero iff the fill id is settled
         mapping(bytes32 fillId => address) fillConsumer;
-        mapping(address consumer => mapping(uint256 nonce => bool)) nonceUsed;
+        /// used nonces, 256 per slot (bit `nonce & 255` of word `nonce >> 8`), so a
+        /// consumer counting nonces up pays a fresh slot once per 256 orders
+        mapping(address consumer => mapping(uint256 word => uint256 bits)) nonceBitmap;
         /// total units bought, per consumer and market
         mapping(address consumer => mapping(bytes32 market => uint256)) access;
     }
@@ -246,10 +249,11 @@ contract DataMarketplace is
         if (n > MAX_BATCH) revert BatchTooLarge(n, MAX_BATCH);
 
         MarketplaceStorage storage $ = _s();
+        bytes32 domain = _domainSeparatorV4(); // once per batch, not per fill
         uint256 spreadTotal;
         for (uint256 i; i < n; ++i) {
             Fill calldata f = fills[i];
-            (uint8 reason, uint256 cost) = _checkFill($, f, signatures[i]);
+            (uint8 reason, uint256 cost) = _checkFill($, domain, f, signatures[i]);
             if (reason != 0) {
                 emit FillRejected(f.fillId, reason);
             } else {
@@ -262,7 +266,7 @@ contract DataMarketplace is
     }
 
     /// @dev Returns (0, qty * ask) if the fill may settle, else (reason, 0). Never reverts.
-    function _checkFill(MarketplaceStorage storage $, Fill calldata f, bytes calldata signature)
+    function _checkFill(MarketplaceStorage storage $, bytes32 domain, Fill calldata f, bytes calldata signature)
         private
         view
         returns (uint8 reason, uint256 cost)
@@ -270,10 +274,11 @@ contract DataMarketplace is
         if ($.fillConsumer[f.fillId] != address(0)) return (REJECT_FILL_ID_USED, 0);
 
         Order calldata o = f.order;
-        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(_hashOrder(o), signature);
+        bytes32 digest = MessageHashUtils.toTypedDataHash(domain, hashOrderStruct(o));
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
         if (err != ECDSA.RecoverError.NoError || signer != o.consumer) return (REJECT_BAD_SIGNATURE, 0);
 
-        if ($.nonceUsed[o.consumer][o.nonce]) return (REJECT_NONCE_USED, 0);
+        if (_isNonceUsed($, o.consumer, o.nonce)) return (REJECT_NONCE_USED, 0);
 
         if (f.acceptedAt > o.deadline || f.acceptedAt > block.timestamp) return (REJECT_EXPIRED, 0);
 
@@ -324,7 +329,7 @@ contract DataMarketplace is
         uint256 bid = f.bid;
 
         $.fillConsumer[fillId] = consumer;
-        $.nonceUsed[consumer][o.nonce] = true;
+        $.nonceBitmap[consumer][o.nonce >> 8] |= uint256(1) << (o.nonce & 0xff);
         $.escrow[consumer] -= cost;
         $.access[consumer][o.market] = Math.saturatingAdd($.access[consumer][o.market], o.qty);
 
@@ -524,7 +529,7 @@ contract DataMarketplace is
     /// @notice Full EIP-712 digest of `order` in this contract's domain: what the
     ///         consumer signs.
     function hashOrder(Order calldata order) external view returns (bytes32) {
-        return _hashOrder(order);
+        return _hashTypedDataV4(hashOrderStruct(order));
     }
 
     /// @notice EIP-712 struct hash of `order` (domain-independent).
@@ -534,10 +539,6 @@ contract DataMarketplace is
                 ORDER_TYPEHASH, order.consumer, order.market, order.qty, order.maxPrice, order.nonce, order.deadline
             )
         );
-    }
-
-    function _hashOrder(Order calldata order) private view returns (bytes32) {
-        return _hashTypedDataV4(hashOrderStruct(order));
     }
 
     /// @notice EIP-712 domain separator: name "PAT Data Marketplace", version "1", this
@@ -584,7 +585,11 @@ contract DataMarketplace is
     }
 
     function isNonceUsed(address consumer, uint256 nonce) external view returns (bool) {
-        return _s().nonceUsed[consumer][nonce];
+        return _isNonceUsed(_s(), consumer, nonce);
+    }
+
+    function _isNonceUsed(MarketplaceStorage storage $, address consumer, uint256 nonce) private view returns (bool) {
+        return $.nonceBitmap[consumer][nonce >> 8] & (uint256(1) << (nonce & 0xff)) != 0;
     }
 
     /// @notice Total units of `market` that `consumer` has bought (saturates at 2^256-1).

@@ -182,6 +182,29 @@ contract SettlementTest is Fixture {
         assertTrue(market.isFillSettled(_id(2)), "another consumer may use the same nonce");
     }
 
+    function test_nonce_bitmapBoundaries() public {
+        _settleValid(1, 255);
+        _settleValid(1, 256);
+        _settleValid(1, type(uint256).max);
+        assertTrue(market.isNonceUsed(consumer, 255), "255");
+        assertTrue(market.isNonceUsed(consumer, 256), "256");
+        assertTrue(market.isNonceUsed(consumer, type(uint256).max), "max");
+        assertFalse(market.isNonceUsed(consumer, 254), "254 free");
+        assertFalse(market.isNonceUsed(consumer, 257), "257 free");
+        assertFalse(market.isNonceUsed(consumer, 0), "0 free");
+        assertFalse(market.isNonceUsed(consumer, type(uint256).max - 1), "max-1 free");
+    }
+
+    function testFuzz_nonce_independent(uint256 a, uint256 b) public {
+        vm.assume(a != b);
+        _settleValid(1, a);
+        assertTrue(market.isNonceUsed(consumer, a), "a used");
+        assertFalse(market.isNonceUsed(consumer, b), "b free");
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, b);
+        _settleOne(_fill(keccak256(abi.encode("b", b)), o), _sign(CONSUMER_PK, o));
+        assertTrue(market.isNonceUsed(consumer, b), "b used");
+    }
+
     function test_reject_4_acceptedAfterDeadline() public {
         DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
         DataMarketplace.Fill memory f = _fill(_id(2), o);
