@@ -280,6 +280,8 @@ contract DataMarketplace is
 
         if (_isNonceUsed($, o.consumer, o.nonce)) return (REJECT_NONCE_USED, 0);
 
+        // Seconds of validator skew are irrelevant to deadlines of minutes or more.
+        // forge-lint: disable-next-line(block-timestamp)
         if (f.acceptedAt > o.deadline || f.acceptedAt > block.timestamp) return (REJECT_EXPIRED, 0);
 
         uint256 ask = f.ask;
@@ -408,6 +410,7 @@ contract DataMarketplace is
         MarketplaceStorage storage $ = _s();
         WithdrawalRequest memory req = $.pendingWithdrawal[msg.sender];
         if (req.readyAt == 0) revert NoPendingWithdrawal();
+        // forge-lint: disable-next-line(block-timestamp) -- a delay of an hour; seconds of skew are irrelevant
         if (block.timestamp < req.readyAt) revert WithdrawalNotReady(req.readyAt);
         delete $.pendingWithdrawal[msg.sender];
         uint256 amount = Math.min(req.amount, $.escrow[msg.sender]);
