@@ -1,0 +1,444 @@
+//! [`Exchange`]: every market of the catalogue in one single-threaded value,
+//! with the state that spans markets: segments, used nonces, exposure per
+//! (window, type), fills, the ledger and the pause switch. The runtime splits
+//! the same pieces over actors; the simulator and the tests use it whole.
+//!
+//! Every method takes `now_ms`; nothing reads a clock. A method that returns
+//! an error has changed nothing (but a provider's reliability count, which is
+//! what a refused submission is recorded for).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use alloy_primitives::{Address, B256, U256};
+use alloy_sol_types::Eip712Domain;
+use thiserror::Error;
+
+use crate::ewma::TimeMs;
+use crate::fill::{Fill, FillStatus, Ledger};
+use crate::market::{Lot, Market, MarketId, MarketStats};
+use crate::market_key::MarketKey;
+use crate::money::Amount;
+use crate::order::{self, LimitScope, OrderError, SignedOrder, VerifiedOrder};
+use crate::params::EngineConfig;
+use crate::quoter::{MarketSpec, Quote, Quoter, TickInputs};
+use crate::segment::{self, Segment, SegmentId, SignedSegment, SubmitError};
+
+/// Why a fill's status could not change.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FillStateError {
+    #[error("unknown fill {0}")]
+    UnknownFill(B256),
+    #[error("fill {0} is already {1:?}")]
+    NotAccepted(B256, FillStatus),
+}
+
+/// A provider's submission history, for its reliability.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProviderRecord {
+    pub accepted: u64,
+    pub rejected: u64,
+}
+
+impl ProviderRecord {
+    /// Share of submissions accepted, in basis points; 10_000 with no history.
+    pub fn reliability_bps(&self) -> u16 {
+        match self.accepted + self.rejected {
+            0 => 10_000,
+            n => (self.accepted * 10_000 / n) as u16,
+        }
+    }
+}
+
+/// A fill and where it is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FillRecord {
+    pub fill: Fill,
+    pub status: FillStatus,
+}
+
+/// All markets of a catalogue and the state between them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exchange {
+    cfg: Arc<EngineConfig>,
+    domain: Eip712Domain,
+    markets: Vec<Market>,
+    specs: Vec<MarketSpec>,
+    stats: Vec<MarketStats>,
+    by_chain_id: HashMap<B256, MarketId>,
+    by_key: HashMap<MarketKey, MarketId>,
+    group_exposure: Vec<Amount>,
+    quoter: Quoter,
+    segments: Vec<Segment>,
+    payload_hashes: HashSet<B256>,
+    providers: HashMap<Address, ProviderRecord>,
+    used_nonces: HashSet<(Address, U256)>,
+    fills: HashMap<B256, FillRecord>,
+    ledger: Ledger,
+    paused: bool,
+}
+
+/// The fixed facts of every market of `cfg`, in [`EngineConfig::market_keys`] order.
+pub fn market_specs(cfg: &EngineConfig) -> Vec<MarketSpec> {
+    let (nw, nb) = (cfg.windows.len(), cfg.bands.len());
+    let mut specs = Vec::with_capacity(cfg.types.len() * nw * nb);
+    for (t, tp) in cfg.types.iter().enumerate() {
+        for (w, window) in cfg.windows.iter().enumerate() {
+            for b in 0..nb {
+                let id = |w: usize, b: usize| (t * nw * nb + w * nb + b) as u32;
+                let mut substitutes = [u32::MAX; 4];
+                let neighbours = [
+                    (b > 0).then(|| id(w, b - 1)),
+                    (b + 1 < nb).then(|| id(w, b + 1)),
+                    (w > 0).then(|| id(w - 1, b)),
+                    (w + 1 < nw).then(|| id(w + 1, b)),
+                ];
+                for (slot, n) in substitutes.iter_mut().zip(neighbours.into_iter().flatten()) {
+                    *slot = n;
+                }
+                specs.push(MarketSpec {
+                    base_value: tp.base_value,
+                    tick: tp.tick,
+                    window_ms: window.secs() as f64 * 1000.0,
+                    group: (t * nw + w) as u32,
+                    substitutes,
+                });
+            }
+        }
+    }
+    specs
+}
+
+impl Exchange {
+    pub fn new(cfg: Arc<EngineConfig>) -> Self {
+        let keys = cfg.market_keys();
+        let hl_ms = cfg.pricing.rate_half_life_secs * 1000.0;
+        let markets: Vec<Market> =
+            keys.iter().enumerate().map(|(i, k)| Market::new(MarketId(i as u32), k.clone(), hl_ms)).collect();
+        let by_chain_id = keys.iter().enumerate().map(|(i, k)| (k.id(), MarketId(i as u32))).collect();
+        let by_key = keys.iter().enumerate().map(|(i, k)| (k.clone(), MarketId(i as u32))).collect();
+        let specs = market_specs(&cfg);
+        Self {
+            domain: cfg.domain(),
+            stats: vec![MarketStats::default(); markets.len()],
+            group_exposure: vec![0; cfg.types.len() * cfg.windows.len()],
+            quoter: Quoter::new(markets.len()),
+            markets,
+            specs,
+            by_chain_id,
+            by_key,
+            cfg,
+            segments: Vec::new(),
+            payload_hashes: HashSet::new(),
+            providers: HashMap::new(),
+            used_nonces: HashSet::new(),
+            fills: HashMap::new(),
+            ledger: Ledger::default(),
+            paused: false,
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn domain(&self) -> &Eip712Domain {
+        &self.domain
+    }
+
+    pub fn markets(&self) -> &[Market] {
+        &self.markets
+    }
+
+    pub fn market(&self, id: MarketId) -> &Market {
+        &self.markets[id.index()]
+    }
+
+    pub fn market_by_key(&self, key: &MarketKey) -> Option<MarketId> {
+        self.by_key.get(key).copied()
+    }
+
+    /// The market whose on-chain id (keccak256 of its key) is `id`.
+    pub fn market_by_chain_id(&self, id: &B256) -> Option<MarketId> {
+        self.by_chain_id.get(id).copied()
+    }
+
+    pub fn quote(&self, id: MarketId) -> &Quote {
+        self.quoter.quote(id)
+    }
+
+    pub fn quotes(&self) -> impl ExactSizeIterator<Item = &Quote> {
+        self.quoter.quotes()
+    }
+
+    /// Exposure of the (window, type) group of market `id`.
+    pub fn group_exposure_of(&self, id: MarketId) -> Amount {
+        self.group_exposure[self.specs[id.index()].group as usize]
+    }
+
+    pub fn segment(&self, id: SegmentId) -> Option<&Segment> {
+        self.segments.get(id.0 as usize)
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    pub fn provider(&self, provider: &Address) -> ProviderRecord {
+        self.providers.get(provider).copied().unwrap_or_default()
+    }
+
+    pub fn fill(&self, id: &B256) -> Option<&FillRecord> {
+        self.fills.get(id)
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// The emergency switch: while paused no order is taken and no market quotes.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
+    fn sync_stats(&mut self, id: MarketId) {
+        self.stats[id.index()] = *self.markets[id.index()].stats();
+    }
+
+    /// Validates a provider's submission and lists its units.
+    pub fn submit_segment(&mut self, signed: &SignedSegment, now_ms: TimeMs) -> Result<SegmentId, SubmitError> {
+        let record = self.provider(&signed.submission.provider);
+        let checked = segment::check_submission(signed, &self.cfg, now_ms, record.reliability_bps()).and_then(|c| {
+            match self.payload_hashes.contains(&c.payload_hash) {
+                true => Err(SubmitError::DuplicatePayload(c.payload_hash)),
+                false => Ok(c),
+            }
+        });
+        let checked = match checked {
+            Ok(c) => c,
+            Err(e) => {
+                if e.is_attributable() {
+                    self.providers.entry(signed.submission.provider).or_default().rejected += 1;
+                }
+                return Err(e);
+            }
+        };
+        let market = self.by_key[&checked.market];
+        let id = SegmentId(self.segments.len() as u64);
+        let lot = Lot {
+            segment: id,
+            window_start_ms: checked.window_start_ms,
+            expires_at_ms: checked.expires_at_ms,
+            units: checked.units,
+        };
+        self.markets[market.index()].list(checked.provider, lot, now_ms);
+        self.sync_stats(market);
+        self.providers.entry(checked.provider).or_default().accepted += 1;
+        self.payload_hashes.insert(checked.payload_hash);
+        self.segments.push(Segment {
+            id,
+            provider: checked.provider,
+            market: checked.market,
+            confidence_bps: checked.confidence_bps,
+            window_start_ms: checked.window_start_ms,
+            created_at_ms: checked.created_at_ms,
+            expires_at_ms: checked.expires_at_ms,
+            units: checked.units,
+            payload_hash: checked.payload_hash,
+            payload_bytes: checked.payload_bytes,
+            signal_count: checked.signal_count,
+            quality: checked.quality,
+            listed_at_ms: now_ms,
+        });
+        Ok(id)
+    }
+
+    /// Verifies and executes a consumer's order.
+    pub fn submit_order(&mut self, signed: SignedOrder, now_ms: TimeMs) -> Result<Fill, OrderError> {
+        if self.paused {
+            return Err(OrderError::Paused);
+        }
+        let verified = order::verify_order(signed, &self.domain)?;
+        self.execute(verified, now_ms)
+    }
+
+    /// Executes a verified order against its market's current quote: every
+    /// check, then the uniform draw of units, the ledger and exposure.
+    pub fn execute(&mut self, v: VerifiedOrder, now_ms: TimeMs) -> Result<Fill, OrderError> {
+        if self.paused {
+            return Err(OrderError::Paused);
+        }
+        let o = v.order();
+        let id = self.market_by_chain_id(&o.market).ok_or(OrderError::UnknownMarket(o.market))?;
+        let now_secs = now_ms / 1000;
+        if o.deadline < U256::from(now_secs) {
+            return Err(OrderError::Expired { deadline: o.deadline, now: now_secs });
+        }
+        if self.used_nonces.contains(&(o.consumer, o.nonce)) {
+            return Err(OrderError::NonceUsed { consumer: o.consumer, nonce: o.nonce });
+        }
+        let qty_max = self.cfg.orders.qty_max;
+        let qty = u64::try_from(o.qty)
+            .ok()
+            .filter(|q| (1..=qty_max).contains(q))
+            .ok_or(OrderError::InvalidQuantity { qty: o.qty, max: qty_max })?;
+        let quote = *self.quoter.quote(id);
+        if let Some(reason) = quote.halted {
+            return Err(OrderError::MarketHalted(reason));
+        }
+        if quote.valid_until_ms < now_ms {
+            return Err(OrderError::QuoteStale { valid_until_ms: quote.valid_until_ms });
+        }
+        if U256::from(quote.ask) > o.maxPrice {
+            return Err(OrderError::PriceAboveMax { ask: quote.ask, max_price: o.maxPrice });
+        }
+        let market = &self.markets[id.index()];
+        if qty > market.supply_units() {
+            return Err(OrderError::InsufficientSupply { requested: qty, available: market.supply_units() });
+        }
+        let notional = quote.ask.saturating_mul(u128::from(qty));
+        let risk = &self.cfg.risk;
+        let group = self.specs[id.index()].group as usize;
+        for (scope, exposure, hard) in [
+            (LimitScope::Market, market.stats().exposure, risk.market_hard),
+            (LimitScope::Group, self.group_exposure[group], risk.group_hard),
+        ] {
+            if exposure.saturating_add(notional) > hard {
+                return Err(OrderError::ExposureLimit { scope, exposure, notional, hard });
+            }
+        }
+        let fill_id = v.digest();
+        let market = &mut self.markets[id.index()];
+        let allocations = market.draw(qty, fill_id, now_ms);
+        market.add_exposure(notional);
+        self.group_exposure[group] += notional;
+        self.sync_stats(id);
+        let bid_credited = quote.bid * u128::from(qty);
+        let fill = Fill {
+            fill_id,
+            market: id,
+            consumer: o.consumer,
+            nonce: o.nonce,
+            qty,
+            max_price: o.maxPrice,
+            deadline: o.deadline,
+            ask: quote.ask,
+            bid: quote.bid,
+            ask_paid: notional,
+            bid_credited,
+            broker_spread: notional - bid_credited,
+            accepted_at_ms: now_ms,
+            allocations,
+            signature: v.signature().to_vec(),
+        };
+        self.used_nonces.insert((o.consumer, o.nonce));
+        self.ledger.accept(&fill);
+        self.fills.insert(fill_id, FillRecord { fill: fill.clone(), status: FillStatus::Accepted });
+        Ok(fill)
+    }
+
+    fn take_accepted(&mut self, id: &B256) -> Result<&mut FillRecord, FillStateError> {
+        let record = self.fills.get_mut(id).ok_or(FillStateError::UnknownFill(*id))?;
+        match record.status {
+            FillStatus::Accepted => Ok(record),
+            ref other => Err(FillStateError::NotAccepted(*id, other.clone())),
+        }
+    }
+
+    fn release(&mut self, market: MarketId, notional: Amount) {
+        self.markets[market.index()].release_exposure(notional);
+        self.group_exposure[self.specs[market.index()].group as usize] -= notional;
+        self.sync_stats(market);
+    }
+
+    /// Marks an accepted fill settled on chain and releases its exposure.
+    pub fn settle(&mut self, id: &B256) -> Result<(), FillStateError> {
+        let record = self.take_accepted(id)?;
+        record.status = FillStatus::Settled;
+        let (market, notional) = (record.fill.market, record.fill.ask_paid);
+        self.release(market, notional);
+        Ok(())
+    }
+
+    /// Marks an accepted fill failed: its units return to supply (or expire),
+    /// its exposure is released and its money refunded in the ledger.
+    pub fn fail(&mut self, id: &B256, reason: &str, now_ms: TimeMs) -> Result<(), FillStateError> {
+        let record = self.take_accepted(id)?;
+        record.status = FillStatus::Failed { reason: reason.to_owned() };
+        let fill = record.fill.clone();
+        let returned: Vec<_> = fill
+            .allocations
+            .iter()
+            .map(|a| {
+                let s = &self.segments[a.segment.0 as usize];
+                let lot = Lot {
+                    segment: s.id,
+                    window_start_ms: s.window_start_ms,
+                    expires_at_ms: s.expires_at_ms,
+                    units: a.units,
+                };
+                (*a, lot)
+            })
+            .collect();
+        self.markets[fill.market.index()].restore(&returned, now_ms);
+        self.ledger.refund(&fill);
+        self.release(fill.market, fill.ask_paid);
+        Ok(())
+    }
+
+    /// Removes every unit whose window ended by `now_ms`; returns how many.
+    pub fn expire(&mut self, now_ms: TimeMs) -> u64 {
+        let mut total = 0;
+        for i in 0..self.markets.len() {
+            let expired = self.markets[i].expire(now_ms);
+            if expired > 0 {
+                total += expired;
+                self.sync_stats(MarketId(i as u32));
+            }
+        }
+        total
+    }
+
+    /// Recomputes every quote as of `now_ms`; pushes the changed markets onto `changed`.
+    pub fn tick(&mut self, now_ms: TimeMs, changed: &mut Vec<MarketId>) {
+        let inputs = TickInputs {
+            now_ms,
+            stats: &self.stats,
+            specs: &self.specs,
+            group_exposure: &self.group_exposure,
+            cfg: &self.cfg,
+            paused: self.paused,
+        };
+        self.quoter.tick(&inputs, changed);
+    }
+
+    /// Panics if any invariant of the books or the ledger is broken.
+    pub fn check_invariants(&self) {
+        let mut groups = vec![0; self.group_exposure.len()];
+        for (m, spec) in self.markets.iter().zip(&self.specs) {
+            m.check_invariants();
+            assert_eq!(*m.stats(), self.stats[m.id.index()], "{}: stats table is stale", m.key);
+            groups[spec.group as usize] += m.stats().exposure;
+        }
+        assert_eq!(groups, self.group_exposure, "group exposure = sum of its markets");
+        self.ledger.check_conservation();
+        let mut open = vec![0; self.markets.len()];
+        for r in self.fills.values() {
+            r.fill.check_invariants();
+            if r.status == FillStatus::Accepted {
+                open[r.fill.market.index()] += r.fill.ask_paid;
+            }
+        }
+        for m in &self.markets {
+            assert_eq!(m.stats().exposure, open[m.id.index()], "{}: exposure = open notional", m.key);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "exchange_tests.rs"]
+mod tests;

@@ -1,0 +1,55 @@
+//! # pat-engine: the pure domain of the PAT segment market
+//!
+//! A broker buys intent-signal segments from providers at the bid and sells
+//! access to consumers at the ask, quoting both for every segment market
+//! (type x window x confidence band). This crate is the whole of that logic
+//! and nothing else: no IO, no async, no actors, no clock reads (time is an
+//! argument, `now_ms`), no unseeded randomness. Given the same inputs it gives
+//! the same quotes and fills, to the base unit.
+//!
+//! ## Layout
+//!
+//! - [`money`]: PAT amounts as `u128` base units, decimal text, the tick rounding rule.
+//! - [`market_key`]: `SegmentType`, `Window`, `ConfidenceBand`, `MarketKey` and its chain id.
+//! - [`eip712`]: the signed `Order` and `SegmentSubmission` types, the domain, recovery.
+//! - [`params`]: the engine's typed parameters (built and validated by `pat-config`).
+//! - [`ewma`]: decayed event sums, the rates behind demand pressure and scarcity.
+//! - [`pricing`]: the price factors and the spread, one pure function each.
+//! - [`segment`]: submission checks and quality metrics.
+//! - [`market`]: one market's supply book, the uniform provider draw, its stats.
+//! - [`quoter`]: the tick that turns stats into sequenced quotes.
+//! - [`order`]: order verification and the errors of execution.
+//! - [`fill`]: fills and the ledger that proves conservation of money.
+//! - [`exchange`]: all markets together; what the simulator and tests drive.
+//! - `signing` (feature `signing`): signing with a local key, for clients.
+//! - `testing` (feature `testing`): fixtures shared by tests and benches.
+
+pub mod eip712;
+pub mod ewma;
+pub mod exchange;
+pub mod fill;
+pub mod market;
+pub mod market_key;
+pub mod money;
+pub mod order;
+pub mod params;
+pub mod pricing;
+pub mod quoter;
+pub mod segment;
+
+#[cfg(feature = "signing")]
+pub mod signing;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use eip712::{Order, SegmentSubmission};
+pub use ewma::TimeMs;
+pub use exchange::{Exchange, FillRecord, FillStateError};
+pub use fill::{Fill, FillStatus, Ledger};
+pub use market::{Allocation, MarketId, MarketStats};
+pub use market_key::{ConfidenceBand, MarketKey, SegmentType, Window};
+pub use money::Amount;
+pub use order::{HaltReason, OrderError, SignedOrder, VerifiedOrder};
+pub use params::EngineConfig;
+pub use quoter::Quote;
+pub use segment::{Segment, SegmentId, SignedSegment, SubmitError};

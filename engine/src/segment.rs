@@ -1,0 +1,367 @@
+//! Segments: a provider's signed batch of intent signals. Validation of a
+//! submission (one distinct error per failure) and the quality metrics
+//! computed at ingest. A listed [`Segment`] is immutable.
+//!
+//! The payload is JSON: `{"signals": [{"ts": <unix secs>, "intent": "PURCHASE_INTENT",
+//! "confidence": 0.82, "category": "electronics"}, ...]}`. Its keccak256 is the
+//! `payloadHash` the provider signs; the engine keeps the hash and the metrics.
+
+use alloy_primitives::{Address, B256, keccak256};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::eip712::{self, SegmentSubmission, SignatureError};
+use crate::ewma::TimeMs;
+use crate::market_key::{CONFIDENCE_MAX, ConfidenceBps, MarketKey, SegmentType, Window};
+use crate::params::EngineConfig;
+
+/// A listed segment's id, assigned in listing order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SegmentId(pub u64);
+
+/// A provider's submission as it arrives: the signed fields, the signature and the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedSegment {
+    pub submission: SegmentSubmission,
+    pub signature: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+/// Quality of a segment, each in basis points (0..=10_000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct QualityMetrics {
+    /// Share of signals with every field present (ts, intent, confidence, category).
+    pub completeness: u16,
+    /// `1 - (createdAt - newest signal) / window`: how current the batch is when listed.
+    pub timeliness: u16,
+    /// Share of signals inside `[windowStart, createdAt]` whose intent is the segment's type.
+    pub consistency: u16,
+    /// Confidence-weighted consistency: `sum(conf of consistent signals) / sum(conf)`.
+    pub accuracy: u16,
+    /// Share of the provider's earlier validly signed submissions that were accepted (1.0 with none).
+    pub reliability: u16,
+}
+
+impl QualityMetrics {
+    /// The mean of the five metrics, in basis points: what `min_quality` filters on.
+    pub fn score(&self) -> u16 {
+        let sum = u32::from(self.completeness)
+            + u32::from(self.timeliness)
+            + u32::from(self.consistency)
+            + u32::from(self.accuracy)
+            + u32::from(self.reliability);
+        (sum / 5) as u16
+    }
+}
+
+/// A listed segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub id: SegmentId,
+    pub provider: Address,
+    pub market: MarketKey,
+    pub confidence_bps: ConfidenceBps,
+    pub window_start_ms: TimeMs,
+    pub created_at_ms: TimeMs,
+    pub expires_at_ms: TimeMs,
+    pub units: u32,
+    pub payload_hash: B256,
+    pub payload_bytes: u32,
+    pub signal_count: u32,
+    pub quality: QualityMetrics,
+    pub listed_at_ms: TimeMs,
+}
+
+/// Why a submission was refused. Nothing is listed when this is returned.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SubmitError {
+    #[error("bad provider signature: {0}")]
+    BadSignature(SignatureError),
+    #[error("unknown segment type '{0}'")]
+    UnknownSegmentType(String),
+    #[error("unknown window '{0}'")]
+    UnknownWindow(String),
+    #[error("confidence {0} bps is outside every configured band")]
+    ConfidenceOutsideBands(u16),
+    #[error("the observation window ended at {ended_at} (unix secs)")]
+    WindowEnded { ended_at: u64 },
+    #[error("{field} {value} is in the future (now {now}, unix secs)")]
+    FutureTimestamp { field: &'static str, value: u64, now: u64 },
+    #[error("createdAt {created_at} is before windowStart {window_start}")]
+    CreatedBeforeWindow { created_at: u64, window_start: u64 },
+    #[error("empty payload")]
+    EmptyPayload,
+    #[error("payload of {size} bytes exceeds the limit of {max}")]
+    PayloadTooLarge { size: usize, max: usize },
+    #[error("payload hashes to {actual}, but the signed payloadHash is {signed}")]
+    PayloadHashMismatch { signed: B256, actual: B256 },
+    #[error("payload is not a signal batch: {0}")]
+    MalformedPayload(String),
+    #[error("payload has {count} signals; between 1 and {max} are accepted")]
+    SignalCount { count: usize, max: usize },
+    #[error("units {units} must be between 1 and {max}")]
+    UnitsOutOfRange { units: u32, max: u32 },
+    #[error("a segment with payload hash {0} is already listed")]
+    DuplicatePayload(B256),
+}
+
+impl SubmitError {
+    /// A stable machine-readable code for clients and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadSignature(_) => "bad_signature",
+            Self::UnknownSegmentType(_) => "unknown_segment_type",
+            Self::UnknownWindow(_) => "unknown_window",
+            Self::ConfidenceOutsideBands(_) => "confidence_outside_bands",
+            Self::WindowEnded { .. } => "window_ended",
+            Self::FutureTimestamp { .. } => "future_timestamp",
+            Self::CreatedBeforeWindow { .. } => "created_before_window",
+            Self::EmptyPayload => "empty_payload",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::PayloadHashMismatch { .. } => "payload_hash_mismatch",
+            Self::MalformedPayload(_) => "malformed_payload",
+            Self::SignalCount { .. } => "signal_count",
+            Self::UnitsOutOfRange { .. } => "units_out_of_range",
+            Self::DuplicatePayload(_) => "duplicate_payload",
+        }
+    }
+
+    /// Whether the provider proved it made the submission (its reliability counts it).
+    pub fn is_attributable(&self) -> bool {
+        !matches!(self, Self::BadSignature(_))
+    }
+}
+
+/// One intent signal of a payload. Missing fields lower completeness.
+#[derive(Debug, Clone, Deserialize)]
+struct Signal {
+    ts: Option<u64>,
+    intent: Option<String>,
+    confidence: Option<f64>,
+    category: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Payload {
+    signals: Vec<Signal>,
+}
+
+/// A submission that passed every check but the duplicate one, ready to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedSegment {
+    pub provider: Address,
+    pub market: MarketKey,
+    pub confidence_bps: ConfidenceBps,
+    pub window_start_ms: TimeMs,
+    pub created_at_ms: TimeMs,
+    pub expires_at_ms: TimeMs,
+    pub units: u32,
+    pub payload_hash: B256,
+    pub payload_bytes: u32,
+    pub signal_count: u32,
+    pub quality: QualityMetrics,
+}
+
+/// Checks the provider's signature alone.
+pub fn verify_submission_signature(signed: &SignedSegment, cfg: &EngineConfig) -> Result<(), SubmitError> {
+    let digest = eip712::digest(&signed.submission, &cfg.domain());
+    eip712::verify_signer(&digest, &signed.signature, signed.submission.provider).map_err(SubmitError::BadSignature)
+}
+
+/// Checks everything about a submission that needs no engine state but the
+/// provider's reliability, in a fixed order, and computes its quality.
+pub fn check_submission(
+    signed: &SignedSegment,
+    cfg: &EngineConfig,
+    now_ms: TimeMs,
+    reliability_bps: u16,
+) -> Result<CheckedSegment, SubmitError> {
+    verify_submission_signature(signed, cfg)?;
+    let s = &signed.submission;
+    let segment_type: SegmentType =
+        s.segmentType.parse().map_err(|_| SubmitError::UnknownSegmentType(s.segmentType.clone()))?;
+    if cfg.type_params(&segment_type).is_none() {
+        return Err(SubmitError::UnknownSegmentType(s.segmentType.clone()));
+    }
+    let window: Window = s.window.parse().map_err(|_| SubmitError::UnknownWindow(s.window.clone()))?;
+    if !cfg.windows.contains(&window) {
+        return Err(SubmitError::UnknownWindow(s.window.clone()));
+    }
+    let band = cfg.band_of(s.confidenceBps).ok_or(SubmitError::ConfidenceOutsideBands(s.confidenceBps))?;
+    let now = now_ms / 1000;
+    let latest_ok = now + cfg.ingest.clock_skew_secs;
+    for (field, value) in [("windowStart", s.windowStart), ("createdAt", s.createdAt)] {
+        if value > latest_ok {
+            return Err(SubmitError::FutureTimestamp { field, value, now });
+        }
+    }
+    if s.createdAt < s.windowStart {
+        return Err(SubmitError::CreatedBeforeWindow { created_at: s.createdAt, window_start: s.windowStart });
+    }
+    let ended_at = s.windowStart.saturating_add(window.secs());
+    if ended_at <= now {
+        return Err(SubmitError::WindowEnded { ended_at });
+    }
+    if s.units == 0 || s.units > cfg.ingest.units_max {
+        return Err(SubmitError::UnitsOutOfRange { units: s.units, max: cfg.ingest.units_max });
+    }
+    let size = signed.payload.len();
+    if size == 0 {
+        return Err(SubmitError::EmptyPayload);
+    }
+    if size > cfg.ingest.payload_bytes_max {
+        return Err(SubmitError::PayloadTooLarge { size, max: cfg.ingest.payload_bytes_max });
+    }
+    let actual = keccak256(&signed.payload);
+    if actual != s.payloadHash {
+        return Err(SubmitError::PayloadHashMismatch { signed: s.payloadHash, actual });
+    }
+    let payload: Payload =
+        serde_json::from_slice(&signed.payload).map_err(|e| SubmitError::MalformedPayload(e.to_string()))?;
+    let count = payload.signals.len();
+    if count == 0 || count > cfg.ingest.signals_max {
+        return Err(SubmitError::SignalCount { count, max: cfg.ingest.signals_max });
+    }
+    let quality = quality_of(&payload.signals, s, &segment_type, window, reliability_bps);
+    Ok(CheckedSegment {
+        provider: s.provider,
+        market: MarketKey::new(segment_type, window, band),
+        confidence_bps: s.confidenceBps,
+        window_start_ms: s.windowStart * 1000,
+        created_at_ms: s.createdAt * 1000,
+        expires_at_ms: ended_at * 1000,
+        units: s.units,
+        payload_hash: actual,
+        payload_bytes: size as u32,
+        signal_count: count as u32,
+        quality,
+    })
+}
+
+fn share_bps(part: f64, whole: f64) -> u16 {
+    if whole <= 0.0 { 0 } else { ((part / whole).clamp(0.0, 1.0) * f64::from(CONFIDENCE_MAX)).round() as u16 }
+}
+
+/// The quality metrics of a payload; see [`QualityMetrics`] for each formula.
+fn quality_of(
+    signals: &[Signal],
+    s: &SegmentSubmission,
+    segment_type: &SegmentType,
+    window: Window,
+    reliability_bps: u16,
+) -> QualityMetrics {
+    let n = signals.len() as f64;
+    let confidence = |sig: &Signal| sig.confidence.filter(|c| c.is_finite()).map_or(0.0, |c| c.clamp(0.0, 1.0));
+    let complete = signals
+        .iter()
+        .filter(|sig| sig.ts.is_some() && sig.intent.is_some() && sig.confidence.is_some() && sig.category.is_some())
+        .count();
+    let consistent = |sig: &Signal| {
+        sig.ts.is_some_and(|ts| ts >= s.windowStart && ts <= s.createdAt)
+            && sig.intent.as_deref() == Some(segment_type.as_str())
+    };
+    let consistent_count = signals.iter().filter(|sig| consistent(sig)).count();
+    let conf_total: f64 = signals.iter().map(confidence).sum();
+    let conf_consistent: f64 = signals.iter().filter(|sig| consistent(sig)).map(confidence).sum();
+    let newest = signals.iter().filter_map(|sig| sig.ts).filter(|&ts| ts <= s.createdAt).max();
+    let timeliness = newest.map_or(0, |ts| {
+        let lag = (s.createdAt - ts) as f64 / window.secs() as f64;
+        share_bps(1.0 - lag, 1.0)
+    });
+    QualityMetrics {
+        completeness: share_bps(complete as f64, n),
+        timeliness,
+        consistency: share_bps(consistent_count as f64, n),
+        accuracy: share_bps(conf_consistent, conf_total),
+        reliability: reliability_bps,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{self, PROVIDER_KEY, T0};
+
+    fn good() -> SignedSegment {
+        testing::signed_segment(&PROVIDER_KEY, "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 10, &testing::payload(3))
+    }
+
+    fn check(signed: &SignedSegment) -> Result<CheckedSegment, SubmitError> {
+        check_submission(signed, &testing::config(), T0 * 1000, 10_000)
+    }
+
+    fn resigned(edit: impl FnOnce(&mut SegmentSubmission)) -> SignedSegment {
+        let mut signed = good();
+        edit(&mut signed.submission);
+        testing::sign_segment(&PROVIDER_KEY, signed.submission, signed.payload)
+    }
+
+    #[test]
+    fn a_good_submission_passes_with_quality() {
+        let checked = check(&good()).unwrap();
+        assert_eq!(checked.market.to_string(), "PURCHASE_INTENT|7D|0.70-0.85");
+        assert_eq!(checked.expires_at_ms, (T0 - 3600 + 7 * 86_400) * 1000);
+        let q = checked.quality;
+        assert_eq!((q.completeness, q.consistency, q.accuracy, q.reliability), (10_000, 10_000, 10_000, 10_000));
+        assert!(q.timeliness > 9_900, "{q:?}");
+    }
+
+    #[test]
+    fn each_failure_has_its_own_error() {
+        let mut tampered = good();
+        tampered.submission.units = 11;
+        assert!(matches!(check(&tampered), Err(SubmitError::BadSignature(SignatureError::WrongSigner { .. }))));
+        let cases: Vec<(SignedSegment, &str)> = vec![
+            (resigned(|s| s.segmentType = "NO_SUCH_TYPE".into()), "unknown_segment_type"),
+            (resigned(|s| s.segmentType = "lower".into()), "unknown_segment_type"),
+            (resigned(|s| s.window = "2D".into()), "unknown_window"),
+            (resigned(|s| s.confidenceBps = 1000), "confidence_outside_bands"),
+            (resigned(|s| s.windowStart = T0 + 3600), "future_timestamp"),
+            (resigned(|s| s.createdAt = T0 + 3600), "future_timestamp"),
+            (resigned(|s| s.windowStart = T0 - 8 * 86_400), "window_ended"),
+            (resigned(|s| s.createdAt = s.windowStart - 1), "created_before_window"),
+            (resigned(|s| s.units = 0), "units_out_of_range"),
+            (resigned(|s| s.units = 1_000_001), "units_out_of_range"),
+        ];
+        for (signed, code) in cases {
+            assert_eq!(check(&signed).unwrap_err().code(), code, "{:?}", signed.submission);
+        }
+        let payload_case = |payload: Vec<u8>| {
+            let mut signed = good();
+            signed.submission.payloadHash = keccak256(&payload);
+            testing::sign_segment(&PROVIDER_KEY, signed.submission, payload)
+        };
+        assert_eq!(check(&payload_case(vec![])).unwrap_err(), SubmitError::EmptyPayload);
+        let huge = vec![b' '; testing::config().ingest.payload_bytes_max + 1];
+        assert!(matches!(check(&payload_case(huge)), Err(SubmitError::PayloadTooLarge { .. })));
+        assert!(matches!(check(&payload_case(b"{not json".to_vec())), Err(SubmitError::MalformedPayload(_))));
+        assert!(matches!(check(&payload_case(br#"{"signals":[]}"#.to_vec())), Err(SubmitError::SignalCount { .. })));
+        let mut swapped = good();
+        swapped.payload = testing::payload(4);
+        let swapped = testing::sign_segment(&PROVIDER_KEY, swapped.submission, swapped.payload);
+        assert!(matches!(check(&swapped), Err(SubmitError::PayloadHashMismatch { .. })));
+    }
+
+    #[test]
+    fn quality_reflects_the_signals() {
+        let payload = br#"{"signals":[
+            {"ts": 1767222000, "intent": "PURCHASE_INTENT", "confidence": 0.9, "category": "shoes"},
+            {"ts": 1767222000, "intent": "RESEARCH_INTENT", "confidence": 0.3, "category": "shoes"},
+            {"ts": 1767222000, "intent": "PURCHASE_INTENT", "confidence": 0.6},
+            {"intent": "PURCHASE_INTENT", "confidence": 0.2, "category": "shoes"}
+        ]}"#
+        .to_vec();
+        let mut signed = good();
+        signed.submission.payloadHash = keccak256(&payload);
+        let signed = testing::sign_segment(&PROVIDER_KEY, signed.submission, payload);
+        let q = check_submission(&signed, &testing::config(), T0 * 1000, 5_000).unwrap().quality;
+        assert_eq!(q.completeness, 5_000);
+        assert_eq!(q.consistency, 5_000);
+        assert_eq!(q.accuracy, 7_500); // (0.9 + 0.6) / (0.9 + 0.3 + 0.6 + 0.2)
+        assert_eq!(q.reliability, 5_000);
+        // Newest signal 3600 s before createdAt in a 7-day window: 1 - 3600 / 604800.
+        assert_eq!(q.timeliness, 9_940);
+        assert_eq!(q.score(), (5_000 + 9_940 + 5_000 + 7_500 + 5_000) / 5);
+    }
+}
