@@ -30,18 +30,20 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >&2
 fi
 
+bin="$contracts/node_modules/@foundry-rs"
+FORGE="$bin/forge-linux-amd64/bin/forge"
+ANVIL="$bin/anvil-linux-amd64/bin/anvil"
+CAST="$bin/cast-linux-amd64/bin/cast"
+
 # npm ci writes node_modules/.package-lock.json; it is our stamp of a complete install.
 stamp="$contracts/node_modules/.package-lock.json"
-if [ ! -f "$stamp" ] || [ "$contracts/package-lock.json" -nt "$stamp" ] || [ "$contracts/package.json" -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ "$contracts/package-lock.json" -nt "$stamp" ] || [ "$contracts/package.json" -nt "$stamp" ] \
+  || [ ! -f "$FORGE" ] || [ ! -f "$ANVIL" ] || [ ! -f "$CAST" ] || [ ! -d "$contracts/node_modules/solc" ]; then
   log "npm ci in contracts/"
   (cd "$contracts" && npm ci --no-audit --no-fund --loglevel=error >&2)
   touch "$stamp"
 fi
 
-bin="$contracts/node_modules/@foundry-rs"
-FORGE="$bin/forge-linux-amd64/bin/forge"
-ANVIL="$bin/anvil-linux-amd64/bin/anvil"
-CAST="$bin/cast-linux-amd64/bin/cast"
 for b in "$FORGE" "$ANVIL" "$CAST" "$contracts/solc.js"; do
   [ -x "$b" ] || chmod +x "$b" 2>/dev/null || { log "missing binary: $b"; exit 1; }
 done
