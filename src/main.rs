@@ -1,1 +1,58 @@
-fn main() {}
+//! `pat-market`: the operator's binary. Only CLI and glue; the logic lives in
+//! the workspace crates (`pat-engine`, `pat-config`).
+
+mod simulate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "pat-market", version, about = "PAT segment market engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config file: prints OK, or every error with its key, and exits non-zero.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+    /// Run the engine over simulated time with synthetic providers and consumers,
+    /// printing how quotes, spreads, supply and exposure evolve per market.
+    Simulate(simulate::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Simulate(args) => simulate::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    match pat_config::Config::load(file) {
+        Ok(cfg) => {
+            println!("OK: {} ({} markets)", file.display(), cfg.engine.market_keys().len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{}: {e}", file.display());
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

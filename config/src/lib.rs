@@ -1,1 +1,307 @@
+//! # pat-config: the operator's TOML file
+//!
+//! Owns the config schema ([`schema`]), its validation, and its conversion to
+//! the engine's typed parameters. A file either becomes a [`Config`] or yields
+//! every problem at once as [`ConfigErrors`], each naming the key and the
+//! reason; nothing half-valid escapes. Reloading is the runtime's job: it
+//! calls [`Config::load`] and keeps the running config when that fails.
 
+pub mod schema;
+
+use std::fmt;
+use std::path::Path;
+
+use pat_engine::market_key::{ConfidenceBand, SegmentType, Window};
+use pat_engine::money::{Amount, parse_pat};
+use pat_engine::params::{
+    EngineConfig, FreshnessCurve, IngestParams, OrderParams, PricingParams, RiskParams, SpreadParams, TypeParams,
+};
+use thiserror::Error;
+
+/// The largest margin cap the contract accepts (50%).
+pub const MARGIN_CAP_MAX_BPS: u16 = 5_000;
+
+/// One problem with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the key, such as `spread.max_bps`; empty for the whole file.
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() { f.write_str(&self.reason) } else { write!(f, "{}: {}", self.key, self.reason) }
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigErrors {
+    fn one(key: &str, reason: impl Into<String>) -> Self {
+        Self(vec![ConfigError { key: key.to_owned(), reason: reason.into() }])
+    }
+}
+
+/// Chain settings beyond the EIP-712 domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainSettings {
+    pub rpc_url: String,
+    pub confirmations: u64,
+}
+
+/// A validated config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub engine: EngineConfig,
+    pub chain: ChainSettings,
+    /// Interval of the quoting tick, milliseconds.
+    pub quote_tick_ms: u64,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors::one("", format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text)
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Self, ConfigErrors> {
+        let file: schema::File = toml::from_str(text).map_err(|e| {
+            let reason = e.message().to_owned();
+            let at = e.span().map(|s| line_of(text, s.start)).map_or(String::new(), |l| format!(" (line {l})"));
+            ConfigErrors::one("", format!("{reason}{at}"))
+        })?;
+        validate(&file)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// Collects problems as validation walks the file.
+#[derive(Default)]
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(ConfigError { key: key.into(), reason: reason.into() });
+    }
+
+    fn check(&mut self, ok: bool, key: &str, reason: &str) {
+        if !ok {
+            self.add(key, reason);
+        }
+    }
+
+    fn amount(&mut self, key: &str, text: &str) -> Amount {
+        match parse_pat(text) {
+            Ok(0) => {
+                self.add(key, "must be more than zero");
+                0
+            }
+            Ok(v) => v,
+            Err(e) => {
+                self.add(key, format!("{e}; write decimal PAT such as \"2.5\""));
+                0
+            }
+        }
+    }
+
+    fn unit_interval(&mut self, key: &str, v: f64, open_at_zero: bool) {
+        let ok = v.is_finite() && v <= 1.0 && if open_at_zero { v > 0.0 } else { v >= 0.0 };
+        let range = if open_at_zero { "(0, 1]" } else { "[0, 1]" };
+        self.check(ok, key, &format!("must be in {range}, got {v}"));
+    }
+
+    fn positive(&mut self, key: &str, v: f64) {
+        self.check(v.is_finite() && v > 0.0, key, &format!("must be a positive number, got {v}"));
+    }
+
+    fn range(&mut self, key: &str, r: &schema::Range) {
+        self.check(
+            r.min.is_finite() && r.max.is_finite() && r.min > 0.0 && r.min <= 1.0 && r.max >= 1.0,
+            key,
+            &format!("needs 0 < min <= 1 <= max, got min {} max {}", r.min, r.max),
+        );
+    }
+}
+
+fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
+    let mut p = Problems::default();
+    p.check(f.chain.chain_id > 0, "chain.chain_id", "must be positive");
+    p.check(
+        (1..=MARGIN_CAP_MAX_BPS).contains(&f.chain.broker_margin_cap_bps),
+        "chain.broker_margin_cap_bps",
+        "must be between 1 and 5000 (the contract's 50% cap)",
+    );
+    p.check(!f.chain.rpc_url.is_empty(), "chain.rpc_url", "must not be empty");
+
+    let windows = catalogue_list::<Window>(&mut p, "catalogue.windows", &f.catalogue.windows);
+    let mut bands = catalogue_list::<ConfidenceBand>(&mut p, "catalogue.bands", &f.catalogue.bands);
+    bands.sort();
+    for pair in bands.windows(2) {
+        if pair[0].overlaps(pair[1]) {
+            p.add("catalogue.bands", format!("bands {} and {} overlap", pair[0], pair[1]));
+        }
+    }
+    p.check(!f.catalogue.types.is_empty(), "catalogue.types", "must name at least one segment type");
+    let mut types = Vec::new();
+    for (name, entry) in &f.catalogue.types {
+        let key = format!("catalogue.types.{name}");
+        let segment_type = name.parse::<SegmentType>();
+        if let Err(e) = &segment_type {
+            p.add(&key, e.to_string());
+        }
+        let base_value = p.amount(&format!("{key}.base_value"), &entry.base_value);
+        let tick = p.amount(&format!("{key}.tick"), &entry.tick);
+        if tick > 0 && base_value > 0 && tick.saturating_mul(10) > base_value {
+            p.add(format!("{key}.tick"), "must be at most a tenth of base_value, or quotes cannot move");
+        }
+        if let Ok(segment_type) = segment_type {
+            types.push(TypeParams { segment_type, base_value, tick });
+        }
+    }
+
+    let pr = &f.pricing;
+    let freshness_curve = match pr.freshness_curve.as_str() {
+        "linear" => FreshnessCurve::Linear,
+        "exponential" => FreshnessCurve::Exponential,
+        other => {
+            p.add("pricing.freshness_curve", format!("must be \"linear\" or \"exponential\", got \"{other}\""));
+            FreshnessCurve::Linear
+        }
+    };
+    p.unit_interval("pricing.freshness_floor", pr.freshness_floor, true);
+    p.positive("pricing.rate_half_life_secs", pr.rate_half_life_secs);
+    p.range("pricing.demand_pressure", &pr.demand_pressure);
+    p.range("pricing.scarcity", &pr.scarcity);
+    p.unit_interval("pricing.substitute_discount", pr.substitute_discount, false);
+
+    let sp = &f.spread;
+    p.check(sp.min_bps <= sp.max_bps, "spread.min_bps", "must not exceed spread.max_bps");
+    p.check(
+        sp.min_bps <= sp.base_bps && sp.base_bps <= sp.max_bps,
+        "spread.base_bps",
+        "must lie within [spread.min_bps, spread.max_bps]",
+    );
+    // (ask - bid) / ask = 2s / (1 + s) must stay within the contract's margin cap.
+    let cap = u64::from(f.chain.broker_margin_cap_bps);
+    if 2 * u64::from(sp.max_bps) * 10_000 > cap * (10_000 + u64::from(sp.max_bps)) {
+        p.add(
+            "spread.max_bps",
+            format!("a one-sided spread of {} bps exceeds chain.broker_margin_cap_bps {cap}: (ask - bid) / ask = 2s / (1 + s)", sp.max_bps),
+        );
+    }
+    p.check(sp.volatility_bps.is_finite() && sp.volatility_bps >= 0.0, "spread.volatility_bps", "must be >= 0");
+    p.unit_interval("spread.volatility_alpha", sp.volatility_alpha, true);
+    p.positive("spread.depth_ref_units", sp.depth_ref_units);
+    p.positive("spread.trades_ref", sp.trades_ref);
+
+    let r = &f.risk;
+    let risk = RiskParams {
+        market_soft: p.amount("risk.market_exposure_soft", &r.market_exposure_soft),
+        market_hard: p.amount("risk.market_exposure_hard", &r.market_exposure_hard),
+        group_soft: p.amount("risk.group_exposure_soft", &r.group_exposure_soft),
+        group_hard: p.amount("risk.group_exposure_hard", &r.group_exposure_hard),
+    };
+    p.check(risk.market_soft <= risk.market_hard, "risk.market_exposure_soft", "must not exceed market_exposure_hard");
+    p.check(risk.group_soft <= risk.group_hard, "risk.group_exposure_soft", "must not exceed group_exposure_hard");
+    p.check(risk.market_hard <= risk.group_hard, "risk.market_exposure_hard", "must not exceed group_exposure_hard");
+
+    let ing = &f.ingest;
+    p.check(
+        (1..=16 * 1024 * 1024).contains(&ing.payload_bytes_max),
+        "ingest.payload_bytes_max",
+        "must be between 1 and 16 MiB",
+    );
+    p.check(ing.signals_max >= 1, "ingest.signals_max", "must be at least 1");
+    p.check(ing.units_max >= 1, "ingest.units_max", "must be at least 1");
+    p.check(f.orders.qty_max >= 1, "orders.qty_max", "must be at least 1");
+    p.check(f.quoting.tick_ms >= 10, "quoting.tick_ms", "must be at least 10");
+    p.check(f.orders.quote_ttl_ms >= f.quoting.tick_ms, "orders.quote_ttl_ms", "must be at least quoting.tick_ms");
+
+    if !p.0.is_empty() {
+        return Err(ConfigErrors(p.0));
+    }
+    Ok(Config {
+        engine: EngineConfig {
+            chain_id: f.chain.chain_id,
+            marketplace: f.chain.marketplace,
+            broker_margin_cap_bps: f.chain.broker_margin_cap_bps,
+            types,
+            windows,
+            bands,
+            pricing: PricingParams {
+                freshness_curve,
+                freshness_floor: pr.freshness_floor,
+                rate_half_life_secs: pr.rate_half_life_secs,
+                demand_pressure_min: pr.demand_pressure.min,
+                demand_pressure_max: pr.demand_pressure.max,
+                scarcity_min: pr.scarcity.min,
+                scarcity_max: pr.scarcity.max,
+                substitute_discount: pr.substitute_discount,
+            },
+            spread: SpreadParams {
+                base_bps: sp.base_bps,
+                min_bps: sp.min_bps,
+                max_bps: sp.max_bps,
+                volatility_bps: sp.volatility_bps,
+                volatility_alpha: sp.volatility_alpha,
+                thin_liquidity_bps: sp.thin_liquidity_bps,
+                depth_ref_units: sp.depth_ref_units,
+                trades_ref: sp.trades_ref,
+                soft_limit_widen_bps: sp.soft_limit_widen_bps,
+            },
+            risk,
+            ingest: IngestParams {
+                payload_bytes_max: ing.payload_bytes_max,
+                signals_max: ing.signals_max,
+                units_max: ing.units_max,
+                clock_skew_secs: ing.clock_skew_secs,
+            },
+            orders: OrderParams { qty_max: f.orders.qty_max, quote_ttl_ms: f.orders.quote_ttl_ms },
+        },
+        chain: ChainSettings { rpc_url: f.chain.rpc_url.clone(), confirmations: f.chain.confirmations },
+        quote_tick_ms: f.quoting.tick_ms,
+    })
+}
+
+/// Parses a non-empty list of distinct catalogue names, reporting each bad entry.
+fn catalogue_list<T: std::str::FromStr + PartialEq>(p: &mut Problems, key: &str, items: &[String]) -> Vec<T>
+where
+    T::Err: fmt::Display,
+{
+    if items.is_empty() {
+        p.add(key, "must not be empty");
+    }
+    let mut out: Vec<T> = Vec::new();
+    for (i, text) in items.iter().enumerate() {
+        match text.parse::<T>() {
+            Ok(v) if out.contains(&v) => p.add(format!("{key}[{i}]"), format!("'{text}' is listed twice")),
+            Ok(v) => out.push(v),
+            Err(e) => p.add(format!("{key}[{i}]"), e.to_string()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

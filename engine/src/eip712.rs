@@ -135,6 +135,61 @@ mod tests {
         assert_eq!(verify_signer(&digest, &[0u8; 65], order.consumer), Err(SignatureError::Malformed));
     }
 
+    /// The vector pinned on both sides: `contracts/test/OrderHash.t.sol` asserts
+    /// the same hashes from the contract, with the proxy at this address.
+    const VECTOR_CONTRACT: Address = address!("0xF62849F9A0B5Bf2913b396098F7c7019b51A820a");
+
+    #[test]
+    fn order_digest_matches_the_contracts_pinned_vector() {
+        let order = pinned_order();
+        let domain = domain(31337, VECTOR_CONTRACT);
+        assert_eq!(order.market, b256!("0x8ace9ab0da497a604bad060e68dd7aeef9584f3928c7db229e3c5a6316e1221c"));
+        assert_eq!(
+            order.eip712_type_hash(),
+            b256!("0x7bff5eb4c13ebdd3ee473c74cc8af05e91126bb0e18f7c662a6df03c3a0f1294")
+        );
+        assert_eq!(
+            order.eip712_hash_struct(),
+            b256!("0xcdd32461df6ac8512c46385871f66ac51e915951e2d2f404ca3a462bd4ebee63")
+        );
+        assert_eq!(domain.separator(), b256!("0xb3e810d96622f48913fd88b0859c2f78019ec7dbf81bbd7e0dbec4771a096976"));
+        let digest = digest(&order, &domain);
+        assert_eq!(digest, b256!("0x1c33d017cdccb87c33aa12b183160e0fef09d3b20eb99273cddf016688998d19"));
+        // RFC 6979 signatures are deterministic: the same bytes as the Foundry test's vm.sign.
+        let sig = alice().sign_hash_sync(&digest).unwrap().as_bytes();
+        assert_eq!(
+            alloy_primitives::hex::encode(sig),
+            "a314d9b7ba3c617b83e8dbbd8915f5ab14dd598dde6997adea1c1ebe4b35911c19f15dbcac9151b8f091cc6816f48cdf8c72bc1ba249b833d6935621f34bef751b"
+        );
+    }
+
+    /// A submission signed by `cast wallet sign --data` over the same typed data
+    /// JSON gives these bytes: the engine's digest is the standard one.
+    #[test]
+    fn submission_digest_is_pinned() {
+        let submission = SegmentSubmission {
+            provider: alice().address(),
+            segmentType: "PURCHASE_INTENT".into(),
+            window: "7D".into(),
+            confidenceBps: 8000,
+            windowStart: 1_767_222_000,
+            createdAt: 1_767_225_600,
+            units: 25,
+            payloadHash: B256::repeat_byte(0x11),
+        };
+        let digest = digest(&submission, &domain(31337, VECTOR_CONTRACT));
+        assert_eq!(
+            SegmentSubmission::eip712_encode_type(),
+            "SegmentSubmission(address provider,string segmentType,string window,uint16 confidenceBps,uint64 windowStart,uint64 createdAt,uint32 units,bytes32 payloadHash)"
+        );
+        assert_eq!(digest, b256!("0xa353f8a1709c1a7dbc16660f34fd64894fb5d4227b3e6978addce0c874ad2d3f"));
+        let sig = alice().sign_hash_sync(&digest).unwrap().as_bytes();
+        assert_eq!(
+            alloy_primitives::hex::encode(sig),
+            "b13d84d6f6a6ffea380a520cb1fd59a1bf34e82a1c1b44111928a6319e6748c43eb254391acb10a4288236ae37e572c3b114a3229f6cd53c148f51bafd3184c71c"
+        );
+    }
+
     fn digest_of_other_chain(order: &Order) -> B256 {
         digest(order, &domain(1, Address::repeat_byte(0x11)))
     }

@@ -1,0 +1,147 @@
+//! The TOML file as written by operators: field names, defaults and types,
+//! before validation. Unknown keys are refused so that a typo never passes
+//! silently.
+
+use std::collections::BTreeMap;
+
+use alloy_primitives::Address;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub chain: Chain,
+    pub catalogue: Catalogue,
+    pub pricing: Pricing,
+    pub spread: Spread,
+    pub risk: Risk,
+    #[serde(default)]
+    pub ingest: Ingest,
+    #[serde(default)]
+    pub orders: Orders,
+    #[serde(default)]
+    pub quoting: Quoting,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chain {
+    pub chain_id: u64,
+    /// JSON-RPC endpoint of the chain (anvil locally, a ZKsync Era node in production).
+    #[serde(default = "default_rpc_url")]
+    pub rpc_url: String,
+    /// The `DataMarketplace` proxy, the EIP-712 verifying contract.
+    pub marketplace: Address,
+    pub broker_margin_cap_bps: u16,
+    #[serde(default = "default_confirmations")]
+    pub confirmations: u64,
+}
+
+fn default_rpc_url() -> String {
+    "http://127.0.0.1:8545".to_owned()
+}
+
+fn default_confirmations() -> u64 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalogue {
+    pub windows: Vec<String>,
+    pub bands: Vec<String>,
+    /// Segment types by name.
+    pub types: BTreeMap<String, SegmentTypeEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentTypeEntry {
+    /// BaseValue of one unit, decimal PAT.
+    pub base_value: String,
+    /// Price increment, decimal PAT.
+    pub tick: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    pub min: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    /// `linear` or `exponential`.
+    pub freshness_curve: String,
+    pub freshness_floor: f64,
+    pub rate_half_life_secs: f64,
+    pub demand_pressure: Range,
+    pub scarcity: Range,
+    pub substitute_discount: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spread {
+    pub base_bps: u32,
+    pub min_bps: u32,
+    pub max_bps: u32,
+    pub volatility_bps: f64,
+    pub volatility_alpha: f64,
+    pub thin_liquidity_bps: u32,
+    pub depth_ref_units: f64,
+    pub trades_ref: f64,
+    pub soft_limit_widen_bps: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Risk {
+    /// Decimal PAT.
+    pub market_exposure_soft: String,
+    pub market_exposure_hard: String,
+    pub group_exposure_soft: String,
+    pub group_exposure_hard: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ingest {
+    pub payload_bytes_max: usize,
+    pub signals_max: usize,
+    pub units_max: u32,
+    pub clock_skew_secs: u64,
+}
+
+impl Default for Ingest {
+    fn default() -> Self {
+        Self { payload_bytes_max: 256 * 1024, signals_max: 10_000, units_max: 100_000, clock_skew_secs: 60 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Orders {
+    pub qty_max: u64,
+    pub quote_ttl_ms: u64,
+}
+
+impl Default for Orders {
+    fn default() -> Self {
+        Self { qty_max: 10_000, quote_ttl_ms: 1_000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quoting {
+    pub tick_ms: u64,
+}
+
+impl Default for Quoting {
+    fn default() -> Self {
+        Self { tick_ms: 100 }
+    }
+}

@@ -1,0 +1,81 @@
+//! Validation tests: the shipped default is valid, and each kind of mistake is
+//! reported against its key.
+
+use super::*;
+
+const DEFAULT: &str = include_str!("../default.toml");
+
+fn errors_of(edit: impl Fn(&str) -> String) -> Vec<ConfigError> {
+    Config::parse(&edit(DEFAULT)).expect_err("the edited config should be refused").0
+}
+
+fn keys_of(edit: impl Fn(&str) -> String) -> Vec<String> {
+    errors_of(edit).into_iter().map(|e| e.key).collect()
+}
+
+#[test]
+fn default_config_is_valid_and_realistic() {
+    let cfg = Config::parse(DEFAULT).unwrap();
+    assert_eq!(cfg.engine.types.len(), 6);
+    assert_eq!(cfg.engine.market_keys().len(), 6 * 3 * 3);
+    assert_eq!(cfg.engine.types[0].segment_type.as_str(), "JOB_SEARCH"); // sorted by name
+    assert_eq!(cfg.quote_tick_ms, 100);
+    assert_eq!(cfg.engine.risk.market_hard, 5_000 * pat_engine::money::ONE_PAT);
+}
+
+#[test]
+fn each_mistake_names_its_key() {
+    let cases: Vec<(&str, &str, &str)> = vec![
+        ("broker_margin_cap_bps = 3000", "broker_margin_cap_bps = 6000", "chain.broker_margin_cap_bps"),
+        ("chain_id = 31337", "chain_id = 0", "chain.chain_id"),
+        (r#"windows = ["1D", "7D", "30D"]"#, r#"windows = ["1D", "7W"]"#, "catalogue.windows[1]"),
+        (r#"windows = ["1D", "7D", "30D"]"#, r#"windows = ["1D", "1D"]"#, "catalogue.windows[1]"),
+        (r#"windows = ["1D", "7D", "30D"]"#, "windows = []", "catalogue.windows"),
+        (r#""0.70-0.85", "0.85-1.00""#, r#""0.65-0.85", "0.85-1.00""#, "catalogue.bands"),
+        ("[catalogue.types.JOB_SEARCH]", "[catalogue.types.job_search]", "catalogue.types.job_search"),
+        (r#"base_value = "0.9""#, r#"base_value = "-1""#, "catalogue.types.JOB_SEARCH.base_value"),
+        (r#"base_value = "0.9""#, r#"base_value = "0""#, "catalogue.types.JOB_SEARCH.base_value"),
+        (r#"base_value = "0.6""#, r#"base_value = "0.001""#, "catalogue.types.LOCAL_SERVICES.tick"),
+        (r#"freshness_curve = "linear""#, r#"freshness_curve = "cubic""#, "pricing.freshness_curve"),
+        ("freshness_floor = 0.1", "freshness_floor = 0", "pricing.freshness_floor"),
+        ("rate_half_life_secs = 3600", "rate_half_life_secs = -5", "pricing.rate_half_life_secs"),
+        (
+            "demand_pressure = { min = 0.5, max = 3.0 }",
+            "demand_pressure = { min = 2, max = 3.0 }",
+            "pricing.demand_pressure",
+        ),
+        ("substitute_discount = 0.5", "substitute_discount = 1.5", "pricing.substitute_discount"),
+        ("min_bps = 50", "min_bps = 5000", "spread.min_bps"),
+        ("max_bps = 1500", "max_bps = 2500", "spread.max_bps"),
+        ("volatility_alpha = 0.1", "volatility_alpha = 0", "spread.volatility_alpha"),
+        (r#"market_exposure_soft = "2000""#, r#"market_exposure_soft = "9000""#, "risk.market_exposure_soft"),
+        (r#"group_exposure_hard = "12000""#, r#"group_exposure_hard = "3000""#, "risk.market_exposure_hard"),
+        ("tick_ms = 100", "tick_ms = 5", "quoting.tick_ms"),
+        ("quote_ttl_ms = 1000", "quote_ttl_ms = 50", "orders.quote_ttl_ms"),
+        ("payload_bytes_max = 262144", "payload_bytes_max = 0", "ingest.payload_bytes_max"),
+    ];
+    for (from, to, key) in cases {
+        assert!(DEFAULT.contains(from), "fixture lost: {from}");
+        let keys = keys_of(|d| d.replacen(from, to, 1));
+        assert!(keys.iter().any(|k| k == key), "{to}: expected {key}, got {keys:?}");
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let errors = errors_of(|d| d.replace("chain_id = 31337", "chain_id = 0").replace("tick_ms = 100", "tick_ms = 1"));
+    assert!(errors.len() >= 2, "{errors:?}");
+}
+
+#[test]
+fn syntax_errors_and_unknown_keys_say_where() {
+    let errors = errors_of(|d| d.replace("[pricing]", "[pricing]\nfreshnes_floor = 0.2"));
+    assert!(errors[0].reason.contains("freshnes_floor"), "{errors:?}");
+    assert!(errors[0].reason.contains("line"), "{errors:?}");
+    let errors = errors_of(|d| d.replace("chain_id = 31337", "chain_id = = 31337"));
+    assert!(errors[0].reason.contains("line 9"), "{errors:?}");
+    let errors = errors_of(|d| d.replace("0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0", "0x1234"));
+    assert!(errors[0].reason.contains("line"), "{errors:?}");
+    let missing = Config::load(Path::new("/nonexistent/pat.toml")).unwrap_err();
+    assert!(missing.to_string().contains("cannot read /nonexistent/pat.toml"));
+}
