@@ -321,6 +321,7 @@ impl Exchange {
         let fill = Fill {
             fill_id,
             market: id,
+            market_key_id: o.market,
             consumer: o.consumer,
             nonce: o.nonce,
             qty,

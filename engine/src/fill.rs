@@ -17,6 +17,8 @@ pub struct Fill {
     /// The order's EIP-712 digest.
     pub fill_id: B256,
     pub market: MarketId,
+    /// The order's `market`: keccak256 of the market key's text form.
+    pub market_key_id: B256,
     pub consumer: Address,
     pub nonce: U256,
     pub qty: u64,
