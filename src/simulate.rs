@@ -154,7 +154,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 continue;
             }
             let id = MarketId(rng.random_range(0..keys.len() as u32));
-            let quote = *ex.quote(id);
+            let quote = ex.quote(id);
             let slack_bps = rng.random_range(0..200u128);
             nonce += 1;
             let order = Order {

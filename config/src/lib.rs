@@ -14,12 +14,19 @@ use std::path::Path;
 use pat_engine::market_key::{ConfidenceBand, SegmentType, Window};
 use pat_engine::money::{Amount, parse_pat};
 use pat_engine::params::{
-    EngineConfig, FreshnessCurve, IngestParams, OrderParams, PricingParams, RiskParams, SpreadParams, TypeParams,
+    EngineConfig, FreshnessCurve, IngestParams, OrderParams, PricingParams, QuotingParams, RiskParams, SpreadParams,
+    TypeParams,
 };
 use thiserror::Error;
 
 /// The largest margin cap the contract accepts (50%).
 pub const MARGIN_CAP_MAX_BPS: u16 = 5_000;
+
+/// Bounds that keep every step of quoting inside a `u64` of subticks
+/// (`pat_engine::pricing::mid_subticks`): BaseValue in ticks and the largest
+/// product of the price factors.
+pub const BASE_TICKS_MAX: u128 = 100_000_000;
+pub const FACTOR_PRODUCT_MAX: f64 = 100.0;
 
 /// One problem with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,8 +76,6 @@ pub struct ChainSettings {
 pub struct Config {
     pub engine: EngineConfig,
     pub chain: ChainSettings,
-    /// Interval of the quoting tick, milliseconds.
-    pub quote_tick_ms: u64,
 }
 
 impl Config {
@@ -172,8 +177,14 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
         }
         let base_value = p.amount(&format!("{key}.base_value"), &entry.base_value);
         let tick = p.amount(&format!("{key}.tick"), &entry.tick);
-        if tick > 0 && base_value > 0 && tick.saturating_mul(10) > base_value {
-            p.add(format!("{key}.tick"), "must be at most a tenth of base_value, or quotes cannot move");
+        if tick > 0 && base_value > 0 {
+            if tick.saturating_mul(10) > base_value {
+                p.add(format!("{key}.tick"), "must be at most a tenth of base_value, or quotes cannot move");
+            } else if base_value % tick != 0 {
+                p.add(format!("{key}.base_value"), "must be a whole number of ticks");
+            } else if base_value / tick > BASE_TICKS_MAX {
+                p.add(format!("{key}.tick"), format!("base_value / tick must be at most {BASE_TICKS_MAX}"));
+            }
         }
         if let Ok(segment_type) = segment_type {
             types.push(TypeParams { segment_type, base_value, tick });
@@ -193,6 +204,9 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
     p.positive("pricing.rate_half_life_secs", pr.rate_half_life_secs);
     p.range("pricing.demand_pressure", &pr.demand_pressure);
     p.range("pricing.scarcity", &pr.scarcity);
+    if pr.demand_pressure.max * pr.scarcity.max > FACTOR_PRODUCT_MAX {
+        p.add("pricing.scarcity", format!("demand_pressure.max x scarcity.max must be at most {FACTOR_PRODUCT_MAX}"));
+    }
     p.unit_interval("pricing.substitute_discount", pr.substitute_discount, false);
 
     let sp = &f.spread;
@@ -236,6 +250,11 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
     p.check(ing.units_max >= 1, "ingest.units_max", "must be at least 1");
     p.check(f.orders.qty_max >= 1, "orders.qty_max", "must be at least 1");
     p.check(f.quoting.tick_ms >= 10, "quoting.tick_ms", "must be at least 10");
+    p.check(
+        f.quoting.reprice_interval_ms >= f.quoting.tick_ms,
+        "quoting.reprice_interval_ms",
+        "must be at least quoting.tick_ms",
+    );
     p.check(f.orders.quote_ttl_ms >= f.quoting.tick_ms, "orders.quote_ttl_ms", "must be at least quoting.tick_ms");
 
     if !p.0.is_empty() {
@@ -278,9 +297,9 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
                 clock_skew_secs: ing.clock_skew_secs,
             },
             orders: OrderParams { qty_max: f.orders.qty_max, quote_ttl_ms: f.orders.quote_ttl_ms },
+            quoting: QuotingParams { tick_ms: f.quoting.tick_ms, reprice_interval_ms: f.quoting.reprice_interval_ms },
         },
         chain: ChainSettings { rpc_url: f.chain.rpc_url.clone(), confirmations: f.chain.confirmations },
-        quote_tick_ms: f.quoting.tick_ms,
     })
 }
 

@@ -138,10 +138,11 @@ impl Default for Orders {
 #[serde(deny_unknown_fields, default)]
 pub struct Quoting {
     pub tick_ms: u64,
+    pub reprice_interval_ms: u64,
 }
 
 impl Default for Quoting {
     fn default() -> Self {
-        Self { tick_ms: 100 }
+        Self { tick_ms: 100, reprice_interval_ms: 1_000 }
     }
 }

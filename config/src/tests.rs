@@ -19,7 +19,8 @@ fn default_config_is_valid_and_realistic() {
     assert_eq!(cfg.engine.types.len(), 6);
     assert_eq!(cfg.engine.market_keys().len(), 6 * 3 * 3);
     assert_eq!(cfg.engine.types[0].segment_type.as_str(), "JOB_SEARCH"); // sorted by name
-    assert_eq!(cfg.quote_tick_ms, 100);
+    assert_eq!(cfg.engine.quoting.tick_ms, 100);
+    assert_eq!(cfg.engine.quoting.reprice_interval_ms, 1_000);
     assert_eq!(cfg.engine.risk.market_hard, 5_000 * pat_engine::money::ONE_PAT);
 }
 
@@ -36,6 +37,9 @@ fn each_mistake_names_its_key() {
         (r#"base_value = "0.9""#, r#"base_value = "-1""#, "catalogue.types.JOB_SEARCH.base_value"),
         (r#"base_value = "0.9""#, r#"base_value = "0""#, "catalogue.types.JOB_SEARCH.base_value"),
         (r#"base_value = "0.6""#, r#"base_value = "0.001""#, "catalogue.types.LOCAL_SERVICES.tick"),
+        (r#"base_value = "0.9""#, r#"base_value = "0.9001""#, "catalogue.types.JOB_SEARCH.base_value"),
+        (r#"tick = "0.0005""#, r#"tick = "0.000000000000000001""#, "catalogue.types.LOCAL_SERVICES.tick"),
+        ("scarcity = { min = 0.5, max = 2.5 }", "scarcity = { min = 0.5, max = 50 }", "pricing.scarcity"),
         (r#"freshness_curve = "linear""#, r#"freshness_curve = "cubic""#, "pricing.freshness_curve"),
         ("freshness_floor = 0.1", "freshness_floor = 0", "pricing.freshness_floor"),
         ("rate_half_life_secs = 3600", "rate_half_life_secs = -5", "pricing.rate_half_life_secs"),
@@ -51,6 +55,7 @@ fn each_mistake_names_its_key() {
         (r#"market_exposure_soft = "2000""#, r#"market_exposure_soft = "9000""#, "risk.market_exposure_soft"),
         (r#"group_exposure_hard = "12000""#, r#"group_exposure_hard = "3000""#, "risk.market_exposure_hard"),
         ("tick_ms = 100", "tick_ms = 5", "quoting.tick_ms"),
+        ("reprice_interval_ms = 1000", "reprice_interval_ms = 50", "quoting.reprice_interval_ms"),
         ("quote_ttl_ms = 1000", "quote_ttl_ms = 50", "orders.quote_ttl_ms"),
         ("payload_bytes_max = 262144", "payload_bytes_max = 0", "ingest.payload_bytes_max"),
     ];

@@ -33,6 +33,15 @@ pub enum FillStateError {
     NotAccepted(B256, FillStatus),
 }
 
+/// Why a new config cannot be applied to a running exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ReconfigureError {
+    #[error("the catalogue (segment types, windows, bands) changed; that needs a restart")]
+    CatalogueChanged,
+    #[error("the chain id or marketplace address changed; that needs a restart")]
+    DomainChanged,
+}
+
 /// A provider's submission history, for its reliability.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProviderRecord {
@@ -86,6 +95,7 @@ pub fn market_specs(cfg: &EngineConfig) -> Vec<MarketSpec> {
         for (w, window) in cfg.windows.iter().enumerate() {
             for b in 0..nb {
                 let id = |w: usize, b: usize| (t * nw * nb + w * nb + b) as u32;
+                let group_first = id(w, 0);
                 let mut substitutes = [u32::MAX; 4];
                 let neighbours = [
                     (b > 0).then(|| id(w, b - 1)),
@@ -97,10 +107,12 @@ pub fn market_specs(cfg: &EngineConfig) -> Vec<MarketSpec> {
                     *slot = n;
                 }
                 specs.push(MarketSpec {
-                    base_value: tp.base_value,
+                    base_ticks: u64::try_from(tp.base_value / tp.tick).expect("config bounds base_value / tick"),
                     tick: tp.tick,
                     window_ms: window.secs() as f64 * 1000.0,
                     group: (t * nw + w) as u32,
+                    group_first,
+                    group_len: nb as u32,
                     substitutes,
                 });
             }
@@ -163,11 +175,11 @@ impl Exchange {
         self.by_chain_id.get(id).copied()
     }
 
-    pub fn quote(&self, id: MarketId) -> &Quote {
+    pub fn quote(&self, id: MarketId) -> Quote {
         self.quoter.quote(id)
     }
 
-    pub fn quotes(&self) -> impl ExactSizeIterator<Item = &Quote> {
+    pub fn quotes(&self) -> impl ExactSizeIterator<Item = Quote> + '_ {
         self.quoter.quotes()
     }
 
@@ -203,10 +215,31 @@ impl Exchange {
     /// The emergency switch: while paused no order is taken and no market quotes.
     pub fn set_paused(&mut self, paused: bool) {
         self.paused = paused;
+        self.quoter.mark_all_dirty();
+    }
+
+    /// Applies a new config to the same catalogue: prices, spreads, limits,
+    /// bounds and cadence change live; the set of markets may not.
+    pub fn reconfigure(&mut self, cfg: Arc<EngineConfig>) -> Result<(), ReconfigureError> {
+        if cfg.market_keys() != self.cfg.market_keys() {
+            return Err(ReconfigureError::CatalogueChanged);
+        }
+        if (cfg.chain_id, cfg.marketplace) != (self.cfg.chain_id, self.cfg.marketplace) {
+            return Err(ReconfigureError::DomainChanged);
+        }
+        let hl_ms = cfg.pricing.rate_half_life_secs * 1000.0;
+        for m in &mut self.markets {
+            m.set_half_life_ms(hl_ms);
+        }
+        self.specs = market_specs(&cfg);
+        self.cfg = cfg;
+        self.quoter.mark_all_dirty();
+        Ok(())
     }
 
     fn sync_stats(&mut self, id: MarketId) {
         self.stats[id.index()] = *self.markets[id.index()].stats();
+        self.quoter.mark_dirty(id);
     }
 
     /// Validates a provider's submission and lists its units.
@@ -286,7 +319,7 @@ impl Exchange {
             .ok()
             .filter(|q| (1..=qty_max).contains(q))
             .ok_or(OrderError::InvalidQuantity { qty: o.qty, max: qty_max })?;
-        let quote = *self.quoter.quote(id);
+        let quote = self.quoter.quote(id);
         if let Some(reason) = quote.halted {
             return Err(OrderError::MarketHalted(reason));
         }

@@ -167,7 +167,7 @@ fn hard_limits_halt_quoting_and_group_limits_span_bands() {
     let mut cfg = testing::config();
     cfg.risk.market_hard = ex.market(id).stats().exposure;
     cfg.risk.market_soft = cfg.risk.market_hard / 2;
-    ex.cfg = Arc::new(cfg);
+    ex.reconfigure(Arc::new(cfg)).unwrap();
     let mut changed = Vec::new();
     ex.tick(NOW + 100, &mut changed);
     assert!(changed.contains(&id));
@@ -291,9 +291,9 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>) {
                 // The runtime ticks every 100 ms: orders meet a fresh quote.
                 changed.clear();
                 ex.tick(now, &mut changed);
-                quotes.extend(changed.iter().map(|&id| *ex.quote(id)));
+                quotes.extend(changed.iter().map(|&id| ex.quote(id)));
                 nonce += 1;
-                let quote = *ex.quote(MarketId(market as u32));
+                let quote = ex.quote(MarketId(market as u32));
                 let max = quote.ask + quote.ask * slack_bps as u128 / 10_000;
                 let signed =
                     signed_order(&testing::key(200 + consumer), &keys[market], qty, max, nonce, now / 1000 + 60);
@@ -305,7 +305,7 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>) {
             Op::Tick => {
                 changed.clear();
                 ex.tick(now, &mut changed);
-                quotes.extend(changed.iter().map(|&id| *ex.quote(id)));
+                quotes.extend(changed.iter().map(|&id| ex.quote(id)));
             }
             Op::Advance { secs } => now += secs * 1000,
             Op::Settle { pick } if !open.is_empty() => {

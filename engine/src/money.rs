@@ -1,8 +1,6 @@
 //! PAT amounts: integers in base units (18 decimals), their decimal text form,
-//! and the one rounding rule used to put prices on a market's tick.
-//!
-//! No float ever holds money. Pricing factors are floats; they meet money only
-//! in [`apply_factor`], which turns the factor into a fixed-point integer first.
+//! and exact integer helpers. No float ever holds money: pricing works in
+//! integer ticks (see `pricing::quote_ticks` for the rounding rule).
 
 use thiserror::Error;
 
@@ -17,9 +15,6 @@ pub const ONE_PAT: Amount = 10u128.pow(PAT_DECIMALS);
 
 /// Basis points in one whole (100%).
 pub const BPS: u128 = 10_000;
-
-/// Fixed-point scale of pricing factors when they are applied to money (10^9).
-pub const FACTOR_SCALE: u128 = 1_000_000_000;
 
 /// Why a decimal PAT string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -70,30 +65,6 @@ pub fn format_pat(amount: Amount) -> String {
     format!("{whole}.{}", frac.trim_end_matches('0'))
 }
 
-/// Largest multiple of `tick` not above `amount`. `tick` must be positive.
-pub fn floor_to_tick(amount: Amount, tick: Amount) -> Amount {
-    amount - amount % tick
-}
-
-/// Smallest multiple of `tick` not below `amount`, or `None` past `u128::MAX`.
-pub fn ceil_to_tick(amount: Amount, tick: Amount) -> Option<Amount> {
-    match amount % tick {
-        0 => Some(amount),
-        rem => amount.checked_add(tick - rem),
-    }
-}
-
-/// `amount x factor`, with the factor first rounded to nine decimals
-/// (half away from zero) and the product rounded down to a base unit.
-///
-/// This is the only place where a float meets money. The factor must be finite
-/// and non-negative; the product saturates at `u128::MAX`.
-pub fn apply_factor(amount: Amount, factor: f64) -> Amount {
-    debug_assert!(factor.is_finite() && factor >= 0.0, "factor {factor}");
-    let fixed = (factor * FACTOR_SCALE as f64).round() as u128;
-    mul_div_floor(amount, fixed, FACTOR_SCALE)
-}
-
 /// `a * b / d` rounded down, exact for any `a, b` whose product fits in 256 bits
 /// and whose quotient fits in 128; saturates otherwise. `d` must be positive.
 pub fn mul_div_floor(a: u128, b: u128, d: u128) -> u128 {
@@ -109,17 +80,6 @@ pub fn mul_div_floor(a: u128, b: u128, d: u128) -> u128 {
             };
             high.saturating_add(low)
         }
-    }
-}
-
-/// `a * b / d` rounded up; see [`mul_div_floor`].
-pub fn mul_div_ceil(a: u128, b: u128, d: u128) -> u128 {
-    let floor = mul_div_floor(a, b, d);
-    match a.checked_mul(b) {
-        Some(p) if p % d != 0 => floor.saturating_add(1),
-        Some(_) => floor,
-        // Only reached for amounts far above any PAT supply; round up conservatively.
-        None => floor.saturating_add(1),
     }
 }
 
@@ -153,21 +113,9 @@ mod tests {
     }
 
     #[test]
-    fn ticks_round_outward() {
-        assert_eq!(floor_to_tick(1234, 100), 1200);
-        assert_eq!(ceil_to_tick(1234, 100), Some(1300));
-        assert_eq!(ceil_to_tick(1200, 100), Some(1200));
-        assert_eq!(ceil_to_tick(u128::MAX, 7), None);
-    }
-
-    #[test]
-    fn factors_meet_money_in_fixed_point() {
-        assert_eq!(apply_factor(ONE_PAT, 1.0), ONE_PAT);
-        assert_eq!(apply_factor(ONE_PAT, 0.5), ONE_PAT / 2);
-        assert_eq!(apply_factor(1000, 0.0), 0);
-        assert_eq!(apply_factor(10, 0.123_456_789_4), 1);
+    fn mul_div_is_exact_past_128_bits() {
+        assert_eq!(mul_div_floor(10, 1, 3), 3);
         assert_eq!(mul_div_floor(u128::MAX, 2, 4), u128::MAX / 2);
-        assert_eq!(mul_div_ceil(10, 1, 3), 4);
-        assert_eq!(mul_div_ceil(9, 1, 3), 3);
+        assert_eq!(mul_div_floor(u128::MAX, u128::MAX, 1), u128::MAX);
     }
 }

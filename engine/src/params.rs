@@ -83,6 +83,16 @@ pub struct OrderParams {
     pub quote_ttl_ms: u64,
 }
 
+/// Cadence of the quoting tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotingParams {
+    /// Interval between ticks, milliseconds.
+    pub tick_ms: u64,
+    /// Every market is repriced at least this often for the passage of time,
+    /// milliseconds; markets whose inputs changed are repriced on the next tick.
+    pub reprice_interval_ms: u64,
+}
+
 /// One segment type of the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypeParams {
@@ -110,6 +120,7 @@ pub struct EngineConfig {
     pub risk: RiskParams,
     pub ingest: IngestParams,
     pub orders: OrderParams,
+    pub quoting: QuotingParams,
 }
 
 impl EngineConfig {

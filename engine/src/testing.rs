@@ -84,6 +84,7 @@ pub fn config() -> EngineConfig {
             clock_skew_secs: 60,
         },
         orders: OrderParams { qty_max: 10_000, quote_ttl_ms: 1_000 },
+        quoting: QuotingParams { tick_ms: 100, reprice_interval_ms: 1_000 },
     }
 }
 
