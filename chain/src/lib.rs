@@ -1,0 +1,24 @@
+//! # pat-chain: the PAT contracts from Rust
+//!
+//! The broker's side of on-chain settlement (DESIGN.md section 8), built on `alloy`:
+//!
+//! - [`bindings`]: bindings generated from the committed artifacts; engine fill → contract fill.
+//! - [`client`]: [`SettlementClient`]: connect (chain id checked), submit `settleBatch`, wait to
+//!   a confirmation depth, per-fill outcomes, retries that never double-settle, balance reads.
+//! - [`outcome`]: the contract's rejection codes and the decoding of a batch's events.
+//! - [`deploy`]: token, implementation and initialised proxy, for local chains.
+//! - [`permit`]: EIP-2612 permits and a consumer's deposit with one.
+//! - [`anvil`]: a local anvil from the project's toolchain, for tests and benchmarks.
+//! - [`devnet`]: anvil with the contracts deployed and helpers to fund accounts.
+
+pub mod anvil;
+pub mod bindings;
+pub mod client;
+pub mod deploy;
+pub mod devnet;
+pub mod outcome;
+pub mod permit;
+
+pub use client::{BatchReport, ChainConfig, ChainError, Revert, SettlementClient, Submission, wallet_provider};
+pub use deploy::{DeployParams, Deployment, deploy};
+pub use outcome::{FillOutcome, FillResult, RejectReason};
