@@ -375,3 +375,26 @@ proptest! {
         prop_assert!(ex == again);
     }
 }
+
+#[test]
+fn reconfigure_changes_prices_live_but_not_the_catalogue() {
+    let mut ex = stocked(2, 50);
+    let id = ex.market_by_key(&purchase_7d()).unwrap();
+    let before = ex.quote(id);
+    let mut cfg = testing::config();
+    cfg.spread.base_bps += 300;
+    cfg.spread.min_bps += 300;
+    ex.reconfigure(Arc::new(cfg)).unwrap();
+    let mut changed = Vec::new();
+    ex.tick(NOW + 100, &mut changed);
+    assert!(changed.contains(&id));
+    assert!(ex.quote(id).spread_bps >= before.spread_bps + 300);
+    let mut fewer = testing::config();
+    fewer.bands.pop();
+    let snapshot = ex.clone();
+    assert_eq!(ex.reconfigure(Arc::new(fewer)), Err(ReconfigureError::CatalogueChanged));
+    let mut moved = testing::config();
+    moved.marketplace = Address::repeat_byte(9);
+    assert_eq!(ex.reconfigure(Arc::new(moved)), Err(ReconfigureError::DomainChanged));
+    assert_eq!(ex, snapshot);
+}
