@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use alloy_primitives::{Address, B256, U256};
 use alloy_sol_types::Eip712Domain;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::ewma::TimeMs;
 use crate::fill::{Fill, FillStatus, Ledger};
-use crate::market::{Lot, Market, MarketId, MarketStats};
+use crate::market::{Lot, Market, MarketId, MarketStats, MissingUnits};
 use crate::market_key::MarketKey;
 use crate::money::Amount;
 use crate::order::{self, LimitScope, OrderError, SignedOrder, VerifiedOrder};
@@ -33,6 +34,36 @@ pub enum FillStateError {
     NotAccepted(B256, FillStatus),
 }
 
+/// Why a recorded outcome (from the journal) does not fit the state it is
+/// applied to. Recovery stops on it: the journal and the state disagree.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ApplyError {
+    #[error("segment {got:?} listed where segment {expected:?} comes next")]
+    SegmentOutOfOrder { expected: SegmentId, got: SegmentId },
+    #[error("segment {0:?} names a market that is not in the catalogue")]
+    UnknownMarket(SegmentId),
+    #[error("fill {0} is already booked")]
+    DuplicateFill(B256),
+    #[error("fill {0} names a market that is not in the catalogue")]
+    FillMarket(B256),
+    #[error(transparent)]
+    MissingUnits(#[from] MissingUnits),
+    #[error(transparent)]
+    FillState(#[from] FillStateError),
+    #[error(transparent)]
+    Phase(#[from] PhaseError),
+    #[error(transparent)]
+    Reconfigure(#[from] ReconfigureError),
+}
+
+/// The market phases: 1 spot, 2 forwards, 3 synthetics, 4 options. Forward only.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("phase can only move forward within 1..=4: at {current}, asked for {requested}")]
+pub struct PhaseError {
+    pub current: u8,
+    pub requested: u8,
+}
+
 /// Why a new config cannot be applied to a running exchange.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ReconfigureError {
@@ -43,7 +74,7 @@ pub enum ReconfigureError {
 }
 
 /// A provider's submission history, for its reliability.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderRecord {
     pub accepted: u64,
     pub rejected: u64,
@@ -60,7 +91,7 @@ impl ProviderRecord {
 }
 
 /// A fill and where it is in its life.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FillRecord {
     pub fill: Fill,
     pub status: FillStatus,
@@ -85,6 +116,23 @@ pub struct Exchange {
     fills: HashMap<B256, FillRecord>,
     ledger: Ledger,
     paused: bool,
+    phase: u8,
+}
+
+/// Everything of an [`Exchange`] that is not derived from something else:
+/// what a snapshot holds. Collections are sorted, so equal states are equal
+/// values and encode to equal bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExchangeState {
+    pub config: EngineConfig,
+    pub markets: Vec<Market>,
+    pub segments: Vec<Segment>,
+    pub providers: Vec<(Address, ProviderRecord)>,
+    pub used_nonces: Vec<(Address, U256)>,
+    pub fills: Vec<FillRecord>,
+    pub ledger: Ledger,
+    pub paused: bool,
+    pub phase: u8,
 }
 
 /// The fixed facts of every market of `cfg`, in [`EngineConfig::market_keys`] order.
@@ -147,7 +195,63 @@ impl Exchange {
             fills: HashMap::new(),
             ledger: Ledger::default(),
             paused: false,
+            phase: 1,
         }
+    }
+
+    /// The state to snapshot.
+    pub fn state(&self) -> ExchangeState {
+        let mut providers: Vec<_> = self.providers.iter().map(|(a, r)| (*a, *r)).collect();
+        providers.sort_unstable_by_key(|p| p.0);
+        let mut used_nonces: Vec<_> = self.used_nonces.iter().copied().collect();
+        used_nonces.sort_unstable();
+        let mut fills: Vec<_> = self.fills.values().cloned().collect();
+        fills.sort_unstable_by_key(|f| f.fill.fill_id);
+        ExchangeState {
+            config: (*self.cfg).clone(),
+            markets: self.markets.clone(),
+            segments: self.segments.clone(),
+            providers,
+            used_nonces,
+            fills,
+            ledger: self.ledger.clone(),
+            paused: self.paused,
+            phase: self.phase,
+        }
+    }
+
+    /// Rebuilds an exchange from a snapshot; derived tables are recomputed and
+    /// every market is quoted afresh on the next tick.
+    pub fn from_state(state: ExchangeState) -> Self {
+        let mut ex = Self::new(Arc::new(state.config));
+        assert_eq!(ex.markets.len(), state.markets.len(), "a snapshot holds every market of its config");
+        ex.markets = state.markets;
+        for i in 0..ex.markets.len() {
+            ex.stats[i] = *ex.markets[i].stats();
+            ex.group_exposure[ex.specs[i].group as usize] += ex.stats[i].exposure;
+        }
+        ex.payload_hashes = state.segments.iter().map(|s| s.payload_hash).collect();
+        ex.segments = state.segments;
+        ex.providers = state.providers.into_iter().collect();
+        ex.used_nonces = state.used_nonces.into_iter().collect();
+        ex.fills = state.fills.into_iter().map(|f| (f.fill.fill_id, f)).collect();
+        ex.ledger = state.ledger;
+        ex.paused = state.paused;
+        ex.phase = state.phase;
+        ex
+    }
+
+    pub fn phase(&self) -> u8 {
+        self.phase
+    }
+
+    /// Advances the market phase (1 spot .. 4 options); never backwards.
+    pub fn set_phase(&mut self, phase: u8) -> Result<(), PhaseError> {
+        if phase <= self.phase || phase > 4 {
+            return Err(PhaseError { current: self.phase, requested: phase });
+        }
+        self.phase = phase;
+        Ok(())
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -242,8 +346,9 @@ impl Exchange {
         self.quoter.mark_dirty(id);
     }
 
-    /// Validates a provider's submission and lists its units.
-    pub fn submit_segment(&mut self, signed: &SignedSegment, now_ms: TimeMs) -> Result<SegmentId, SubmitError> {
+    /// Validates a provider's submission and lists its units; returns the
+    /// listed segment (what the journal records).
+    pub fn submit_segment(&mut self, signed: &SignedSegment, now_ms: TimeMs) -> Result<Segment, SubmitError> {
         let record = self.provider(&signed.submission.provider);
         let checked = segment::check_submission(signed, &self.cfg, now_ms, record.reliability_bps()).and_then(|c| {
             match self.payload_hashes.contains(&c.payload_hash) {
@@ -255,25 +360,13 @@ impl Exchange {
             Ok(c) => c,
             Err(e) => {
                 if e.is_attributable() {
-                    self.providers.entry(signed.submission.provider).or_default().rejected += 1;
+                    self.record_refusal(signed.submission.provider);
                 }
                 return Err(e);
             }
         };
-        let market = self.by_key[&checked.market];
-        let id = SegmentId(self.segments.len() as u64);
-        let lot = Lot {
-            segment: id,
-            window_start_ms: checked.window_start_ms,
-            expires_at_ms: checked.expires_at_ms,
-            units: checked.units,
-        };
-        self.markets[market.index()].list(checked.provider, lot, now_ms);
-        self.sync_stats(market);
-        self.providers.entry(checked.provider).or_default().accepted += 1;
-        self.payload_hashes.insert(checked.payload_hash);
-        self.segments.push(Segment {
-            id,
+        let segment = Segment {
+            id: SegmentId(self.segments.len() as u64),
             provider: checked.provider,
             market: checked.market,
             confidence_bps: checked.confidence_bps,
@@ -286,8 +379,35 @@ impl Exchange {
             signal_count: checked.signal_count,
             quality: checked.quality,
             listed_at_ms: now_ms,
-        });
-        Ok(id)
+        };
+        self.list_segment(segment.clone()).expect("a checked segment fits the catalogue");
+        Ok(segment)
+    }
+
+    /// Counts a validly signed but refused submission against its provider.
+    pub fn record_refusal(&mut self, provider: Address) {
+        self.providers.entry(provider).or_default().rejected += 1;
+    }
+
+    /// Lists a segment that passed its checks (now, or when it was journaled).
+    pub fn list_segment(&mut self, segment: Segment) -> Result<(), ApplyError> {
+        let expected = SegmentId(self.segments.len() as u64);
+        if segment.id != expected {
+            return Err(ApplyError::SegmentOutOfOrder { expected, got: segment.id });
+        }
+        let market = self.market_by_key(&segment.market).ok_or(ApplyError::UnknownMarket(segment.id))?;
+        let lot = Lot {
+            segment: segment.id,
+            window_start_ms: segment.window_start_ms,
+            expires_at_ms: segment.expires_at_ms,
+            units: segment.units,
+        };
+        self.markets[market.index()].list(segment.provider, lot, segment.listed_at_ms);
+        self.sync_stats(market);
+        self.providers.entry(segment.provider).or_default().accepted += 1;
+        self.payload_hashes.insert(segment.payload_hash);
+        self.segments.push(segment);
+        Ok(())
     }
 
     /// Verifies and executes a consumer's order.
@@ -369,18 +489,45 @@ impl Exchange {
             allocations,
             signature: v.signature().to_vec(),
         };
-        self.used_nonces.insert((o.consumer, o.nonce));
-        self.ledger.accept(&fill);
-        self.fills.insert(fill_id, FillRecord { fill: fill.clone(), status: FillStatus::Accepted });
+        self.book(&fill);
         Ok(fill)
     }
 
-    fn take_accepted(&mut self, id: &B256) -> Result<&mut FillRecord, FillStateError> {
+    /// Books a fill accepted earlier (from the journal): takes exactly its
+    /// units and moves its money and exposure, with no checks of price or limits.
+    pub fn apply_fill(&mut self, fill: &Fill) -> Result<(), ApplyError> {
+        if self.fills.contains_key(&fill.fill_id) {
+            return Err(ApplyError::DuplicateFill(fill.fill_id));
+        }
+        let market = self.markets.get_mut(fill.market.index()).ok_or(ApplyError::FillMarket(fill.fill_id))?;
+        market.take(&fill.allocations, fill.accepted_at_ms)?;
+        market.add_exposure(fill.ask_paid);
+        self.group_exposure[self.specs[fill.market.index()].group as usize] += fill.ask_paid;
+        self.sync_stats(fill.market);
+        self.book(fill);
+        Ok(())
+    }
+
+    fn book(&mut self, fill: &Fill) {
+        self.used_nonces.insert((fill.consumer, fill.nonce));
+        self.ledger.accept(fill);
+        self.fills.insert(fill.fill_id, FillRecord { fill: fill.clone(), status: FillStatus::Accepted });
+    }
+
+    /// A fill still waiting for the chain: accepted or submitted.
+    fn take_open(&mut self, id: &B256) -> Result<&mut FillRecord, FillStateError> {
         let record = self.fills.get_mut(id).ok_or(FillStateError::UnknownFill(*id))?;
         match record.status {
-            FillStatus::Accepted => Ok(record),
+            FillStatus::Accepted | FillStatus::Submitted { .. } => Ok(record),
             ref other => Err(FillStateError::NotAccepted(*id, other.clone())),
         }
+    }
+
+    /// Records that an open fill went to the chain in transaction `tx_hash`
+    /// (again, for a resubmission).
+    pub fn mark_submitted(&mut self, id: &B256, tx_hash: B256) -> Result<(), FillStateError> {
+        self.take_open(id)?.status = FillStatus::Submitted { tx_hash };
+        Ok(())
     }
 
     fn release(&mut self, market: MarketId, notional: Amount) {
@@ -389,19 +536,23 @@ impl Exchange {
         self.sync_stats(market);
     }
 
-    /// Marks an accepted fill settled on chain and releases its exposure.
+    /// Marks an open fill settled on chain and releases its exposure.
     pub fn settle(&mut self, id: &B256) -> Result<(), FillStateError> {
-        let record = self.take_accepted(id)?;
-        record.status = FillStatus::Settled;
+        let record = self.take_open(id)?;
+        let tx_hash = match record.status {
+            FillStatus::Submitted { tx_hash } => Some(tx_hash),
+            _ => None,
+        };
+        record.status = FillStatus::Settled { tx_hash };
         let (market, notional) = (record.fill.market, record.fill.ask_paid);
         self.release(market, notional);
         Ok(())
     }
 
-    /// Marks an accepted fill failed: its units return to supply (or expire),
+    /// Marks an open fill failed: its units return to supply (or expire),
     /// its exposure is released and its money refunded in the ledger.
     pub fn fail(&mut self, id: &B256, reason: &str, now_ms: TimeMs) -> Result<(), FillStateError> {
-        let record = self.take_accepted(id)?;
+        let record = self.take_open(id)?;
         record.status = FillStatus::Failed { reason: reason.to_owned() };
         let fill = record.fill.clone();
         let returned: Vec<_> = fill
@@ -463,7 +614,7 @@ impl Exchange {
         let mut open = vec![0; self.markets.len()];
         for r in self.fills.values() {
             r.fill.check_invariants();
-            if r.status == FillStatus::Accepted {
+            if matches!(r.status, FillStatus::Accepted | FillStatus::Submitted { .. }) {
                 open[r.fill.market.index()] += r.fill.ask_paid;
             }
         }

@@ -3,6 +3,7 @@
 //! invariant and replay identically.
 
 use super::*;
+use crate::event::Event;
 use crate::money::ONE_PAT;
 use crate::order::HaltReason;
 use crate::testing::{self, CONSUMER_KEY, PROVIDER_KEY, T0, key, signed_order, signed_segment};
@@ -46,7 +47,8 @@ fn a_fill_moves_money_exactly_and_settles() {
     ex.check_invariants();
     ex.settle(&fill.fill_id).unwrap();
     assert_eq!(ex.market(id).stats().exposure, 0);
-    assert_eq!(ex.settle(&fill.fill_id), Err(FillStateError::NotAccepted(fill.fill_id, FillStatus::Settled)));
+    let settled = FillStatus::Settled { tx_hash: None };
+    assert_eq!(ex.settle(&fill.fill_id), Err(FillStateError::NotAccepted(fill.fill_id, settled)));
     assert_eq!(ex.settle(&B256::ZERO), Err(FillStateError::UnknownFill(B256::ZERO)));
     ex.check_invariants();
 }
@@ -224,7 +226,7 @@ fn duplicate_payloads_are_refused_and_count_against_reliability() {
     let next = testing::payload(4);
     let third = signed_segment(&PROVIDER_KEY, "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 5, &next);
     let id = ex.submit_segment(&third, NOW).unwrap();
-    assert_eq!(ex.segment(id).unwrap().quality.reliability, 5_000);
+    assert_eq!(ex.segment(id.id).unwrap().quality.reliability, 5_000);
 }
 
 /// Histories touch the first markets of the catalogue: PURCHASE_INTENT's
@@ -257,14 +259,16 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Runs a history; returns the exchange, every fill and every quote change.
-fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>) {
+/// Runs a history; returns the exchange, every fill, every quote change and
+/// every event (what the runtime would journal).
+fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>) {
     let cfg = testing::shared_config();
     let keys = cfg.market_keys();
     let mut ex = Exchange::new(cfg);
     let (mut now, mut nonce, mut fills, mut quotes, mut open) = (NOW, 0u64, Vec::new(), Vec::new(), Vec::<B256>::new());
     let mut changed = Vec::new();
     let mut seq = 0u64;
+    let mut events = Vec::new();
     for op in ops {
         match *op {
             Op::Submit { provider, market, units, age_secs, signals } => {
@@ -283,8 +287,12 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>) {
                     units,
                     &payload,
                 );
-                if let Err(e) = ex.submit_segment(&signed, now) {
-                    assert_eq!(e.code(), "window_ended", "{e}");
+                match ex.submit_segment(&signed, now) {
+                    Ok(segment) => events.push(Event::SegmentListed(segment)),
+                    Err(e) => {
+                        assert_eq!(e.code(), "window_ended", "{e}");
+                        events.push(Event::SubmissionRefused { provider: signed.submission.provider });
+                    }
                 }
             }
             Op::Order { consumer, market, qty, slack_bps } => {
@@ -299,6 +307,7 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>) {
                     signed_order(&testing::key(200 + consumer), &keys[market], qty, max, nonce, now / 1000 + 60);
                 if let Ok(fill) = ex.submit_order(signed, now) {
                     open.push(fill.fill_id);
+                    events.push(Event::FillAccepted(fill.clone()));
                     fills.push(fill);
                 }
             }
@@ -310,20 +319,28 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>) {
             Op::Advance { secs } => now += secs * 1000,
             Op::Settle { pick } if !open.is_empty() => {
                 let id = open.swap_remove(pick % open.len());
+                if pick % 2 == 0 {
+                    let tx_hash = alloy_primitives::keccak256(id);
+                    ex.mark_submitted(&id, tx_hash).unwrap();
+                    events.push(Event::FillsSubmitted { fill_ids: vec![id], tx_hash });
+                }
                 ex.settle(&id).unwrap();
+                events.push(Event::FillSettled { fill_id: id });
             }
             Op::Fail { pick } if !open.is_empty() => {
                 let id = open.swap_remove(pick % open.len());
                 ex.fail(&id, "rejected", now).unwrap();
+                events.push(Event::FillFailed { fill_id: id, reason: "rejected".into(), at_ms: now });
             }
             Op::Settle { .. } | Op::Fail { .. } => {}
             Op::Expire => {
                 ex.expire(now);
+                events.push(Event::UnitsExpired { at_ms: now });
             }
         }
         ex.check_invariants();
     }
-    (ex, fills, quotes)
+    (ex, fills, quotes, events)
 }
 
 fn histories() -> impl Strategy<Value = Vec<Op>> {
@@ -339,10 +356,11 @@ fn random_histories_exercise_every_path() {
     let (mut fills, mut refunds, mut settled, mut expired) = (0, 0, 0, 0);
     for _ in 0..24 {
         let ops = histories().new_tree(&mut runner).unwrap().current();
-        let (ex, f, _) = run(&ops);
+        let (ex, f, _, _) = run(&ops);
         fills += f.len();
         refunds += ex.ledger().refunds;
-        settled += f.iter().filter(|f| ex.fill(&f.fill_id).unwrap().status == FillStatus::Settled).count();
+        settled +=
+            f.iter().filter(|f| matches!(ex.fill(&f.fill_id).unwrap().status, FillStatus::Settled { .. })).count();
         expired += ex.markets().iter().map(|m| m.counters().expired).sum::<u64>();
     }
     assert!(fills > 50 && refunds > 0 && settled > 10 && expired > 0, "{fills} {refunds} {settled} {expired}");
@@ -355,7 +373,7 @@ proptest! {
     /// replay gives the same quotes, fills and state.
     #[test]
     fn random_histories_conserve_and_replay(ops in histories()) {
-        let (ex, fills, quotes) = run(&ops);
+        let (ex, fills, quotes, events) = run(&ops);
         let ledger = ex.ledger();
         prop_assert_eq!(ledger.consumer_debits, ledger.provider_credits + ledger.broker_revenue + ledger.refunds);
         let debits: Amount = fills.iter().map(|f| f.ask_paid).sum();
@@ -369,10 +387,26 @@ proptest! {
                 prop_assert!(q.bid <= q.price && q.price <= q.ask);
             }
         }
-        let (again, fills_again, quotes_again) = run(&ops);
+        let (again, fills_again, quotes_again, _) = run(&ops);
         prop_assert_eq!(fills, fills_again);
         prop_assert_eq!(quotes, quotes_again);
         prop_assert!(ex == again);
+        // Applying the recorded events to a fresh exchange (journal replay),
+        // or to a snapshot taken at any point, rebuilds the same state.
+        let state = ex.state();
+        let mut replayed = Exchange::new(testing::shared_config());
+        let cut = events.len() / 2;
+        for e in &events[..cut] {
+            replayed.apply(e).unwrap();
+        }
+        let mut resumed = Exchange::from_state(replayed.state());
+        for e in &events[cut..] {
+            replayed.apply(e).unwrap();
+            resumed.apply(e).unwrap();
+        }
+        prop_assert_eq!(&replayed.state(), &state);
+        prop_assert_eq!(&resumed.state(), &state);
+        resumed.check_invariants();
     }
 }
 

@@ -67,8 +67,10 @@ impl Fill {
 pub enum FillStatus {
     /// Journaled; counts in exposure until settled or failed.
     Accepted,
-    /// Confirmed on chain.
-    Settled,
+    /// Sent to the chain in the batch transaction `tx_hash`; still exposed.
+    Submitted { tx_hash: B256 },
+    /// Confirmed on chain (in `tx_hash` when the submission was recorded).
+    Settled { tx_hash: Option<B256> },
     /// Rejected by the chain: units returned to supply, the consumer refunded.
     Failed { reason: String },
 }

@@ -21,10 +21,12 @@
 //! - [`order`]: order verification and the errors of execution.
 //! - [`fill`]: fills and the ledger that proves conservation of money.
 //! - [`exchange`]: all markets together; what the simulator and tests drive.
+//! - [`event`]: every state change as a recordable outcome, and how to apply it.
 //! - `signing` (feature `signing`): signing with a local key, for clients.
 //! - `testing` (feature `testing`): fixtures shared by tests and benches.
 
 pub mod eip712;
+pub mod event;
 pub mod ewma;
 pub mod exchange;
 pub mod fill;
@@ -43,8 +45,9 @@ pub mod signing;
 pub mod testing;
 
 pub use eip712::{Order, SegmentSubmission};
+pub use event::Event;
 pub use ewma::TimeMs;
-pub use exchange::{Exchange, FillRecord, FillStateError};
+pub use exchange::{ApplyError, Exchange, ExchangeState, FillRecord, FillStateError};
 pub use fill::{Fill, FillStatus, Ledger};
 pub use market::{Allocation, MarketId, MarketStats};
 pub use market_key::{ConfidenceBand, MarketKey, SegmentType, Window};

@@ -6,7 +6,7 @@
 //! Invariant: `listed = sold + expired + available`, checked by
 //! [`Market::check_invariants`] in tests and debug builds.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use alloy_primitives::{Address, B256};
 use rand::Rng;
@@ -47,7 +47,7 @@ pub struct Allocation {
 }
 
 /// One provider's lots in a market, soonest expiry first.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct ProviderBook {
     provider: Address,
     lots: VecDeque<Lot>,
@@ -62,7 +62,7 @@ impl ProviderBook {
 
 /// What the quoting side reads of a market: a plain copy, written by the
 /// market's owner each time it changes.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct MarketStats {
     pub supply_units: u64,
     /// Mean window start of the units each provider would deliver next; the
@@ -77,6 +77,15 @@ pub struct MarketStats {
     pub exposure: Amount,
 }
 
+/// A fill's units are not in the book: the journal and the book disagree.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{units} units of segment {segment:?} from {provider} are not for sale")]
+pub struct MissingUnits {
+    pub provider: Address,
+    pub segment: SegmentId,
+    pub units: u32,
+}
+
 /// Counters of a market's units over its whole history.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitCounters {
@@ -85,13 +94,15 @@ pub struct UnitCounters {
     pub expired: u64,
 }
 
-/// A segment market's state, owned by one writer.
-#[derive(Debug, Clone, PartialEq)]
+/// A segment market's state, owned by one writer. Providers are kept sorted
+/// by address, so the book (and every later draw) depends only on which units
+/// are where, never on the order in which they came and went: a fill applied
+/// from the journal leaves the same book as the draw that made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Market {
     pub id: MarketId,
     pub key: MarketKey,
     providers: Vec<ProviderBook>,
-    index: HashMap<Address, usize>,
     start_sum_ms: u128,
     stats: MarketStats,
     counters: UnitCounters,
@@ -104,7 +115,6 @@ impl Market {
             id,
             key,
             providers: Vec::new(),
-            index: HashMap::new(),
             start_sum_ms: 0,
             stats: MarketStats::default(),
             counters: UnitCounters::default(),
@@ -154,15 +164,15 @@ impl Market {
         self.stats.minted.add(now_ms, f64::from(lot.units), self.half_life_ms);
     }
 
+    fn slot_of(&self, provider: &Address) -> Result<usize, usize> {
+        self.providers.binary_search_by_key(provider, |p| p.provider)
+    }
+
     fn insert_lot(&mut self, provider: Address, lot: Lot) {
-        let slot = match self.index.get(&provider) {
-            Some(&i) => i,
-            None => {
-                self.providers.push(ProviderBook { provider, lots: VecDeque::new(), units: 0 });
-                self.index.insert(provider, self.providers.len() - 1);
-                self.providers.len() - 1
-            }
-        };
+        let slot = self.slot_of(&provider).unwrap_or_else(|slot| {
+            self.providers.insert(slot, ProviderBook { provider, lots: VecDeque::new(), units: 0 });
+            slot
+        });
         let book = &mut self.providers[slot];
         let old_front = (!book.lots.is_empty()).then(|| book.front_start());
         let key = (lot.expires_at_ms, lot.segment);
@@ -184,33 +194,34 @@ impl Market {
         };
     }
 
-    /// Takes one unit from provider slot `slot`, soonest expiry first.
-    fn take_unit(&mut self, slot: usize) -> Allocation {
+    /// Takes `units` from lot `lot` of provider slot `slot`; drops emptied lots and providers.
+    fn take_from(&mut self, slot: usize, lot: usize, units: u32) -> Allocation {
         let book = &mut self.providers[slot];
         let old_front = book.front_start();
-        let lot = book.lots.front_mut().expect("a provider in the book has a lot");
-        lot.units -= 1;
-        let taken = Allocation { provider: book.provider, segment: lot.segment, units: 1 };
-        if lot.units == 0 {
-            book.lots.pop_front();
+        let l = &mut book.lots[lot];
+        l.units -= units;
+        let taken = Allocation { provider: book.provider, segment: l.segment, units };
+        if l.units == 0 {
+            book.lots.remove(lot);
         }
-        book.units -= 1;
-        self.stats.supply_units -= 1;
+        book.units -= u64::from(units);
+        self.stats.supply_units -= u64::from(units);
         self.start_sum_ms -= old_front as u128;
         if book.units == 0 {
-            self.remove_provider(slot);
+            self.providers.remove(slot);
         } else {
             self.start_sum_ms += book.front_start() as u128;
         }
         taken
     }
 
-    fn remove_provider(&mut self, slot: usize) {
-        let gone = self.providers.swap_remove(slot);
-        self.index.remove(&gone.provider);
-        if let Some(moved) = self.providers.get(slot) {
-            self.index.insert(moved.provider, slot);
-        }
+    fn book_sale(&mut self, qty: u64, now_ms: TimeMs) {
+        self.refresh_next_start();
+        self.counters.sold += qty;
+        let hl = self.half_life_ms;
+        self.stats.consumed.add(now_ms, qty as f64, hl);
+        self.stats.burned.add(now_ms, qty as f64, hl);
+        self.stats.trades.add(now_ms, 1.0, hl);
     }
 
     /// Draws `qty` units for a fill, each from a provider chosen uniformly among
@@ -225,16 +236,31 @@ impl Market {
         let mut taken: BTreeMap<(Address, SegmentId), u32> = BTreeMap::new();
         for _ in 0..qty {
             let slot = rng.random_range(0..self.providers.len());
-            let unit = self.take_unit(slot);
+            let unit = self.take_from(slot, 0, 1);
             *taken.entry((unit.provider, unit.segment)).or_default() += 1;
         }
-        self.refresh_next_start();
-        self.counters.sold += qty;
-        let hl = self.half_life_ms;
-        self.stats.consumed.add(now_ms, qty as f64, hl);
-        self.stats.burned.add(now_ms, qty as f64, hl);
-        self.stats.trades.add(now_ms, 1.0, hl);
+        self.book_sale(qty, now_ms);
         taken.into_iter().map(|((provider, segment), units)| Allocation { provider, segment, units }).collect()
+    }
+
+    /// Takes exactly the units a fill drew (a fill replayed from the journal);
+    /// leaves the same book as the [`Market::draw`] that made them. Checks
+    /// every allocation before it takes any.
+    pub fn take(&mut self, allocations: &[Allocation], now_ms: TimeMs) -> Result<(), MissingUnits> {
+        let find = |m: &Self, a: &Allocation| {
+            let slot = m.slot_of(&a.provider).ok()?;
+            let lot = m.providers[slot].lots.iter().position(|l| l.segment == a.segment)?;
+            (m.providers[slot].lots[lot].units >= a.units).then_some((slot, lot))
+        };
+        if let Some(a) = allocations.iter().find(|a| find(self, a).is_none()) {
+            return Err(MissingUnits { provider: a.provider, segment: a.segment, units: a.units });
+        }
+        for a in allocations {
+            let (slot, lot) = find(self, a).expect("checked above");
+            self.take_from(slot, lot, a.units);
+        }
+        self.book_sale(allocations.iter().map(|a| u64::from(a.units)).sum(), now_ms);
+        Ok(())
     }
 
     /// Returns the units of a failed fill to supply; units whose window ended
@@ -270,7 +296,7 @@ impl Market {
             expired += gone;
             self.start_sum_ms -= old_front as u128;
             if book.units == 0 {
-                self.remove_provider(slot);
+                self.providers.remove(slot);
             } else {
                 self.start_sum_ms += book.front_start() as u128;
                 slot += 1;
@@ -292,11 +318,8 @@ impl Market {
         for book in &self.providers {
             assert!(book.units > 0, "{}: empty provider kept", self.key);
             assert_eq!(book.units, book.lots.iter().map(|l| u64::from(l.units)).sum::<u64>());
-            assert_eq!(
-                self.index[&book.provider],
-                self.providers.iter().position(|p| p.provider == book.provider).unwrap()
-            );
         }
+        assert!(self.providers.windows(2).all(|w| w[0].provider < w[1].provider), "{}: providers sorted", self.key);
         let starts: u128 = self.providers.iter().map(|p| p.front_start() as u128).sum();
         assert_eq!(starts, self.start_sum_ms, "{}: start sum", self.key);
         let c = self.counters;
@@ -357,7 +380,7 @@ mod tests {
                 0,
             );
         }
-        let mut counts: HashMap<Address, u64> = HashMap::new();
+        let mut counts: std::collections::HashMap<Address, u64> = Default::default();
         for fill in 0..1_000u64 {
             for a in m.draw(100, alloy_primitives::keccak256(fill.to_be_bytes()), 0) {
                 *counts.entry(a.provider).or_default() += u64::from(a.units);

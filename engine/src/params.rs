@@ -4,13 +4,14 @@
 
 use alloy_primitives::Address;
 use alloy_sol_types::Eip712Domain;
+use serde::{Deserialize, Serialize};
 
 use crate::eip712;
 use crate::market_key::{ConfidenceBand, MarketKey, SegmentType, Window};
 use crate::money::Amount;
 
 /// How freshness decays over a window's lifetime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FreshnessCurve {
     /// `1 - (1 - floor) * age`.
     Linear,
@@ -19,7 +20,7 @@ pub enum FreshnessCurve {
 }
 
 /// Parameters of the price factors (DESIGN.md section 4).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PricingParams {
     pub freshness_curve: FreshnessCurve,
     /// Freshness at the end of the window, in (0, 1].
@@ -36,7 +37,7 @@ pub struct PricingParams {
 
 /// Parameters of the spread (DESIGN.md section 4). `spread_bps` is one-sided:
 /// `bid = price * (1 - s)`, `ask = price * (1 + s)`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpreadParams {
     pub base_bps: u32,
     pub min_bps: u32,
@@ -56,7 +57,7 @@ pub struct SpreadParams {
 }
 
 /// Exposure limits: notional of accepted but unsettled fills (DESIGN.md section 5).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RiskParams {
     pub market_soft: Amount,
     pub market_hard: Amount,
@@ -66,7 +67,7 @@ pub struct RiskParams {
 }
 
 /// Bounds on provider submissions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestParams {
     pub payload_bytes_max: usize,
     pub signals_max: usize,
@@ -76,7 +77,7 @@ pub struct IngestParams {
 }
 
 /// Bounds on orders and quotes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderParams {
     pub qty_max: u64,
     /// How long a quote stays executable after the tick that made it, milliseconds.
@@ -84,7 +85,7 @@ pub struct OrderParams {
 }
 
 /// Cadence of the quoting tick.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotingParams {
     /// Interval between ticks, milliseconds.
     pub tick_ms: u64,
@@ -94,7 +95,7 @@ pub struct QuotingParams {
 }
 
 /// One segment type of the catalogue.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypeParams {
     pub segment_type: SegmentType,
     /// BaseValue: the floor price of one unit, base units.
@@ -104,7 +105,7 @@ pub struct TypeParams {
 }
 
 /// Everything the engine needs to run a set of markets.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineConfig {
     pub chain_id: u64,
     /// The `DataMarketplace` proxy: the EIP-712 verifying contract.

@@ -1,0 +1,95 @@
+//! [`Event`]: every change of engine state, as an outcome that can be
+//! recorded and applied again. The journal stores events; recovery applies
+//! them with [`Exchange::apply`] over a snapshot. An event carries what was
+//! decided (the listed segment, the fill with its drawn units), never the
+//! request that led to it, so applying it needs no signature, price or limit
+//! check and gives the same state whatever code decided it.
+
+use alloy_primitives::{Address, B256};
+use serde::{Deserialize, Serialize};
+
+use crate::ewma::TimeMs;
+use crate::exchange::{ApplyError, Exchange};
+use crate::fill::Fill;
+use crate::params::EngineConfig;
+use crate::segment::Segment;
+
+/// One change of engine state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    SegmentListed(Segment),
+    /// A validly signed submission was refused (it counts against reliability).
+    SubmissionRefused {
+        provider: Address,
+    },
+    FillAccepted(Fill),
+    /// The fills went to the chain in one batch transaction.
+    FillsSubmitted {
+        fill_ids: Vec<B256>,
+        tx_hash: B256,
+    },
+    FillSettled {
+        fill_id: B256,
+    },
+    FillFailed {
+        fill_id: B256,
+        reason: String,
+        at_ms: TimeMs,
+    },
+    /// Units whose window ended by `at_ms` were removed.
+    UnitsExpired {
+        at_ms: TimeMs,
+    },
+    ConfigChanged(Box<EngineConfig>),
+    PauseSet {
+        paused: bool,
+    },
+    PhaseAdvanced {
+        phase: u8,
+    },
+}
+
+impl Event {
+    /// A short stable name, for logs and `journal inspect`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::SegmentListed(_) => "segment_listed",
+            Self::SubmissionRefused { .. } => "submission_refused",
+            Self::FillAccepted(_) => "fill_accepted",
+            Self::FillsSubmitted { .. } => "fills_submitted",
+            Self::FillSettled { .. } => "fill_settled",
+            Self::FillFailed { .. } => "fill_failed",
+            Self::UnitsExpired { .. } => "units_expired",
+            Self::ConfigChanged(_) => "config_changed",
+            Self::PauseSet { .. } => "pause_set",
+            Self::PhaseAdvanced { .. } => "phase_advanced",
+        }
+    }
+}
+
+impl Exchange {
+    /// Applies a recorded event. An error means the event does not fit this
+    /// state (the journal and the snapshot disagree); the state may then be
+    /// partly changed and must not be used.
+    pub fn apply(&mut self, event: &Event) -> Result<(), ApplyError> {
+        match event {
+            Event::SegmentListed(segment) => self.list_segment(segment.clone())?,
+            Event::SubmissionRefused { provider } => self.record_refusal(*provider),
+            Event::FillAccepted(fill) => self.apply_fill(fill)?,
+            Event::FillsSubmitted { fill_ids, tx_hash } => {
+                for id in fill_ids {
+                    self.mark_submitted(id, *tx_hash)?;
+                }
+            }
+            Event::FillSettled { fill_id } => self.settle(fill_id)?,
+            Event::FillFailed { fill_id, reason, at_ms } => self.fail(fill_id, reason, *at_ms)?,
+            Event::UnitsExpired { at_ms } => {
+                self.expire(*at_ms);
+            }
+            Event::ConfigChanged(cfg) => self.reconfigure(std::sync::Arc::new((**cfg).clone()))?,
+            Event::PauseSet { paused } => self.set_paused(*paused),
+            Event::PhaseAdvanced { phase } => self.set_phase(*phase)?,
+        }
+        Ok(())
+    }
+}
