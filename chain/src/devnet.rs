@@ -51,7 +51,16 @@ pub struct Devnet {
 impl Devnet {
     /// Starts anvil and deploys the contracts.
     pub async fn start() -> Result<Self, DevnetError> {
-        let node = AnvilNode::start()?;
+        Self::start_with_args(std::iter::empty::<&str>()).await
+    }
+
+    /// Starts anvil with extra arguments (e.g. `["--gas-limit", "100000000"]`) and deploys.
+    pub async fn start_with_args<I, S>(args: I) -> Result<Self, DevnetError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString>,
+    {
+        let node = AnvilNode::start_with_args(args)?;
         let owner = node.signer(0);
         let broker_wallet = node.signer(1).address();
         let owner_provider = wallet_provider(node.url(), owner.clone());
