@@ -1,0 +1,163 @@
+//! A data directory (`journal/` and `snapshots.redb`) and crash recovery:
+//! the newest snapshot, then every journal record after it, applied in LSN
+//! order. Start-up and crash recovery are the same path.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pat_engine::{ApplyError, EngineConfig, Exchange, ExchangeState};
+use thiserror::Error;
+
+use crate::journal::{Journal, JournalConfig, JournalError};
+use crate::reader::{self, ReadError, TornTail};
+use crate::snapshot::{SnapshotError, SnapshotStore};
+
+/// Why the state could not be rebuilt. Start-up stops on any of these.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RecoveryError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("{path}: record at offset {offset} has LSN {found}, but LSN {expected} comes next{}", if *.snapshot_lsn > 0 { format!(" after the snapshot at LSN {}", .snapshot_lsn) } else { " and there is no snapshot".into() })]
+    Gap { path: PathBuf, offset: u64, expected: u64, found: u64, snapshot_lsn: u64 },
+    #[error("{path}: record at offset {offset} (LSN {lsn}) cannot be decoded: {reason}")]
+    Decode { path: PathBuf, offset: u64, lsn: u64, reason: String },
+    #[error("{path}: record at offset {offset} (LSN {lsn}) does not fit the state: {source}")]
+    Apply { path: PathBuf, offset: u64, lsn: u64, source: ApplyError },
+    #[error("cannot cut the torn tail of {path} at {offset}: {reason}")]
+    CutTail { path: PathBuf, offset: u64, reason: String },
+}
+
+/// The rebuilt state and where the journal goes on.
+pub struct Recovered {
+    pub exchange: Exchange,
+    /// The LSN the next appended record must get.
+    pub next_lsn: u64,
+    /// LSN covered by the snapshot recovery started from (0: none).
+    pub snapshot_lsn: u64,
+    /// Journal records applied after the snapshot.
+    pub replayed: u64,
+    /// A torn final record that was cut off, if any.
+    pub torn: Option<TornTail>,
+}
+
+/// What a snapshot write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotReport {
+    pub lsn: u64,
+    pub bytes: usize,
+    /// Journal files deleted because retained snapshots cover them.
+    pub removed_files: Vec<PathBuf>,
+}
+
+/// The engine's data directory.
+pub struct DataDir {
+    root: PathBuf,
+    snapshots: SnapshotStore,
+}
+
+impl DataDir {
+    /// Opens (creating if needed) the data directory at `root`.
+    pub fn open(root: &Path) -> Result<Self, RecoveryError> {
+        std::fs::create_dir_all(root.join("journal"))
+            .map_err(|e| RecoveryError::Read(ReadError::Io { path: root.join("journal"), reason: e.to_string() }))?;
+        Ok(Self { root: root.to_owned(), snapshots: SnapshotStore::open(&root.join("snapshots.redb"))? })
+    }
+
+    pub fn journal_dir(&self) -> PathBuf {
+        self.root.join("journal")
+    }
+
+    pub fn snapshots(&self) -> &SnapshotStore {
+        &self.snapshots
+    }
+
+    /// Rebuilds the engine: newest snapshot (or an empty exchange with
+    /// `initial`), then the journal after it. A torn final record is cut off.
+    pub fn recover(&self, initial: &Arc<EngineConfig>) -> Result<Recovered, RecoveryError> {
+        let (snapshot_lsn, mut exchange) = match self.snapshots.latest()? {
+            Some((lsn, state)) => (lsn, Exchange::from_state(state)),
+            None => (0, Exchange::new(initial.clone())),
+        };
+        let scan = reader::scan(&self.journal_dir())?;
+        if let Some(t) = &scan.torn {
+            cut_tail(t)?;
+        }
+        let (mut next, mut replayed, mut last_seen) = (snapshot_lsn + 1, 0u64, 0u64);
+        for r in &scan.records {
+            last_seen = last_seen.max(r.lsn);
+            if r.lsn <= snapshot_lsn {
+                continue;
+            }
+            if r.lsn != next {
+                return Err(RecoveryError::Gap {
+                    path: r.path.clone(),
+                    offset: r.offset,
+                    expected: next,
+                    found: r.lsn,
+                    snapshot_lsn,
+                });
+            }
+            let event = crate::decode_event(&r.payload).map_err(|reason| RecoveryError::Decode {
+                path: r.path.clone(),
+                offset: r.offset,
+                lsn: r.lsn,
+                reason,
+            })?;
+            exchange.apply(&event).map_err(|source| RecoveryError::Apply {
+                path: r.path.clone(),
+                offset: r.offset,
+                lsn: r.lsn,
+                source,
+            })?;
+            next += 1;
+            replayed += 1;
+        }
+        Ok(Recovered { exchange, next_lsn: next.max(last_seen + 1), snapshot_lsn, replayed, torn: scan.torn })
+    }
+
+    /// Starts the journal writer after recovery.
+    pub fn open_journal(&self, mut cfg: JournalConfig, next_lsn: u64) -> Result<Journal, JournalError> {
+        cfg.dir = self.journal_dir();
+        Journal::open(cfg, next_lsn)
+    }
+
+    /// Writes a snapshot of `state` covering the journal through `lsn`, keeps
+    /// the newest `retain` snapshots, and deletes journal files that the
+    /// oldest retained snapshot covers entirely.
+    pub fn write_snapshot(
+        &self,
+        lsn: u64,
+        state: &ExchangeState,
+        retain: usize,
+    ) -> Result<SnapshotReport, RecoveryError> {
+        self.snapshots.write(lsn, state, retain)?;
+        let bytes = postcard::experimental::serialized_size(state).unwrap_or(0);
+        let oldest = self.snapshots.lsns()?.first().copied().unwrap_or(0);
+        let files = reader::journal_files(&self.journal_dir())?;
+        let mut removed_files = Vec::new();
+        for pair in files.windows(2) {
+            let ((_, path), (next_first, _)) = (&pair[0], &pair[1]);
+            if *next_first <= oldest + 1 {
+                std::fs::remove_file(path)
+                    .map_err(|e| RecoveryError::Read(ReadError::Io { path: path.clone(), reason: e.to_string() }))?;
+                removed_files.push(path.clone());
+            }
+        }
+        Ok(SnapshotReport { lsn, bytes, removed_files })
+    }
+}
+
+fn cut_tail(t: &TornTail) -> Result<(), RecoveryError> {
+    let fail =
+        |e: std::io::Error| RecoveryError::CutTail { path: t.path.clone(), offset: t.offset, reason: e.to_string() };
+    if t.offset == 0 {
+        // The newest file never got its header: nothing in it was written.
+        return std::fs::remove_file(&t.path).map_err(fail);
+    }
+    let file = OpenOptions::new().write(true).open(&t.path).map_err(fail)?;
+    file.set_len(t.offset).map_err(fail)?;
+    file.sync_data().map_err(fail)
+}
