@@ -1,6 +1,7 @@
 //! `pat-market`: the operator's binary. Only CLI and glue; the logic lives in
 //! the workspace crates (`pat-engine`, `pat-config`).
 
+mod inspect;
 mod simulate;
 
 use std::path::PathBuf;
@@ -25,6 +26,23 @@ enum Command {
     /// Run the engine over simulated time with synthetic providers and consumers,
     /// printing how quotes, spreads, supply and exposure evolve per market.
     Simulate(simulate::Args),
+    /// Operator tools for the durable journal.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// Print every record of a data directory's journal, its snapshots, and any torn tail.
+    Inspect {
+        /// The engine's data directory (holding `journal/` and `snapshots.redb`).
+        dir: PathBuf,
+        /// Print each event in full.
+        #[arg(long)]
+        verbose: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -32,6 +50,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Journal { command: JournalCommand::Inspect { dir, verbose } } => inspect::run(&dir, verbose),
     };
     match result {
         Ok(code) => code,

@@ -59,6 +59,37 @@ fn simulate_is_deterministic_for_a_seed_and_conserves_money() {
         .and_then(|n| n.parse().ok())
         .expect("a summary line with the fill count");
     assert!(fills > 10, "the simulation traded: {out}");
-    let other = pat_market(&["simulate", "--hours", "6", "--report-every-mins", "120", "--seed", "8", "--providers", "8"]);
+    let other =
+        pat_market(&["simulate", "--hours", "6", "--report-every-mins", "120", "--seed", "8", "--providers", "8"]);
     assert_ne!(first.stdout, other.stdout, "another seed, another run");
+}
+
+#[test]
+fn journal_inspect_prints_records_and_refuses_corruption() {
+    use pat_engine::Event;
+    let dir = std::env::temp_dir().join(format!("pat-inspect-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    {
+        let data = pat_persistence::DataDir::open(&dir).unwrap();
+        let journal = data.open_journal(pat_persistence::JournalConfig::new(data.journal_dir()), 1).unwrap();
+        for paused in [true, false] {
+            journal.append_event(&Event::PauseSet { paused }).unwrap().wait().unwrap();
+        }
+    }
+    let out = pat_market(&["journal", "inspect", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("snapshots: none"), "{stdout}");
+    assert!(stdout.contains("pause_set paused = true") && stdout.contains("pause_set paused = false"), "{stdout}");
+    assert!(stdout.contains("2 records"), "{stdout}");
+    // Damage the first record: inspect names the file and offset and fails.
+    let file = std::fs::read_dir(dir.join("journal")).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[pat_persistence::frame::FILE_HEADER_LEN + 10] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    let out = pat_market(&["journal", "inspect", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("corrupt record at offset 13"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
