@@ -11,8 +11,6 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::transports::http::reqwest::Url;
 use thiserror::Error;
 
-/// The chain id anvil serves unless told otherwise.
-pub const ANVIL_CHAIN_ID: u64 = 31_337;
 /// Longest wait for anvil to report that it listens, milliseconds.
 pub const STARTUP_TIMEOUT_MS: u64 = 20_000;
 /// Where `scripts/toolchain.sh` puts anvil, relative to the workspace root.

@@ -209,9 +209,11 @@ async fn a_mixed_batch_settles_to_the_base_unit_and_its_replay_changes_nothing()
     assert_eq!(balances(&client, &consumers, &providers).await, after);
 
     // Providers and the broker withdraw: the PAT arrives, the balances go to zero.
-    let provider_signer = signer(&PROVIDERS[0]);
-    let earned = after.earnings[0];
-    assert!(earned > U256::ZERO, "provider 0 sold units in this batch");
+    // The draw is seeded by the fill ids, which depend on the chain's clock: take a seller.
+    let seller = (0..PROVIDERS.len()).max_by_key(|&i| after.earnings[i]).unwrap();
+    let provider_signer = signer(&PROVIDERS[seller]);
+    let earned = after.earnings[seller];
+    assert!(earned > U256::ZERO, "5 units sold among 3 providers");
     devnet.set_eth(provider_signer.address(), U256::from(DEVNET_ETH)).await.unwrap();
     let as_provider = devnet.provider_for(&provider_signer);
     let market = DataMarketplace::new(devnet.deployment.marketplace, &as_provider);
@@ -328,11 +330,8 @@ async fn a_stuck_batch_is_replaced_on_its_nonce_and_settles_once() {
     devnet.set_automine(false).await.unwrap();
     let stuck = client.settle_batch(&fills).await.unwrap_err().submission().unwrap().clone();
 
-    // Mine while the retry waits: only one transaction of that nonce can be in the block.
-    let miner = async {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        devnet.mine().await.unwrap();
-    };
+    // Mine once the retry's replacement is in the pool: only one transaction of a nonce can land.
+    let miner = mine_after_replacement(&devnet, stuck.nonce, Some(stuck.tx_hash));
     let (report, ()) = tokio::join!(client.resubmit(&fills, Some(&stuck)), miner);
     let report = report.unwrap();
     assert_ne!(report.tx_hash, Some(stuck.tx_hash), "replaced");
@@ -348,4 +347,66 @@ async fn a_stuck_batch_is_replaced_on_its_nonce_and_settles_once() {
     );
     let ids: Vec<B256> = fills.iter().map(|f| f.fill_id).collect();
     assert_eq!(client.settled_fills(&ids).await.unwrap(), [true; 3]);
+}
+
+#[tokio::test]
+async fn settle_with_retry_is_bounded_and_lands_each_fill_once() {
+    let devnet = Devnet::start().await.unwrap();
+    let config = ChainConfig {
+        receipt_timeout: Duration::from_millis(300),
+        poll_interval: Duration::from_millis(20),
+        max_attempts: 1,
+        ..devnet.chain_config()
+    };
+    let fills = funded_fills(&devnet, 2).await;
+    let nonce = devnet.owner_provider.get_transaction_count(devnet.owner.address()).await.unwrap();
+    devnet.set_automine(false).await.unwrap();
+
+    // One attempt allowed: the unmined batch is reported, with the transaction to retry.
+    let once = SettlementClient::connect(config.clone(), devnet.owner.clone()).await.unwrap();
+    let err = once.settle_with_retry(&fills).await.unwrap_err();
+    assert!(matches!(err, ChainError::NotConfirmed { .. }), "{err}");
+
+    // Three attempts, with a block mined once the second has replaced the first. The first
+    // client's transaction is
+    // still pending, so the block settles the fills with it, and this client's replacement finds
+    // them used: an earlier attempt won, and they are reported settled, not rejected.
+    let client =
+        SettlementClient::connect(ChainConfig { max_attempts: 3, ..config }, devnet.owner.clone()).await.unwrap();
+    let escrow = client.escrow_of(fills[0].consumer).await.unwrap();
+    let miner = mine_after_replacement(&devnet, nonce + 1, None);
+    let (report, ()) = tokio::join!(client.settle_with_retry(&fills), miner);
+    let report = report.unwrap();
+    assert_eq!(outcomes(&report), [FillOutcome::AlreadySettled; 2]);
+    assert_eq!(
+        client.escrow_of(fills[0].consumer).await.unwrap(),
+        escrow - U256::from(fills[0].ask_paid),
+        "debited once"
+    );
+    let mined = devnet.owner_provider.get_transaction_count(devnet.owner.address()).await.unwrap();
+    assert_eq!(mined, nonce + 2, "the first client's transaction and one replacement, nothing more");
+}
+
+/// The hash of the broker's transaction of `nonce` waiting in anvil's pool.
+async fn pooled(devnet: &Devnet, nonce: u64) -> Option<B256> {
+    let pool: serde_json::Value = devnet.owner_provider.raw_request("txpool_content".into(), ()).await.unwrap();
+    let (_, txs) = pool["pending"]
+        .as_object()?
+        .iter()
+        .find(|(sender, _)| sender.parse::<Address>().ok() == Some(devnet.owner.address()))?;
+    txs.get(nonce.to_string())?["hash"].as_str()?.parse().ok()
+}
+
+/// Mines one block as soon as the pooled transaction of `nonce` has been replaced (it differs
+/// from `first`, or from the first one seen), or after two seconds, when the test will fail.
+async fn mine_after_replacement(devnet: &Devnet, nonce: u64, mut first: Option<B256>) {
+    for _ in 0..200 {
+        match (first, pooled(devnet, nonce).await) {
+            (None, Some(seen)) => first = Some(seen),
+            (Some(old), Some(now)) if now != old => break,
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    devnet.mine().await.unwrap();
 }
