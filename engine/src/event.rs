@@ -71,24 +71,24 @@ impl Exchange {
     /// Applies a recorded event. An error means the event does not fit this
     /// state (the journal and the snapshot disagree); the state may then be
     /// partly changed and must not be used.
-    pub fn apply(&mut self, event: &Event) -> Result<(), ApplyError> {
+    pub fn apply(&mut self, event: Event) -> Result<(), ApplyError> {
         match event {
-            Event::SegmentListed(segment) => self.list_segment(segment.clone())?,
-            Event::SubmissionRefused { provider } => self.record_refusal(*provider),
+            Event::SegmentListed(segment) => self.list_segment(segment)?,
+            Event::SubmissionRefused { provider } => self.record_refusal(provider),
             Event::FillAccepted(fill) => self.apply_fill(fill)?,
             Event::FillsSubmitted { fill_ids, tx_hash } => {
-                for id in fill_ids {
-                    self.mark_submitted(id, *tx_hash)?;
+                for id in &fill_ids {
+                    self.mark_submitted(id, tx_hash)?;
                 }
             }
-            Event::FillSettled { fill_id } => self.settle(fill_id)?,
-            Event::FillFailed { fill_id, reason, at_ms } => self.fail(fill_id, reason, *at_ms)?,
+            Event::FillSettled { fill_id } => self.settle(&fill_id)?,
+            Event::FillFailed { fill_id, reason, at_ms } => self.fail(&fill_id, &reason, at_ms)?,
             Event::UnitsExpired { at_ms } => {
-                self.expire(*at_ms);
+                self.expire(at_ms);
             }
-            Event::ConfigChanged(cfg) => self.reconfigure(std::sync::Arc::new((**cfg).clone()))?,
-            Event::PauseSet { paused } => self.set_paused(*paused),
-            Event::PhaseAdvanced { phase } => self.set_phase(*phase)?,
+            Event::ConfigChanged(cfg) => self.reconfigure(std::sync::Arc::new(*cfg))?,
+            Event::PauseSet { paused } => self.set_paused(paused),
+            Event::PhaseAdvanced { phase } => self.set_phase(phase)?,
         }
         Ok(())
     }

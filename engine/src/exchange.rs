@@ -7,9 +7,10 @@
 //! an error has changed nothing (but a provider's reliability count, which is
 //! what a refused submission is recorded for).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use alloy_primitives::map::{AddressMap, B256Map, B256Set, HashSet};
 use alloy_primitives::{Address, B256, U256};
 use alloy_sol_types::Eip712Domain;
 use serde::{Deserialize, Serialize};
@@ -105,15 +106,16 @@ pub struct Exchange {
     markets: Vec<Market>,
     specs: Vec<MarketSpec>,
     stats: Vec<MarketStats>,
-    by_chain_id: HashMap<B256, MarketId>,
+    by_chain_id: B256Map<MarketId>,
     by_key: HashMap<MarketKey, MarketId>,
     group_exposure: Vec<Amount>,
     quoter: Quoter,
     segments: Vec<Segment>,
-    payload_hashes: HashSet<B256>,
-    providers: HashMap<Address, ProviderRecord>,
+    payload_hashes: B256Set,
+    providers: AddressMap<ProviderRecord>,
     used_nonces: HashSet<(Address, U256)>,
-    fills: HashMap<B256, FillRecord>,
+    /// Boxed: a fill is a few hundred bytes, and the map moves its values when it grows.
+    fills: B256Map<Box<FillRecord>>,
     ledger: Ledger,
     paused: bool,
     phase: u8,
@@ -189,10 +191,10 @@ impl Exchange {
             by_key,
             cfg,
             segments: Vec::new(),
-            payload_hashes: HashSet::new(),
-            providers: HashMap::new(),
-            used_nonces: HashSet::new(),
-            fills: HashMap::new(),
+            payload_hashes: B256Set::default(),
+            providers: AddressMap::default(),
+            used_nonces: HashSet::default(),
+            fills: B256Map::default(),
             ledger: Ledger::default(),
             paused: false,
             phase: 1,
@@ -205,7 +207,7 @@ impl Exchange {
         providers.sort_unstable_by_key(|p| p.0);
         let mut used_nonces: Vec<_> = self.used_nonces.iter().copied().collect();
         used_nonces.sort_unstable();
-        let mut fills: Vec<_> = self.fills.values().cloned().collect();
+        let mut fills: Vec<_> = self.fills.values().map(|f| (**f).clone()).collect();
         fills.sort_unstable_by_key(|f| f.fill.fill_id);
         ExchangeState {
             config: (*self.cfg).clone(),
@@ -234,7 +236,7 @@ impl Exchange {
         ex.segments = state.segments;
         ex.providers = state.providers.into_iter().collect();
         ex.used_nonces = state.used_nonces.into_iter().collect();
-        ex.fills = state.fills.into_iter().map(|f| (f.fill.fill_id, f)).collect();
+        ex.fills = state.fills.into_iter().map(|f| (f.fill.fill_id, Box::new(f))).collect();
         ex.ledger = state.ledger;
         ex.paused = state.paused;
         ex.phase = state.phase;
@@ -305,7 +307,7 @@ impl Exchange {
     }
 
     pub fn fill(&self, id: &B256) -> Option<&FillRecord> {
-        self.fills.get(id)
+        self.fills.get(id).map(|f| &**f)
     }
 
     pub fn ledger(&self) -> &Ledger {
@@ -489,13 +491,13 @@ impl Exchange {
             allocations,
             signature: v.signature().to_vec(),
         };
-        self.book(&fill);
+        self.book(fill.clone());
         Ok(fill)
     }
 
     /// Books a fill accepted earlier (from the journal): takes exactly its
     /// units and moves its money and exposure, with no checks of price or limits.
-    pub fn apply_fill(&mut self, fill: &Fill) -> Result<(), ApplyError> {
+    pub fn apply_fill(&mut self, fill: Fill) -> Result<(), ApplyError> {
         if self.fills.contains_key(&fill.fill_id) {
             return Err(ApplyError::DuplicateFill(fill.fill_id));
         }
@@ -508,10 +510,10 @@ impl Exchange {
         Ok(())
     }
 
-    fn book(&mut self, fill: &Fill) {
+    fn book(&mut self, fill: Fill) {
         self.used_nonces.insert((fill.consumer, fill.nonce));
-        self.ledger.accept(fill);
-        self.fills.insert(fill.fill_id, FillRecord { fill: fill.clone(), status: FillStatus::Accepted });
+        self.ledger.accept(&fill);
+        self.fills.insert(fill.fill_id, Box::new(FillRecord { fill, status: FillStatus::Accepted }));
     }
 
     /// A fill still waiting for the chain: accepted or submitted.

@@ -397,12 +397,12 @@ proptest! {
         let mut replayed = Exchange::new(testing::shared_config());
         let cut = events.len() / 2;
         for e in &events[..cut] {
-            replayed.apply(e).unwrap();
+            replayed.apply(e.clone()).unwrap();
         }
         let mut resumed = Exchange::from_state(replayed.state());
         for e in &events[cut..] {
-            replayed.apply(e).unwrap();
-            resumed.apply(e).unwrap();
+            replayed.apply(e.clone()).unwrap();
+            resumed.apply(e.clone()).unwrap();
         }
         prop_assert_eq!(&replayed.state(), &state);
         prop_assert_eq!(&resumed.state(), &state);

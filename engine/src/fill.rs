@@ -2,8 +2,7 @@
 //! `ask_paid = bid_credited + broker_spread`, and the [`Ledger`] keeps, over
 //! any history, `consumer_debits = provider_credits + broker_revenue + refunds`.
 
-use std::collections::BTreeMap;
-
+use alloy_primitives::map::AddressMap;
 use alloy_primitives::{Address, B256, U256};
 use serde::{Deserialize, Serialize};
 
@@ -42,12 +41,19 @@ pub struct Fill {
 
 impl Fill {
     /// Units and credit per provider, sorted by provider: what the contract pays.
+    /// Allocations are sorted by provider, so one pass merges them.
     pub fn provider_credits(&self) -> Vec<(Address, u64, Amount)> {
-        let mut per: BTreeMap<Address, u64> = BTreeMap::new();
+        let mut per: Vec<(Address, u64, Amount)> = Vec::with_capacity(self.allocations.len());
         for a in &self.allocations {
-            *per.entry(a.provider).or_default() += u64::from(a.units);
+            match per.last_mut() {
+                Some(last) if last.0 == a.provider => last.1 += u64::from(a.units),
+                _ => per.push((a.provider, u64::from(a.units), 0)),
+            }
         }
-        per.into_iter().map(|(p, units)| (p, units, u128::from(units) * self.bid)).collect()
+        for p in &mut per {
+            p.2 = u128::from(p.1) * self.bid;
+        }
+        per
     }
 
     /// Panics unless the fill's amounts are consistent to the base unit.
@@ -59,6 +65,7 @@ impl Fill {
         assert_eq!(units, self.qty, "allocated units = qty");
         let credits: Amount = self.provider_credits().iter().map(|c| c.2).sum();
         assert_eq!(credits, self.bid_credited, "sum of provider credits = bid credited");
+        assert!(self.allocations.windows(2).all(|w| (w[0].provider, w[0].segment) < (w[1].provider, w[1].segment)));
     }
 }
 
@@ -83,8 +90,8 @@ pub struct Ledger {
     pub broker_revenue: Amount,
     /// Debits of failed fills given back (their credits and spread reversed).
     pub refunds: Amount,
-    pub by_provider: BTreeMap<Address, Amount>,
-    pub by_consumer: BTreeMap<Address, Amount>,
+    pub by_provider: AddressMap<Amount>,
+    pub by_consumer: AddressMap<Amount>,
 }
 
 impl Ledger {

@@ -15,7 +15,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
@@ -92,12 +92,23 @@ impl Future for Durable {
     }
 }
 
+/// Counters of what the writer has made durable.
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    /// Groups written and synced (one `fdatasync` each).
+    pub groups: AtomicU64,
+    pub records: AtomicU64,
+    /// Bytes written, frames included.
+    pub bytes: AtomicU64,
+}
+
 /// The append side of the journal. Cheap to share: appends from any thread.
 pub struct Journal {
     tx: Option<Sender<Request>>,
     writer: Option<JoinHandle<()>>,
     queue_max: usize,
     poisoned: Arc<AtomicBool>,
+    stats: Arc<JournalStats>,
 }
 
 impl Journal {
@@ -109,7 +120,9 @@ impl Journal {
         let file = Writer::create_file(&cfg.dir, next_lsn)?;
         let (tx, rx) = crossbeam_channel::bounded(cfg.queue_records_max);
         let poisoned = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(JournalStats::default());
         let mut writer = Writer {
+            stats: stats.clone(),
             durable_len: frame::FILE_HEADER_LEN as u64,
             file,
             next_lsn,
@@ -122,7 +135,7 @@ impl Journal {
             .name("journal-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| io(&cfg.dir, e))?;
-        Ok(Self { tx: Some(tx), writer: Some(handle), queue_max: cfg.queue_records_max, poisoned })
+        Ok(Self { tx: Some(tx), writer: Some(handle), queue_max: cfg.queue_records_max, poisoned, stats })
     }
 
     /// Queues a record; the returned handle resolves once it is durable.
@@ -147,6 +160,11 @@ impl Journal {
         self.append(crate::encode_event(event))
     }
 
+    /// What the writer has made durable so far.
+    pub fn stats(&self) -> &JournalStats {
+        &self.stats
+    }
+
     /// Whether a failed sync has stopped the journal.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Acquire)
@@ -165,6 +183,7 @@ impl Drop for Journal {
 
 struct Writer {
     cfg: JournalConfig,
+    stats: Arc<JournalStats>,
     file: File,
     /// Length of the current file that is known durable.
     durable_len: u64,
@@ -232,6 +251,9 @@ impl Writer {
         }
         self.durable_len += self.buf.len() as u64;
         self.next_lsn += group.len() as u64;
+        self.stats.groups.fetch_add(1, Ordering::Relaxed);
+        self.stats.records.fetch_add(group.len() as u64, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
         Ok(first)
     }
 

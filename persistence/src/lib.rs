@@ -23,7 +23,7 @@ pub mod reader;
 pub mod recovery;
 pub mod snapshot;
 
-pub use journal::{Durable, Journal, JournalConfig, JournalError};
+pub use journal::{Durable, Journal, JournalConfig, JournalError, JournalStats};
 pub use recovery::{DataDir, Recovered, RecoveryError, SnapshotReport};
 
 /// Encodes an event as a journal payload (postcard).

@@ -81,21 +81,45 @@ fn any_valid_frame(bytes: &[u8]) -> bool {
     (1..bytes.len()).any(|i| frame::decode(&bytes[i..]).is_ok())
 }
 
-/// Reads and checks every record in `dir`.
-pub fn scan(dir: &Path) -> Result<Scan, ReadError> {
+/// A record in the buffer of its file, as [`walk`] hands it over.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    pub path: &'a Path,
+    pub offset: u64,
+    pub lsn: u64,
+    pub version: u8,
+    pub payload: &'a [u8],
+}
+
+/// What [`walk`] found besides the records.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WalkEnd {
+    pub torn: Option<TornTail>,
+    /// The journal files, oldest first, with their first LSN.
+    pub files: Vec<(u64, PathBuf)>,
+}
+
+/// Reads and checks every record in `dir`, oldest first, handing each to
+/// `visit` straight from the file's buffer (one buffer, reused). Stops at the
+/// first error, of reading or of `visit`.
+pub fn walk<E: From<ReadError>>(
+    dir: &Path,
+    mut visit: impl FnMut(RecordRef<'_>) -> Result<(), E>,
+) -> Result<WalkEnd, E> {
     let files = journal_files(dir)?;
-    let mut out = Scan { files: files.clone(), ..Scan::default() };
+    let mut end = WalkEnd { files: files.clone(), torn: None };
+    let mut bytes = Vec::new();
     for (n, (first, path)) in files.iter().enumerate() {
-        // Records follow each other within a file; across files recovery checks
-        // continuity, since a snapshot may cover a jump.
-        let mut expected = *first;
         let last_file = n + 1 == files.len();
-        let bytes = std::fs::read(path).map_err(|e| ReadError::Io { path: path.clone(), reason: e.to_string() })?;
+        bytes.clear();
+        std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes))
+            .map_err(|e| ReadError::Io { path: path.clone(), reason: e.to_string() })?;
         match frame::parse_file_header(&bytes) {
             Some(h) if h == *first => {}
             // A crash while creating the newest file can leave its header short.
             None if last_file && bytes.len() < frame::FILE_HEADER_LEN => {
-                out.torn = Some(TornTail {
+                end.torn = Some(TornTail {
                     path: path.clone(),
                     offset: 0,
                     bytes: bytes.len() as u64,
@@ -103,40 +127,32 @@ pub fn scan(dir: &Path) -> Result<Scan, ReadError> {
                 });
                 break;
             }
-            _ => return Err(ReadError::Header { path: path.clone() }),
+            _ => return Err(ReadError::Header { path: path.clone() }.into()),
         }
+        // Records follow each other within a file; across files recovery checks
+        // continuity, since a snapshot may cover a jump.
+        let mut expected = *first;
         let mut at = frame::FILE_HEADER_LEN;
         while at < bytes.len() {
             match frame::decode(&bytes[at..]) {
                 Ok(f) => {
                     if f.lsn != expected {
-                        return Err(ReadError::Sequence {
-                            path: path.clone(),
-                            offset: at as u64,
-                            expected,
-                            found: f.lsn,
-                        });
+                        let found = f.lsn;
+                        return Err(
+                            ReadError::Sequence { path: path.clone(), offset: at as u64, expected, found }.into()
+                        );
                     }
-                    out.records.push(Record {
-                        path: path.clone(),
-                        offset: at as u64,
-                        lsn: f.lsn,
-                        version: f.version,
-                        payload: f.payload.to_vec(),
-                    });
+                    visit(RecordRef { path, offset: at as u64, lsn: f.lsn, version: f.version, payload: f.payload })?;
                     expected = f.lsn + 1;
                     at += f.len;
                 }
                 Err(bad) => {
                     let torn = last_file && (bad == BadFrame::Truncated || !any_valid_frame(&bytes[at..]));
                     if !torn {
-                        return Err(ReadError::Corrupt {
-                            path: path.clone(),
-                            offset: at as u64,
-                            reason: bad.to_string(),
-                        });
+                        let reason = bad.to_string();
+                        return Err(ReadError::Corrupt { path: path.clone(), offset: at as u64, reason }.into());
                     }
-                    out.torn = Some(TornTail {
+                    end.torn = Some(TornTail {
                         path: path.clone(),
                         offset: at as u64,
                         bytes: (bytes.len() - at) as u64,
@@ -147,5 +163,21 @@ pub fn scan(dir: &Path) -> Result<Scan, ReadError> {
             }
         }
     }
-    Ok(out)
+    Ok(end)
+}
+
+/// Reads and checks every record in `dir` into memory (for inspection and tests).
+pub fn scan(dir: &Path) -> Result<Scan, ReadError> {
+    let mut records = Vec::new();
+    let end = walk(dir, |r| {
+        records.push(Record {
+            path: r.path.to_owned(),
+            offset: r.offset,
+            lsn: r.lsn,
+            version: r.version,
+            payload: r.payload.to_vec(),
+        });
+        Ok::<(), ReadError>(())
+    })?;
+    Ok(Scan { records, torn: end.torn, files: end.files })
 }

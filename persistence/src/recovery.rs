@@ -81,41 +81,33 @@ impl DataDir {
             Some((lsn, state)) => (lsn, Exchange::from_state(state)),
             None => (0, Exchange::new(initial.clone())),
         };
-        let scan = reader::scan(&self.journal_dir())?;
-        if let Some(t) = &scan.torn {
-            cut_tail(t)?;
-        }
         let (mut next, mut replayed, mut last_seen) = (snapshot_lsn + 1, 0u64, 0u64);
-        for r in &scan.records {
+        let end = reader::walk(&self.journal_dir(), |r| {
             last_seen = last_seen.max(r.lsn);
             if r.lsn <= snapshot_lsn {
-                continue;
+                return Ok(());
             }
+            let at = |path: &Path| (path.to_owned(), r.offset);
             if r.lsn != next {
-                return Err(RecoveryError::Gap {
-                    path: r.path.clone(),
-                    offset: r.offset,
-                    expected: next,
-                    found: r.lsn,
-                    snapshot_lsn,
-                });
+                let (path, offset) = at(r.path);
+                return Err(RecoveryError::Gap { path, offset, expected: next, found: r.lsn, snapshot_lsn });
             }
-            let event = crate::decode_event(&r.payload).map_err(|reason| RecoveryError::Decode {
-                path: r.path.clone(),
-                offset: r.offset,
-                lsn: r.lsn,
-                reason,
+            let event = crate::decode_event(r.payload).map_err(|reason| {
+                let (path, offset) = at(r.path);
+                RecoveryError::Decode { path, offset, lsn: r.lsn, reason }
             })?;
-            exchange.apply(&event).map_err(|source| RecoveryError::Apply {
-                path: r.path.clone(),
-                offset: r.offset,
-                lsn: r.lsn,
-                source,
+            exchange.apply(event).map_err(|source| {
+                let (path, offset) = at(r.path);
+                RecoveryError::Apply { path, offset, lsn: r.lsn, source }
             })?;
             next += 1;
             replayed += 1;
+            Ok(())
+        })?;
+        if let Some(t) = &end.torn {
+            cut_tail(t)?;
         }
-        Ok(Recovered { exchange, next_lsn: next.max(last_seen + 1), snapshot_lsn, replayed, torn: scan.torn })
+        Ok(Recovered { exchange, next_lsn: next.max(last_seen + 1), snapshot_lsn, replayed, torn: end.torn })
     }
 
     /// Starts the journal writer after recovery.

@@ -124,7 +124,7 @@ fn a_missing_snapshot_is_a_full_replay_or_a_clear_gap() {
         let data = DataDir::open(root).unwrap();
         let mut ex = Exchange::new(testing::shared_config());
         for e in &events[..30] {
-            ex.apply(e).unwrap();
+            ex.apply(e.clone()).unwrap();
         }
         let report = data.write_snapshot(30, &ex.state(), 1).unwrap();
         assert!(!report.removed_files.is_empty());
@@ -149,7 +149,7 @@ fn a_snapshot_newer_than_the_journal_wins_and_the_journal_continues_after_it() {
     journal(&data, &events[..5], 1, 1 << 20, 64);
     let mut ex = Exchange::new(testing::shared_config());
     for e in &events[..8] {
-        ex.apply(e).unwrap();
+        ex.apply(e.clone()).unwrap();
     }
     data.write_snapshot(8, &ex.state(), 2).unwrap();
     drop(data);
@@ -180,6 +180,9 @@ fn appends_wait_for_durability_and_refuse_when_the_queue_is_full() {
     assert!(busy > 0, "a bounded queue pushes back");
     let lsns: Vec<u64> = accepted.into_iter().map(|d| d.wait().unwrap()).collect();
     assert_eq!(lsns, (1..=lsns.len() as u64).collect::<Vec<_>>());
+    let stats = j.stats();
+    assert_eq!(stats.records.load(std::sync::atomic::Ordering::Relaxed), lsns.len() as u64);
+    assert!(stats.groups.load(std::sync::atomic::Ordering::Relaxed) >= lsns.len() as u64 / 2, "groups of at most 2");
     let big = vec![0u8; pat_persistence::frame::PAYLOAD_MAX + 1];
     assert!(matches!(j.append(big), Err(pat_persistence::JournalError::TooLarge(_))));
 }
@@ -285,7 +288,7 @@ proptest! {
         let at = cut.index(events.len() + 1);
         let mut prefix = Exchange::new(testing::shared_config());
         for e in &events[..at] {
-            prefix.apply(e).unwrap();
+            prefix.apply(e.clone()).unwrap();
         }
         if at > 0 {
             data.write_snapshot(at as u64, &prefix.state(), 1).unwrap();
