@@ -306,6 +306,11 @@ impl Exchange {
         self.providers.get(provider).copied().unwrap_or_default()
     }
 
+    /// Every fill, in no particular order.
+    pub fn fills(&self) -> impl Iterator<Item = &FillRecord> {
+        self.fills.values().map(|f| &**f)
+    }
+
     pub fn fill(&self, id: &B256) -> Option<&FillRecord> {
         self.fills.get(id).map(|f| &**f)
     }

@@ -100,6 +100,8 @@ pub struct JournalStats {
     pub records: AtomicU64,
     /// Bytes written, frames included.
     pub bytes: AtomicU64,
+    /// The LSN of the newest durable record (0: none ever).
+    pub durable_lsn: AtomicU64,
 }
 
 /// The append side of the journal. Cheap to share: appends from any thread.
@@ -121,6 +123,8 @@ impl Journal {
         let (tx, rx) = crossbeam_channel::bounded(cfg.queue_records_max);
         let poisoned = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(JournalStats::default());
+        // Everything before `next_lsn` is durable already (recovery read it back).
+        stats.durable_lsn.store(next_lsn - 1, Ordering::Release);
         let mut writer = Writer {
             stats: stats.clone(),
             durable_len: frame::FILE_HEADER_LEN as u64,
@@ -153,6 +157,12 @@ impl Journal {
             Err(TrySendError::Full(_)) => Err(JournalError::Busy(self.queue_max)),
             Err(TrySendError::Disconnected(_)) => Err(JournalError::Closed),
         }
+    }
+
+    /// Whether an append now would fail with `Busy`. With one appender (the
+    /// engine actor) a `false` here means its next append is queued.
+    pub fn is_full(&self) -> bool {
+        self.tx.as_ref().is_none_or(|tx| tx.is_full())
     }
 
     /// Encodes an engine event and appends it.
@@ -254,6 +264,7 @@ impl Writer {
         self.stats.groups.fetch_add(1, Ordering::Relaxed);
         self.stats.records.fetch_add(group.len() as u64, Ordering::Relaxed);
         self.stats.bytes.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+        self.stats.durable_lsn.store(self.next_lsn - 1, Ordering::Release);
         Ok(first)
     }
 

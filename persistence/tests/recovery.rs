@@ -183,6 +183,7 @@ fn appends_wait_for_durability_and_refuse_when_the_queue_is_full() {
     let stats = j.stats();
     assert_eq!(stats.records.load(std::sync::atomic::Ordering::Relaxed), lsns.len() as u64);
     assert!(stats.groups.load(std::sync::atomic::Ordering::Relaxed) >= lsns.len() as u64 / 2, "groups of at most 2");
+    assert_eq!(stats.durable_lsn.load(std::sync::atomic::Ordering::Acquire), lsns.len() as u64);
     let big = vec![0u8; pat_persistence::frame::PAYLOAD_MAX + 1];
     assert!(matches!(j.append(big), Err(pat_persistence::JournalError::TooLarge(_))));
 }

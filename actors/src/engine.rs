@@ -1,0 +1,582 @@
+//! The engine actor: sole owner of the [`Exchange`] and sole appender to the
+//! journal. A mutating request changes the exchange, appends its [`Event`],
+//! and its reply resolves only once that event is durable; the actor goes on
+//! with the next request meanwhile, so concurrent requests share an fsync
+//! (group commit). Reads answer from memory at once.
+//!
+//! If a journal write fails after the exchange already changed, memory may
+//! hold a change that is not durable: the actor then refuses every further
+//! mutation (`degraded`) until a restart recovers from disk. Reads go on.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use alloy_primitives::{Address, B256};
+use pat_engine::exchange::ReconfigureError;
+use pat_engine::market::UnitCounters;
+use pat_engine::{
+    EngineConfig, Event, Exchange, Fill, FillRecord, MarketId, MarketKey, OrderError, Quote, Segment, SegmentId,
+    SignedSegment, SubmitError, TimeMs, VerifiedOrder,
+};
+use pat_persistence::{DataDir, Durable, Journal, JournalConfig, JournalError, RecoveryError, SnapshotReport};
+use thiserror::Error;
+use tokio::sync::broadcast;
+
+/// Where the engine keeps its data and how often its timers fire.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub data_dir: PathBuf,
+    pub journal: JournalConfig,
+    /// Interval of expiry sweeps.
+    pub expiry_every: Duration,
+    /// Interval of snapshots.
+    pub snapshot_every: Duration,
+    /// Snapshots kept; journal files older than the oldest kept one are deleted.
+    pub snapshot_retain: usize,
+    /// Requests that may wait in the actor's mailbox.
+    pub mailbox_capacity: usize,
+    /// Changed-quote batches the broadcast channel keeps for slow subscribers.
+    pub quote_channel_capacity: usize,
+}
+
+impl EngineSettings {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            journal: JournalConfig::new(data_dir.join("journal")),
+            data_dir,
+            expiry_every: Duration::from_secs(1),
+            snapshot_every: Duration::from_secs(300),
+            snapshot_retain: 2,
+            mailbox_capacity: 16_384,
+            quote_channel_capacity: 1_024,
+        }
+    }
+}
+
+/// Why a request to the engine failed. Nothing changed unless it says so.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error(transparent)]
+    Order(#[from] OrderError),
+    #[error(transparent)]
+    Reconfigure(#[from] ReconfigureError),
+    #[error("engine busy: the journal queue is full, retry later")]
+    Busy,
+    #[error("the journal failed, so the engine takes no more changes until it restarts: {0}")]
+    Degraded(String),
+    #[error("journal: {0}")]
+    Journal(JournalError),
+    #[error("recovery: {0}")]
+    Recovery(#[from] RecoveryError),
+    #[error("phase: {0}")]
+    Phase(String),
+}
+
+impl EngineError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Submit(e) => e.code(),
+            Self::Order(e) => e.code(),
+            Self::Reconfigure(_) => "config_not_applicable",
+            Self::Busy => "busy",
+            Self::Degraded(_) => "degraded",
+            Self::Journal(_) => "journal_failed",
+            Self::Recovery(_) => "recovery_failed",
+            Self::Phase(_) => "invalid_phase",
+        }
+    }
+}
+
+/// The clock the engine reads; tests pass their own.
+pub type Clock = Arc<dyn Fn() -> TimeMs + Send + Sync>;
+
+/// Milliseconds since the Unix epoch from the system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as TimeMs))
+}
+
+/// A market as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketView {
+    pub id: MarketId,
+    pub key: MarketKey,
+    pub quote: Quote,
+    pub supply_units: u64,
+    pub provider_count: usize,
+    pub exposure: u128,
+    pub group_exposure: u128,
+    pub counters: UnitCounters,
+}
+
+/// List a provider's segment; replies with the listed segment once durable.
+#[derive(Message)]
+#[rtype(result = "Result<Segment, EngineError>")]
+pub struct SubmitSegment(pub SignedSegment);
+
+/// Execute a verified order; replies with the fill once durable.
+#[derive(Message)]
+#[rtype(result = "Result<Fill, EngineError>")]
+pub struct PlaceOrder(pub VerifiedOrder);
+
+/// Every market with its quote.
+#[derive(Message)]
+#[rtype(result = "Vec<MarketView>")]
+pub struct GetMarkets;
+
+/// One fill and its status.
+#[derive(Message)]
+#[rtype(result = "Option<FillRecord>")]
+pub struct GetFill(pub B256);
+
+/// One segment.
+#[derive(Message)]
+#[rtype(result = "Option<Segment>")]
+pub struct GetSegment(pub SegmentId);
+
+/// Segments matching a filter, newest first, at most `limit`.
+#[derive(Message, Debug, Clone, Default)]
+#[rtype(result = "Vec<Segment>")]
+pub struct SearchSegments {
+    pub segment_type: Option<String>,
+    pub window: Option<String>,
+    pub band: Option<String>,
+    pub min_quality_bps: Option<u16>,
+    pub limit: usize,
+}
+
+/// Fills of one consumer, and credits of one provider.
+#[derive(Message)]
+#[rtype(result = "Vec<FillRecord>")]
+pub struct ConsumerFills(pub Address);
+
+/// PAT credited to a provider by accepted fills (settled or not), base units.
+#[derive(Message)]
+#[rtype(result = "u128")]
+pub struct ProviderCredits(pub Address);
+
+/// The emergency switch: journaled, then applied.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct SetPaused(pub bool);
+
+/// Advance the market phase: journaled, then applied.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct AdvancePhase(pub u8);
+
+/// Apply a validated config live: journaled, then applied.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct Reconfigure(pub Arc<EngineConfig>);
+
+/// Write a snapshot now (also done on a timer).
+#[derive(Message)]
+#[rtype(result = "Result<SnapshotReport, EngineError>")]
+pub struct TakeSnapshot;
+
+/// Stop the actor and its arbiter, after a snapshot if `snapshot`; replies
+/// once the data directory is released (the actor dropped), so another engine
+/// may open it.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct Shutdown {
+    pub snapshot: bool,
+}
+
+/// A receiver of the markets whose quotes changed, one batch per tick.
+#[derive(Message)]
+#[rtype(result = "broadcast::Receiver<Arc<Vec<Quote>>>")]
+pub struct SubscribeQuotes;
+
+/// The engine actor.
+pub struct EngineActor {
+    exchange: Exchange,
+    journal: Arc<Journal>,
+    data: Arc<DataDir>,
+    settings: EngineSettings,
+    clock: Clock,
+    /// Appends whose durability the actor has not yet heard of.
+    pending: Arc<AtomicU64>,
+    degraded: Arc<AtomicBool>,
+    quotes: broadcast::Sender<Arc<Vec<Quote>>>,
+    changed: Vec<MarketId>,
+    /// Told when the actor is dropped (its journal and data directory closed).
+    on_drop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for EngineActor {
+    fn drop(&mut self) {
+        for tx in self.on_drop.drain(..) {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// What recovery found, for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Startup {
+    pub snapshot_lsn: u64,
+    pub replayed: u64,
+    pub next_lsn: u64,
+    pub torn_tail_bytes: u64,
+}
+
+impl EngineActor {
+    /// Recovers the data directory and starts the actor on its own arbiter.
+    /// `cfg` is the config file's; if the recovered state ran under another,
+    /// the change is journaled like a reload.
+    pub fn start(
+        settings: EngineSettings,
+        cfg: Arc<EngineConfig>,
+        clock: Clock,
+    ) -> Result<(Addr<Self>, Startup), EngineError> {
+        let data = DataDir::open(&settings.data_dir)?;
+        let recovered = data.recover(&cfg)?;
+        let startup = Startup {
+            snapshot_lsn: recovered.snapshot_lsn,
+            replayed: recovered.replayed,
+            next_lsn: recovered.next_lsn,
+            torn_tail_bytes: recovered.torn.as_ref().map_or(0, |t| t.bytes),
+        };
+        let mut exchange = recovered.exchange;
+        let journal = data.open_journal(settings.journal.clone(), recovered.next_lsn).map_err(EngineError::Journal)?;
+        if *exchange.config() != *cfg {
+            exchange.reconfigure(cfg.clone())?;
+            journal.append_event(&Event::ConfigChanged(Box::new((*cfg).clone()))).map_err(EngineError::Journal)?;
+        }
+        let (quotes, _) = broadcast::channel(settings.quote_channel_capacity);
+        let actor = Self {
+            exchange,
+            journal: Arc::new(journal),
+            data: Arc::new(data),
+            settings,
+            clock,
+            pending: Arc::new(AtomicU64::new(0)),
+            degraded: Arc::new(AtomicBool::new(false)),
+            quotes,
+            changed: Vec::new(),
+            on_drop: Vec::new(),
+        };
+        let arbiter = Arbiter::new();
+        Ok((Self::start_in_arbiter(&arbiter.handle(), |_| actor), startup))
+    }
+
+    /// Refuses a mutation when the engine is degraded or the journal is full.
+    fn writable(&self) -> Result<(), EngineError> {
+        if self.degraded.load(Ordering::Acquire) {
+            return Err(EngineError::Degraded("a journal write failed".into()));
+        }
+        if self.journal.is_full() {
+            return Err(EngineError::Busy);
+        }
+        Ok(())
+    }
+
+    /// Appends an event whose change is already in memory; the returned
+    /// future resolves once it is durable. Any failure degrades the engine.
+    fn journal(&self, event: &Event) -> impl Future<Output = Result<(), EngineError>> + use<> {
+        let started = Instant::now();
+        let appended: Result<Durable, JournalError> = self.journal.append_event(event);
+        let (pending, degraded) = (self.pending.clone(), self.degraded.clone());
+        pending.fetch_add(1, Ordering::AcqRel);
+        async move {
+            let result = match appended {
+                Ok(durable) => durable.await,
+                Err(e) => Err(e),
+            };
+            pending.fetch_sub(1, Ordering::AcqRel);
+            metrics::histogram!("pat_journal_append_seconds").record(started.elapsed().as_secs_f64());
+            result.map(|_| ()).map_err(|e| {
+                degraded.store(true, Ordering::Release);
+                metrics::counter!("pat_journal_failures_total").increment(1);
+                EngineError::Journal(e)
+            })
+        }
+    }
+
+    fn tick(&mut self) {
+        let started = Instant::now();
+        self.changed.clear();
+        self.exchange.tick((self.clock)(), &mut self.changed);
+        if !self.changed.is_empty() {
+            let batch: Vec<Quote> = self.changed.iter().map(|&id| self.exchange.quote(id)).collect();
+            metrics::counter!("pat_quote_updates_total").increment(batch.len() as u64);
+            // No subscriber is not an error: the feed may not be running.
+            let _ = self.quotes.send(Arc::new(batch));
+        }
+        metrics::histogram!("pat_quote_tick_seconds").record(started.elapsed().as_secs_f64());
+    }
+
+    fn expire(&mut self, ctx: &mut Context<Self>) {
+        if self.writable().is_err() {
+            return;
+        }
+        let now = (self.clock)();
+        if self.exchange.expire(now) > 0 {
+            let durable = self.journal(&Event::UnitsExpired { at_ms: now });
+            ctx.spawn(async move { durable.await.err() }.into_actor(self).map(|_, _, _| ()));
+        }
+    }
+
+    /// Takes the state once every appended event is durable, so the snapshot
+    /// covers exactly the journal through its LSN; writes it off the actor.
+    /// The mailbox waits meanwhile (`ctx.wait`): no new event can slip in
+    /// between the drain and the copy of the state.
+    fn snapshot(&mut self, ctx: &mut Context<Self>) -> Reply<SnapshotReport> {
+        let pending = self.pending.clone();
+        let drained = async move {
+            while pending.load(Ordering::Acquire) > 0 {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        ctx.wait(drained.into_actor(self).map(move |(), act, _| {
+            let state = act.exchange.state();
+            let lsn = act.journal.stats().durable_lsn.load(Ordering::Acquire);
+            let _ = tx.send((state, lsn, act.data.clone(), act.settings.snapshot_retain));
+        }));
+        Box::pin(async move {
+            let (state, lsn, data, retain) = rx.await.map_err(|_| EngineError::Journal(JournalError::Closed))?;
+            let started = Instant::now();
+            let report = tokio::task::spawn_blocking(move || data.write_snapshot(lsn, &state, retain))
+                .await
+                .map_err(|e| EngineError::Journal(JournalError::Write(e.to_string())))??;
+            metrics::histogram!("pat_snapshot_seconds").record(started.elapsed().as_secs_f64());
+            Ok(report)
+        })
+    }
+}
+
+impl Actor for EngineActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
+        let tick = Duration::from_millis(self.exchange.config().quoting.tick_ms);
+        ctx.run_interval(tick, |act, _| act.tick());
+        ctx.run_interval(self.settings.expiry_every, |act, ctx| act.expire(ctx));
+        ctx.run_interval(self.settings.snapshot_every, |act, ctx| {
+            let snapshot = act.snapshot(ctx);
+            ctx.spawn(
+                async move {
+                    if snapshot.await.is_err() {
+                        metrics::counter!("pat_snapshot_failures_total").increment(1);
+                    }
+                }
+                .into_actor(act),
+            );
+        });
+        self.tick();
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        Arbiter::current().stop();
+    }
+}
+
+impl Handler<Shutdown> for EngineActor {
+    type Result = ResponseFuture<Result<(), EngineError>>;
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        let snapshot = msg.snapshot.then(|| self.snapshot(ctx));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.on_drop.push(tx);
+        let addr = ctx.address();
+        Box::pin(async move {
+            let written = match snapshot {
+                Some(s) => s.await.map(|_| ()),
+                None => Ok(()),
+            };
+            addr.do_send(Stop);
+            let _ = rx.await;
+            written
+        })
+    }
+}
+
+/// Stops the actor (sent by `Shutdown` once its snapshot is written).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Stop;
+
+impl Handler<Stop> for EngineActor {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+type Reply<T> = Pin<Box<dyn Future<Output = Result<T, EngineError>>>>;
+
+fn refused<T: 'static>(e: EngineError) -> Reply<T> {
+    Box::pin(std::future::ready(Err(e)))
+}
+
+impl Handler<SubmitSegment> for EngineActor {
+    type Result = ResponseFuture<Result<Segment, EngineError>>;
+    fn handle(&mut self, msg: SubmitSegment, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.writable() {
+            return refused(e);
+        }
+        match self.exchange.submit_segment(&msg.0, (self.clock)()) {
+            Ok(segment) => {
+                let durable = self.journal(&Event::SegmentListed(segment.clone()));
+                Box::pin(async move { durable.await.map(|()| segment) })
+            }
+            Err(e) => {
+                metrics::counter!("pat_submissions_refused_total", "reason" => e.code()).increment(1);
+                if e.is_attributable() {
+                    let provider = msg.0.submission.provider;
+                    let durable = self.journal(&Event::SubmissionRefused { provider });
+                    return Box::pin(async move { durable.await.and(Err(e.into())) });
+                }
+                refused(e.into())
+            }
+        }
+    }
+}
+
+impl Handler<PlaceOrder> for EngineActor {
+    type Result = ResponseFuture<Result<Fill, EngineError>>;
+    fn handle(&mut self, msg: PlaceOrder, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.writable() {
+            return refused(e);
+        }
+        match self.exchange.execute(msg.0, (self.clock)()) {
+            Ok(fill) => {
+                metrics::counter!("pat_fills_total", "status" => "accepted").increment(1);
+                let durable = self.journal(&Event::FillAccepted(fill.clone()));
+                Box::pin(async move { durable.await.map(|()| fill) })
+            }
+            Err(e) => {
+                metrics::counter!("pat_orders_refused_total", "reason" => e.code()).increment(1);
+                refused(e.into())
+            }
+        }
+    }
+}
+
+impl Handler<GetMarkets> for EngineActor {
+    type Result = MessageResult<GetMarkets>;
+    fn handle(&mut self, _: GetMarkets, _: &mut Context<Self>) -> Self::Result {
+        let ex = &self.exchange;
+        MessageResult(
+            ex.markets()
+                .iter()
+                .map(|m| MarketView {
+                    id: m.id,
+                    key: m.key.clone(),
+                    quote: ex.quote(m.id),
+                    supply_units: m.supply_units(),
+                    provider_count: m.provider_count(),
+                    exposure: m.stats().exposure,
+                    group_exposure: ex.group_exposure_of(m.id),
+                    counters: m.counters(),
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Handler<GetFill> for EngineActor {
+    type Result = Option<FillRecord>;
+    fn handle(&mut self, msg: GetFill, _: &mut Context<Self>) -> Self::Result {
+        self.exchange.fill(&msg.0).cloned()
+    }
+}
+
+impl Handler<GetSegment> for EngineActor {
+    type Result = Option<Segment>;
+    fn handle(&mut self, msg: GetSegment, _: &mut Context<Self>) -> Self::Result {
+        self.exchange.segment(msg.0).cloned()
+    }
+}
+
+impl Handler<SearchSegments> for EngineActor {
+    type Result = MessageResult<SearchSegments>;
+    fn handle(&mut self, q: SearchSegments, _: &mut Context<Self>) -> Self::Result {
+        let matches = |s: &&Segment| {
+            q.segment_type.as_deref().is_none_or(|t| s.market.segment_type.as_str() == t)
+                && q.window.as_deref().is_none_or(|w| s.market.window.to_string() == w)
+                && q.band.as_deref().is_none_or(|b| s.market.band.to_string() == b)
+                && q.min_quality_bps.is_none_or(|m| s.quality.score() >= m)
+        };
+        MessageResult(self.exchange.segments().iter().rev().filter(matches).take(q.limit).cloned().collect())
+    }
+}
+
+impl Handler<ConsumerFills> for EngineActor {
+    type Result = MessageResult<ConsumerFills>;
+    fn handle(&mut self, msg: ConsumerFills, _: &mut Context<Self>) -> Self::Result {
+        let mut fills: Vec<FillRecord> = self.exchange.fills().filter(|r| r.fill.consumer == msg.0).cloned().collect();
+        fills.sort_by_key(|r| r.fill.accepted_at_ms);
+        MessageResult(fills)
+    }
+}
+
+impl Handler<ProviderCredits> for EngineActor {
+    type Result = MessageResult<ProviderCredits>;
+    fn handle(&mut self, msg: ProviderCredits, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.exchange.ledger().by_provider.get(&msg.0).copied().unwrap_or(0))
+    }
+}
+
+impl Handler<SetPaused> for EngineActor {
+    type Result = ResponseFuture<Result<(), EngineError>>;
+    fn handle(&mut self, msg: SetPaused, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.writable() {
+            return refused(e);
+        }
+        self.exchange.set_paused(msg.0);
+        metrics::gauge!("pat_paused").set(if msg.0 { 1.0 } else { 0.0 });
+        Box::pin(self.journal(&Event::PauseSet { paused: msg.0 }))
+    }
+}
+
+impl Handler<AdvancePhase> for EngineActor {
+    type Result = ResponseFuture<Result<(), EngineError>>;
+    fn handle(&mut self, msg: AdvancePhase, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.writable() {
+            return refused(e);
+        }
+        if let Err(e) = self.exchange.set_phase(msg.0) {
+            return refused(EngineError::Phase(e.to_string()));
+        }
+        Box::pin(self.journal(&Event::PhaseAdvanced { phase: msg.0 }))
+    }
+}
+
+impl Handler<Reconfigure> for EngineActor {
+    type Result = ResponseFuture<Result<(), EngineError>>;
+    fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.writable() {
+            return refused(e);
+        }
+        if let Err(e) = self.exchange.reconfigure(msg.0.clone()) {
+            return refused(e.into());
+        }
+        Box::pin(self.journal(&Event::ConfigChanged(Box::new((*msg.0).clone()))))
+    }
+}
+
+impl Handler<TakeSnapshot> for EngineActor {
+    type Result = ResponseFuture<Result<SnapshotReport, EngineError>>;
+    fn handle(&mut self, _: TakeSnapshot, ctx: &mut Context<Self>) -> Self::Result {
+        self.snapshot(ctx)
+    }
+}
+
+impl Handler<SubscribeQuotes> for EngineActor {
+    type Result = MessageResult<SubscribeQuotes>;
+    fn handle(&mut self, _: SubscribeQuotes, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.quotes.subscribe())
+    }
+}
