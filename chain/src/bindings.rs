@@ -13,7 +13,9 @@ sol!(
     "artifacts/PAT.json"
 );
 
+// Generated: `verifyAccess` takes seven arguments (the access leaf's fields and its proof).
 sol!(
+    #[allow(clippy::too_many_arguments)]
     #[sol(rpc, all_derives)]
     DataMarketplace,
     "artifacts/DataMarketplace.json"
@@ -78,15 +80,16 @@ mod tests {
             bid_credited: 30,
             broker_spread: 3,
             accepted_at_ms: 999_999,
+            // The engine keeps allocations sorted by (provider, segment).
             allocations: vec![
-                pat_engine::Allocation {
-                    provider: Address::repeat_byte(2),
-                    segment: pat_engine::SegmentId(0),
-                    units: 1,
-                },
                 pat_engine::Allocation {
                     provider: Address::repeat_byte(1),
                     segment: pat_engine::SegmentId(1),
+                    units: 1,
+                },
+                pat_engine::Allocation {
+                    provider: Address::repeat_byte(2),
+                    segment: pat_engine::SegmentId(0),
                     units: 1,
                 },
                 pat_engine::Allocation {

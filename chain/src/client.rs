@@ -1,8 +1,9 @@
 //! [`SettlementClient`]: the broker's connection to the `DataMarketplace`. It submits batches of
 //! accepted fills with `settleBatch` (explicit nonce, EIP-1559 fees, signed locally), waits for the
 //! receipt to the configured confirmation depth, turns the receipt's events into one outcome per
-//! fill, and retries without ever settling a fill twice: a retry first asks `settledFills` which
-//! fills already went through, and replaces a stuck transaction by reusing its nonce.
+//! fill, and retries without ever settling a fill twice: a retry first asks `noncesUsed` which
+//! fills already went through (a fill id is its order's digest, so its consumer's nonce is the
+//! key), and replaces a stuck transaction by reusing its nonce.
 //!
 //! Every RPC call has a timeout; retries are bounded. The named limits are the `DEFAULT_*`
 //! constants (overridable in [`ChainConfig`]) and the fixed `*_PERCENT` policies below.
@@ -26,7 +27,10 @@ use tokio::sync::Mutex;
 
 use crate::bindings::DataMarketplace::{self, DataMarketplaceErrors, DataMarketplaceInstance};
 use crate::bindings::{PAT, settle_batch_call};
-use crate::outcome::{FillOutcome, FillResult, OutcomeError, RejectReason, outcomes_from_logs};
+use crate::merkle::AccessRecord;
+use crate::outcome::{
+    BatchCommitment, FillOutcome, FillResult, OutcomeError, RejectReason, commitment_from_logs, outcomes_from_logs,
+};
 
 /// The contract's `MAX_BATCH`: a larger batch reverts whole.
 pub const MAX_BATCH: usize = 1000;
@@ -118,6 +122,9 @@ pub struct BatchReport {
     pub block_number: Option<u64>,
     pub gas_used: u64,
     pub fills: Vec<FillResult>,
+    /// The batch's Merkle commitment (`BatchSettled`), when a fill settled in this transaction:
+    /// with the fills, [`crate::BatchTree::build`] gives the providers' claims.
+    pub batch: Option<BatchCommitment>,
 }
 
 impl BatchReport {
@@ -297,10 +304,10 @@ impl SettlementClient {
 
     /// Settles what is left of `fills` after an error, never twice. If `previous` (the last
     /// transaction sent for them) has been mined, its receipt is the answer. Otherwise the fills
-    /// that `settledFills` reports settled are left out ([`FillOutcome::AlreadySettled`]) and the
-    /// rest is sent, replacing `previous` (same nonce, higher fees) while it is still unmined.
-    /// A fill the retry finds `FillIdUsed` for its own consumer was settled by an earlier attempt
-    /// that raced the retry, and is reported `AlreadySettled` too.
+    /// whose nonce `noncesUsed` reports used are left out ([`FillOutcome::AlreadySettled`]) and
+    /// the rest is sent, replacing `previous` (same nonce, higher fees) while it is still unmined.
+    /// A fill the retry finds `NonceUsed` was settled by an earlier attempt that raced the retry
+    /// (the engine never accepts two orders with one nonce), and is reported `AlreadySettled` too.
     pub async fn resubmit(&self, fills: &[Fill], previous: Option<&Submission>) -> Result<BatchReport, ChainError> {
         let mined = match previous {
             Some(prev) => self.receipt(prev.tx_hash).await?.is_some_and(|r| r.status()),
@@ -309,12 +316,11 @@ impl SettlementClient {
         let mut report = match (previous, mined) {
             (Some(prev), true) => self.wait(prev).await?,
             _ => {
-                let ids: Vec<B256> = fills.iter().map(|f| f.fill_id).collect();
-                let settled = self.settled_fills(&ids).await?;
+                let settled = self.settled_fills(fills).await?;
                 let remaining: Vec<Fill> =
                     fills.iter().zip(&settled).filter(|(_, done)| !**done).map(|(f, _)| f.clone()).collect();
                 if remaining.is_empty() {
-                    BatchReport { tx_hash: None, block_number: None, gas_used: 0, fills: Vec::new() }
+                    BatchReport { tx_hash: None, block_number: None, gas_used: 0, fills: Vec::new(), batch: None }
                 } else {
                     let replace = match previous {
                         Some(prev) if self.mined_nonce().await? <= prev.nonce => Some(prev),
@@ -329,10 +335,10 @@ impl SettlementClient {
         let mut results = Vec::with_capacity(fills.len());
         for fill in fills {
             let outcome = match decided.get(&fill.fill_id) {
-                Some(FillOutcome::Rejected(RejectReason::FillIdUsed)) | None => {
-                    let call = self.marketplace.fillConsumerOf(fill.fill_id);
-                    let consumer = contract(self.config.rpc_timeout, "fillConsumerOf", call.call()).await?;
-                    match (consumer == fill.consumer, decided.get(&fill.fill_id)) {
+                Some(FillOutcome::Rejected(RejectReason::NonceUsed)) | None => {
+                    let call = self.marketplace.isNonceUsed(fill.consumer, fill.nonce);
+                    let used = contract(self.config.rpc_timeout, "isNonceUsed", call.call()).await?;
+                    match (used, decided.get(&fill.fill_id)) {
                         (true, _) => FillOutcome::AlreadySettled,
                         (false, Some(outcome)) => *outcome,
                         (false, None) => return Err(OutcomeError::Missing(fill.fill_id).into()),
@@ -440,6 +446,7 @@ impl SettlementClient {
             block_number: receipt.block_number,
             gas_used: receipt.gas_used,
             fills,
+            batch: commitment_from_logs(self.config.marketplace, receipt.logs()),
         })
     }
 
@@ -470,12 +477,15 @@ impl SettlementClient {
         rpc(self.config.rpc_timeout, "eth_getTransactionCount", count).await
     }
 
-    /// Which of `ids` have settled, from the contract, in chunks of [`MAX_BATCH`].
-    pub async fn settled_fills(&self, ids: &[B256]) -> Result<Vec<bool>, ChainError> {
-        let mut settled = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(MAX_BATCH) {
-            let call = self.marketplace.settledFills(chunk.to_vec());
-            settled.extend(contract(self.config.rpc_timeout, "settledFills", call.call()).await?);
+    /// Which of `fills` have settled: whether each one's (consumer, nonce) is used on chain
+    /// (`noncesUsed`, in chunks of [`MAX_BATCH`]).
+    pub async fn settled_fills(&self, fills: &[Fill]) -> Result<Vec<bool>, ChainError> {
+        let mut settled = Vec::with_capacity(fills.len());
+        for chunk in fills.chunks(MAX_BATCH) {
+            let consumers = chunk.iter().map(|f| f.consumer).collect();
+            let nonces = chunk.iter().map(|f| f.nonce).collect();
+            let call = self.marketplace.noncesUsed(consumers, nonces);
+            settled.extend(contract(self.config.rpc_timeout, "noncesUsed", call.call()).await?);
         }
         Ok(settled)
     }
@@ -491,6 +501,7 @@ impl SettlementClient {
         Ok((r.amount, r.readyAt))
     }
 
+    /// `provider`'s claimed, withdrawable earnings (unclaimed credits are in batch roots).
     pub async fn earnings_of(&self, provider: Address) -> Result<U256, ChainError> {
         contract(self.config.rpc_timeout, "earningsOf", self.marketplace.earningsOf(provider).call()).await
     }
@@ -499,8 +510,23 @@ impl SettlementClient {
         contract(self.config.rpc_timeout, "brokerEarnings", self.marketplace.brokerEarnings().call()).await
     }
 
-    pub async fn access_of(&self, consumer: Address, market: B256) -> Result<U256, ChainError> {
-        contract(self.config.rpc_timeout, "accessOf", self.marketplace.accessOf(consumer, market).call()).await
+    /// Provider credits committed by batch roots and not claimed yet.
+    pub async fn unclaimed_credits(&self) -> Result<U256, ChainError> {
+        contract(self.config.rpc_timeout, "unclaimedCredits", self.marketplace.unclaimedCredits().call()).await
+    }
+
+    /// Whether batch `batch_id` proves `record`'s access right (`verifyAccess`).
+    pub async fn verify_access(&self, batch_id: U256, record: &AccessRecord) -> Result<bool, ChainError> {
+        let call = self.marketplace.verifyAccess(
+            batch_id,
+            record.leaf,
+            record.fill_id,
+            record.consumer,
+            record.market,
+            record.qty,
+            record.proof.clone(),
+        );
+        contract(self.config.rpc_timeout, "verifyAccess", call.call()).await
     }
 
     pub async fn paused(&self) -> Result<bool, ChainError> {

@@ -6,6 +6,7 @@
 //! - [`client`]: [`SettlementClient`]: connect (chain id checked), submit `settleBatch`, wait to
 //!   a confirmation depth, per-fill outcomes, retries that never double-settle, balance reads.
 //! - [`outcome`]: the contract's rejection codes and the decoding of a batch's events.
+//! - [`merkle`]: a settled batch's Merkle tree: provider credit claims and access proofs.
 //! - [`deploy`]: token, implementation and initialised proxy, for local chains.
 //! - [`permit`]: EIP-2612 permits and a consumer's deposit with one.
 //! - [`anvil`]: a local anvil from the project's toolchain, for tests and benchmarks.
@@ -16,9 +17,11 @@ pub mod bindings;
 pub mod client;
 pub mod deploy;
 pub mod devnet;
+pub mod merkle;
 pub mod outcome;
 pub mod permit;
 
 pub use client::{BatchReport, ChainConfig, ChainError, Revert, SettlementClient, Submission, wallet_provider};
 pub use deploy::{DeployParams, Deployment, deploy};
-pub use outcome::{FillOutcome, FillResult, RejectReason};
+pub use merkle::{BatchTree, MerkleError};
+pub use outcome::{BatchCommitment, FillOutcome, FillResult, RejectReason};

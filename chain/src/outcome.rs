@@ -1,25 +1,25 @@
 //! What the chain decided for each fill of a batch: the typed rejection reasons (the contract's
-//! codes 1..8) and the decoding of a receipt's `FillSettled` / `FillRejected` logs into one
-//! outcome per submitted fill.
+//! codes 2..8; code 1, "fill id used", is retired since the consumer's nonce is the idempotency
+//! key) and the decoding of a receipt's `FillSettled` / `FillRejected` / `BatchSettled` logs into
+//! one outcome per submitted fill and the batch's Merkle commitment.
 
 use std::collections::HashMap;
 use std::fmt;
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::rpc::types::Log;
 use alloy::sol_types::SolEvent;
 use thiserror::Error;
 
-use crate::bindings::DataMarketplace::{FillRejected, FillSettled};
+use crate::bindings::DataMarketplace::{BatchSettled, FillRejected, FillSettled};
 
 /// Why the contract skipped a fill (`FillRejected(fillId, reason)`), in the contract's order of checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectReason {
-    /// The fill id already settled (for a fill the engine submitted before: by an earlier attempt).
-    FillIdUsed,
     /// The signature is malformed or does not recover to the order's consumer.
     BadSignature,
-    /// The consumer's nonce is already used.
+    /// The consumer's nonce is already used: this order (for a fill the engine submitted before:
+    /// by an earlier attempt) or another with the same nonce settled.
     NonceUsed,
     /// Accepted after the order's deadline, or in the future of the block.
     Expired,
@@ -34,8 +34,7 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 8] = [
-        Self::FillIdUsed,
+    pub const ALL: [RejectReason; 7] = [
         Self::BadSignature,
         Self::NonceUsed,
         Self::Expired,
@@ -48,7 +47,6 @@ impl RejectReason {
     /// The contract's `REJECT_*` code.
     pub fn code(self) -> u8 {
         match self {
-            Self::FillIdUsed => 1,
             Self::BadSignature => 2,
             Self::NonceUsed => 3,
             Self::Expired => 4,
@@ -61,13 +59,12 @@ impl RejectReason {
 
     /// The reason of contract code `code`, if it is one.
     pub fn from_code(code: u8) -> Option<Self> {
-        Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
+        Self::ALL.get(usize::from(code).checked_sub(2)?).copied()
     }
 
     /// A stable snake_case name, for journals, metrics and API errors.
     pub fn name(self) -> &'static str {
         match self {
-            Self::FillIdUsed => "fill_id_used",
             Self::BadSignature => "bad_signature",
             Self::NonceUsed => "nonce_used",
             Self::Expired => "expired",
@@ -90,7 +87,7 @@ impl fmt::Display for RejectReason {
 pub enum FillOutcome {
     /// Settled by this transaction (`FillSettled`).
     Settled,
-    /// Found settled by `settledFills` before a retry, so left out of the retry's transaction.
+    /// Found settled (its nonce used, `noncesUsed`) before or by a retry, so left out of the retry's transaction.
     AlreadySettled,
     /// Skipped by the contract (`FillRejected`); nothing of it moved.
     Rejected(RejectReason),
@@ -108,6 +105,35 @@ impl FillOutcome {
 pub struct FillResult {
     pub fill_id: B256,
     pub outcome: FillOutcome,
+}
+
+/// What a batch committed on chain (`BatchSettled`): the root of its leaves
+/// `first_leaf .. first_leaf + leaf_count`, the providers' credits and the broker's spread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchCommitment {
+    pub batch_id: U256,
+    pub root: B256,
+    pub first_leaf: U256,
+    pub leaf_count: U256,
+    pub credited: U256,
+    pub spread: U256,
+}
+
+/// The `BatchSettled` event among `logs` emitted by `marketplace`, if any fill settled.
+pub fn commitment_from_logs(marketplace: Address, logs: &[Log]) -> Option<BatchCommitment> {
+    logs.iter().filter(|l| l.address() == marketplace && l.topic0() == Some(&BatchSettled::SIGNATURE_HASH)).find_map(
+        |l| {
+            let e = BatchSettled::decode_log_data(l.data()).ok()?;
+            Some(BatchCommitment {
+                batch_id: e.batchId,
+                root: e.root,
+                first_leaf: e.firstLeaf,
+                leaf_count: e.leafCount,
+                credited: e.credited,
+                spread: e.spread,
+            })
+        },
+    )
 }
 
 /// The logs of a receipt do not account for the batch that was sent.
@@ -159,7 +185,7 @@ pub fn outcomes_from_logs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy::primitives::{LogData, U256};
+    use alloy::primitives::LogData;
 
     const MARKETPLACE: Address = Address::repeat_byte(0x42);
 
@@ -173,8 +199,7 @@ mod tests {
             consumer: Address::repeat_byte(1),
             market: B256::repeat_byte(2),
             qty: U256::from(3),
-            ask: U256::from(10),
-            bid: U256::from(9),
+            leaf: U256::from(7),
         };
         log(MARKETPLACE, e.encode_log_data())
     }
@@ -186,10 +211,11 @@ mod tests {
     #[test]
     fn codes_round_trip_and_match_the_contract_table() {
         for (i, r) in RejectReason::ALL.iter().enumerate() {
-            assert_eq!(usize::from(r.code()), i + 1);
+            assert_eq!(usize::from(r.code()), i + 2);
             assert_eq!(RejectReason::from_code(r.code()), Some(*r));
         }
         assert_eq!(RejectReason::from_code(0), None);
+        assert_eq!(RejectReason::from_code(1), None, "retired: fill id used");
         assert_eq!(RejectReason::from_code(9), None);
         assert_eq!(RejectReason::InsufficientEscrow.to_string(), "insufficient_escrow");
     }
@@ -198,17 +224,31 @@ mod tests {
     fn logs_give_one_outcome_per_fill_in_batch_order() {
         let (a, b, c) = (B256::repeat_byte(0xa), B256::repeat_byte(0xb), B256::repeat_byte(0xc));
         let foreign = log(Address::repeat_byte(0x99), FillRejected { fillId: a, reason: 2 }.encode_log_data());
-        let logs = [rejected(c, 8), foreign, settled(a), rejected(b, 1)];
+        let logs = [rejected(c, 8), foreign, settled(a), rejected(b, 3)];
         let out = outcomes_from_logs(MARKETPLACE, &[a, b, c], &logs).unwrap();
         assert_eq!(
             out,
             vec![
                 FillResult { fill_id: a, outcome: FillOutcome::Settled },
-                FillResult { fill_id: b, outcome: FillOutcome::Rejected(RejectReason::FillIdUsed) },
+                FillResult { fill_id: b, outcome: FillOutcome::Rejected(RejectReason::NonceUsed) },
                 FillResult { fill_id: c, outcome: FillOutcome::Rejected(RejectReason::InsufficientEscrow) },
             ]
         );
         assert!(out[0].outcome.is_settled() && !out[1].outcome.is_settled());
+        assert_eq!(commitment_from_logs(MARKETPLACE, &logs), None, "no BatchSettled");
+        let e = BatchSettled {
+            batchId: U256::from(4),
+            root: B256::repeat_byte(0x77),
+            firstLeaf: U256::from(10),
+            leafCount: U256::from(3),
+            credited: U256::from(18),
+            spread: U256::from(2),
+        };
+        let foreign = log(Address::repeat_byte(0x99), e.encode_log_data());
+        let with_batch = [foreign, settled(a), log(MARKETPLACE, e.encode_log_data())];
+        let c = commitment_from_logs(MARKETPLACE, &with_batch).unwrap();
+        assert_eq!((c.batch_id, c.root, c.first_leaf, c.leaf_count), (e.batchId, e.root, e.firstLeaf, e.leafCount));
+        assert_eq!((c.credited, c.spread), (e.credited, e.spread));
     }
 
     #[test]
@@ -216,12 +256,16 @@ mod tests {
         let (a, b) = (B256::repeat_byte(0xa), B256::repeat_byte(0xb));
         assert_eq!(outcomes_from_logs(MARKETPLACE, &[a, b], &[settled(a)]), Err(OutcomeError::Missing(b)));
         assert_eq!(
-            outcomes_from_logs(MARKETPLACE, &[a], &[settled(a), rejected(a, 1)]),
+            outcomes_from_logs(MARKETPLACE, &[a], &[settled(a), rejected(a, 3)]),
             Err(OutcomeError::Duplicate(a))
         );
         assert_eq!(
             outcomes_from_logs(MARKETPLACE, &[a], &[rejected(a, 9)]),
             Err(OutcomeError::UnknownCode { fill_id: a, code: 9 })
+        );
+        assert_eq!(
+            outcomes_from_logs(MARKETPLACE, &[a], &[rejected(a, 1)]),
+            Err(OutcomeError::UnknownCode { fill_id: a, code: 1 })
         );
     }
 }

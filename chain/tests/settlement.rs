@@ -8,7 +8,7 @@ use alloy::primitives::{Address, B256, U256, keccak256};
 use alloy::providers::Provider;
 use pat_chain::bindings::DataMarketplace::{self, DataMarketplaceErrors};
 use pat_chain::devnet::{DEVNET_ETH, Devnet, confirm};
-use pat_chain::{ChainConfig, ChainError, FillOutcome, RejectReason, Revert, SettlementClient};
+use pat_chain::{BatchTree, ChainConfig, ChainError, FillOutcome, RejectReason, Revert, SettlementClient};
 use pat_engine::eip712::{Order, SegmentSubmission};
 use pat_engine::testing::{self, key, signer};
 use pat_engine::{Exchange, Fill, MarketKey, signing};
@@ -147,6 +147,20 @@ async fn a_mixed_batch_settles_to_the_base_unit_and_its_replay_changes_nothing()
         batch.iter().map(|f| f.fill_id).collect::<Vec<_>>()
     );
 
+    // The providers' credits are committed in the batch's root: rebuilt from the fills sent,
+    // the tree reproduces it; anyone may claim them (here the owner, for everyone).
+    let commitment = report.batch.expect("two fills settled");
+    let tree = BatchTree::build(commitment, &batch, &report.fills).unwrap();
+    assert_eq!(client.unclaimed_credits().await.unwrap(), commitment.credited);
+    assert_eq!(balances(&client, &consumers, &providers).await.earnings, before.earnings, "nothing claimed yet");
+    let access = tree.access();
+    assert_eq!(access.len(), 2, "one access right per settled fill");
+    assert_eq!((access[0].consumer, access[0].market, access[0].qty), (consumers[0], market_key().id(), U256::from(3)));
+    assert!(client.verify_access(commitment.batch_id, &access[0]).await.unwrap(), "access proved on chain");
+    let owner_market = DataMarketplace::new(devnet.deployment.marketplace, &devnet.owner_provider);
+    confirm(&devnet.owner_provider, owner_market.claimCredits(tree.claims()).send().await.unwrap()).await.unwrap();
+    assert_eq!(client.unclaimed_credits().await.unwrap(), U256::ZERO);
+
     // Every balance, to the base unit, from the engine's own numbers.
     let after = balances(&client, &consumers, &providers).await;
     let debit = |f: &Fill| U256::from(f.ask_paid);
@@ -169,11 +183,7 @@ async fn a_mixed_batch_settles_to_the_base_unit_and_its_replay_changes_nothing()
     assert_eq!(debits, credits + after.broker, "consumer debits = provider credits + broker spread");
     assert_eq!(after.held_by_marketplace, before.held_by_marketplace, "settlement moves no token");
     assert_eq!(after.held_by_marketplace, after.escrow.iter().sum::<U256>() + credits + after.broker);
-    assert_eq!(client.access_of(consumers[0], market_key().id()).await.unwrap(), U256::from(3));
-    assert_eq!(
-        client.settled_fills(&report.fills.iter().map(|f| f.fill_id).collect::<Vec<_>>()).await.unwrap(),
-        [true, true, false, false, false]
-    );
+    assert_eq!(client.settled_fills(&batch).await.unwrap(), [true, true, false, false, false]);
 
     // The engine books the chain's decisions and keeps its invariants.
     for (fill, result) in batch.iter().zip(&report.fills) {
@@ -188,13 +198,15 @@ async fn a_mixed_batch_settles_to_the_base_unit_and_its_replay_changes_nothing()
     engine.exchange.check_invariants();
     assert_eq!(U256::from(engine.exchange.ledger().broker_revenue), after.broker);
 
-    // The same batch again: the settled ids are used, the others fail as before; nothing moves.
+    // The same batch again: the settled fills' nonces are used, the others fail as before;
+    // nothing moves, and no batch is recorded.
     let replay = client.settle_batch(&batch).await.unwrap();
+    assert_eq!(replay.batch, None);
     assert_eq!(
         outcomes(&replay),
         vec![
-            FillOutcome::Rejected(RejectReason::FillIdUsed),
-            FillOutcome::Rejected(RejectReason::FillIdUsed),
+            FillOutcome::Rejected(RejectReason::NonceUsed),
+            FillOutcome::Rejected(RejectReason::NonceUsed),
             FillOutcome::Rejected(RejectReason::BadSignature),
             FillOutcome::Rejected(RejectReason::InsufficientEscrow),
             FillOutcome::Rejected(RejectReason::Expired),
@@ -202,7 +214,7 @@ async fn a_mixed_batch_settles_to_the_base_unit_and_its_replay_changes_nothing()
     );
     assert_eq!(balances(&client, &consumers, &providers).await, after);
 
-    // A retry asks settledFills first: the settled fills stay out of its transaction.
+    // A retry asks noncesUsed first: the settled fills stay out of its transaction.
     let retry = client.resubmit(&batch, None).await.unwrap();
     assert_eq!(outcomes(&retry)[..2], [FillOutcome::AlreadySettled, FillOutcome::AlreadySettled]);
     assert_eq!(outcomes(&retry)[2..], outcomes(&replay)[2..]);
@@ -255,7 +267,7 @@ async fn a_paused_marketplace_or_a_caller_not_the_broker_makes_the_batch_revert(
     let err = client.settle_batch(&fills).await.unwrap_err();
     assert!(!err.is_retryable() && err.to_string().contains("MarketPaused"), "{err}");
     assert_eq!(devnet.owner_provider.get_transaction_count(client.broker()).await.unwrap(), nonce, "nothing was sent");
-    assert_eq!(client.settled_fills(&[fills[0].fill_id]).await.unwrap(), [false]);
+    assert_eq!(client.settled_fills(&fills[..1]).await.unwrap(), [false]);
 
     confirm(&devnet.owner_provider, market.setPaused(false).send().await.unwrap()).await.unwrap();
     let stranger = devnet.node.signer(3);
@@ -345,8 +357,7 @@ async fn a_stuck_batch_is_replaced_on_its_nonce_and_settles_once() {
         escrow_before - U256::from(fills[0].ask_paid),
         "debited once"
     );
-    let ids: Vec<B256> = fills.iter().map(|f| f.fill_id).collect();
-    assert_eq!(client.settled_fills(&ids).await.unwrap(), [true; 3]);
+    assert_eq!(client.settled_fills(&fills).await.unwrap(), [true; 3]);
 }
 
 #[tokio::test]

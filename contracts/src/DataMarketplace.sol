@@ -12,21 +12,27 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Hashes} from "@openzeppelin/contracts/utils/cryptography/Hashes.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 
 /// @title DataMarketplace
 /// @notice Escrow and batch settlement of the PAT segment market.
 ///
 /// Consumers deposit PAT into escrow and sign EIP-712 `Order`s off chain. The broker's
 /// engine matches them, and submits accepted fills in batches through {settleBatch}. A
-/// settled fill debits the consumer's escrow by `qty * ask`, credits each provider
-/// `units * bid` and the broker the spread `qty * (ask - bid)`, and records the consumer's
-/// access right, all in storage: no token moves per fill (Ocean's "lazy transfer").
-/// Providers and the broker pull their balances with {withdrawEarnings} and
-/// {withdrawBrokerEarnings}.
+/// settled fill debits the consumer's escrow by `qty * ask`, marks the consumer's nonce
+/// used, credits each provider `units * bid` and the broker the spread `qty * (ask - bid)`.
+/// No token moves per fill (Ocean's "lazy transfer"), and settlement writes as little
+/// storage as it can: one slot per consumer (escrow and the current nonce word together),
+/// and per batch the broker's total and one Merkle root. The root commits the batch's
+/// provider credits and access rights as leaves; providers claim their credits with
+/// proofs ({claimCredits}) into balances they withdraw ({withdrawEarnings}), and anyone can
+/// prove a consumer's access on chain ({verifyAccess}).
 ///
 /// Accounting invariant: the PAT balance of this contract equals the sum of all escrows
-/// plus the sum of all provider earnings plus {brokerEarnings} (tokens sent here
-/// directly, outside {deposit}, are the only excess).
+/// plus the sum of all claimed provider earnings plus {unclaimedCredits} plus
+/// {brokerEarnings} (tokens sent here directly, outside {deposit}, are the only excess).
 ///
 /// @dev UUPS upgradeable behind an ERC1967Proxy; all state lives in one ERC-7201
 ///      namespaced struct, so upgrades and inherited OZ storage never collide.
@@ -76,6 +82,16 @@ contract DataMarketplace is
         uint64 readyAt;
     }
 
+    /// @notice A provider's claim of one committed credit: leaf `leaf` of batch `batchId`,
+    ///         `keccak256(abi.encode(leaf, provider, amount))`, with its Merkle proof.
+    struct Claim {
+        uint256 batchId;
+        uint256 leaf;
+        address provider;
+        uint256 amount;
+        bytes32[] proof;
+    }
+
     /// @custom:storage-location erc7201:pat.storage.DataMarketplace
     struct MarketplaceStorage {
         IERC20 pat;
@@ -87,24 +103,32 @@ contract DataMarketplace is
         bool paused;
         uint64 withdrawalDelay;
         uint256 brokerEarnings;
-        mapping(address consumer => uint256) escrow;
+        /// provider credits committed by batch roots and not claimed yet
+        uint256 unclaimedCredits;
+        /// batches recorded so far (ids 1..batchCount)
+        uint64 batchCount;
+        /// leaves committed so far: leaf indexes are global, the next batch starts here
+        uint64 leafCount;
+        /// per consumer, one slot: escrow (bits 0-127), the cached nonce word index
+        /// (bits 128-191) and that word's 64 used-nonce bits (bits 192-255)
+        mapping(address consumer => uint256) account;
         mapping(address consumer => WithdrawalRequest) pendingWithdrawal;
+        /// claimed provider credits, withdrawable
         mapping(address provider => uint256) earnings;
-        /// consumer of each settled fill; non-zero iff the fill id is settled
-        mapping(bytes32 fillId => address) fillConsumer;
-        /// used nonces, 256 per slot (bit `nonce & 255` of word `nonce >> 8`), so a
-        /// consumer counting nonces up pays a fresh slot once per 256 orders
+        /// used nonces outside the cached word, 64 per word (bit `nonce & 63` of word
+        /// `nonce >> 6`); a consumer counting nonces up writes here once per 64 orders
         mapping(address consumer => mapping(uint256 word => uint256 bits)) nonceBitmap;
-        /// total units bought, per consumer and market
-        mapping(address consumer => mapping(bytes32 market => uint256)) access;
+        /// Merkle root of each batch's leaves
+        mapping(uint256 batchId => bytes32) batchRoot;
+        /// claimed credit leaves, 256 per slot (bit `leaf & 255` of word `leaf >> 8`)
+        mapping(uint256 word => uint256 bits) claimed;
     }
 
     // -------------------------------------------------------------- constants
 
     /// @notice EIP-712 type hash of {Order}.
-    bytes32 public constant ORDER_TYPEHASH = keccak256(
-        "Order(address consumer,bytes32 market,uint256 qty,uint256 maxPrice,uint256 nonce,uint256 deadline)"
-    );
+    bytes32 public constant ORDER_TYPEHASH =
+        keccak256("Order(address consumer,bytes32 market,uint256 qty,uint256 maxPrice,uint256 nonce,uint256 deadline)");
 
     /// @notice Largest number of fills one {settleBatch} call accepts.
     uint256 public constant MAX_BATCH = 1000;
@@ -118,7 +142,8 @@ contract DataMarketplace is
     uint8 public constant LAST_PHASE = 4;
 
     // Reason codes of {FillRejected}, in the order the checks run. The Rust client maps them.
-    uint8 public constant REJECT_FILL_ID_USED = 1;
+    // Code 1 (the fill id already settled) is retired: the consumer's nonce is the
+    // idempotency key, since a fill id (the order's digest) has exactly one (consumer, nonce).
     uint8 public constant REJECT_BAD_SIGNATURE = 2;
     uint8 public constant REJECT_NONCE_USED = 3;
     uint8 public constant REJECT_EXPIRED = 4;
@@ -128,17 +153,27 @@ contract DataMarketplace is
     uint8 public constant REJECT_INSUFFICIENT_ESCROW = 8;
 
     uint256 private constant BPS = 10_000;
+    uint256 private constant ESCROW_MASK = type(uint128).max;
+    uint256 private constant NONCE_WORD_SHIFT = 128;
+    uint256 private constant NONCE_BITS_SHIFT = 192;
 
     // keccak256(abi.encode(uint256(keccak256("pat.storage.DataMarketplace")) - 1)) & ~bytes32(uint256(0xff))
     bytes32 private constant STORAGE_LOCATION = 0x0cbe2226c92cca3dcc1e6cd12fe81a55286477d50ba3a7a5335ed831ccafbe00;
 
     // ----------------------------------------------------------------- events
 
+    /// @param leaf global index of the fill's access leaf; its credit leaves follow, one per
+    ///        provider entry in calldata order
     event FillSettled(
-        bytes32 indexed fillId, address indexed consumer, bytes32 indexed market, uint256 qty, uint256 ask, uint256 bid
+        bytes32 indexed fillId, address indexed consumer, bytes32 indexed market, uint256 qty, uint256 leaf
     );
-    event ProviderCredited(bytes32 indexed fillId, address indexed provider, uint256 units, uint256 amount);
     event FillRejected(bytes32 indexed fillId, uint8 reason);
+    /// @notice A batch with at least one settled fill: its leaves are `firstLeaf ..
+    ///         firstLeaf + leafCount - 1`, committed by `root`.
+    event BatchSettled(
+        uint256 indexed batchId, bytes32 root, uint256 firstLeaf, uint256 leafCount, uint256 credited, uint256 spread
+    );
+    event CreditClaimed(uint256 indexed leaf, address indexed provider, uint256 amount);
 
     event Deposited(address indexed consumer, uint256 amount);
     event WithdrawalRequested(address indexed consumer, uint256 amount, uint64 readyAt);
@@ -164,7 +199,10 @@ contract DataMarketplace is
     error MarketPaused();
     error EmptyBatch();
     error BatchTooLarge(uint256 size, uint256 max);
-    error LengthMismatch(uint256 fills, uint256 signatures);
+    error LengthMismatch(uint256 a, uint256 b);
+    error EmptyClaims();
+    error CreditAlreadyClaimed(uint256 leaf);
+    error InvalidCreditProof(uint256 leaf);
     error BrokerMarginTooHigh(uint16 bps, uint16 max);
     error WithdrawalDelayTooLong(uint64 delay, uint64 max);
     error InvalidPhase(uint8 current, uint8 requested);
@@ -225,18 +263,35 @@ contract DataMarketplace is
 
     // ------------------------------------------------------------- settlement
 
+    /// @dev What a batch accumulates in memory: its leaves, and the totals written once.
+    struct Batch {
+        bytes32 domain;
+        uint256 firstLeaf;
+        bytes32[] leaves;
+        uint256 count;
+        uint256 credited;
+        uint256 spread;
+    }
+
     /// @notice Settles a batch of accepted fills, each against its consumer's signed order.
     /// @dev Each fill is atomic ON ITS OWN: the checks below run in this order and the
     ///      first that fails skips that fill with {FillRejected} and the batch goes on.
-    ///      One bad order (a consumer who withdrew escrow, a replayed id, a bad signature)
+    ///      One bad order (a consumer who withdrew escrow, a replayed order, a bad signature)
     ///      must not block a batch of good ones, and the engine learns the outcome per
     ///      fill from the events, so it can release the rejected fills' units and retry
     ///      nothing else. Checks (reason code):
-    ///        1 fill id already settled; 2 signature does not recover to order.consumer;
-    ///        3 consumer's nonce already used; 4 acceptedAt after the order's deadline or
-    ///        in the future; 5 ask above maxPrice; 6 bid above ask or spread above the
-    ///        broker margin cap; 7 bad units (qty 0, no providers, length mismatch, zero
-    ///        provider, sum(units) != qty); 8 escrow below qty * ask (or qty * ask overflows).
+    ///        2 signature does not recover to order.consumer; 3 consumer's nonce already
+    ///        used (the order, or another with its nonce, settled: the idempotency key);
+    ///        4 acceptedAt after the order's deadline or in the future; 5 ask above
+    ///        maxPrice; 6 bid above ask or spread above the broker margin cap; 7 bad units
+    ///        (qty 0, no providers, length mismatch, zero provider, sum(units) != qty);
+    ///        8 escrow below qty * ask (or qty * ask overflows).
+    ///      A settled fill writes one storage slot (the consumer's escrow and nonce word)
+    ///      and appends leaves to the batch's Merkle tree: its access leaf
+    ///      keccak256(abi.encode(leaf, fillId, consumer, market, qty)) and one credit leaf
+    ///      keccak256(abi.encode(leaf, provider, units * bid)) per provider entry, `leaf`
+    ///      being the global index. After the loop the root, the broker's spread and the
+    ///      unclaimed credit total are written once for the whole batch.
     ///      All arithmetic on fill data is checked without reverting, so huge values give a
     ///      rejection and never revert the batch. The whole call reverts only for: caller
     ///      not broker, paused, length mismatch, empty batch, batch above MAX_BATCH.
@@ -249,56 +304,73 @@ contract DataMarketplace is
         if (n > MAX_BATCH) revert BatchTooLarge(n, MAX_BATCH);
 
         MarketplaceStorage storage $ = _s();
-        bytes32 domain = _domainSeparatorV4(); // once per batch, not per fill
-        uint256 spreadTotal;
+        uint256 capacity = n;
+        for (uint256 i; i < n; ++i) {
+            capacity += fills[i].providers.length;
+        }
+        Batch memory batch = Batch({
+            domain: _domainSeparatorV4(), // once per batch, not per fill
+            firstLeaf: $.leafCount,
+            leaves: new bytes32[](capacity),
+            count: 0,
+            credited: 0,
+            spread: 0
+        });
         for (uint256 i; i < n; ++i) {
             Fill calldata f = fills[i];
-            (uint8 reason, uint256 cost) = _checkFill($, domain, f, signatures[i]);
+            (uint8 reason, uint256 account, uint256 cost) = _checkFill($, batch.domain, f, signatures[i]);
             if (reason != 0) {
                 emit FillRejected(f.fillId, reason);
             } else {
-                spreadTotal += _applyFill($, f, cost);
+                _applyFill($, batch, f, account, cost);
             }
         }
-        // One storage write for the broker's share of the whole batch. Cannot overflow:
-        // it is bounded by the tokens held in escrow.
-        if (spreadTotal != 0) $.brokerEarnings += spreadTotal;
+        if (batch.count == 0) return;
+
+        // One write each for the whole batch. No overflow: every amount was in escrow.
+        uint256 batchId = $.batchCount + 1;
+        bytes32 root = _merkleRoot(batch.leaves, batch.count);
+        $.batchCount = uint64(batchId);
+        $.leafCount = uint64(batch.firstLeaf + batch.count);
+        $.batchRoot[batchId] = root;
+        $.unclaimedCredits += batch.credited;
+        if (batch.spread != 0) $.brokerEarnings += batch.spread;
+        emit BatchSettled(batchId, root, batch.firstLeaf, batch.count, batch.credited, batch.spread);
     }
 
-    /// @dev Returns (0, qty * ask) if the fill may settle, else (reason, 0). Never reverts.
+    /// @dev Returns (0, the consumer's account word, qty * ask) if the fill may settle,
+    ///      else (reason, 0, 0). Never reverts.
     function _checkFill(MarketplaceStorage storage $, bytes32 domain, Fill calldata f, bytes calldata signature)
         private
         view
-        returns (uint8 reason, uint256 cost)
+        returns (uint8 reason, uint256 account, uint256 cost)
     {
-        if ($.fillConsumer[f.fillId] != address(0)) return (REJECT_FILL_ID_USED, 0);
-
         Order calldata o = f.order;
         bytes32 digest = MessageHashUtils.toTypedDataHash(domain, hashOrderStruct(o));
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
-        if (err != ECDSA.RecoverError.NoError || signer != o.consumer) return (REJECT_BAD_SIGNATURE, 0);
+        if (err != ECDSA.RecoverError.NoError || signer != o.consumer) return (REJECT_BAD_SIGNATURE, 0, 0);
 
-        if (_isNonceUsed($, o.consumer, o.nonce)) return (REJECT_NONCE_USED, 0);
+        account = $.account[o.consumer];
+        if (_isNonceUsed($, o.consumer, account, o.nonce)) return (REJECT_NONCE_USED, 0, 0);
 
         // Seconds of validator skew are irrelevant to deadlines of minutes or more.
         // forge-lint: disable-next-line(block-timestamp)
-        if (f.acceptedAt > o.deadline || f.acceptedAt > block.timestamp) return (REJECT_EXPIRED, 0);
+        if (f.acceptedAt > o.deadline || f.acceptedAt > block.timestamp) return (REJECT_EXPIRED, 0, 0);
 
         uint256 ask = f.ask;
-        if (ask > o.maxPrice) return (REJECT_ASK_ABOVE_MAX, 0);
+        if (ask > o.maxPrice) return (REJECT_ASK_ABOVE_MAX, 0, 0);
 
         // (ask - bid) * 10000 > ask * bps  <=>  ask - bid > floor(ask * bps / 10000), exact
         // for integers, and mulDiv cannot overflow (its result is at most ask).
         if (f.bid > ask || ask - f.bid > Math.mulDiv(ask, $.brokerMarginBps, BPS)) {
-            return (REJECT_MARGIN_EXCEEDED, 0);
+            return (REJECT_MARGIN_EXCEEDED, 0, 0);
         }
 
-        if (!_unitsValid(o.qty, f.providers, f.units)) return (REJECT_BAD_UNITS, 0);
+        if (!_unitsValid(o.qty, f.providers, f.units)) return (REJECT_BAD_UNITS, 0, 0);
 
         bool ok;
         (ok, cost) = Math.tryMul(o.qty, ask);
-        if (!ok || $.escrow[o.consumer] < cost) return (REJECT_INSUFFICIENT_ESCROW, 0);
-        return (0, cost);
+        if (!ok || account & ESCROW_MASK < cost) return (REJECT_INSUFFICIENT_ESCROW, 0, 0);
     }
 
     /// @dev qty > 0, one unit count per provider, at least one provider, no zero address,
@@ -318,36 +390,154 @@ contract DataMarketplace is
         return sum == qty;
     }
 
-    /// @dev Applies a checked fill; cannot fail. Returns the broker's spread.
-    ///      No overflow is possible: every credit is part of `cost`, which was in escrow,
-    ///      so each balance stays below the token's total supply.
-    function _applyFill(MarketplaceStorage storage $, Fill calldata f, uint256 cost)
-        private
-        returns (uint256 spread)
-    {
+    /// @dev Applies a checked fill; cannot fail. No overflow is possible: every credit is
+    ///      part of `cost` (at most the escrow, a uint128), and credited = qty * bid <= cost.
+    function _applyFill(
+        MarketplaceStorage storage $,
+        Batch memory batch,
+        Fill calldata f,
+        uint256 account,
+        uint256 cost
+    ) private {
         Order calldata o = f.order;
         address consumer = o.consumer;
-        bytes32 fillId = f.fillId;
+        $.account[consumer] = _useNonce($, consumer, account - cost, o.nonce);
+
+        uint256 leaf = batch.firstLeaf + batch.count;
+        bytes32[] memory leaves = batch.leaves;
+        uint256 k = batch.count;
+        leaves[k++] = _accessLeaf(leaf, f.fillId, consumer, o.market, o.qty);
         uint256 bid = f.bid;
-
-        $.fillConsumer[fillId] = consumer;
-        $.nonceBitmap[consumer][o.nonce >> 8] |= uint256(1) << (o.nonce & 0xff);
-        $.escrow[consumer] -= cost;
-        $.access[consumer][o.market] = Math.saturatingAdd($.access[consumer][o.market], o.qty);
-
         uint256 credited;
         uint256 m = f.providers.length;
         for (uint256 j; j < m; ++j) {
-            address provider = f.providers[j];
-            uint256 u = f.units[j];
-            uint256 amount = u * bid;
-            $.earnings[provider] += amount;
+            uint256 amount = f.units[j] * bid;
+            leaves[k] = _creditLeaf(leaf + 1 + j, f.providers[j], amount);
+            ++k;
             credited += amount;
-            emit ProviderCredited(fillId, provider, u, amount);
         }
-        // credited = qty * bid <= qty * ask = cost
-        spread = cost - credited;
-        emit FillSettled(fillId, consumer, o.market, o.qty, f.ask, bid);
+        batch.count = k;
+        batch.credited += credited;
+        batch.spread += cost - credited;
+        emit FillSettled(f.fillId, consumer, o.market, o.qty, leaf);
+    }
+
+    // ---------------------------------------------------------------- nonces
+
+    /// @dev Whether `nonce` is used, given the consumer's `account` word.
+    function _isNonceUsed(MarketplaceStorage storage $, address consumer, uint256 account, uint256 nonce)
+        private
+        view
+        returns (bool)
+    {
+        uint256 word = nonce >> 6;
+        uint256 bit = uint256(1) << (nonce & 63);
+        if (word == uint64(account >> NONCE_WORD_SHIFT)) return (account >> NONCE_BITS_SHIFT) & bit != 0;
+        return $.nonceBitmap[consumer][word] & bit != 0;
+    }
+
+    /// @dev Marks `nonce` used; returns the new account word. A nonce in the cached word sets
+    ///      its bit there (no extra write). A nonce in a later word moves the cache there and
+    ///      spills the old word to `nonceBitmap` (once per 64 sequential nonces). A nonce in an
+    ///      earlier word, or beyond the 64-bit word range, is written to `nonceBitmap`.
+    ///      Invariant: `nonceBitmap` holds no word in (cached word, 2^64), so moving the cache
+    ///      forward never hides a used nonce.
+    function _useNonce(MarketplaceStorage storage $, address consumer, uint256 account, uint256 nonce)
+        private
+        returns (uint256)
+    {
+        uint256 word = nonce >> 6;
+        uint256 bit = uint256(1) << (nonce & 63);
+        uint256 cached = uint64(account >> NONCE_WORD_SHIFT);
+        if (word == cached) return account | (bit << NONCE_BITS_SHIFT);
+        if (word > cached && word <= type(uint64).max) {
+            uint256 bits = account >> NONCE_BITS_SHIFT;
+            if (bits != 0) $.nonceBitmap[consumer][cached] |= bits;
+            return (account & ESCROW_MASK) | (word << NONCE_WORD_SHIFT) | (bit << NONCE_BITS_SHIFT);
+        }
+        $.nonceBitmap[consumer][word] |= bit;
+        return account;
+    }
+
+    // ------------------------------------------------------------ Merkle tree
+
+    /// @dev keccak256(abi.encode(leaf, fillId, consumer, market, qty)): a consumer's access.
+    function _accessLeaf(uint256 leaf, bytes32 fillId, address consumer, bytes32 market, uint256 qty)
+        private
+        pure
+        returns (bytes32 h)
+    {
+        assembly ("memory-safe") {
+            let p := mload(0x40)
+            mstore(p, leaf)
+            mstore(add(p, 0x20), fillId)
+            mstore(add(p, 0x40), consumer)
+            mstore(add(p, 0x60), market)
+            mstore(add(p, 0x80), qty)
+            h := keccak256(p, 0xa0)
+        }
+    }
+
+    /// @dev keccak256(abi.encode(leaf, provider, amount)): a provider's credit. Its preimage
+    ///      length (96 bytes) differs from an access leaf's (160) and an inner node's (64).
+    function _creditLeaf(uint256 leaf, address provider, uint256 amount) private pure returns (bytes32 h) {
+        assembly ("memory-safe") {
+            let p := mload(0x40)
+            mstore(p, leaf)
+            mstore(add(p, 0x20), provider)
+            mstore(add(p, 0x40), amount)
+            h := keccak256(p, 0x60)
+        }
+    }
+
+    /// @dev Root of the first `count` (>= 1) of `nodes`, overwritten level by level: pairs
+    ///      hashed with OpenZeppelin's commutative keccak (sorted pair), an odd last node
+    ///      carried up unchanged, so {MerkleProof} verifies its proofs.
+    function _merkleRoot(bytes32[] memory nodes, uint256 count) private pure returns (bytes32) {
+        unchecked {
+            while (count > 1) {
+                uint256 half = count >> 1;
+                for (uint256 i; i < half; ++i) {
+                    nodes[i] = Hashes.commutativeKeccak256(nodes[2 * i], nodes[2 * i + 1]);
+                }
+                if (count & 1 == 1) {
+                    nodes[half] = nodes[count - 1];
+                    ++half;
+                }
+                count = half;
+            }
+        }
+        return nodes[0];
+    }
+
+    // ------------------------------------------------------------------ claims
+
+    /// @notice Moves committed credits into their providers' withdrawable earnings, each
+    ///         proved against its batch's root. Anyone may claim for anyone: the money
+    ///         only ever goes to the leaf's provider. Reverts whole if any claim is already
+    ///         claimed or does not verify. Works while paused.
+    function claimCredits(Claim[] calldata claims) external nonReentrant {
+        uint256 n = claims.length;
+        if (n == 0) revert EmptyClaims();
+        MarketplaceStorage storage $ = _s();
+        uint256 total;
+        for (uint256 i; i < n; ++i) {
+            Claim calldata c = claims[i];
+            uint256 bit = uint256(1) << (c.leaf & 255);
+            uint256 word = c.leaf >> 8;
+            uint256 bits = $.claimed[word];
+            if (bits & bit != 0) revert CreditAlreadyClaimed(c.leaf);
+            bytes32 root = $.batchRoot[c.batchId];
+            if (
+                root == bytes32(0)
+                    || !MerkleProof.verifyCalldata(c.proof, root, _creditLeaf(c.leaf, c.provider, c.amount))
+            ) revert InvalidCreditProof(c.leaf);
+            $.claimed[word] = bits | bit;
+            $.earnings[c.provider] += c.amount;
+            total += c.amount;
+            emit CreditClaimed(c.leaf, c.provider, c.amount);
+        }
+        $.unclaimedCredits -= total;
     }
 
     // ----------------------------------------------------------------- escrow
@@ -374,7 +564,10 @@ contract DataMarketplace is
         if (amount == 0) revert ZeroAmount();
         MarketplaceStorage storage $ = _s();
         $.pat.safeTransferFrom(msg.sender, address(this), amount);
-        $.escrow[msg.sender] += amount;
+        // The escrow is the account's low 128 bits: a deposit past 2^128 - 1 reverts.
+        uint256 account = $.account[msg.sender];
+        SafeCast.toUint128((account & ESCROW_MASK) + amount);
+        $.account[msg.sender] = account + amount;
         emit Deposited(msg.sender, amount);
     }
 
@@ -389,7 +582,7 @@ contract DataMarketplace is
     function requestWithdrawal(uint256 amount) external {
         if (amount == 0) revert ZeroAmount();
         MarketplaceStorage storage $ = _s();
-        uint256 available = $.escrow[msg.sender];
+        uint256 available = $.account[msg.sender] & ESCROW_MASK;
         if (amount > available) revert InsufficientEscrow(available, amount);
         uint64 readyAt = uint64(block.timestamp) + $.withdrawalDelay;
         $.pendingWithdrawal[msg.sender] = WithdrawalRequest(amount, readyAt);
@@ -413,15 +606,17 @@ contract DataMarketplace is
         // forge-lint: disable-next-line(block-timestamp) -- a delay of an hour; seconds of skew are irrelevant
         if (block.timestamp < req.readyAt) revert WithdrawalNotReady(req.readyAt);
         delete $.pendingWithdrawal[msg.sender];
-        uint256 amount = Math.min(req.amount, $.escrow[msg.sender]);
-        $.escrow[msg.sender] -= amount;
+        uint256 account = $.account[msg.sender];
+        uint256 amount = Math.min(req.amount, account & ESCROW_MASK);
+        $.account[msg.sender] = account - amount;
         if (amount != 0) $.pat.safeTransfer(msg.sender, amount);
         emit Withdrawn(msg.sender, amount);
     }
 
     // --------------------------------------------------------------- earnings
 
-    /// @notice Pays the caller (a provider) all its credited earnings. Works while paused.
+    /// @notice Pays the caller (a provider) all its claimed earnings ({claimCredits}). Works
+    ///         while paused.
     function withdrawEarnings() external nonReentrant {
         MarketplaceStorage storage $ = _s();
         uint256 amount = $.earnings[msg.sender];
@@ -551,7 +746,7 @@ contract DataMarketplace is
     }
 
     function escrowOf(address consumer) external view returns (uint256) {
-        return _s().escrow[consumer];
+        return _s().account[consumer] & ESCROW_MASK;
     }
 
     /// @return amount requested (0 if none)
@@ -561,6 +756,7 @@ contract DataMarketplace is
         return (req.amount, req.readyAt);
     }
 
+    /// @notice Claimed credits of `provider`, withdrawable now (unclaimed ones are in batch roots).
     function earningsOf(address provider) external view returns (uint256) {
         return _s().earnings[provider];
     }
@@ -569,35 +765,65 @@ contract DataMarketplace is
         return _s().brokerEarnings;
     }
 
-    function isFillSettled(bytes32 fillId) external view returns (bool) {
-        return _s().fillConsumer[fillId] != address(0);
+    /// @notice Provider credits committed by batch roots and not claimed yet.
+    function unclaimedCredits() external view returns (uint256) {
+        return _s().unclaimedCredits;
     }
 
-    /// @notice Settlement status of many fill ids at once (the engine checks before a retry).
-    function settledFills(bytes32[] calldata ids) external view returns (bool[] memory settled) {
+    /// @notice Batches recorded so far; batch ids run from 1 to this.
+    function batchCount() external view returns (uint256) {
+        return _s().batchCount;
+    }
+
+    /// @notice Leaves committed so far; the next batch's first leaf index.
+    function leafCount() external view returns (uint256) {
+        return _s().leafCount;
+    }
+
+    /// @notice Merkle root of batch `batchId` (zero if there is no such batch).
+    function batchRoot(uint256 batchId) external view returns (bytes32) {
+        return _s().batchRoot[batchId];
+    }
+
+    function isCreditClaimed(uint256 leaf) external view returns (bool) {
+        return _s().claimed[leaf >> 8] & (uint256(1) << (leaf & 255)) != 0;
+    }
+
+    /// @notice Whether batch `batchId` records that `consumer` bought `qty` units of `market`
+    ///         in fill `fillId`, as access leaf `leaf`: the on-chain proof of an access right.
+    function verifyAccess(
+        uint256 batchId,
+        uint256 leaf,
+        bytes32 fillId,
+        address consumer,
+        bytes32 market,
+        uint256 qty,
+        bytes32[] calldata proof
+    ) external view returns (bool) {
+        bytes32 root = _s().batchRoot[batchId];
+        return
+            root != bytes32(0)
+                && MerkleProof.verifyCalldata(proof, root, _accessLeaf(leaf, fillId, consumer, market, qty));
+    }
+
+    function isNonceUsed(address consumer, uint256 nonce) public view returns (bool) {
         MarketplaceStorage storage $ = _s();
-        settled = new bool[](ids.length);
-        for (uint256 i; i < ids.length; ++i) {
-            settled[i] = $.fillConsumer[ids[i]] != address(0);
+        return _isNonceUsed($, consumer, $.account[consumer], nonce);
+    }
+
+    /// @notice For each (consumers[i], nonces[i]): whether that nonce is used, i.e. whether the
+    ///         consumer's order with that nonce settled. The engine asks before a retry: a
+    ///         fill id is its order's digest, so it has exactly one (consumer, nonce).
+    function noncesUsed(address[] calldata consumers, uint256[] calldata nonces)
+        external
+        view
+        returns (bool[] memory used)
+    {
+        if (consumers.length != nonces.length) revert LengthMismatch(consumers.length, nonces.length);
+        used = new bool[](nonces.length);
+        for (uint256 i; i < nonces.length; ++i) {
+            used[i] = isNonceUsed(consumers[i], nonces[i]);
         }
-    }
-
-    /// @notice Consumer of a settled fill, or the zero address if not settled.
-    function fillConsumerOf(bytes32 fillId) external view returns (address) {
-        return _s().fillConsumer[fillId];
-    }
-
-    function isNonceUsed(address consumer, uint256 nonce) external view returns (bool) {
-        return _isNonceUsed(_s(), consumer, nonce);
-    }
-
-    function _isNonceUsed(MarketplaceStorage storage $, address consumer, uint256 nonce) private view returns (bool) {
-        return $.nonceBitmap[consumer][nonce >> 8] & (uint256(1) << (nonce & 0xff)) != 0;
-    }
-
-    /// @notice Total units of `market` that `consumer` has bought (saturates at 2^256-1).
-    function accessOf(address consumer, bytes32 market) external view returns (uint256) {
-        return _s().access[consumer][market];
     }
 
     function brokerMarginBps() external view returns (uint16) {

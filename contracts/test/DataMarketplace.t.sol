@@ -10,6 +10,8 @@ import {IERC20Errors} from "@openzeppelin/contracts/interfaces/draft-IERC6093.so
 import {OwnableUpgradeable} from "@openzeppelin/contracts-upgradeable/access/OwnableUpgradeable.sol";
 import {Initializable} from "@openzeppelin/contracts-upgradeable/proxy/utils/Initializable.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {PAT} from "../src/PAT.sol";
 
 /// Initialization, governance, escrow, earnings and views.
 contract DataMarketplaceTest is Fixture {
@@ -263,15 +265,30 @@ contract DataMarketplaceTest is Fixture {
         assertEq(token.balanceOf(address(market)), 1_005e18, "tokens held");
     }
 
+    function test_deposit_revert_escrowAbove128Bits() public {
+        PAT big = new PAT(address(this), type(uint256).max);
+        DataMarketplace m = DataMarketplace(
+            address(new ERC1967Proxy(address(impl), _initCall(owner, IERC20(address(big)), MARGIN_BPS)))
+        );
+        big.approve(address(m), type(uint256).max);
+        m.deposit(type(uint128).max);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                SafeCast.SafeCastOverflowedUintDowncast.selector, 128, uint256(type(uint128).max) + 1
+            )
+        );
+        m.deposit(1);
+        assertEq(m.escrowOf(address(this)), type(uint128).max, "full escrow, nonce bits untouched");
+        assertFalse(m.isNonceUsed(address(this), 0), "no nonce used");
+    }
+
     function test_deposit_revert() public {
         vm.prank(other);
         vm.expectRevert(DataMarketplace.ZeroAmount.selector);
         market.deposit(0);
 
         vm.prank(other);
-        vm.expectRevert(
-            abi.encodeWithSelector(IERC20Errors.ERC20InsufficientAllowance.selector, address(market), 0, 1)
-        );
+        vm.expectRevert(abi.encodeWithSelector(IERC20Errors.ERC20InsufficientAllowance.selector, address(market), 0, 1));
         market.deposit(1);
 
         vm.prank(owner);
@@ -531,21 +548,24 @@ contract DataMarketplaceTest is Fixture {
 
     // ------------------------------------------------------------------- views
 
-    function test_settledFills_andLookups() public {
+    function test_noncesUsed_andLookups() public {
         _settleValid(1, 1);
         _settleValid(1, 3);
-        bytes32[] memory ids = new bytes32[](4);
-        ids[0] = _id(1);
-        ids[1] = _id(2);
-        ids[2] = _id(3);
-        ids[3] = bytes32(0);
-        bool[] memory s = market.settledFills(ids);
-        assertEq(s.length, 4, "one per id");
+        address[] memory consumers = new address[](4);
+        uint256[] memory nonces = new uint256[](4);
+        (consumers[0], consumers[1], consumers[2], consumers[3]) = (consumer, consumer, consumer, other);
+        (nonces[0], nonces[1], nonces[2], nonces[3]) = (1, 2, 3, 1);
+        bool[] memory s = market.noncesUsed(consumers, nonces);
+        assertEq(s.length, 4, "one per key");
         assertTrue(s[0] && !s[1] && s[2] && !s[3], "statuses");
-        assertEq(market.settledFills(new bytes32[](0)).length, 0, "empty query");
-        assertEq(market.fillConsumerOf(_id(2)), address(0), "unsettled has no consumer");
+        assertEq(market.noncesUsed(new address[](0), new uint256[](0)).length, 0, "empty query");
+        vm.expectRevert(abi.encodeWithSelector(DataMarketplace.LengthMismatch.selector, 1, 0));
+        market.noncesUsed(new address[](1), new uint256[](0));
         assertFalse(market.isNonceUsed(consumer, 2), "nonce 2 free");
         assertTrue(market.isNonceUsed(consumer, 3), "nonce 3 used");
+        assertEq(market.batchCount(), 2, "two batches of access + one credit");
+        assertEq(market.leafCount(), 4, "two batches of access + one credit");
+        assertEq(market.batchRoot(3), bytes32(0), "no third batch");
     }
 
     function test_domainSeparator_matchesManual() public view {
@@ -563,8 +583,8 @@ contract DataMarketplaceTest is Fixture {
 
     function test_storageIsNamespaced() public view {
         // ERC-7201 slot of "pat.storage.DataMarketplace": field 0 holds the PAT address.
-        bytes32 slot = keccak256(abi.encode(uint256(keccak256("pat.storage.DataMarketplace")) - 1))
-            & ~bytes32(uint256(0xff));
+        bytes32 slot =
+            keccak256(abi.encode(uint256(keccak256("pat.storage.DataMarketplace")) - 1)) & ~bytes32(uint256(0xff));
         assertEq(address(uint160(uint256(vm.load(address(market), slot)))), address(token), "pat at namespace slot");
         assertEq(vm.load(address(market), bytes32(0)), bytes32(0), "slot 0 unused");
     }

@@ -46,7 +46,9 @@ contract OrderHashTest is Fixture {
     function test_vector_typeHash() public view {
         assertEq(market.ORDER_TYPEHASH(), TYPEHASH, "ORDER_TYPEHASH");
         assertEq(
-            keccak256("Order(address consumer,bytes32 market,uint256 qty,uint256 maxPrice,uint256 nonce,uint256 deadline)"),
+            keccak256(
+                "Order(address consumer,bytes32 market,uint256 qty,uint256 maxPrice,uint256 nonce,uint256 deadline)"
+            ),
             TYPEHASH,
             "type string"
         );
@@ -97,7 +99,7 @@ contract OrderHashTest is Fixture {
         DataMarketplace.Order memory o = _vectorOrder();
         DataMarketplace.Fill memory f = _fill(bytes32(uint256(1)), o);
         _settleOne(f, SIGNATURE);
-        assertTrue(market.isFillSettled(bytes32(uint256(1))), "vector order settles");
-        assertEq(market.accessOf(ALICE, MARKET_ID), 3, "access");
+        assertTrue(settledFill[bytes32(uint256(1))], "vector order settles");
+        assertEq(access[ALICE][MARKET_ID], 3, "access");
     }
 }

@@ -3,12 +3,13 @@ pragma solidity ^0.8.30;
 
 import {Vm} from "./utils/Test.sol";
 import {Fixture} from "./utils/Fixture.sol";
+import {Merkle} from "./utils/Merkle.sol";
 import {DataMarketplace} from "../src/DataMarketplace.sol";
 
 /// settleBatch: the happy path, each rejection reason, check order, whole-batch reverts,
 /// mixed batches and fuzzed accounting.
 contract SettlementTest is Fixture {
-    bytes32 constant FILL_SETTLED = keccak256("FillSettled(bytes32,address,bytes32,uint256,uint256,uint256)");
+    bytes32 constant FILL_SETTLED = keccak256("FillSettled(bytes32,address,bytes32,uint256,uint256)");
     bytes32 constant FILL_REJECTED = keccak256("FillRejected(bytes32,uint8)");
 
     // ------------------------------------------------------------ happy path
@@ -19,20 +20,28 @@ contract SettlementTest is Fixture {
         bytes memory sig = _sign(CONSUMER_PK, o);
 
         vm.expectEmit(address(market));
-        emit DataMarketplace.ProviderCredited(_id(1), provider1, 1, 1 * BID);
+        emit DataMarketplace.FillSettled(_id(1), consumer, MARKET, 3, 0);
         vm.expectEmit(address(market));
-        emit DataMarketplace.ProviderCredited(_id(1), provider2, 2, 2 * BID);
-        vm.expectEmit(address(market));
-        emit DataMarketplace.FillSettled(_id(1), consumer, MARKET, 3, ASK, BID);
-        _settleOne(f, sig);
+        // leaves: access 0, provider1 1, provider2 2
+        bytes32[] memory leaves = new bytes32[](3);
+        leaves[0] = Merkle.accessLeaf(0, _id(1), consumer, MARKET, 3);
+        leaves[1] = Merkle.creditLeaf(1, provider1, BID);
+        leaves[2] = Merkle.creditLeaf(2, provider2, 2 * BID);
+        emit DataMarketplace.BatchSettled(1, Merkle.root(leaves), 0, 3, 3 * BID, 3 * (ASK - BID));
+        (Merkle.BatchRecord memory b,) = _settleNoClaim(_one(f), _one(sig));
+        assertEq(market.unclaimedCredits(), 3 * BID, "credits committed, not yet claimed");
+        assertEq(market.earningsOf(provider1), 0, "nothing claimed yet");
+        assertEq(market.batchCount(), 1, "one batch of three leaves");
+        assertEq(market.leafCount(), 3, "one batch of three leaves");
+        market.claimCredits(b.claims);
+        assertEq(market.unclaimedCredits(), 0, "all claimed");
 
         assertEq(market.escrowOf(consumer), 1_000e18 - 3 * ASK, "escrow debited qty*ask");
         assertEq(market.earningsOf(provider1), BID, "provider1 credited 1*bid");
         assertEq(market.earningsOf(provider2), 2 * BID, "provider2 credited 2*bid");
         assertEq(market.brokerEarnings(), 3 * (ASK - BID), "broker gets the spread");
-        assertEq(market.accessOf(consumer, MARKET), 3, "access recorded");
-        assertTrue(market.isFillSettled(_id(1)), "fill settled");
-        assertEq(market.fillConsumerOf(_id(1)), consumer, "fill's consumer recorded");
+        assertEq(access[consumer][MARKET], 3, "access recorded");
+        assertTrue(settledFill[_id(1)], "fill settled");
         assertTrue(market.isNonceUsed(consumer, 1), "nonce used");
         assertEq(token.balanceOf(address(market)), 1_000e18, "no token moved");
     }
@@ -40,8 +49,8 @@ contract SettlementTest is Fixture {
     function test_settle_accessAccumulatesAcrossFills() public {
         _settleValid(3, 1);
         _settleValid(4, 2);
-        assertEq(market.accessOf(consumer, MARKET), 7, "units add up");
-        assertEq(market.accessOf(consumer, bytes32(0)), 0, "other market untouched");
+        assertEq(access[consumer][MARKET], 7, "units add up");
+        assertEq(access[consumer][bytes32(0)], 0, "other market untouched");
     }
 
     function test_settle_sameProviderTwiceInOneFill() public {
@@ -57,13 +66,13 @@ contract SettlementTest is Fixture {
         DataMarketplace.Fill memory f = _fill(_id(1), o);
         f.bid = ASK - (ASK * MARGIN_BPS) / 10_000; // spread exactly 20 %
         _settleOne(f, _sign(CONSUMER_PK, o));
-        assertTrue(market.isFillSettled(_id(1)), "spread at the cap settles");
+        assertTrue(settledFill[_id(1)], "spread at the cap settles");
 
         o = _order(consumer, 1, ASK, 2);
         f = _fill(_id(2), o);
         f.bid = ASK; // zero spread
         _settleOne(f, _sign(CONSUMER_PK, o));
-        assertTrue(market.isFillSettled(_id(2)), "zero spread settles");
+        assertTrue(settledFill[_id(2)], "zero spread settles");
         assertEq(market.brokerEarnings(), (ASK * MARGIN_BPS) / 10_000, "only the first spread");
     }
 
@@ -73,7 +82,7 @@ contract SettlementTest is Fixture {
         DataMarketplace.Fill memory f = _fill(_id(1), o);
         f.acceptedAt = uint64(block.timestamp);
         _settleOne(f, _sign(CONSUMER_PK, o));
-        assertTrue(market.isFillSettled(_id(1)), "boundaries are inclusive");
+        assertTrue(settledFill[_id(1)], "boundaries are inclusive");
     }
 
     function test_settle_lateSubmissionOfTimelyAcceptance() public {
@@ -82,7 +91,7 @@ contract SettlementTest is Fixture {
         DataMarketplace.Fill memory f = _fill(_id(1), o);
         vm.warp(o.deadline + 1 days);
         _settleOne(f, _sign(CONSUMER_PK, o));
-        assertTrue(market.isFillSettled(_id(1)), "deadline bounds acceptance, not submission");
+        assertTrue(settledFill[_id(1)], "deadline bounds acceptance, not submission");
     }
 
     function test_settle_askBelowMaxPrice() public {
@@ -101,9 +110,7 @@ contract SettlementTest is Fixture {
         for (uint256 j; j < f.providers.length; ++j) {
             earningsBefore[j] = market.earningsOf(f.providers[j]);
         }
-        vm.recordLogs();
-        _settleOne(f, sig);
-        Vm.Log[] memory logs = vm.getRecordedLogs();
+        Vm.Log[] memory logs = _settleLogged(_one(f), _one(sig));
         assertEq(logs.length, 1, "exactly one event");
         assertEq(logs[0].topics[0], FILL_REJECTED, "FillRejected");
         assertEq(logs[0].topics[1], f.fillId, "fill id");
@@ -116,12 +123,12 @@ contract SettlementTest is Fixture {
         }
     }
 
-    function test_reject_1_fillIdUsed() public {
-        _settleValid(1, 1);
-        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 2);
-        DataMarketplace.Fill memory f = _fill(_id(1), o); // same id, fresh nonce
-        _expectRejected(f, _sign(CONSUMER_PK, o), 1);
-        assertEq(market.fillConsumerOf(_id(1)), consumer, "first settlement stays");
+    function test_reject_3_replayedOrder() public {
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        bytes memory sig = _sign(CONSUMER_PK, o);
+        _settleOne(_fill(_id(1), o), sig);
+        _expectRejected(_fill(_id(1), o), sig, 3); // the same fill again: its nonce is the key
+        assertEq(market.escrowOf(consumer), 1_000e18 - ASK, "paid once");
     }
 
     function test_reject_2_signedByAnotherKey() public {
@@ -179,20 +186,34 @@ contract SettlementTest is Fixture {
         _fund(other, 10e18);
         DataMarketplace.Order memory o = _order(other, 1, ASK, 1);
         _settleOne(_fill(_id(2), o), _sign(OTHER_PK, o));
-        assertTrue(market.isFillSettled(_id(2)), "another consumer may use the same nonce");
+        assertTrue(settledFill[_id(2)], "another consumer may use the same nonce");
     }
 
     function test_nonce_bitmapBoundaries() public {
-        _settleValid(1, 255);
-        _settleValid(1, 256);
-        _settleValid(1, type(uint256).max);
-        assertTrue(market.isNonceUsed(consumer, 255), "255");
-        assertTrue(market.isNonceUsed(consumer, 256), "256");
-        assertTrue(market.isNonceUsed(consumer, type(uint256).max), "max");
-        assertFalse(market.isNonceUsed(consumer, 254), "254 free");
-        assertFalse(market.isNonceUsed(consumer, 257), "257 free");
-        assertFalse(market.isNonceUsed(consumer, 0), "0 free");
-        assertFalse(market.isNonceUsed(consumer, type(uint256).max - 1), "max-1 free");
+        _settleValid(1, 63); // cached word 0
+        _settleValid(1, 64); // cache moves to word 1, word 0 spills to the bitmap
+        _settleValid(1, 0); // earlier word: written to the bitmap, cache stays
+        _settleValid(1, type(uint256).max); // beyond the 64-bit word range: bitmap only
+        _settleValid(1, 65); // still in the cached word
+        uint256[6] memory used = [uint256(63), 64, 0, type(uint256).max, 65, 63];
+        for (uint256 i; i < used.length; ++i) {
+            assertTrue(market.isNonceUsed(consumer, used[i]), "used");
+        }
+        uint256[5] memory free = [uint256(62), 1, 66, 127, type(uint256).max - 1];
+        for (uint256 i; i < free.length; ++i) {
+            assertFalse(market.isNonceUsed(consumer, free[i]), "free");
+        }
+        // every used nonce is refused again, wherever its bit lives
+        for (uint256 i; i < 5; ++i) {
+            DataMarketplace.Order memory o = _order(consumer, 1, ASK, used[i]);
+            o.qty = 2;
+            _expectRejected(_fill(_id(100 + i), o), _sign(CONSUMER_PK, o), 3);
+        }
+        // the cache jumps far ahead and back: nothing is forgotten
+        _settleValid(1, 64 * 1_000);
+        _settleValid(1, 66);
+        assertTrue(market.isNonceUsed(consumer, 65) && market.isNonceUsed(consumer, 66), "spilled word 1 kept");
+        assertEq(market.escrowOf(consumer), 1_000e18 - 7 * ASK, "escrow shares the slot, intact");
     }
 
     function testFuzz_nonce_independent(uint256 a, uint256 b) public {
@@ -319,24 +340,23 @@ contract SettlementTest is Fixture {
         vm.expectEmit(address(market));
         emit DataMarketplace.FillRejected(_id(12), 8);
         _settle(fills, sigs);
-        assertTrue(market.isFillSettled(_id(10)) && market.isFillSettled(_id(11)), "first two settle");
-        assertFalse(market.isFillSettled(_id(12)), "third rejected");
+        assertTrue(settledFill[_id(10)] && settledFill[_id(11)], "first two settle");
+        assertFalse(settledFill[_id(12)], "third rejected");
         assertEq(market.escrowOf(consumer), 0, "escrow exhausted exactly");
     }
 
-    function test_reject_sameFillIdTwiceInOneBatch() public {
+    function test_reject_sameFillTwiceInOneBatch() public {
         DataMarketplace.Fill[] memory fills = new DataMarketplace.Fill[](2);
         bytes[] memory sigs = new bytes[](2);
-        DataMarketplace.Order memory o1 = _order(consumer, 1, ASK, 1);
-        DataMarketplace.Order memory o2 = _order(consumer, 1, ASK, 2);
-        fills[0] = _fill(_id(1), o1);
-        fills[1] = _fill(_id(1), o2);
-        sigs[0] = _sign(CONSUMER_PK, o1);
-        sigs[1] = _sign(CONSUMER_PK, o2);
+        DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
+        fills[0] = _fill(_id(1), o);
+        fills[1] = _fill(_id(1), o);
+        sigs[0] = _sign(CONSUMER_PK, o);
+        sigs[1] = sigs[0];
         vm.expectEmit(address(market));
-        emit DataMarketplace.FillRejected(_id(1), 1);
+        emit DataMarketplace.FillRejected(_id(1), 3);
         _settle(fills, sigs);
-        assertFalse(market.isNonceUsed(consumer, 2), "second order's nonce stays free");
+        assertEq(market.escrowOf(consumer), 1_000e18 - ASK, "paid once");
     }
 
     function test_reject_checkOrder() public {
@@ -345,13 +365,11 @@ contract SettlementTest is Fixture {
         _settleValid(1, 1);
         DataMarketplace.Order memory o = _order(consumer, 0, ASK - 1, 1); // nonce 1 used
         o.deadline = block.timestamp - 1;
-        DataMarketplace.Fill memory f = _fill(_id(1), o); // id used
+        DataMarketplace.Fill memory f = _fill(_id(99), o);
         f.ask = ASK;
         f.bid = ASK + 1;
         f.acceptedAt = uint64(block.timestamp);
         bytes memory sig = _sign(OTHER_PK, o); // wrong signer
-        _expectRejected(f, sig, 1);
-        f.fillId = _id(99);
         _expectRejected(f, sig, 2);
         sig = _sign(CONSUMER_PK, o);
         _expectRejected(f, sig, 3);
@@ -378,7 +396,7 @@ contract SettlementTest is Fixture {
         f.order = o;
         f.units[0] = 1;
         _settleOne(f, _sign(CONSUMER_PK, o));
-        assertTrue(market.isFillSettled(_id(99)), "all fixed: settles");
+        assertTrue(settledFill[_id(99)], "all fixed: settles");
     }
 
     // -------------------------------------------------------- mixed batches
@@ -413,9 +431,7 @@ contract SettlementTest is Fixture {
         fills[5] = _fill(_id(6), o);
         sigs[5] = _sign(CONSUMER_PK, o);
 
-        vm.recordLogs();
-        _settle(fills, sigs);
-        Vm.Log[] memory logs = vm.getRecordedLogs();
+        Vm.Log[] memory logs = _settleLogged(fills, sigs);
 
         uint256 settled;
         uint256 rejected;
@@ -434,22 +450,25 @@ contract SettlementTest is Fixture {
         assertEq(settled, 3, "three settled");
         assertEq(rejected, 3, "three rejected");
 
-        bytes32[] memory ids = new bytes32[](6);
+        address[] memory consumers = new address[](6);
+        uint256[] memory nonces = new uint256[](6);
         for (uint256 i; i < 6; ++i) {
-            ids[i] = _id(i + 1);
+            consumers[i] = fills[i].order.consumer;
+            nonces[i] = fills[i].order.nonce;
         }
-        bool[] memory status = market.settledFills(ids);
+        bool[] memory status = market.noncesUsed(consumers, nonces);
         bool[6] memory expected = [true, false, true, false, false, true];
         for (uint256 i; i < 6; ++i) {
-            assertEq(status[i], expected[i], "settledFills");
+            assertEq(status[i], expected[i], "noncesUsed");
+            assertEq(settledFill[fills[i].fillId], expected[i], "FillSettled");
         }
         assertFalse(market.isNonceUsed(consumer, 2), "rejected nonce free");
         assertFalse(market.isNonceUsed(consumer, 3), "rejected nonce free");
         assertFalse(market.isNonceUsed(other, 2), "rejected nonce free");
         assertEq(market.escrowOf(consumer), 1_000e18 - 8 * ASK, "consumer pays valid fills only");
         assertEq(market.escrowOf(other), 100e18 - 4 * ASK, "other pays valid fill only");
-        assertEq(market.accessOf(consumer, MARKET), 8, "consumer access");
-        assertEq(market.accessOf(other, MARKET), 4, "other access");
+        assertEq(access[consumer][MARKET], 8, "consumer access");
+        assertEq(access[other][MARKET], 4, "other access");
         assertEq(market.brokerEarnings(), 12 * (ASK - BID), "spread of valid fills");
         assertEq(
             market.earningsOf(provider1) + market.earningsOf(provider2), 12 * BID, "providers credited valid units"
@@ -498,9 +517,69 @@ contract SettlementTest is Fixture {
 
     function test_maxBatchIsAccepted() public {
         uint256 n = market.MAX_BATCH();
-        vm.recordLogs();
-        _settle(new DataMarketplace.Fill[](n), new bytes[](n)); // all bad signatures
-        assertEq(vm.getRecordedLogs().length, n, "one rejection per fill");
+        Vm.Log[] memory logs = _settleLogged(new DataMarketplace.Fill[](n), new bytes[](n)); // all bad signatures
+        assertEq(logs.length, n, "one rejection per fill");
+    }
+
+    // ------------------------------------------------------------------ claims
+
+    function test_claim_revertsAndWorksWhilePaused() public {
+        DataMarketplace.Order memory o = _order(consumer, 3, ASK, 1);
+        (Merkle.BatchRecord memory b,) = _settleNoClaim(_one(_fill(_id(1), o)), _one(_sign(CONSUMER_PK, o)));
+        DataMarketplace.Claim[] memory claims = b.claims;
+        assertEq(claims.length, 2, "two credits");
+
+        vm.expectRevert(DataMarketplace.EmptyClaims.selector);
+        market.claimCredits(new DataMarketplace.Claim[](0));
+
+        DataMarketplace.Claim memory c = claims[0];
+        DataMarketplace.Claim[] memory bad = new DataMarketplace.Claim[](1);
+        bad[0] = DataMarketplace.Claim(c.batchId, c.leaf, c.provider, c.amount + 1, c.proof); // more than credited
+        vm.expectRevert(abi.encodeWithSelector(DataMarketplace.InvalidCreditProof.selector, c.leaf));
+        market.claimCredits(bad);
+        bad[0] = DataMarketplace.Claim(c.batchId, c.leaf, provider3, c.amount, c.proof); // someone else's credit
+        vm.expectRevert(abi.encodeWithSelector(DataMarketplace.InvalidCreditProof.selector, c.leaf));
+        market.claimCredits(bad);
+        bad[0] = DataMarketplace.Claim(2, c.leaf, c.provider, c.amount, c.proof); // no such batch
+        vm.expectRevert(abi.encodeWithSelector(DataMarketplace.InvalidCreditProof.selector, c.leaf));
+        market.claimCredits(bad);
+        bad[0] = DataMarketplace.Claim(c.batchId, 0, c.provider, c.amount, c.proof); // the access leaf's index
+        vm.expectRevert(abi.encodeWithSelector(DataMarketplace.InvalidCreditProof.selector, 0));
+        market.claimCredits(bad);
+
+        vm.prank(owner);
+        market.setPaused(true);
+        vm.expectEmit(address(market));
+        emit DataMarketplace.CreditClaimed(claims[0].leaf, provider1, BID);
+        vm.prank(provider3); // anyone may claim; the money goes to the leaf's provider
+        market.claimCredits(claims);
+        assertEq(market.earningsOf(provider1), BID, "provider1");
+        assertEq(market.earningsOf(provider2), 2 * BID, "provider2");
+        assertEq(market.earningsOf(provider3), 0, "the caller gets nothing");
+        assertEq(market.unclaimedCredits(), 0, "nothing left");
+        assertTrue(market.isCreditClaimed(1) && market.isCreditClaimed(2) && !market.isCreditClaimed(0), "bits");
+
+        vm.expectRevert(abi.encodeWithSelector(DataMarketplace.CreditAlreadyClaimed.selector, claims[0].leaf));
+        market.claimCredits(claims);
+    }
+
+    function test_verifyAccess_rejectsWrongFields() public {
+        DataMarketplace.Order memory o = _order(consumer, 3, ASK, 1);
+        (Merkle.BatchRecord memory b,) = _settleNoClaim(_one(_fill(_id(1), o)), _one(_sign(CONSUMER_PK, o)));
+        Merkle.AccessRecord memory a = b.access[0];
+        assertTrue(market.verifyAccess(1, a.leaf, a.fillId, consumer, MARKET, 3, a.proof), "true record");
+        assertFalse(market.verifyAccess(1, a.leaf, a.fillId, consumer, MARKET, 4, a.proof), "more units");
+        assertFalse(market.verifyAccess(1, a.leaf, a.fillId, other, MARKET, 3, a.proof), "other consumer");
+        assertFalse(market.verifyAccess(1, a.leaf, a.fillId, consumer, bytes32(0), 3, a.proof), "other market");
+        assertFalse(market.verifyAccess(2, a.leaf, a.fillId, consumer, MARKET, 3, a.proof), "no such batch");
+        assertFalse(market.verifyAccess(1, 1, a.fillId, consumer, MARKET, 3, a.proof), "other leaf index");
+    }
+
+    function test_batchOfOnlyRejectionsRecordsNothing() public {
+        DataMarketplace.Order memory o = _order(consumer, 3, ASK, 1);
+        _settleOne(_fill(_id(1), o), _sign(OTHER_PK, o));
+        assertEq(market.batchCount(), 0, "no batch");
+        assertEq(market.leafCount(), 0, "no leaves");
     }
 
     // ------------------------------------------------------------------ fuzz
@@ -541,15 +620,13 @@ contract SettlementTest is Fixture {
         if (bid > ask || (ask - bid) * 10_000 > ask * marginBps) expected = 6;
         else if (qty * ask > escrow) expected = 8;
 
-        vm.recordLogs();
-        _settleOne(f, _sign(OTHER_PK, o));
-        Vm.Log[] memory logs = vm.getRecordedLogs();
+        Vm.Log[] memory logs = _settleLogged(_one(f), _one(_sign(OTHER_PK, o)));
         if (expected != 0) {
             assertEq(logs.length, 1, "one rejection");
             assertEq(abi.decode(logs[0].data, (uint8)), expected, "reason");
             assertEq(market.escrowOf(other), escrow, "escrow untouched");
         } else {
-            assertTrue(market.isFillSettled(_id(1)), "settled");
+            assertTrue(settledFill[_id(1)], "settled");
             assertEq(market.escrowOf(other), escrow - qty * ask, "debit");
             assertEq(market.earningsOf(provider1), f.units[0] * bid, "p1");
             assertEq(market.earningsOf(provider2), f.units[1] * bid, "p2");
@@ -561,7 +638,7 @@ contract SettlementTest is Fixture {
                     + market.brokerEarnings(),
                 "conservation"
             );
-            assertEq(market.accessOf(other, MARKET), qty, "access");
+            assertEq(access[other][MARKET], qty, "access");
         }
         assertEq(
             token.balanceOf(address(market)),
@@ -605,11 +682,11 @@ contract SettlementTest is Fixture {
         fills[1] = _fill(_id(2), good);
         sigs[1] = _sign(OTHER_PK, good);
         _settle(fills, sigs);
-        assertTrue(market.isFillSettled(_id(2)), "good fill settles next to anything");
+        assertTrue(settledFill[_id(2)], "good fill settles next to anything");
         assertEq(
             token.balanceOf(address(market)),
-            market.escrowOf(consumer) + market.escrowOf(other) + market.earningsOf(provider1) + market.earningsOf(provider2)
-                + market.brokerEarnings(),
+            market.escrowOf(consumer) + market.escrowOf(other) + market.earningsOf(provider1)
+                + market.earningsOf(provider2) + market.brokerEarnings(),
             "balance = escrows + earnings + broker"
         );
     }
@@ -629,7 +706,7 @@ contract SettlementTest is Fixture {
             left -= f.units[j];
         }
         _settleOne(f, _sign(CONSUMER_PK, o));
-        assertTrue(market.isFillSettled(_id(1)), "settled");
+        assertTrue(settledFill[_id(1)], "settled");
         uint256 credited;
         for (uint256 j; j < n; ++j) {
             assertEq(market.earningsOf(f.providers[j]), f.units[j] * BID, "provider credit");

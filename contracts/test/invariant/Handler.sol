@@ -4,10 +4,11 @@ pragma solidity ^0.8.30;
 import {Test, Vm} from "../utils/Test.sol";
 import {PAT} from "../../src/PAT.sol";
 import {DataMarketplace} from "../../src/DataMarketplace.sol";
+import {Merkle} from "../utils/Merkle.sol";
 
 /// @dev Drives the marketplace with random but bounded actions (deposits, withdrawal
 ///      requests and payouts, batches of good and bad fills, earnings payouts, pause,
-///      time), keeps a simple reference model of every balance, checks each batch's
+///      time, credit claims), keeps a simple reference model of every balance, checks each batch's
 ///      per-fill outcome against the model, and counts money flows in ghost variables.
 ///      No action reverts (the suite runs with fail_on_revert).
 contract Handler is Test {
@@ -24,9 +25,11 @@ contract Handler is Test {
 
     // --- reference model
     mapping(address => uint256) public modelEscrow;
+    /// claimed, withdrawable
     mapping(address => uint256) public modelEarnings;
+    /// committed by batch roots, not claimed yet
+    uint256 public modelUnclaimed;
     uint256 public modelBroker;
-    mapping(bytes32 => bool) internal modelSettled;
     mapping(address => mapping(uint256 => bool)) internal modelNonceUsed;
     bool internal modelPaused;
 
@@ -44,14 +47,23 @@ contract Handler is Test {
     mapping(uint8 => uint256) public ghostRejectedByReason;
     mapping(bytes32 => uint256) internal settleCount;
     mapping(address => mapping(uint256 => uint256)) internal nonceSettleCount;
-    bytes32[] internal settledIds;
-    uint256 internal idCounter;
+    uint256 public ghostClaimed;
+
+    /// credits settled and not claimed yet, with their proofs (rebuilt from the events)
+    struct Pending {
+        uint256 batchId;
+        uint256 leaf;
+        address provider;
+        uint256 amount;
+    }
+
+    Pending[] internal pending;
+    mapping(uint256 leaf => bytes32[]) internal proofOf;
     mapping(address => uint256) internal nextNonce;
     mapping(address => uint256[]) internal usedNonces;
 
-    bytes32 constant FILL_SETTLED = keccak256("FillSettled(bytes32,address,bytes32,uint256,uint256,uint256)");
+    bytes32 constant FILL_SETTLED = keccak256("FillSettled(bytes32,address,bytes32,uint256,uint256)");
     bytes32 constant FILL_REJECTED = keccak256("FillRejected(bytes32,uint8)");
-    bytes32 constant PROVIDER_CREDITED = keccak256("ProviderCredited(bytes32,address,uint256,uint256)");
 
     constructor(DataMarketplace market_, PAT token_, address broker_, address owner_) {
         market = market_;
@@ -116,6 +128,34 @@ contract Handler is Test {
         market.withdrawEarnings();
         modelEarnings[p] = 0;
         ghostEarningsPaid += amount;
+    }
+
+    /// Claims every pending credit of one provider, in one call.
+    function claim(uint256 who) external {
+        address p = providers[who % N_PROVIDERS];
+        uint256 count;
+        for (uint256 i; i < pending.length; ++i) {
+            if (pending[i].provider == p) ++count;
+        }
+        if (count == 0) return;
+        DataMarketplace.Claim[] memory claims = new DataMarketplace.Claim[](count);
+        uint256 k;
+        uint256 total;
+        for (uint256 i = pending.length; i > 0; --i) {
+            Pending memory c = pending[i - 1];
+            if (c.provider != p) continue;
+            claims[k++] = DataMarketplace.Claim(c.batchId, c.leaf, c.provider, c.amount, proofOf[c.leaf]);
+            total += c.amount;
+            pending[i - 1] = pending[pending.length - 1];
+            pending.pop();
+        }
+        market.claimCredits(claims);
+        // a second claim of the same credit is refused
+        vm.expectRevert(abi.encodeWithSelector(DataMarketplace.CreditAlreadyClaimed.selector, claims[0].leaf));
+        market.claimCredits(claims);
+        modelEarnings[p] += total;
+        modelUnclaimed -= total;
+        ghostClaimed += total;
     }
 
     function withdrawBrokerEarnings() external {
@@ -196,9 +236,8 @@ contract Handler is Test {
         o.maxPrice = (rnd >> 116) % 8 == 0 && f.ask > 0 ? f.ask - 1 : f.ask + (rnd >> 120) % 1e18;
         f.acceptedAt = uint64((rnd >> 180) % 15 == 0 ? block.timestamp + 1 : block.timestamp);
 
-        // mostly a fresh id, sometimes a replay of a settled one
-        if ((rnd >> 150) % 8 == 0 && settledIds.length > 0) f.fillId = settledIds[(rnd >> 154) % settledIds.length];
-        else f.fillId = keccak256(abi.encode("inv", idCounter++));
+        // the fill id is the order's digest, as the engine makes it
+        f.fillId = market.hashOrder(o);
 
         uint256 m = 1 + (rnd >> 170) % 3;
         f.providers = new address[](m);
@@ -220,8 +259,10 @@ contract Handler is Test {
     /// Reference model of one fill: the reason it is rejected with, or 0 after applying it.
     function _modelApply(DataMarketplace.Fill memory f, bytes memory sig) internal returns (uint8) {
         DataMarketplace.Order memory o = f.order;
-        if (modelSettled[f.fillId]) return 1;
-        if (ecrecover(market.hashOrder(o), uint8(sig[64]), bytes32(_word(sig, 0)), bytes32(_word(sig, 32))) != o.consumer) {
+        if (
+            ecrecover(market.hashOrder(o), uint8(sig[64]), bytes32(_word(sig, 0)), bytes32(_word(sig, 32)))
+                != o.consumer
+        ) {
             return 2;
         }
         if (modelNonceUsed[o.consumer][o.nonce]) return 3;
@@ -236,11 +277,10 @@ contract Handler is Test {
         uint256 cost = o.qty * f.ask;
         if (modelEscrow[o.consumer] < cost) return 8;
 
-        modelSettled[f.fillId] = true;
         modelNonceUsed[o.consumer][o.nonce] = true;
         modelEscrow[o.consumer] -= cost;
         for (uint256 j; j < f.providers.length; ++j) {
-            modelEarnings[f.providers[j]] += f.units[j] * f.bid;
+            modelUnclaimed += f.units[j] * f.bid;
         }
         modelBroker += o.qty * (f.ask - f.bid);
         return 0;
@@ -252,43 +292,39 @@ contract Handler is Test {
         }
     }
 
-    /// Walks the batch's events fill by fill, checks them against the model, updates ghosts.
-    function _checkLogs(DataMarketplace.Fill[] memory fills, uint8[] memory expected, Vm.Log[] memory logs)
-        internal
-    {
+    /// Walks the batch's events fill by fill, checks them against the model, rebuilds the
+    /// batch's tree (its root must match: the credits are exactly the model's), keeps the
+    /// credits' proofs for later claims, updates ghosts.
+    function _checkLogs(DataMarketplace.Fill[] memory fills, uint8[] memory expected, Vm.Log[] memory logs) internal {
+        Merkle.BatchRecord memory b = Merkle.record(vm, address(market), fills, logs);
         uint256 k;
         for (uint256 i; i < fills.length; ++i) {
             DataMarketplace.Fill memory f = fills[i];
+            vm.assertEq(b.settled[i], expected[i] == 0, "model and contract agree on the outcome");
             if (expected[i] != 0) {
                 vm.assertEq(logs[k].topics[0], FILL_REJECTED, "model expects a rejection");
-                vm.assertEq(logs[k].topics[1], f.fillId, "rejected id");
                 vm.assertEq(uint256(abi.decode(logs[k].data, (uint8))), expected[i], "rejection reason");
                 ++k;
                 ++ghostFillsRejected;
                 ++ghostRejectedByReason[expected[i]];
                 continue;
             }
-            uint256 credited;
-            for (uint256 j; j < f.providers.length; ++j) {
-                vm.assertEq(logs[k].topics[0], PROVIDER_CREDITED, "model expects a credit");
-                (, uint256 amount) = abi.decode(logs[k].data, (uint256, uint256));
-                credited += amount;
-                ++k;
-            }
             vm.assertEq(logs[k].topics[0], FILL_SETTLED, "model expects a settlement");
-            vm.assertEq(logs[k].topics[1], f.fillId, "settled id");
             ++k;
-
             uint256 cost = f.order.qty * f.ask;
             ghostDebited += cost;
-            ghostProviderCredited += credited;
+            ghostProviderCredited += f.order.qty * f.bid;
             ghostSpread += f.order.qty * (f.ask - f.bid);
             ++ghostFillsSettled;
             if (++settleCount[f.fillId] > 1) ++ghostDoubleSettlements;
             if (++nonceSettleCount[f.order.consumer][f.order.nonce] > 1) ++ghostDoubleSettlements;
-            settledIds.push(f.fillId);
             usedNonces[f.order.consumer].push(f.order.nonce);
         }
-        vm.assertEq(k, logs.length, "no other events");
+        for (uint256 i; i < b.claims.length; ++i) {
+            DataMarketplace.Claim memory c = b.claims[i];
+            pending.push(Pending(c.batchId, c.leaf, c.provider, c.amount));
+            proofOf[c.leaf] = c.proof;
+        }
+        vm.assertEq(k + (b.batchId == 0 ? 0 : 1), logs.length, "no other events");
     }
 }

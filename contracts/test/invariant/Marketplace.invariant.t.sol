@@ -13,7 +13,7 @@ contract MarketplaceInvariantTest is Fixture {
         handler = new Handler(market, token, broker, owner);
         token.transfer(address(handler), token.balanceOf(address(this)));
         targetContract(address(handler));
-        bytes4[] memory selectors = new bytes4[](8);
+        bytes4[] memory selectors = new bytes4[](9);
         selectors[0] = Handler.deposit.selector;
         selectors[1] = Handler.requestWithdrawal.selector;
         selectors[2] = Handler.withdraw.selector;
@@ -22,6 +22,7 @@ contract MarketplaceInvariantTest is Fixture {
         selectors[5] = Handler.warp.selector;
         selectors[6] = Handler.togglePause.selector;
         selectors[7] = Handler.settle.selector;
+        selectors[8] = Handler.claim.selector;
         targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
     }
 
@@ -42,15 +43,17 @@ contract MarketplaceInvariantTest is Fixture {
     function invariant_balanceEqualsLiabilities() public view {
         assertEq(
             token.balanceOf(address(market)),
-            _sumEscrows() + _sumEarnings() + market.brokerEarnings(),
-            "PAT balance == escrows + earnings + broker earnings"
+            _sumEscrows() + _sumEarnings() + market.unclaimedCredits() + market.brokerEarnings(),
+            "PAT balance == escrows + claimed earnings + unclaimed credits + broker earnings"
         );
     }
 
     /// Every consumer debit is split exactly between providers and the broker.
     function invariant_conservation() public view {
         assertEq(
-            handler.ghostDebited(), handler.ghostProviderCredited() + handler.ghostSpread(), "debits == credits + spread"
+            handler.ghostDebited(),
+            handler.ghostProviderCredited() + handler.ghostSpread(),
+            "debits == credits + spread"
         );
     }
 
@@ -62,12 +65,16 @@ contract MarketplaceInvariantTest is Fixture {
             "deposits == withdrawals + debits + escrow"
         );
         assertEq(
-            handler.ghostProviderCredited(), handler.ghostEarningsPaid() + _sumEarnings(), "credits == paid + owed"
+            handler.ghostProviderCredited(),
+            handler.ghostEarningsPaid() + _sumEarnings() + market.unclaimedCredits(),
+            "credits == paid + claimed + unclaimed"
         );
+        assertEq(handler.ghostClaimed(), handler.ghostEarningsPaid() + _sumEarnings(), "claimed == paid + owed");
         assertEq(handler.ghostSpread(), handler.ghostBrokerPaid() + market.brokerEarnings(), "spread == paid + owed");
     }
 
-    /// No fill id and no (consumer, nonce) ever settles twice.
+    /// No fill id and no (consumer, nonce) ever settles twice (the nonce is the key; a fill id
+    /// is its order's digest).
     function invariant_noDoubleSettlement() public view {
         assertEq(handler.ghostDoubleSettlements(), 0, "double settlement");
     }
@@ -82,6 +89,7 @@ contract MarketplaceInvariantTest is Fixture {
             address p = handler.providers(i);
             assertEq(market.earningsOf(p), handler.modelEarnings(p), "earnings vs model");
         }
+        assertEq(market.unclaimedCredits(), handler.modelUnclaimed(), "unclaimed vs model");
         assertEq(market.brokerEarnings(), handler.modelBroker(), "broker vs model");
     }
 
@@ -93,7 +101,12 @@ contract MarketplaceInvariantTest is Fixture {
             handler.settle(i, 5);
         }
         assertGe(handler.ghostFillsSettled(), 10, "fills settle");
-        for (uint8 reason = 1; reason <= 8; ++reason) {
+        for (uint256 p; p < handler.N_PROVIDERS(); ++p) {
+            handler.claim(p);
+        }
+        assertEq(market.unclaimedCredits(), 0, "every credit claimed");
+        assertGe(handler.ghostClaimed(), 1, "claims pay");
+        for (uint8 reason = 2; reason <= 8; ++reason) {
             assertGe(handler.ghostRejectedByReason(reason), 1, "every rejection reason occurs");
         }
     }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.30;
 
-import {Test} from "./Test.sol";
+import {Test, Vm} from "./Test.sol";
+import {Merkle} from "./Merkle.sol";
 import {PAT} from "../../src/PAT.sol";
 import {DataMarketplace} from "../../src/DataMarketplace.sol";
 import {ERC1967Proxy} from "@openzeppelin/contracts/proxy/ERC1967/ERC1967Proxy.sol";
@@ -42,7 +43,9 @@ abstract contract Fixture is Test {
         other = vm.addr(OTHER_PK);
         token = new PAT(address(this), SUPPLY);
         impl = new DataMarketplace();
-        market = DataMarketplace(address(new ERC1967Proxy(address(impl), _initCall(owner, IERC20(address(token)), MARGIN_BPS))));
+        market = DataMarketplace(
+            address(new ERC1967Proxy(address(impl), _initCall(owner, IERC20(address(token)), MARGIN_BPS)))
+        );
         vm.label(address(market), "marketplace");
         vm.label(consumer, "consumer");
         _fund(consumer, 1_000e18);
@@ -94,7 +97,13 @@ abstract contract Fixture is Test {
             units[0] = o.qty;
         }
         f = DataMarketplace.Fill({
-            fillId: id, order: o, ask: ASK, bid: BID, acceptedAt: uint64(block.timestamp), providers: providers, units: units
+            fillId: id,
+            order: o,
+            ask: ASK,
+            bid: BID,
+            acceptedAt: uint64(block.timestamp),
+            providers: providers,
+            units: units
         });
     }
 
@@ -108,9 +117,46 @@ abstract contract Fixture is Test {
         sigs[0] = sig;
     }
 
+    /// What the tests' batches settled, rebuilt from the events and proved on chain.
+    mapping(bytes32 fillId => bool) internal settledFill;
+    mapping(address consumer => mapping(bytes32 market => uint256 units)) internal access;
+
+    /// Settles a batch as the broker, rebuilds its Merkle tree from the events (the root must
+    /// match), proves every access leaf with verifyAccess and claims every credit, so
+    /// earningsOf shows what each provider was credited.
     function _settle(DataMarketplace.Fill[] memory fills, bytes[] memory sigs) internal {
+        _settleLogged(fills, sigs);
+    }
+
+    /// {_settle}, returning the settleBatch call's logs.
+    function _settleLogged(DataMarketplace.Fill[] memory fills, bytes[] memory sigs)
+        internal
+        returns (Vm.Log[] memory logs)
+    {
+        Merkle.BatchRecord memory b;
+        (b, logs) = _settleNoClaim(fills, sigs);
+        if (b.claims.length != 0) market.claimCredits(b.claims);
+        assertEq(market.unclaimedCredits(), 0, "every credit claimed");
+    }
+
+    /// Settles and proves access, leaving the credits unclaimed; returns the batch's record.
+    function _settleNoClaim(DataMarketplace.Fill[] memory fills, bytes[] memory sigs)
+        internal
+        returns (Merkle.BatchRecord memory b, Vm.Log[] memory logs)
+    {
+        vm.recordLogs();
         vm.prank(broker);
         market.settleBatch(fills, sigs);
+        logs = vm.getRecordedLogs();
+        b = Merkle.record(vm, address(market), fills, logs);
+        for (uint256 i; i < b.access.length; ++i) {
+            Merkle.AccessRecord memory a = b.access[i];
+            assertTrue(
+                market.verifyAccess(b.batchId, a.leaf, a.fillId, a.consumer, a.market, a.qty, a.proof), "access proved"
+            );
+            settledFill[a.fillId] = true;
+            access[a.consumer][a.market] += a.qty;
+        }
     }
 
     function _settleOne(DataMarketplace.Fill memory f, bytes memory sig) internal {
