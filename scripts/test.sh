@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it, from a fresh machine:
-#   1. installs the project's toolchain (node/npm if missing, Foundry, solcjs, OpenZeppelin),
+#   1. installs the project's toolchain (node/npm if missing, Foundry, solcjs, OpenZeppelin,
+#      promtool from Debian's prometheus package),
 #   2. checks formatting and clippy (warnings are errors),
 #   3. runs every Rust test (unit, property, end-to-end against anvil),
 #   4. builds and tests the contracts, checks the gas snapshot and that the
@@ -15,6 +16,13 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain"
 scripts/toolchain.sh
+if ! command -v promtool >/dev/null 2>&1; then
+  # promtool (Debian package prometheus) lints the /metrics exposition in the server tests.
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq prometheus >/dev/null
+fi
 eval "$(scripts/toolchain.sh --print-env)"
 export FORGE ANVIL CAST
 

@@ -16,3 +16,20 @@
 pub mod engine;
 
 pub use engine::{EngineActor, EngineError, EngineSettings};
+
+/// Registers the name, unit and help text of every metric the actors record,
+/// for the exporter the binary installs (Prometheus needs the help text).
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("pat_fills_total", Unit::Count, "Fills by status (accepted, settled, failed).");
+    describe_counter!("pat_orders_refused_total", Unit::Count, "Orders refused by the engine, by reason code.");
+    describe_counter!("pat_submissions_refused_total", Unit::Count, "Segment submissions refused, by reason code.");
+    describe_counter!("pat_quote_updates_total", Unit::Count, "Quotes whose bid, ask or status changed.");
+    describe_counter!("pat_journal_failures_total", Unit::Count, "Journal appends that failed (the engine degrades).");
+    describe_counter!("pat_snapshot_failures_total", Unit::Count, "Snapshots that could not be written.");
+    describe_counter!("pat_config_reloads_total", Unit::Count, "Config reloads by result (applied, rejected).");
+    describe_histogram!("pat_journal_append_seconds", Unit::Seconds, "Time from journal append to durable.");
+    describe_histogram!("pat_quote_tick_seconds", Unit::Seconds, "Duration of one quoting tick.");
+    describe_histogram!("pat_snapshot_seconds", Unit::Seconds, "Duration of one snapshot write.");
+    describe_gauge!("pat_paused", "1 while the engine is paused, else 0.");
+}

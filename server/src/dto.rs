@@ -1,0 +1,283 @@
+//! Request and response bodies of the REST API. Amounts of PAT are decimal
+//! strings of base units (`"2500000000000000000"` is 2.5 PAT): JSON numbers
+//! cannot hold them exactly.
+
+use alloy_primitives::{Address, B256, U256};
+use pat_engine::market::MarketId;
+use pat_engine::{FillRecord, FillStatus, Order, Quote, Segment, SegmentSubmission};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// The fields a provider signs (EIP-712 `SegmentSubmission`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmissionBody {
+    pub provider: Address,
+    pub segment_type: String,
+    pub window: String,
+    pub confidence_bps: u16,
+    pub window_start: u64,
+    pub created_at: u64,
+    pub units: u32,
+    pub payload_hash: B256,
+}
+
+/// `POST /v1/segments`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentRequest {
+    pub submission: SubmissionBody,
+    /// 65 bytes, hex with `0x`.
+    pub signature: String,
+    /// The signal batch, exactly the text whose UTF-8 bytes hash to `payload_hash`.
+    pub payload: String,
+}
+
+impl SegmentRequest {
+    pub fn submission(&self) -> SegmentSubmission {
+        let s = &self.submission;
+        SegmentSubmission {
+            provider: s.provider,
+            segmentType: s.segment_type.clone(),
+            window: s.window.clone(),
+            confidenceBps: s.confidence_bps,
+            windowStart: s.window_start,
+            createdAt: s.created_at,
+            units: s.units,
+            payloadHash: s.payload_hash,
+        }
+    }
+}
+
+/// The fields a consumer signs (EIP-712 `Order`), with the market as its key text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderBody {
+    pub consumer: Address,
+    /// The market key, such as `PURCHASE_INTENT|7D|0.70-0.85`; signed as keccak256 of this text.
+    pub market: String,
+    pub qty: u64,
+    /// Highest acceptable ask per unit, base units, decimal string.
+    pub max_price: String,
+    /// Decimal string.
+    pub nonce: String,
+    /// Unix seconds by which the order must be accepted.
+    pub deadline: u64,
+}
+
+/// `POST /v1/orders`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequest {
+    pub order: OrderBody,
+    pub signature: String,
+}
+
+fn uint(field: &str, text: &str) -> Result<U256, ApiError> {
+    text.parse::<U256>()
+        .ok()
+        .filter(|_| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| ApiError::bad_request("invalid_request", format!("{field} must be a decimal integer string")))
+}
+
+impl OrderRequest {
+    /// The signed struct, with the market key hashed as the contract expects.
+    pub fn order(&self) -> Result<Order, ApiError> {
+        let o = &self.order;
+        let key: pat_engine::MarketKey =
+            o.market.parse().map_err(|e| ApiError::bad_request("invalid_request", format!("market: {e}")))?;
+        Ok(Order {
+            consumer: o.consumer,
+            market: key.id(),
+            qty: U256::from(o.qty),
+            maxPrice: uint("max_price", &o.max_price)?,
+            nonce: uint("nonce", &o.nonce)?,
+            deadline: U256::from(o.deadline),
+        })
+    }
+}
+
+/// Decodes a `0x`-prefixed hex signature.
+pub fn signature_bytes(text: &str) -> Result<Vec<u8>, ApiError> {
+    let hex = text.strip_prefix("0x").unwrap_or(text);
+    alloy_primitives::hex::decode(hex)
+        .map_err(|e| ApiError::bad_request("invalid_request", format!("signature is not hex: {e}")))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuoteBody {
+    pub market: String,
+    pub bid: String,
+    pub ask: String,
+    pub price: String,
+    pub spread_bps: u32,
+    pub seq: u64,
+    pub valid_until_ms: u64,
+    /// `null` when quoting, else why not.
+    pub halted: Option<String>,
+}
+
+impl QuoteBody {
+    pub fn new(key: &pat_engine::MarketKey, q: &Quote) -> Self {
+        Self {
+            market: key.to_string(),
+            bid: q.bid.to_string(),
+            ask: q.ask.to_string(),
+            price: q.price.to_string(),
+            spread_bps: q.spread_bps,
+            seq: q.seq,
+            valid_until_ms: q.valid_until_ms,
+            halted: q.halted.map(|h| h.code().to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketBody {
+    pub market: String,
+    pub market_id: B256,
+    pub quote: QuoteBody,
+    pub supply_units: u64,
+    pub providers: usize,
+    pub exposure: String,
+    pub group_exposure: String,
+    pub listed_units: u64,
+    pub sold_units: u64,
+    pub expired_units: u64,
+}
+
+impl From<&pat_actors::engine::MarketView> for MarketBody {
+    fn from(m: &pat_actors::engine::MarketView) -> Self {
+        Self {
+            market: m.key.to_string(),
+            market_id: m.key.id(),
+            quote: QuoteBody::new(&m.key, &m.quote),
+            supply_units: m.supply_units,
+            providers: m.provider_count,
+            exposure: m.exposure.to_string(),
+            group_exposure: m.group_exposure.to_string(),
+            listed_units: m.counters.listed,
+            sold_units: m.counters.sold,
+            expired_units: m.counters.expired,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentBody {
+    pub id: u64,
+    pub provider: Address,
+    pub market: String,
+    pub confidence_bps: u16,
+    pub window_start_ms: u64,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub units: u32,
+    pub payload_hash: B256,
+    pub payload_bytes: u32,
+    pub signal_count: u32,
+    pub quality: QualityBody,
+    pub listed_at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QualityBody {
+    pub score_bps: u16,
+    pub completeness_bps: u16,
+    pub timeliness_bps: u16,
+    pub consistency_bps: u16,
+    pub accuracy_bps: u16,
+    pub reliability_bps: u16,
+}
+
+impl From<&Segment> for SegmentBody {
+    fn from(s: &Segment) -> Self {
+        let q = &s.quality;
+        Self {
+            id: s.id.0,
+            provider: s.provider,
+            market: s.market.to_string(),
+            confidence_bps: s.confidence_bps,
+            window_start_ms: s.window_start_ms,
+            created_at_ms: s.created_at_ms,
+            expires_at_ms: s.expires_at_ms,
+            units: s.units,
+            payload_hash: s.payload_hash,
+            payload_bytes: s.payload_bytes,
+            signal_count: s.signal_count,
+            quality: QualityBody {
+                score_bps: q.score(),
+                completeness_bps: q.completeness,
+                timeliness_bps: q.timeliness,
+                consistency_bps: q.consistency,
+                accuracy_bps: q.accuracy,
+                reliability_bps: q.reliability,
+            },
+            listed_at_ms: s.listed_at_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationBody {
+    pub provider: Address,
+    pub segment_id: u64,
+    pub units: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FillBody {
+    pub fill_id: B256,
+    pub market_id: B256,
+    pub market_index: u32,
+    pub consumer: Address,
+    pub nonce: String,
+    pub qty: u64,
+    pub ask: String,
+    pub bid: String,
+    pub ask_paid: String,
+    pub bid_credited: String,
+    pub broker_spread: String,
+    pub accepted_at_ms: u64,
+    pub allocations: Vec<AllocationBody>,
+    /// `accepted`, `submitted`, `settled` or `failed`.
+    pub status: String,
+    pub tx_hash: Option<B256>,
+    pub reason: Option<String>,
+}
+
+impl From<&FillRecord> for FillBody {
+    fn from(r: &FillRecord) -> Self {
+        let f = &r.fill;
+        let (status, tx_hash, reason) = match &r.status {
+            FillStatus::Accepted => ("accepted", None, None),
+            FillStatus::Submitted { tx_hash } => ("submitted", Some(*tx_hash), None),
+            FillStatus::Settled { tx_hash } => ("settled", *tx_hash, None),
+            FillStatus::Failed { reason } => ("failed", None, Some(reason.clone())),
+        };
+        let MarketId(market_index) = f.market;
+        Self {
+            fill_id: f.fill_id,
+            market_id: f.market_key_id,
+            market_index,
+            consumer: f.consumer,
+            nonce: f.nonce.to_string(),
+            qty: f.qty,
+            ask: f.ask.to_string(),
+            bid: f.bid.to_string(),
+            ask_paid: f.ask_paid.to_string(),
+            bid_credited: f.bid_credited.to_string(),
+            broker_spread: f.broker_spread.to_string(),
+            accepted_at_ms: f.accepted_at_ms,
+            allocations: f
+                .allocations
+                .iter()
+                .map(|a| AllocationBody { provider: a.provider, segment_id: a.segment.0, units: a.units })
+                .collect(),
+            status: status.to_owned(),
+            tx_hash,
+            reason,
+        }
+    }
+}

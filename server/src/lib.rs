@@ -1,0 +1,151 @@
+//! # pat-server: the engine over HTTP
+//!
+//! Owns the REST API under `/v1` (JSON; errors are `{"code", "message"}` with
+//! a fitting status), the operator's admin routes (bearer token), `/healthz`
+//! and `/metrics` (Prometheus text), and config reload. Request bodies are
+//! size-limited; malformed JSON, unknown fields and bad paths get a `400`
+//! with a code, before the engine sees anything.
+//!
+//! ## Layout
+//!
+//! - [`api`]: routes and handlers.
+//! - [`dto`]: request and response bodies.
+//! - [`error`]: the error shape and the status of every engine error.
+
+pub mod api;
+pub mod dto;
+pub mod error;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpServer, web};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use pat_actors::EngineActor;
+use pat_actors::engine::Reconfigure;
+use pat_config::{Config, ConfigErrors};
+
+use crate::api::AppState;
+use crate::error::ApiError;
+
+/// How the HTTP side runs.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub config_path: PathBuf,
+    pub admin_token: Option<String>,
+    /// Largest request body, bytes.
+    pub body_bytes_max: usize,
+    pub workers: usize,
+    pub engine_timeout: Duration,
+}
+
+impl ServerSettings {
+    pub fn new(listen: SocketAddr, config_path: PathBuf) -> Self {
+        Self {
+            listen,
+            config_path,
+            admin_token: None,
+            body_bytes_max: 512 * 1024,
+            workers: 2,
+            engine_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+            let handle = PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .expect("static buckets are valid")
+                .install_recorder()
+                .expect("no other metrics recorder is installed");
+            // Descriptions go to the installed recorder, so they come after it.
+            pat_actors::describe_metrics();
+            handle
+        })
+        .clone()
+}
+
+/// Why a reload did not apply.
+#[derive(Debug)]
+pub enum ReloadError {
+    /// The file is invalid: the running config stays.
+    Invalid(ConfigErrors),
+    Engine(pat_actors::EngineError),
+    Mailbox(actix::MailboxError),
+}
+
+/// Reads and validates `path`, then applies it live. Counted in
+/// `pat_config_reloads_total{result}`.
+pub async fn reload(engine: &Addr<EngineActor>, path: &Path) -> Result<(), ReloadError> {
+    let result = match Config::load(path) {
+        Err(errors) => Err(ReloadError::Invalid(errors)),
+        Ok(cfg) => match engine.send(Reconfigure(Arc::new(cfg.engine))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ReloadError::Engine(e)),
+            Err(e) => Err(ReloadError::Mailbox(e)),
+        },
+    };
+    let label = if result.is_ok() { "applied" } else { "rejected" };
+    metrics::counter!("pat_config_reloads_total", "result" => label).increment(1);
+    result
+}
+
+fn json_error(e: JsonPayloadError) -> ApiError {
+    match e {
+        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body over {limit} bytes"))
+        }
+        JsonPayloadError::ContentType => {
+            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/json")
+        }
+        other => ApiError::bad_request("malformed_json", other.to_string()),
+    }
+}
+
+/// Starts the HTTP server for `engine`; returns it and the address it bound.
+pub fn start(
+    settings: ServerSettings,
+    engine: Addr<EngineActor>,
+    domain: alloy_sol_types::Eip712Domain,
+) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
+    let state = Arc::new(AppState {
+        engine,
+        domain,
+        config_path: settings.config_path.clone(),
+        admin_token: settings.admin_token.clone(),
+        metrics: metrics_handle(),
+        engine_timeout: settings.engine_timeout,
+    });
+    let limit = settings.body_bytes_max;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .app_data(web::JsonConfig::default().limit(limit).error_handler(|e, _| json_error(e).into()))
+            .app_data(web::QueryConfig::default().error_handler(|e: QueryPayloadError, _| {
+                ApiError::bad_request("invalid_request", e.to_string()).into()
+            }))
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|e: PathError, _| ApiError::bad_request("invalid_request", e.to_string()).into()),
+            )
+            .configure(api::routes)
+            .default_service(web::to(|| async {
+                Err::<actix_web::HttpResponse, _>(ApiError::not_found("not_found", "no such route"))
+            }))
+    })
+    .workers(settings.workers)
+    .bind(settings.listen)?;
+    let addr = server.addrs()[0];
+    Ok((server.run(), addr))
+}

@@ -1,0 +1,339 @@
+//! The HTTP API against a real engine (actor, journal on disk) and a real
+//! server on a loopback port: a purchase end to end, every bad input with its
+//! code and no change of state, admin auth, live reload, and a Prometheus
+//! scrape checked by `promtool`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use alloy_primitives::{U256, keccak256};
+use pat_actors::engine::system_clock;
+use pat_actors::{EngineActor, EngineSettings};
+use pat_config::Config;
+use pat_engine::signing::{LocalSigner, sign_order, sign_segment};
+use pat_engine::{EngineConfig, Order, SegmentSubmission};
+use pat_server::ServerSettings;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "operator-secret";
+const MARKET: &str = "PURCHASE_INTENT|7D|0.70-0.85";
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    cfg: EngineConfig,
+    config_path: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+fn signer(n: u8) -> LocalSigner {
+    LocalSigner::from_bytes(&keccak256([n])).unwrap()
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+impl Api {
+    async fn start() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let config_path = tmp.path().join("pat.toml");
+        std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/default.toml"), &config_path).unwrap();
+        let cfg = Config::load(&config_path).unwrap().engine;
+        let (engine, _) =
+            EngineActor::start(EngineSettings::new(tmp.path().join("data")), Arc::new(cfg.clone()), system_clock())
+                .unwrap();
+        let mut settings = ServerSettings::new("127.0.0.1:0".parse::<SocketAddr>().unwrap(), config_path.clone());
+        settings.admin_token = Some(TOKEN.into());
+        settings.body_bytes_max = 64 * 1024;
+        let (server, addr) = pat_server::start(settings, engine, cfg.domain()).unwrap();
+        actix_rt::spawn(server);
+        Self { base: format!("http://{addr}"), http: reqwest::Client::new(), cfg, config_path, _tmp: tmp }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body), None).await
+    }
+
+    async fn raw_post(&self, path: &str, body: &'static str) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    fn segment(&self, provider: u8, units: u32, salt: u64) -> Value {
+        let now = now_secs();
+        let payload = format!(
+            r#"{{"signals":[{{"ts":{},"intent":"PURCHASE_INTENT","confidence":0.8,"category":"c{salt}"}}]}}"#,
+            now - 10
+        );
+        let submission = SegmentSubmission {
+            provider: signer(provider).address(),
+            segmentType: "PURCHASE_INTENT".into(),
+            window: "7D".into(),
+            confidenceBps: 8000,
+            windowStart: now - 3600,
+            createdAt: now,
+            units,
+            payloadHash: keccak256(payload.as_bytes()),
+        };
+        let signed =
+            sign_segment(&signer(provider), submission.clone(), payload.clone().into_bytes(), &self.cfg.domain());
+        json!({
+            "submission": {
+                "provider": submission.provider, "segment_type": "PURCHASE_INTENT", "window": "7D",
+                "confidence_bps": 8000, "window_start": submission.windowStart, "created_at": submission.createdAt,
+                "units": units, "payload_hash": submission.payloadHash,
+            },
+            "signature": format!("0x{}", alloy_primitives::hex::encode(&signed.signature)),
+            "payload": payload,
+        })
+    }
+
+    fn order(&self, consumer: u8, qty: u64, max_price: u128, nonce: u64, deadline: u64) -> Value {
+        self.order_in(MARKET, consumer, qty, max_price, nonce, deadline)
+    }
+
+    fn order_in(&self, market: &str, consumer: u8, qty: u64, max_price: u128, nonce: u64, deadline: u64) -> Value {
+        let key: pat_engine::MarketKey = market.parse().unwrap();
+        let order = Order {
+            consumer: signer(consumer).address(),
+            market: key.id(),
+            qty: U256::from(qty),
+            maxPrice: U256::from(max_price),
+            nonce: U256::from(nonce),
+            deadline: U256::from(deadline),
+        };
+        let signed = sign_order(&signer(consumer), order.clone(), &self.cfg.domain());
+        json!({
+            "order": {
+                "consumer": order.consumer, "market": market, "qty": qty, "max_price": max_price.to_string(),
+                "nonce": nonce.to_string(), "deadline": deadline,
+            },
+            "signature": format!("0x{}", alloy_primitives::hex::encode(&signed.signature)),
+        })
+    }
+
+    /// The market's state as the API shows it, minus what time alone moves.
+    async fn state(&self) -> Value {
+        let (_, m) = self.get(&format!("/v1/markets/{}", MARKET.replace('|', "%7C"))).await;
+        json!([m["supply_units"], m["exposure"], m["sold_units"], m["listed_units"]])
+    }
+
+    async fn ask(&self) -> u128 {
+        for _ in 0..50 {
+            let (_, m) = self.get(&format!("/v1/markets/{}", MARKET.replace('|', "%7C"))).await;
+            if m["quote"]["halted"].is_null() && m["supply_units"].as_u64() > Some(0) {
+                return m["quote"]["ask"].as_str().unwrap().parse().unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the market never quoted");
+    }
+}
+
+#[actix_rt::test]
+async fn a_purchase_end_to_end_moves_money_exactly() {
+    let api = Api::start().await;
+    assert_eq!(api.get("/healthz").await.0, 200);
+    for p in 0..3 {
+        let (status, body) = api.post("/v1/segments", api.segment(p, 10, u64::from(p))).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["market"], MARKET);
+    }
+    let (_, found) = api.get("/v1/segments?type=PURCHASE_INTENT&window=7D&min_quality=0.5").await;
+    assert_eq!(found.as_array().unwrap().len(), 3);
+    assert_eq!(api.get("/v1/segments/0").await.1["units"], 10);
+    let ask = api.ask().await;
+    let (status, fill) = api.post("/v1/orders", api.order(50, 4, ask, 1, now_secs() + 60)).await;
+    assert_eq!(status, 201, "{fill}");
+    let paid: u128 = fill["ask_paid"].as_str().unwrap().parse().unwrap();
+    let credited: u128 = fill["bid_credited"].as_str().unwrap().parse().unwrap();
+    let spread: u128 = fill["broker_spread"].as_str().unwrap().parse().unwrap();
+    assert_eq!((paid, paid), (4 * ask, credited + spread));
+    let units: u64 = fill["allocations"].as_array().unwrap().iter().map(|a| a["units"].as_u64().unwrap()).sum();
+    assert_eq!(units, 4);
+    let id = fill["fill_id"].as_str().unwrap();
+    let (status, again) = api.get(&format!("/v1/fills/{id}")).await;
+    assert_eq!((status, again["status"].as_str()), (200, Some("accepted")));
+    let consumer = signer(50).address();
+    let (_, mine) = api.get(&format!("/v1/consumers/{consumer}/fills")).await;
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    let mut earnings = 0u128;
+    for a in fill["allocations"].as_array().unwrap() {
+        let (_, e) = api.get(&format!("/v1/providers/{}/earnings", a["provider"].as_str().unwrap())).await;
+        earnings += e["credited"].as_str().unwrap().parse::<u128>().unwrap();
+    }
+    assert_eq!(earnings, credited, "providers' earnings add up to the bid credited");
+    assert_eq!(api.state().await, json!([26, paid.to_string(), 4, 30]));
+}
+
+#[actix_rt::test]
+async fn every_bad_input_gets_its_code_and_changes_nothing() {
+    let api = Api::start().await;
+    for p in 0..2 {
+        assert_eq!(api.post("/v1/segments", api.segment(p, 10, u64::from(p))).await.0, 201);
+    }
+    let ask = api.ask().await;
+    let deadline = now_secs() + 60;
+    assert_eq!(api.post("/v1/orders", api.order(50, 1, ask, 1, deadline)).await.0, 201);
+    let before = api.state().await;
+
+    let mut tampered = api.order(50, 1, ask, 2, deadline);
+    tampered["order"]["qty"] = json!(2);
+    let mut unknown_field = api.order(50, 1, ask, 3, deadline);
+    unknown_field["order"]["colour"] = json!("red");
+    let mut missing = api.order(50, 1, ask, 3, deadline);
+    missing["order"].as_object_mut().unwrap().remove("nonce");
+    let mut bad_hex = api.order(50, 1, ask, 3, deadline);
+    bad_hex["signature"] = json!("0xnothex");
+    let unknown_market = api.order_in("NO_SUCH_TYPE|7D|0.70-0.85", 50, 1, ask, 3, deadline);
+    let mut bad_key = api.order(50, 1, ask, 3, deadline);
+    bad_key["order"]["market"] = json!("not a market");
+    let mut bad_amount = api.order(50, 1, ask, 3, deadline);
+    bad_amount["order"]["max_price"] = json!("1.5");
+    let mut bad_segment_sig = api.segment(5, 10, 99);
+    bad_segment_sig["submission"]["units"] = json!(11);
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        ("/v1/orders", tampered, 401, "bad_signature"),
+        ("/v1/orders", api.order(50, 1, ask, 1, deadline), 409, "nonce_used"),
+        ("/v1/orders", api.order(50, 1, ask, 4, now_secs() - 10), 422, "expired"),
+        ("/v1/orders", api.order(50, 1, ask - 1, 5, deadline), 422, "price_above_max"),
+        ("/v1/orders", api.order(50, 100, ask, 6, deadline), 422, "insufficient_supply"),
+        ("/v1/orders", api.order(50, 0, ask, 7, deadline), 422, "invalid_quantity"),
+        ("/v1/orders", unknown_field, 400, "malformed_json"),
+        ("/v1/orders", missing, 400, "malformed_json"),
+        ("/v1/orders", bad_hex, 400, "invalid_request"),
+        ("/v1/orders", bad_key, 400, "invalid_request"),
+        ("/v1/orders", bad_amount, 400, "invalid_request"),
+        ("/v1/orders", unknown_market, 404, "unknown_market"),
+        ("/v1/segments", bad_segment_sig, 401, "bad_signature"),
+        ("/v1/segments", api.segment(0, 10, 0), 409, "duplicate_payload"),
+        ("/v1/segments", api.segment(6, 0, 7), 422, "units_out_of_range"),
+    ];
+    for (path, body, status, code) in cases {
+        let (got, err) = api.post(path, body).await;
+        assert_eq!((got, err["code"].as_str()), (status, Some(code)), "{err}");
+        assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(api.state().await, before, "{code} changed the market");
+    }
+    let (status, err) = api.raw_post("/v1/orders", "{not json").await;
+    assert_eq!((status, err["code"].as_str()), (400, Some("malformed_json")));
+    let huge = json!({"order": {"market": "x".repeat(70_000)}, "signature": "0x"});
+    let (status, err) = api.post("/v1/orders", huge).await;
+    assert_eq!((status, err["code"].as_str()), (413, Some("body_too_large")));
+    for (path, status, code) in [
+        ("/v1/fills/0x12", 400, "invalid_request"),
+        ("/v1/fills/0x0000000000000000000000000000000000000000000000000000000000000001", 404, "unknown_fill"),
+        ("/v1/markets/NOPE%7C7D%7C0.70-0.85", 404, "unknown_market"),
+        ("/v1/segments/999", 404, "unknown_segment"),
+        ("/v1/segments?min_quality=2", 400, "invalid_request"),
+        ("/v1/providers/0x12/earnings", 400, "invalid_request"),
+        ("/v1/nowhere", 404, "not_found"),
+    ] {
+        let (got, err) = api.get(path).await;
+        assert_eq!((got, err["code"].as_str()), (status, Some(code)), "{path}: {err}");
+    }
+    // Admin routes: no token, a wrong token, then the right one.
+    let (status, err) = api.call(reqwest::Method::POST, "/v1/admin/pause", None, None).await;
+    assert_eq!((status, err["code"].as_str()), (401, Some("unauthorized")));
+    let (status, err) = api.call(reqwest::Method::POST, "/v1/admin/pause", None, Some("guess")).await;
+    assert_eq!((status, err["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!(api.post("/v1/orders", api.order(50, 1, ask, 8, deadline)).await.0, 201, "not paused by a bad token");
+    let (status, _) = api.call(reqwest::Method::POST, "/v1/admin/pause", None, Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    let (status, err) = api.post("/v1/orders", api.order(50, 1, ask, 9, deadline)).await;
+    assert_eq!((status, err["code"].as_str()), (503, Some("paused")));
+    let phase = api.call(reqwest::Method::POST, "/v1/admin/phase", Some(json!({"phase": 1})), Some(TOKEN)).await;
+    assert_eq!((phase.0, phase.1["code"].as_str()), (422, Some("invalid_phase")));
+}
+
+fn edit_config(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from}");
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[actix_rt::test]
+async fn reload_applies_a_valid_config_and_refuses_an_invalid_one() {
+    let api = Api::start().await;
+    assert_eq!(api.post("/v1/segments", api.segment(0, 10, 0)).await.0, 201);
+    let spread = |m: &Value| m["quote"]["spread_bps"].as_u64().unwrap();
+    api.ask().await;
+    let (_, before) = api.get(&format!("/v1/markets/{}", MARKET.replace('|', "%7C"))).await;
+    edit_config(&api.config_path, "base_bps = 150\nmin_bps = 50", "base_bps = 650\nmin_bps = 550");
+    let (status, body) = api.call(reqwest::Method::POST, "/v1/admin/reload", None, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, after) = api.get(&format!("/v1/markets/{}", MARKET.replace('|', "%7C"))).await;
+    assert!(spread(&after) >= spread(&before) + 500, "{before} -> {after}");
+    edit_config(&api.config_path, "max_bps = 1500", "max_bps = 9000");
+    let (status, body) = api.call(reqwest::Method::POST, "/v1/admin/reload", None, Some(TOKEN)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_config")), "{body}");
+    assert!(body["errors"].as_array().unwrap().iter().any(|e| e["key"] == "spread.max_bps"), "{body}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, kept) = api.get(&format!("/v1/markets/{}", MARKET.replace('|', "%7C"))).await;
+    assert_eq!(spread(&kept), spread(&after), "the running config stays");
+}
+
+#[actix_rt::test]
+async fn metrics_pass_promtool() {
+    let api = Api::start().await;
+    assert_eq!(api.post("/v1/segments", api.segment(0, 10, 0)).await.0, 201);
+    let ask = api.ask().await;
+    assert_eq!(api.post("/v1/orders", api.order(50, 1, ask, 1, now_secs() + 60)).await.0, 201);
+    assert_eq!(api.post("/v1/orders", api.order(50, 1, ask, 1, now_secs() + 60)).await.0, 409);
+    let text = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
+    for name in ["pat_fills_total", "pat_orders_refused_total", "pat_journal_append_seconds", "pat_quote_tick_seconds"]
+    {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) runs; scripts/test.sh installs it");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
