@@ -2,6 +2,7 @@
 //! the workspace crates (`pat-engine`, `pat-config`).
 
 mod inspect;
+mod serve;
 mod simulate;
 
 use std::path::PathBuf;
@@ -26,6 +27,8 @@ enum Command {
     /// Run the engine over simulated time with synthetic providers and consumers,
     /// printing how quotes, spreads, supply and exposure evolve per market.
     Simulate(simulate::Args),
+    /// Run the engine and its HTTP API (REST, admin, /metrics) on a data directory.
+    Serve(serve::Args),
     /// Operator tools for the durable journal.
     Journal {
         #[command(subcommand)]
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::Journal { command: JournalCommand::Inspect { dir, verbose } } => inspect::run(&dir, verbose),
     };
     match result {

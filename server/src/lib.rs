@@ -77,11 +77,14 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 /// Why a reload did not apply.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
+    #[error("invalid config:\n{0}")]
     /// The file is invalid: the running config stays.
     Invalid(ConfigErrors),
+    #[error("the engine refused the config: {0}")]
     Engine(pat_actors::EngineError),
+    #[error("the engine did not answer: {0}")]
     Mailbox(actix::MailboxError),
 }
 
@@ -145,6 +148,8 @@ pub fn start(
             }))
     })
     .workers(settings.workers)
+    // The binary owns signals: it stops the server first, then snapshots the engine.
+    .disable_signals()
     .bind(settings.listen)?;
     let addr = server.addrs()[0];
     Ok((server.run(), addr))
