@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use alloy_primitives::{U256, keccak256};
 use pat_engine::signing::{LocalSigner, sign_order, sign_segment};
 use pat_engine::{Order, SegmentSubmission};
-use serde_json::{Value, json};
+use pat_server::dto::{OrderRequest, SegmentRequest};
+use serde_json::Value;
 
 const MARKET: &str = "PURCHASE_INTENT|7D|0.70-0.85";
 
@@ -95,13 +96,8 @@ fn segment(domain: &alloy_sol_types::Eip712Domain, provider: u8) -> Value {
         units: 50,
         payloadHash: keccak256(payload.as_bytes()),
     };
-    let signed = sign_segment(&signer(provider), s.clone(), payload.clone().into_bytes(), domain);
-    json!({
-        "submission": {"provider": s.provider, "segment_type": "PURCHASE_INTENT", "window": "7D", "confidence_bps": 8000,
-            "window_start": s.windowStart, "created_at": s.createdAt, "units": 50, "payload_hash": s.payloadHash},
-        "signature": format!("0x{}", alloy_primitives::hex::encode(&signed.signature)),
-        "payload": payload,
-    })
+    let signed = sign_segment(&signer(provider), s, payload.into_bytes(), domain);
+    serde_json::to_value(SegmentRequest::from_signed(&signed).unwrap()).unwrap()
 }
 
 fn order(domain: &alloy_sol_types::Eip712Domain, ask: u128, nonce: u64) -> Value {
@@ -114,14 +110,8 @@ fn order(domain: &alloy_sol_types::Eip712Domain, ask: u128, nonce: u64) -> Value
         nonce: U256::from(nonce),
         deadline: U256::from(now_secs() + 120),
     };
-    let signed = sign_order(&signer(90), o.clone(), domain);
-    json!({
-        "order": {"consumer": o.consumer, "market": MARKET, "qty": 1, "max_price": (ask * 2).to_string(),
-            "nonce": nonce.to_string(), "deadline": now_secs() + 120},
-        "signature": format!("0x{}", alloy_primitives::hex::encode(&signed.signature)),
-    })
+    serde_json::to_value(OrderRequest::from_signed(&sign_order(&signer(90), o, domain), &key)).unwrap()
 }
-
 #[test]
 fn serve_keeps_acknowledged_fills_across_sigkill_and_survives_a_bad_reload() {
     let tmp = tempfile::tempdir().unwrap();

@@ -96,16 +96,5 @@ pub fn floor_tick(stats: &[MarketStats], specs: &[MarketSpec], quotes: &mut [Quo
 
 /// A blank quote table for the floor.
 pub fn blank_quotes(n: usize) -> Vec<Quote> {
-    (0..n)
-        .map(|i| Quote {
-            market: pat_engine::MarketId(i as u32),
-            bid: 0,
-            ask: 0,
-            price: 0,
-            spread_bps: 0,
-            seq: 0,
-            valid_until_ms: 0,
-            halted: None,
-        })
-        .collect()
+    (0..n).map(|i| Quote::unquoted(pat_engine::MarketId(i as u32))).collect()
 }

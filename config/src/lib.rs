@@ -14,8 +14,7 @@ use std::path::Path;
 use pat_engine::market_key::{ConfidenceBand, SegmentType, Window};
 use pat_engine::money::{Amount, parse_pat};
 use pat_engine::params::{
-    EngineConfig, FreshnessCurve, IngestParams, OrderParams, PricingParams, QuotingParams, RiskParams, SpreadParams,
-    TypeParams,
+    EngineConfig, FreshnessCurve, IngestParams, OrderParams, PricingParams, QuotingParams, RiskParams, TypeParams,
 };
 use thiserror::Error;
 
@@ -278,17 +277,7 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
                 scarcity_max: pr.scarcity.max,
                 substitute_discount: pr.substitute_discount,
             },
-            spread: SpreadParams {
-                base_bps: sp.base_bps,
-                min_bps: sp.min_bps,
-                max_bps: sp.max_bps,
-                volatility_bps: sp.volatility_bps,
-                volatility_alpha: sp.volatility_alpha,
-                thin_liquidity_bps: sp.thin_liquidity_bps,
-                depth_ref_units: sp.depth_ref_units,
-                trades_ref: sp.trades_ref,
-                soft_limit_widen_bps: sp.soft_limit_widen_bps,
-            },
+            spread: sp.clone(),
             risk,
             ingest: IngestParams {
                 payload_bytes_max: ing.payload_bytes_max,

@@ -82,19 +82,8 @@ pub struct Pricing {
     pub substitute_discount: f64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Spread {
-    pub base_bps: u32,
-    pub min_bps: u32,
-    pub max_bps: u32,
-    pub volatility_bps: f64,
-    pub volatility_alpha: f64,
-    pub thin_liquidity_bps: u32,
-    pub depth_ref_units: f64,
-    pub trades_ref: f64,
-    pub soft_limit_widen_bps: u32,
-}
+/// The `[spread]` table has the engine's own shape: plain numbers, no amounts.
+pub type Spread = pat_engine::params::SpreadParams;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -36,8 +36,10 @@ pub struct PricingParams {
 }
 
 /// Parameters of the spread (DESIGN.md section 4). `spread_bps` is one-sided:
-/// `bid = price * (1 - s)`, `ask = price * (1 + s)`.
+/// `bid = price * (1 - s)`, `ask = price * (1 + s)`. Also the config file's
+/// `[spread]` table, field for field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SpreadParams {
     pub base_bps: u32,
     pub min_bps: u32,

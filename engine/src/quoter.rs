@@ -36,7 +36,8 @@ pub struct Quote {
 }
 
 impl Quote {
-    fn unquoted(market: MarketId) -> Self {
+    /// A market's quote before its first tick: halted, nothing quoted.
+    pub fn unquoted(market: MarketId) -> Self {
         Self {
             market,
             bid: 0,

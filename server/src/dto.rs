@@ -35,6 +35,26 @@ pub struct SegmentRequest {
 }
 
 impl SegmentRequest {
+    /// The body for a signed submission (clients, load generators, tests).
+    /// The payload must be UTF-8 text, as the API carries it as a string.
+    pub fn from_signed(signed: &pat_engine::SignedSegment) -> Result<Self, std::string::FromUtf8Error> {
+        let s = &signed.submission;
+        Ok(Self {
+            submission: SubmissionBody {
+                provider: s.provider,
+                segment_type: s.segmentType.clone(),
+                window: s.window.clone(),
+                confidence_bps: s.confidenceBps,
+                window_start: s.windowStart,
+                created_at: s.createdAt,
+                units: s.units,
+                payload_hash: s.payloadHash,
+            },
+            signature: hex_signature(&signed.signature),
+            payload: String::from_utf8(signed.payload.clone())?,
+        })
+    }
+
     pub fn submission(&self) -> SegmentSubmission {
         let s = &self.submission;
         SegmentSubmission {
@@ -82,6 +102,22 @@ fn uint(field: &str, text: &str) -> Result<U256, ApiError> {
 }
 
 impl OrderRequest {
+    /// The body for a signed order on `market` (whose id the order signs).
+    pub fn from_signed(signed: &pat_engine::SignedOrder, market: &pat_engine::MarketKey) -> Self {
+        let o = &signed.order;
+        Self {
+            order: OrderBody {
+                consumer: o.consumer,
+                market: market.to_string(),
+                qty: o.qty.to::<u64>(),
+                max_price: o.maxPrice.to_string(),
+                nonce: o.nonce.to_string(),
+                deadline: o.deadline.to::<u64>(),
+            },
+            signature: hex_signature(&signed.signature),
+        }
+    }
+
     /// The signed struct, with the market key hashed as the contract expects.
     pub fn order(&self) -> Result<Order, ApiError> {
         let o = &self.order;
@@ -96,6 +132,10 @@ impl OrderRequest {
             deadline: U256::from(o.deadline),
         })
     }
+}
+
+fn hex_signature(bytes: &[u8]) -> String {
+    format!("0x{}", alloy_primitives::hex::encode(bytes))
 }
 
 /// Decodes a `0x`-prefixed hex signature.

@@ -14,6 +14,7 @@ use pat_config::Config;
 use pat_engine::signing::{LocalSigner, sign_order, sign_segment};
 use pat_engine::{EngineConfig, Order, SegmentSubmission};
 use pat_server::ServerSettings;
+use pat_server::dto::{OrderRequest, SegmentRequest};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "operator-secret";
@@ -109,17 +110,8 @@ impl Api {
             units,
             payloadHash: keccak256(payload.as_bytes()),
         };
-        let signed =
-            sign_segment(&signer(provider), submission.clone(), payload.clone().into_bytes(), &self.cfg.domain());
-        json!({
-            "submission": {
-                "provider": submission.provider, "segment_type": "PURCHASE_INTENT", "window": "7D",
-                "confidence_bps": 8000, "window_start": submission.windowStart, "created_at": submission.createdAt,
-                "units": units, "payload_hash": submission.payloadHash,
-            },
-            "signature": format!("0x{}", alloy_primitives::hex::encode(&signed.signature)),
-            "payload": payload,
-        })
+        let signed = sign_segment(&signer(provider), submission, payload.into_bytes(), &self.cfg.domain());
+        serde_json::to_value(SegmentRequest::from_signed(&signed).unwrap()).unwrap()
     }
 
     fn order(&self, consumer: u8, qty: u64, max_price: u128, nonce: u64, deadline: u64) -> Value {
@@ -136,14 +128,8 @@ impl Api {
             nonce: U256::from(nonce),
             deadline: U256::from(deadline),
         };
-        let signed = sign_order(&signer(consumer), order.clone(), &self.cfg.domain());
-        json!({
-            "order": {
-                "consumer": order.consumer, "market": market, "qty": qty, "max_price": max_price.to_string(),
-                "nonce": nonce.to_string(), "deadline": deadline,
-            },
-            "signature": format!("0x{}", alloy_primitives::hex::encode(&signed.signature)),
-        })
+        let signed = sign_order(&signer(consumer), order, &self.cfg.domain());
+        serde_json::to_value(OrderRequest::from_signed(&signed, &key)).unwrap()
     }
 
     /// The market's state as the API shows it, minus what time alone moves.
