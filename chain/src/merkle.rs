@@ -5,8 +5,8 @@
 //! Leaves, in the batch's order of settled fills, with global indexes from
 //! `BatchSettled.firstLeaf`: each settled fill's access leaf
 //! `keccak256(abi.encode(index, fillId, consumer, market, qty))`, then one credit leaf
-//! `keccak256(abi.encode(index, provider, units * bid))` per provider entry of its contract
-//! fill ([`crate::bindings::contract_fill`] order). Pairs hash with OpenZeppelin's commutative
+//! `keccak256(abi.encode(index, provider, units * bid))` per provider entry of its packed
+//! record ([`crate::bindings::pack_fill`] order: the engine's `provider_credits`). Pairs hash with OpenZeppelin's commutative
 //! keccak (sorted pair); an odd last node is carried up unchanged.
 
 use alloy::primitives::{Address, B256, U256, keccak256};
@@ -14,7 +14,7 @@ use alloy::sol_types::SolValue;
 use pat_engine::Fill;
 use thiserror::Error;
 
-use crate::bindings::{DataMarketplace, contract_fill};
+use crate::bindings::DataMarketplace;
 use crate::outcome::{BatchCommitment, FillOutcome, FillResult};
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -102,15 +102,14 @@ impl BatchTree {
         let (mut leaves, mut credits, mut access) = (Vec::new(), Vec::new(), Vec::new());
         let mut index = commitment.first_leaf;
         for (fill, _) in fills.iter().zip(results).filter(|(_, r)| r.outcome == FillOutcome::Settled) {
-            let c = contract_fill(fill);
-            let o = &c.order;
-            leaves.push(access_leaf(index, c.fillId, o.consumer, o.market, o.qty));
-            access.push((index, c.fillId, o.consumer, o.market, o.qty));
+            let qty = U256::from(fill.qty);
+            leaves.push(access_leaf(index, fill.fill_id, fill.consumer, fill.market_key_id, qty));
+            access.push((index, fill.fill_id, fill.consumer, fill.market_key_id, qty));
             index += U256::from(1);
-            for (provider, units) in c.providers.iter().zip(&c.units) {
-                let amount = *units * c.bid;
-                leaves.push(credit_leaf(index, *provider, amount));
-                credits.push((index, *provider, amount));
+            for (provider, _, amount) in fill.provider_credits() {
+                let amount = U256::from(amount);
+                leaves.push(credit_leaf(index, provider, amount));
+                credits.push((index, provider, amount));
                 index += U256::from(1);
             }
         }

@@ -194,13 +194,7 @@ mod tests {
     }
 
     fn settled(id: B256) -> Log {
-        let e = FillSettled {
-            fillId: id,
-            consumer: Address::repeat_byte(1),
-            market: B256::repeat_byte(2),
-            qty: U256::from(3),
-            leaf: U256::from(7),
-        };
+        let e = FillSettled { fillId: id, consumer: Address::repeat_byte(1), leaf: U256::from(7) };
         log(MARKETPLACE, e.encode_log_data())
     }
 

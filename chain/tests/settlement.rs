@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, U256, keccak256};
+use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::providers::Provider;
 use pat_chain::bindings::DataMarketplace::{self, DataMarketplaceErrors};
+use pat_chain::bindings::{contract_fill, settle_batch_call};
 use pat_chain::devnet::{DEVNET_ETH, Devnet, confirm};
 use pat_chain::{BatchTree, ChainConfig, ChainError, FillOutcome, RejectReason, Revert, SettlementClient};
 use pat_engine::eip712::{Order, SegmentSubmission};
@@ -130,6 +131,12 @@ async fn a_mixed_batch_settles_to_the_base_unit_and_its_replay_changes_nothing()
     let mut late = engine.buy(&CONSUMERS[4], 1, 1);
     late.accepted_at_ms = (engine.now_s + 601) * 1000;
     let batch = vec![good_a.clone(), good_b.clone(), tampered, unfunded, late];
+
+    // The client packs exactly as the contract's own encoder does.
+    let reader = DataMarketplace::new(devnet.deployment.marketplace, client.provider());
+    let signatures = batch.iter().map(|f| Bytes::copy_from_slice(&f.signature)).collect();
+    let encoded = reader.encodeBatch(batch.iter().map(contract_fill).collect(), signatures).call().await.unwrap();
+    assert_eq!(encoded, settle_batch_call(&batch).batch);
 
     let report = client.settle_batch(&batch).await.unwrap();
     assert_eq!(

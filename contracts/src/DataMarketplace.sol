@@ -13,7 +13,6 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
-import {Hashes} from "@openzeppelin/contracts/utils/cryptography/Hashes.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 
 /// @title DataMarketplace
@@ -63,17 +62,17 @@ contract DataMarketplace is
     }
 
     /// @notice An order the broker accepted, with the prices and the providers' units.
-    /// @param ask price per unit the consumer pays
+    /// @param ask price per unit the consumer pays (the fill id is the order's digest, {hashOrder})
     /// @param bid price per unit each provider is credited
     /// @param acceptedAt unix seconds at which the broker's engine accepted (journaled) the order
+    ///      {settleBatch} takes fills packed (see {encodeBatch}); this is their logical form.
     struct Fill {
-        bytes32 fillId;
         Order order;
-        uint256 ask;
-        uint256 bid;
+        uint128 ask;
+        uint128 bid;
         uint64 acceptedAt;
         address[] providers;
-        uint256[] units;
+        uint64[] units;
     }
 
     /// @notice A consumer's pending escrow withdrawal.
@@ -162,11 +161,9 @@ contract DataMarketplace is
 
     // ----------------------------------------------------------------- events
 
-    /// @param leaf global index of the fill's access leaf; its credit leaves follow, one per
-    ///        provider entry in calldata order
-    event FillSettled(
-        bytes32 indexed fillId, address indexed consumer, bytes32 indexed market, uint256 qty, uint256 leaf
-    );
+    /// @param leaf global index of the fill's access leaf (market and qty are in it and in the
+    ///        calldata); its credit leaves follow, one per provider entry in calldata order
+    event FillSettled(bytes32 indexed fillId, address indexed consumer, uint256 leaf);
     event FillRejected(bytes32 indexed fillId, uint8 reason);
     /// @notice A batch with at least one settled fill: its leaves are `firstLeaf ..
     ///         firstLeaf + leafCount - 1`, committed by `root`.
@@ -201,6 +198,8 @@ contract DataMarketplace is
     error BatchTooLarge(uint256 size, uint256 max);
     error LengthMismatch(uint256 a, uint256 b);
     error EmptyClaims();
+    /// @notice {settleBatch}'s argument is not whole fill records: the record at `offset` is cut.
+    error MalformedBatch(uint256 offset);
     error CreditAlreadyClaimed(uint256 leaf);
     error InvalidCreditProof(uint256 leaf);
     error BrokerMarginTooHigh(uint16 bps, uint16 max);
@@ -273,8 +272,19 @@ contract DataMarketplace is
         uint256 spread;
     }
 
+    // Packed fill record (big-endian, no padding), byte offsets:
+    //   0 consumer (20) | 20 market (32) | 52 qty (8) | 60 maxPrice (32) | 92 nonce (32) |
+    //   124 deadline (32) | 156 ask (16) | 172 bid (16) | 188 acceptedAt (8) | 196 r (32) |
+    //   228 s (32) | 260 v (1) | 261 provider count m (4) | 265 m x (provider (20), units (8))
+    uint256 private constant FILL_HEAD = 265;
+    uint256 private constant PROVIDER_LEN = 28;
+
     /// @notice Settles a batch of accepted fills, each against its consumer's signed order.
-    /// @dev Each fill is atomic ON ITS OWN: the checks below run in this order and the
+    /// @dev `batch` is the fills packed back to back ({encodeBatch} gives the layout): 321
+    ///      bytes for a fill of two providers against 768 ABI-encoded, and read in assembly
+    ///      without the ABI decoder's checks. Each fill's id is its order's EIP-712 digest,
+    ///      computed here.
+    ///      Each fill is atomic ON ITS OWN: the checks below run in this order and the
     ///      first that fails skips that fill with {FillRejected} and the batch goes on.
     ///      One bad order (a consumer who withdrew escrow, a replayed order, a bad signature)
     ///      must not block a batch of good ones, and the engine learns the outcome per
@@ -284,31 +294,20 @@ contract DataMarketplace is
     ///        used (the order, or another with its nonce, settled: the idempotency key);
     ///        4 acceptedAt after the order's deadline or in the future; 5 ask above
     ///        maxPrice; 6 bid above ask or spread above the broker margin cap; 7 bad units
-    ///        (qty 0, no providers, length mismatch, zero provider, sum(units) != qty);
-    ///        8 escrow below qty * ask (or qty * ask overflows).
+    ///        (qty 0, no providers, zero provider, sum(units) != qty); 8 escrow below qty * ask.
     ///      A settled fill writes one storage slot (the consumer's escrow and nonce word)
     ///      and appends leaves to the batch's Merkle tree: its access leaf
     ///      keccak256(abi.encode(leaf, fillId, consumer, market, qty)) and one credit leaf
     ///      keccak256(abi.encode(leaf, provider, units * bid)) per provider entry, `leaf`
     ///      being the global index. After the loop the root, the broker's spread and the
     ///      unclaimed credit total are written once for the whole batch.
-    ///      All arithmetic on fill data is checked without reverting, so huge values give a
-    ///      rejection and never revert the batch. The whole call reverts only for: caller
-    ///      not broker, paused, length mismatch, empty batch, batch above MAX_BATCH.
-    /// @param fills the accepted fills
-    /// @param signatures 65-byte ECDSA signature of each fill's order digest ({hashOrder})
-    function settleBatch(Fill[] calldata fills, bytes[] calldata signatures) external onlyBroker whenNotPaused {
-        uint256 n = fills.length;
-        if (n != signatures.length) revert LengthMismatch(n, signatures.length);
-        if (n == 0) revert EmptyBatch();
-        if (n > MAX_BATCH) revert BatchTooLarge(n, MAX_BATCH);
-
+    ///      Fill values never overflow (qty < 2^64, prices < 2^128), so fill data gives a
+    ///      rejection, never a revert. The whole call reverts only for: caller not broker,
+    ///      paused, a batch that is not whole records, empty, or above MAX_BATCH fills.
+    function settleBatch(bytes calldata batch) external onlyBroker whenNotPaused {
+        (uint256 p, uint256 end, uint256 capacity) = _scan(batch);
         MarketplaceStorage storage $ = _s();
-        uint256 capacity = n;
-        for (uint256 i; i < n; ++i) {
-            capacity += fills[i].providers.length;
-        }
-        Batch memory batch = Batch({
+        Batch memory b = Batch({
             domain: _domainSeparatorV4(), // once per batch, not per fill
             firstLeaf: $.leafCount,
             leaves: new bytes32[](capacity),
@@ -316,110 +315,195 @@ contract DataMarketplace is
             credited: 0,
             spread: 0
         });
-        for (uint256 i; i < n; ++i) {
-            Fill calldata f = fills[i];
-            (uint8 reason, uint256 account, uint256 cost) = _checkFill($, batch.domain, f, signatures[i]);
-            if (reason != 0) {
-                emit FillRejected(f.fillId, reason);
-            } else {
-                _applyFill($, batch, f, account, cost);
+        while (p < end) {
+            bytes32 fillId = _digest(b.domain, p);
+            (uint8 reason, uint256 account, uint256 cost) = _checkFill($, p, fillId);
+            if (reason != 0) emit FillRejected(fillId, reason);
+            else _applyFill($, b, p, fillId, account, cost);
+            unchecked {
+                p += FILL_HEAD + PROVIDER_LEN * _uint(p + 261, 4); // _scan checked the records
             }
         }
-        if (batch.count == 0) return;
+        if (b.count == 0) return;
 
         // One write each for the whole batch. No overflow: every amount was in escrow.
         uint256 batchId = $.batchCount + 1;
-        bytes32 root = _merkleRoot(batch.leaves, batch.count);
+        bytes32 root = _merkleRoot(b.leaves, b.count);
         $.batchCount = uint64(batchId);
-        $.leafCount = uint64(batch.firstLeaf + batch.count);
+        $.leafCount = uint64(b.firstLeaf + b.count);
         $.batchRoot[batchId] = root;
-        $.unclaimedCredits += batch.credited;
-        if (batch.spread != 0) $.brokerEarnings += batch.spread;
-        emit BatchSettled(batchId, root, batch.firstLeaf, batch.count, batch.credited, batch.spread);
+        $.unclaimedCredits += b.credited;
+        if (b.spread != 0) $.brokerEarnings += b.spread;
+        emit BatchSettled(batchId, root, b.firstLeaf, b.count, b.credited, b.spread);
     }
 
-    /// @dev Returns (0, the consumer's account word, qty * ask) if the fill may settle,
-    ///      else (reason, 0, 0). Never reverts.
-    function _checkFill(MarketplaceStorage storage $, bytes32 domain, Fill calldata f, bytes calldata signature)
+    /// @dev Checks that `batch` is whole records, 1 to MAX_BATCH of them. Returns its calldata
+    ///      start and end and the most leaves it can commit (a fill and its providers).
+    function _scan(bytes calldata batch) private pure returns (uint256 p, uint256 end, uint256 capacity) {
+        unchecked {
+            assembly {
+                p := batch.offset
+            }
+            end = p + batch.length;
+            uint256 n;
+            for (uint256 q = p; q < end; ++n) {
+                if (end - q < FILL_HEAD) revert MalformedBatch(q - p);
+                uint256 m = _uint(q + 261, 4);
+                if (end - q - FILL_HEAD < PROVIDER_LEN * m) revert MalformedBatch(q - p);
+                q += FILL_HEAD + PROVIDER_LEN * m;
+                capacity += 1 + m;
+            }
+            if (n == 0) revert EmptyBatch();
+            if (n > MAX_BATCH) revert BatchTooLarge(n, MAX_BATCH);
+        }
+    }
+
+    /// @dev The `len`-byte big-endian unsigned integer at calldata offset `at`.
+    function _uint(uint256 at, uint256 len) private pure returns (uint256 v) {
+        assembly {
+            v := shr(sub(256, shl(3, len)), calldataload(at))
+        }
+    }
+
+    function _address(uint256 at) private pure returns (address a) {
+        assembly {
+            a := shr(96, calldataload(at))
+        }
+    }
+
+    function _word(uint256 at) private pure returns (bytes32 w) {
+        assembly {
+            w := calldataload(at)
+        }
+    }
+
+    /// @dev The EIP-712 digest of the order of the record at `p`: the fill id.
+    function _digest(bytes32 domain, uint256 p) private pure returns (bytes32) {
+        bytes32 typeHash = ORDER_TYPEHASH;
+        bytes32 structHash;
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, typeHash)
+            mstore(add(m, 0x20), shr(96, calldataload(p))) // consumer
+            mstore(add(m, 0x40), calldataload(add(p, 20))) // market
+            mstore(add(m, 0x60), shr(192, calldataload(add(p, 52)))) // qty
+            mstore(add(m, 0x80), calldataload(add(p, 60))) // maxPrice
+            mstore(add(m, 0xa0), calldataload(add(p, 92))) // nonce
+            mstore(add(m, 0xc0), calldataload(add(p, 124))) // deadline
+            structHash := keccak256(m, 0xe0)
+        }
+        return MessageHashUtils.toTypedDataHash(domain, structHash);
+    }
+
+    /// @dev Returns (0, the consumer's account word, qty * ask) if the record at `p` may
+    ///      settle, else (reason, 0, 0). Never reverts.
+    function _checkFill(MarketplaceStorage storage $, uint256 p, bytes32 digest)
         private
         view
         returns (uint8 reason, uint256 account, uint256 cost)
     {
-        Order calldata o = f.order;
-        bytes32 digest = MessageHashUtils.toTypedDataHash(domain, hashOrderStruct(o));
-        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
-        if (err != ECDSA.RecoverError.NoError || signer != o.consumer) return (REJECT_BAD_SIGNATURE, 0, 0);
+        unchecked {
+            address consumer = _address(p);
+            (address signer, ECDSA.RecoverError err,) =
+                ECDSA.tryRecover(digest, uint8(_uint(p + 260, 1)), _word(p + 196), _word(p + 228));
+            if (err != ECDSA.RecoverError.NoError || signer != consumer) return (REJECT_BAD_SIGNATURE, 0, 0);
 
-        account = $.account[o.consumer];
-        if (_isNonceUsed($, o.consumer, account, o.nonce)) return (REJECT_NONCE_USED, 0, 0);
+            account = $.account[consumer];
+            if (_isNonceUsed($, consumer, account, uint256(_word(p + 92)))) return (REJECT_NONCE_USED, 0, 0);
 
-        // Seconds of validator skew are irrelevant to deadlines of minutes or more.
-        // forge-lint: disable-next-line(block-timestamp)
-        if (f.acceptedAt > o.deadline || f.acceptedAt > block.timestamp) return (REJECT_EXPIRED, 0, 0);
+            uint256 acceptedAt = _uint(p + 188, 8);
+            // Seconds of validator skew are irrelevant to deadlines of minutes or more.
+            // forge-lint: disable-next-line(block-timestamp)
+            if (acceptedAt > uint256(_word(p + 124)) || acceptedAt > block.timestamp) return (REJECT_EXPIRED, 0, 0);
 
-        uint256 ask = f.ask;
-        if (ask > o.maxPrice) return (REJECT_ASK_ABOVE_MAX, 0, 0);
+            uint256 ask = _uint(p + 156, 16);
+            if (ask > uint256(_word(p + 60))) return (REJECT_ASK_ABOVE_MAX, 0, 0);
 
-        // (ask - bid) * 10000 > ask * bps  <=>  ask - bid > floor(ask * bps / 10000), exact
-        // for integers, and mulDiv cannot overflow (its result is at most ask).
-        if (f.bid > ask || ask - f.bid > Math.mulDiv(ask, $.brokerMarginBps, BPS)) {
-            return (REJECT_MARGIN_EXCEEDED, 0, 0);
+            // Exact in integers; no overflow, ask < 2^128.
+            uint256 bid = _uint(p + 172, 16);
+            if (bid > ask || (ask - bid) * BPS > ask * $.brokerMarginBps) return (REJECT_MARGIN_EXCEEDED, 0, 0);
+
+            uint256 qty = _uint(p + 52, 8);
+            if (!_unitsValid(p, qty)) return (REJECT_BAD_UNITS, 0, 0);
+
+            cost = qty * ask; // < 2^192
+            if (account & ESCROW_MASK < cost) return (REJECT_INSUFFICIENT_ESCROW, 0, 0);
         }
-
-        if (!_unitsValid(o.qty, f.providers, f.units)) return (REJECT_BAD_UNITS, 0, 0);
-
-        bool ok;
-        (ok, cost) = Math.tryMul(o.qty, ask);
-        if (!ok || account & ESCROW_MASK < cost) return (REJECT_INSUFFICIENT_ESCROW, 0, 0);
     }
 
-    /// @dev qty > 0, one unit count per provider, at least one provider, no zero address,
-    ///      and the counts sum to qty. Sums never overflow: each step stays <= qty.
-    function _unitsValid(uint256 qty, address[] calldata providers, uint256[] calldata units)
-        private
-        pure
-        returns (bool)
-    {
-        uint256 m = providers.length;
-        if (qty == 0 || m == 0 || m != units.length) return false;
-        uint256 sum;
-        for (uint256 j; j < m; ++j) {
-            if (providers[j] == address(0) || units[j] > qty - sum) return false;
-            sum += units[j];
+    /// @dev qty > 0, at least one provider, no zero address, and the units sum to qty. Sums
+    ///      never overflow: each step stays <= qty.
+    function _unitsValid(uint256 p, uint256 qty) private pure returns (bool valid) {
+        assembly {
+            let m := shr(224, calldataload(add(p, 261)))
+            valid := and(gt(qty, 0), gt(m, 0))
+            let left := qty
+            let q := add(p, 265)
+            for { let end := add(q, mul(m, 28)) } and(valid, lt(q, end)) { q := add(q, 28) } {
+                let u := shr(192, calldataload(add(q, 20)))
+                if or(iszero(shr(96, calldataload(q))), gt(u, left)) { valid := 0 }
+                left := sub(left, u)
+            }
+            valid := and(valid, iszero(left))
         }
-        return sum == qty;
     }
 
     /// @dev Applies a checked fill; cannot fail. No overflow is possible: every credit is
     ///      part of `cost` (at most the escrow, a uint128), and credited = qty * bid <= cost.
     function _applyFill(
         MarketplaceStorage storage $,
-        Batch memory batch,
-        Fill calldata f,
+        Batch memory b,
+        uint256 p,
+        bytes32 fillId,
         uint256 account,
         uint256 cost
     ) private {
-        Order calldata o = f.order;
-        address consumer = o.consumer;
-        $.account[consumer] = _useNonce($, consumer, account - cost, o.nonce);
+        unchecked {
+            address consumer = _address(p);
+            $.account[consumer] = _useNonce($, consumer, account - cost, uint256(_word(p + 92)));
 
-        uint256 leaf = batch.firstLeaf + batch.count;
-        bytes32[] memory leaves = batch.leaves;
-        uint256 k = batch.count;
-        leaves[k++] = _accessLeaf(leaf, f.fillId, consumer, o.market, o.qty);
-        uint256 bid = f.bid;
-        uint256 credited;
-        uint256 m = f.providers.length;
-        for (uint256 j; j < m; ++j) {
-            uint256 amount = f.units[j] * bid;
-            leaves[k] = _creditLeaf(leaf + 1 + j, f.providers[j], amount);
-            ++k;
-            credited += amount;
+            uint256 leaf = b.firstLeaf + b.count;
+            bytes32[] memory leaves = b.leaves;
+            uint256 k = b.count;
+            bytes32 market = _word(p + 20);
+            uint256 qty = _uint(p + 52, 8);
+            leaves[k++] = _accessLeaf(leaf, fillId, consumer, market, qty);
+            uint256 bid = _uint(p + 172, 16);
+            uint256 m = _uint(p + 261, 4);
+            uint256 q = p + FILL_HEAD;
+            for (uint256 j; j < m; ++j) {
+                leaves[k] = _creditLeaf(leaf + 1 + j, _address(q), _uint(q + 20, 8) * bid);
+                ++k;
+                q += PROVIDER_LEN;
+            }
+            b.count = k;
+            b.credited += qty * bid;
+            b.spread += cost - qty * bid;
+            emit FillSettled(fillId, consumer, leaf);
         }
-        batch.count = k;
-        batch.credited += credited;
-        batch.spread += cost - credited;
-        emit FillSettled(f.fillId, consumer, o.market, o.qty, leaf);
+    }
+
+    /// @notice Packs `fills` and their 65-byte `signatures` (r, s, v) into {settleBatch}'s
+    ///         argument. Reverts if a signature is not 65 bytes or a fill's providers and
+    ///         units differ in length. For tests and integrators; the broker packs off chain.
+    function encodeBatch(Fill[] calldata fills, bytes[] calldata signatures) external pure returns (bytes memory out) {
+        if (fills.length != signatures.length) revert LengthMismatch(fills.length, signatures.length);
+        for (uint256 i; i < fills.length; ++i) {
+            Fill calldata f = fills[i];
+            Order calldata o = f.order;
+            bytes calldata sig = signatures[i];
+            if (sig.length != 65) revert LengthMismatch(sig.length, 65);
+            uint256 m = f.providers.length;
+            if (m != f.units.length) revert LengthMismatch(m, f.units.length);
+            out = bytes.concat(
+                out,
+                abi.encodePacked(o.consumer, o.market, SafeCast.toUint64(o.qty), o.maxPrice, o.nonce, o.deadline),
+                abi.encodePacked(f.ask, f.bid, f.acceptedAt, sig, SafeCast.toUint32(m))
+            );
+            for (uint256 j; j < m; ++j) {
+                out = bytes.concat(out, abi.encodePacked(f.providers[j], f.units[j]));
+            }
+        }
     }
 
     // ---------------------------------------------------------------- nonces
@@ -490,24 +574,35 @@ contract DataMarketplace is
         }
     }
 
-    /// @dev Root of the first `count` (>= 1) of `nodes`, overwritten level by level: pairs
-    ///      hashed with OpenZeppelin's commutative keccak (sorted pair), an odd last node
-    ///      carried up unchanged, so {MerkleProof} verifies its proofs.
-    function _merkleRoot(bytes32[] memory nodes, uint256 count) private pure returns (bytes32) {
-        unchecked {
-            while (count > 1) {
-                uint256 half = count >> 1;
-                for (uint256 i; i < half; ++i) {
-                    nodes[i] = Hashes.commutativeKeccak256(nodes[2 * i], nodes[2 * i + 1]);
+    /// @dev Root of the first `count` (1 to nodes.length) of `nodes`, overwritten level by
+    ///      level: pairs hashed with OpenZeppelin's commutative keccak (sorted pair), an odd
+    ///      last node carried up unchanged, so {MerkleProof} verifies its proofs.
+    function _merkleRoot(bytes32[] memory nodes, uint256 count) private pure returns (bytes32 root) {
+        assembly ("memory-safe") {
+            let base := add(nodes, 0x20)
+            for {} gt(count, 1) {} {
+                let half := shr(1, count)
+                for { let i := 0 } lt(i, half) { i := add(i, 1) } {
+                    let a := mload(add(base, shl(6, i)))
+                    let b := mload(add(base, add(shl(6, i), 0x20)))
+                    // commutative: the smaller first, as OpenZeppelin's Hashes.commutativeKeccak256
+                    if gt(a, b) {
+                        let t := a
+                        a := b
+                        b := t
+                    }
+                    mstore(0x00, a)
+                    mstore(0x20, b)
+                    mstore(add(base, shl(5, i)), keccak256(0x00, 0x40))
                 }
-                if (count & 1 == 1) {
-                    nodes[half] = nodes[count - 1];
-                    ++half;
+                if and(count, 1) {
+                    mstore(add(base, shl(5, half)), mload(add(base, shl(5, sub(count, 1)))))
+                    half := add(half, 1)
                 }
-                count = half;
+                count := half
             }
+            root := mload(base)
         }
-        return nodes[0];
     }
 
     // ------------------------------------------------------------------ claims

@@ -152,7 +152,7 @@ contract DataMarketplaceTest is Fixture {
         // the old broker can no longer settle
         vm.prank(broker);
         vm.expectRevert(abi.encodeWithSelector(DataMarketplace.NotBroker.selector, broker));
-        market.settleBatch(new DataMarketplace.Fill[](0), new bytes[](0));
+        market.settleBatch("");
 
         vm.prank(owner);
         vm.expectRevert(DataMarketplace.ZeroAddress.selector);

@@ -33,7 +33,7 @@ contract SettleBatchGasTest is Fixture {
         sigs = new bytes[](n);
         for (uint256 i; i < n; ++i) {
             DataMarketplace.Order memory o = _order(vm.addr(pks[i]), 2, ASK, nonce);
-            fills[i] = _fill(_id(i + 1), o);
+            fills[i] = _fill(o);
             fills[i].providers[0] = address(uint160(0x10000 + 2 * i));
             fills[i].providers[1] = address(uint160(0x10001 + 2 * i));
             sigs[i] = _sign(pks[i], o);
@@ -42,8 +42,9 @@ contract SettleBatchGasTest is Fixture {
 
     function _settleMeasured(uint256 n, uint256 nonce, string memory name) internal {
         (DataMarketplace.Fill[] memory fills, bytes[] memory sigs) = _batch(n, nonce);
+        bytes memory packed = market.encodeBatch(fills, sigs);
         vm.prank(broker);
-        market.settleBatch(fills, sigs);
+        market.settleBatch(packed);
         vm.snapshotGasLastCall(name);
         assertTrue(market.isNonceUsed(vm.addr(pks[n - 1]), nonce), "settled");
     }
@@ -65,8 +66,9 @@ contract SettleBatchGasTest is Fixture {
     /// (the bench measures that).
     function test_gas_settleBatch_100_repeat() public {
         (DataMarketplace.Fill[] memory fills, bytes[] memory sigs) = _batch(100, 1);
+        bytes memory packed = market.encodeBatch(fills, sigs);
         vm.prank(broker);
-        market.settleBatch(fills, sigs);
+        market.settleBatch(packed);
         _settleMeasured(100, 2, "settleBatch_100_fills_repeat");
     }
 
@@ -75,8 +77,9 @@ contract SettleBatchGasTest is Fixture {
         for (uint256 i; i < 10; ++i) {
             fills[i].ask = ASK + 1; // above maxPrice: rejected after the signature check
         }
+        bytes memory packed = market.encodeBatch(fills, sigs);
         vm.prank(broker);
-        market.settleBatch(fills, sigs);
+        market.settleBatch(packed);
         vm.snapshotGasLastCall("settleBatch_10_fills_rejected");
         assertFalse(market.isNonceUsed(vm.addr(pks[9]), 1), "rejected");
     }
@@ -87,11 +90,12 @@ contract SettleBatchGasTest is Fixture {
         bytes[] memory sigs = new bytes[](10);
         for (uint256 i; i < 10; ++i) {
             DataMarketplace.Order memory o = _order(consumer, 3, ASK, i + 1);
-            fills[i] = _fill(_id(i + 1), o);
+            fills[i] = _fill(o);
             sigs[i] = _sign(CONSUMER_PK, o);
         }
+        bytes memory packed = market.encodeBatch(fills, sigs);
         vm.prank(broker);
-        market.settleBatch(fills, sigs);
+        market.settleBatch(packed);
         vm.snapshotGasLastCall("settleBatch_10_fills_one_consumer");
         assertTrue(market.isNonceUsed(consumer, 10), "settled");
     }

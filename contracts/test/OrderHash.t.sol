@@ -97,9 +97,9 @@ contract OrderHashTest is Fixture {
         _fund(ALICE, 10e18);
         vm.warp(1_767_225_600);
         DataMarketplace.Order memory o = _vectorOrder();
-        DataMarketplace.Fill memory f = _fill(bytes32(uint256(1)), o);
+        DataMarketplace.Fill memory f = _fill(o);
         _settleOne(f, SIGNATURE);
-        assertTrue(settledFill[bytes32(uint256(1))], "vector order settles");
+        assertTrue(settledFill[DIGEST], "vector order settles, its fill id is the pinned digest");
         assertEq(access[ALICE][MARKET_ID], 3, "access");
     }
 }

@@ -72,10 +72,9 @@ contract UpgradeTest is Fixture {
         // and it keeps working: a replayed fill is still rejected, a new one settles
         DataMarketplace.Order memory o = _order(consumer, 1, ASK, 1);
         vm.expectEmit(address(market));
-        emit DataMarketplace.FillRejected(_id(1), 3);
-        _settleOne(_fill(_id(1), o), _sign(CONSUMER_PK, o));
-        _settleValid(1, 2);
-        assertTrue(settledFill[_id(2)], "settles after upgrade");
+        emit DataMarketplace.FillRejected(_id(o), 3);
+        _settleOne(_fill(o), _sign(CONSUMER_PK, o));
+        assertTrue(settledFill[_settleValid(1, 2)], "settles after upgrade");
 
         vm.expectRevert(Initializable.InvalidInitialization.selector);
         upgraded.initializeV2(7);

@@ -2,7 +2,8 @@
 //! 500 fills (distinct consumers, two distinct providers per fill, fills made by the engine),
 //! against the naive way measured in the same run: each purchase as its own plain ERC-20
 //! transfers (consumer to each provider, consumer to the broker). Then the same with parties who
-//! have traded before (steady state). Also settled fills per second through the client, per
+//! have traded before (steady state). Settlement commits provider credits in a batch Merkle root;
+//! the providers' later claims (`claimCredits`) are not part of these numbers. Also settled fills per second through the client, per
 //! batch and sustained over several batches.
 //!
 //! `cargo run --release -p pat-bench --bin settlement_gas`
@@ -153,7 +154,8 @@ struct Row {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    // A 500-fill batch needs about 45M gas: above anvil's default 30M block gas limit.
+    // A 500-fill batch needs about 9M gas, within anvil's default 30M block gas limit; the
+    // higher limit leaves room for bigger batches of more providers.
     let devnet = Devnet::start_with_args(["--gas-limit", BLOCK_GAS_LIMIT]).await?;
     // Anvil mines on arrival: poll receipts often, so the client's rate is the chain's, not the
     // default poll interval's (which suits ZKsync's one-second blocks).

@@ -62,7 +62,7 @@ contract Handler is Test {
     mapping(address => uint256) internal nextNonce;
     mapping(address => uint256[]) internal usedNonces;
 
-    bytes32 constant FILL_SETTLED = keccak256("FillSettled(bytes32,address,bytes32,uint256,uint256)");
+    bytes32 constant FILL_SETTLED = keccak256("FillSettled(bytes32,address,uint256)");
     bytes32 constant FILL_REJECTED = keccak256("FillRejected(bytes32,uint8)");
 
     constructor(DataMarketplace market_, PAT token_, address broker_, address owner_) {
@@ -196,10 +196,11 @@ contract Handler is Test {
             (fills[i], sigs[i]) = _draft(uint256(keccak256(abi.encode(seed, i))));
         }
 
+        bytes memory packed = market.encodeBatch(fills, sigs);
         if (modelPaused) {
             vm.prank(broker);
             vm.expectRevert(DataMarketplace.MarketPaused.selector);
-            market.settleBatch(fills, sigs);
+            market.settleBatch(packed);
             return;
         }
 
@@ -210,7 +211,7 @@ contract Handler is Test {
 
         vm.recordLogs();
         vm.prank(broker);
-        market.settleBatch(fills, sigs);
+        market.settleBatch(packed);
         _checkLogs(fills, expected, vm.getRecordedLogs());
     }
 
@@ -228,24 +229,21 @@ contract Handler is Test {
         else o.nonce = nextNonce[c]++;
         o.deadline = (rnd >> 28) % 12 == 0 ? block.timestamp - 1 : block.timestamp + 100;
 
-        f.ask = (rnd >> 32) % 3e18;
+        f.ask = uint128((rnd >> 32) % 3e18);
         // within the 20 % cap, except one time in eight (up to 60 %)
         uint256 spreadBps = (rnd >> 96) % ((rnd >> 92) % 8 == 0 ? 6000 : 2001);
-        f.bid = f.ask - (f.ask * spreadBps) / 10_000;
+        f.bid = uint128(f.ask - (uint256(f.ask) * spreadBps) / 10_000);
         if ((rnd >> 110) % 25 == 0) f.bid = f.ask + 1;
         o.maxPrice = (rnd >> 116) % 8 == 0 && f.ask > 0 ? f.ask - 1 : f.ask + (rnd >> 120) % 1e18;
         f.acceptedAt = uint64((rnd >> 180) % 15 == 0 ? block.timestamp + 1 : block.timestamp);
 
-        // the fill id is the order's digest, as the engine makes it
-        f.fillId = market.hashOrder(o);
-
         uint256 m = 1 + (rnd >> 170) % 3;
         f.providers = new address[](m);
-        f.units = new uint256[](m);
+        f.units = new uint64[](m);
         uint256 left = o.qty;
         for (uint256 j; j < m; ++j) {
             f.providers[j] = providers[(rnd >> (200 + 8 * j)) % N_PROVIDERS];
-            f.units[j] = j == m - 1 ? left : (rnd >> (176 + 4 * j)) % (left + 1);
+            f.units[j] = uint64(j == m - 1 ? left : (rnd >> (176 + 4 * j)) % (left + 1));
             left -= f.units[j];
         }
         if ((rnd >> 230) % 15 == 0) f.units[0] += 1; // sum != qty
@@ -316,7 +314,7 @@ contract Handler is Test {
             ghostProviderCredited += f.order.qty * f.bid;
             ghostSpread += f.order.qty * (f.ask - f.bid);
             ++ghostFillsSettled;
-            if (++settleCount[f.fillId] > 1) ++ghostDoubleSettlements;
+            if (++settleCount[market.hashOrder(f.order)] > 1) ++ghostDoubleSettlements;
             if (++nonceSettleCount[f.order.consumer][f.order.nonce] > 1) ++ghostDoubleSettlements;
             usedNonces[f.order.consumer].push(f.order.nonce);
         }

@@ -34,8 +34,8 @@ abstract contract Fixture is Test {
     uint256 internal constant START = 1_767_000_000;
     bytes32 internal constant MARKET = keccak256("PURCHASE_INTENT|7D|0.70-0.85");
 
-    uint256 internal constant ASK = 2e18;
-    uint256 internal constant BID = 1.7e18; // spread 15 % < 20 %
+    uint128 internal constant ASK = 2e18;
+    uint128 internal constant BID = 1.7e18; // spread 15 % < 20 %
 
     function setUp() public virtual {
         vm.warp(START);
@@ -80,30 +80,24 @@ abstract contract Fixture is Test {
     }
 
     /// A valid fill of `qty` units from provider1 (and provider2 if qty > 1), at ASK/BID.
-    function _fill(bytes32 id, DataMarketplace.Order memory o) internal view returns (DataMarketplace.Fill memory f) {
+    function _fill(DataMarketplace.Order memory o) internal view returns (DataMarketplace.Fill memory f) {
         address[] memory providers;
-        uint256[] memory units;
+        uint64[] memory units;
         if (o.qty > 1) {
             providers = new address[](2);
-            units = new uint256[](2);
+            units = new uint64[](2);
             providers[0] = provider1;
             providers[1] = provider2;
-            units[0] = o.qty / 2;
-            units[1] = o.qty - o.qty / 2;
+            units[0] = uint64(o.qty / 2);
+            units[1] = uint64(o.qty - o.qty / 2);
         } else {
             providers = new address[](1);
-            units = new uint256[](1);
+            units = new uint64[](1);
             providers[0] = provider1;
-            units[0] = o.qty;
+            units[0] = uint64(o.qty);
         }
         f = DataMarketplace.Fill({
-            fillId: id,
-            order: o,
-            ask: ASK,
-            bid: BID,
-            acceptedAt: uint64(block.timestamp),
-            providers: providers,
-            units: units
+            order: o, ask: ASK, bid: BID, acceptedAt: uint64(block.timestamp), providers: providers, units: units
         });
     }
 
@@ -144,9 +138,10 @@ abstract contract Fixture is Test {
         internal
         returns (Merkle.BatchRecord memory b, Vm.Log[] memory logs)
     {
+        bytes memory packed = market.encodeBatch(fills, sigs);
         vm.recordLogs();
         vm.prank(broker);
-        market.settleBatch(fills, sigs);
+        market.settleBatch(packed);
         logs = vm.getRecordedLogs();
         b = Merkle.record(vm, address(market), fills, logs);
         for (uint256 i; i < b.access.length; ++i) {
@@ -165,12 +160,13 @@ abstract contract Fixture is Test {
 
     /// Settles one valid fill of `qty` units for `consumer` with `nonce`; returns its id.
     function _settleValid(uint256 qty, uint256 nonce) internal returns (bytes32 id) {
-        id = keccak256(abi.encode("fill", nonce));
         DataMarketplace.Order memory o = _order(consumer, qty, ASK, nonce);
-        _settleOne(_fill(id, o), _sign(CONSUMER_PK, o));
+        _settleOne(_fill(o), _sign(CONSUMER_PK, o));
+        id = market.hashOrder(o);
     }
 
-    function _id(uint256 i) internal pure returns (bytes32) {
-        return keccak256(abi.encode("fill", i));
+    /// The fill id of an order: its EIP-712 digest.
+    function _id(DataMarketplace.Order memory o) internal view returns (bytes32) {
+        return market.hashOrder(o);
     }
 }

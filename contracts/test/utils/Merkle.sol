@@ -10,7 +10,7 @@ import {Hashes} from "@openzeppelin/contracts/utils/cryptography/Hashes.sol";
 ///      (plain abi.encode and a level-by-level tree), so a root that matches proves the
 ///      contract committed exactly the expected credits and access rights.
 library Merkle {
-    bytes32 constant FILL_SETTLED = keccak256("FillSettled(bytes32,address,bytes32,uint256,uint256)");
+    bytes32 constant FILL_SETTLED = keccak256("FillSettled(bytes32,address,uint256)");
     bytes32 constant FILL_REJECTED = keccak256("FillRejected(bytes32,uint8)");
     bytes32 constant BATCH_SETTLED = keccak256("BatchSettled(uint256,bytes32,uint256,uint256,uint256,uint256)");
 
@@ -81,10 +81,14 @@ library Merkle {
     /// the root; `b.batchId` is 0 when no fill settled.
     function record(Vm vm, address market, DataMarketplace.Fill[] memory fills, Vm.Log[] memory logs)
         internal
-        pure
+        view
         returns (BatchRecord memory b)
     {
         b.settled = new bool[](fills.length);
+        bytes32[] memory ids = new bytes32[](fills.length);
+        for (uint256 i; i < fills.length; ++i) {
+            ids[i] = DataMarketplace(market).hashOrder(fills[i].order);
+        }
         uint256[] memory leafOf = new uint256[](fills.length);
         uint256 nLeaves;
         uint256 nAccess;
@@ -93,13 +97,10 @@ library Merkle {
             if (logs[l].emitter != market) continue;
             bytes32 t = logs[l].topics[0];
             if (t == FILL_SETTLED || t == FILL_REJECTED) {
-                vm.assertEq(logs[l].topics[1], fills[k].fillId, "outcome events in fill order");
+                vm.assertEq(logs[l].topics[1], ids[k], "outcome events in fill order, fill id = order digest");
                 if (t == FILL_SETTLED) {
                     vm.assertEq(logs[l].topics[2], bytes32(uint256(uint160(fills[k].order.consumer))), "consumer");
-                    vm.assertEq(logs[l].topics[3], fills[k].order.market, "market");
-                    (uint256 qty, uint256 leaf) = abi.decode(logs[l].data, (uint256, uint256));
-                    vm.assertEq(qty, fills[k].order.qty, "qty");
-                    leafOf[k] = leaf;
+                    leafOf[k] = abi.decode(logs[l].data, (uint256));
                     b.settled[k] = true;
                     ++nAccess;
                     nLeaves += 1 + fills[k].providers.length;
@@ -123,13 +124,12 @@ library Merkle {
             if (!b.settled[i]) continue;
             DataMarketplace.Fill memory f = fills[i];
             vm.assertEq(leafOf[i], b.firstLeaf + n, "FillSettled names the fill's access leaf");
-            b.access[a++] = AccessRecord(
-                b.firstLeaf + n, f.fillId, f.order.consumer, f.order.market, f.order.qty, new bytes32[](0)
-            );
-            b.leaves[n] = accessLeaf(b.firstLeaf + n, f.fillId, f.order.consumer, f.order.market, f.order.qty);
+            b.access[a++] =
+                AccessRecord(b.firstLeaf + n, ids[i], f.order.consumer, f.order.market, f.order.qty, new bytes32[](0));
+            b.leaves[n] = accessLeaf(b.firstLeaf + n, ids[i], f.order.consumer, f.order.market, f.order.qty);
             ++n;
             for (uint256 j; j < f.providers.length; ++j) {
-                uint256 amount = f.units[j] * f.bid;
+                uint256 amount = uint256(f.units[j]) * f.bid;
                 b.claims[c++] =
                     DataMarketplace.Claim(b.batchId, b.firstLeaf + n, f.providers[j], amount, new bytes32[](0));
                 b.leaves[n] = creditLeaf(b.firstLeaf + n, f.providers[j], amount);
