@@ -3,6 +3,7 @@ pragma solidity ^0.8.30;
 
 import {Fixture} from "./utils/Fixture.sol";
 import {DataMarketplace} from "../src/DataMarketplace.sol";
+import {Merkle} from "./utils/Merkle.sol";
 
 /// Gas of settleBatch: consumers already have escrow, every fill is fresh and has two
 /// providers. "First trade": each consumer's first order (its nonce word is cached in the
@@ -70,6 +71,18 @@ contract SettleBatchGasTest is Fixture {
         vm.prank(broker);
         market.settleBatch(packed);
         _settleMeasured(100, 2, "settleBatch_100_fills_repeat");
+    }
+
+    /// The providers' side of the lazy transfer: all 200 credits of a 100-fill batch claimed
+    /// in one call (each a proof of 9 hashes, a claimed bit, a first write of the provider's
+    /// earnings). Paid once per credit, by whoever claims, not by settlement.
+    function test_gas_claimCredits_200() public {
+        (DataMarketplace.Fill[] memory fills, bytes[] memory sigs) = _batch(100, 1);
+        (Merkle.BatchRecord memory b,) = _settleNoClaim(fills, sigs);
+        assertEq(b.claims.length, 200, "two credits per fill");
+        market.claimCredits(b.claims);
+        vm.snapshotGasLastCall("claimCredits_200_credits");
+        assertEq(market.unclaimedCredits(), 0, "all claimed");
     }
 
     function test_gas_settleBatch_10_allRejected() public {
