@@ -20,8 +20,8 @@ use alloy_primitives::{Address, B256};
 use pat_engine::exchange::ReconfigureError;
 use pat_engine::market::UnitCounters;
 use pat_engine::{
-    EngineConfig, Event, Exchange, Fill, FillRecord, MarketId, MarketKey, OrderError, Quote, Segment, SegmentId,
-    SignedSegment, SubmitError, TimeMs, VerifiedOrder,
+    EngineConfig, Event, Exchange, Fill, FillRecord, FillStatus, MarketId, MarketKey, OrderError, Quote, Segment,
+    SegmentId, SignedSegment, SubmitError, TimeMs, VerifiedOrder,
 };
 use pat_persistence::{DataDir, Durable, Journal, JournalConfig, JournalError, RecoveryError, SnapshotReport};
 use thiserror::Error;
@@ -192,6 +192,42 @@ pub struct Shutdown {
     pub snapshot: bool,
 }
 
+/// Hands the clearing side up to `max` accepted fills that are durable and
+/// were accepted no later than `accepted_before_ms`, oldest first. Each fill
+/// is handed over once per run (and again after a restart, while still open).
+#[derive(Message)]
+#[rtype(result = "Vec<Fill>")]
+pub struct TakeDurableFills {
+    pub max: usize,
+    pub accepted_before_ms: TimeMs,
+}
+
+/// Gives back fills the clearing side took but could not submit.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReturnFills(pub Vec<B256>);
+
+/// Records that fills went to the chain in `tx_hash`; replies once durable.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct RecordSubmission {
+    pub fill_ids: Vec<B256>,
+    pub tx_hash: B256,
+}
+
+/// The chain's decision on one fill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    Settled,
+    /// Rejected by the contract, with its reason: the fill fails and its units return.
+    Rejected(String),
+}
+
+/// Records the chain's decisions; replies once they are durable.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct RecordOutcomes(pub Vec<(B256, Settlement)>);
+
 /// A receiver of the markets whose quotes changed, one batch per tick.
 #[derive(Message)]
 #[rtype(result = "broadcast::Receiver<Arc<Vec<Quote>>>")]
@@ -211,6 +247,12 @@ pub struct EngineActor {
     changed: Vec<MarketId>,
     /// Told when the actor is dropped (its journal and data directory closed).
     on_drop: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// The LSN the journal gives the next append: the actor is its only
+    /// appender and LSNs are consecutive (a failed write degrades the actor).
+    next_lsn: u64,
+    /// Accepted fills not yet handed to clearing, with the LSN of their record
+    /// (0 for fills recovered from disk, durable already).
+    handoff: std::collections::VecDeque<(u64, B256)>,
 }
 
 impl Drop for EngineActor {
@@ -249,10 +291,18 @@ impl EngineActor {
         };
         let mut exchange = recovered.exchange;
         let journal = data.open_journal(settings.journal.clone(), recovered.next_lsn).map_err(EngineError::Journal)?;
+        let mut next_lsn = recovered.next_lsn;
         if *exchange.config() != *cfg {
             exchange.reconfigure(cfg.clone())?;
             journal.append_event(&Event::ConfigChanged(Box::new((*cfg).clone()))).map_err(EngineError::Journal)?;
+            next_lsn += 1;
         }
+        let mut open: Vec<&FillRecord> = exchange
+            .fills()
+            .filter(|r| matches!(r.status, FillStatus::Accepted | FillStatus::Submitted { .. }))
+            .collect();
+        open.sort_by_key(|r| (r.fill.accepted_at_ms, r.fill.fill_id));
+        let handoff = open.iter().map(|r| (0, r.fill.fill_id)).collect();
         let (quotes, _) = broadcast::channel(settings.quote_channel_capacity);
         let actor = Self {
             exchange,
@@ -265,6 +315,8 @@ impl EngineActor {
             quotes,
             changed: Vec::new(),
             on_drop: Vec::new(),
+            next_lsn,
+            handoff,
         };
         let arbiter = Arbiter::new();
         Ok((Self::start_in_arbiter(&arbiter.handle(), |_| actor), startup))
@@ -283,9 +335,10 @@ impl EngineActor {
 
     /// Appends an event whose change is already in memory; the returned
     /// future resolves once it is durable. Any failure degrades the engine.
-    fn journal(&self, event: &Event) -> impl Future<Output = Result<(), EngineError>> + use<> {
+    fn journal(&mut self, event: &Event) -> impl Future<Output = Result<(), EngineError>> + use<> {
         let started = Instant::now();
         let appended: Result<Durable, JournalError> = self.journal.append_event(event);
+        self.next_lsn += 1;
         let (pending, degraded) = (self.pending.clone(), self.degraded.clone());
         pending.fetch_add(1, Ordering::AcqRel);
         async move {
@@ -454,6 +507,7 @@ impl Handler<PlaceOrder> for EngineActor {
             Ok(fill) => {
                 metrics::counter!("pat_fills_total", "status" => "accepted").increment(1);
                 let durable = self.journal(&Event::FillAccepted(fill.clone()));
+                self.handoff.push_back((self.next_lsn - 1, fill.fill_id));
                 Box::pin(async move { durable.await.map(|()| fill) })
             }
             Err(e) => {
@@ -571,6 +625,83 @@ impl Handler<TakeSnapshot> for EngineActor {
     type Result = ResponseFuture<Result<SnapshotReport, EngineError>>;
     fn handle(&mut self, _: TakeSnapshot, ctx: &mut Context<Self>) -> Self::Result {
         self.snapshot(ctx)
+    }
+}
+
+impl Handler<TakeDurableFills> for EngineActor {
+    type Result = MessageResult<TakeDurableFills>;
+    fn handle(&mut self, msg: TakeDurableFills, _: &mut Context<Self>) -> Self::Result {
+        let durable = self.journal.stats().durable_lsn.load(Ordering::Acquire);
+        let mut fills = Vec::new();
+        while fills.len() < msg.max {
+            let Some(&(lsn, id)) = self.handoff.front() else { break };
+            let Some(record) = self.exchange.fill(&id) else {
+                self.handoff.pop_front();
+                continue;
+            };
+            if lsn > durable || record.fill.accepted_at_ms > msg.accepted_before_ms {
+                break;
+            }
+            self.handoff.pop_front();
+            if matches!(record.status, FillStatus::Accepted | FillStatus::Submitted { .. }) {
+                fills.push(record.fill.clone());
+            }
+        }
+        MessageResult(fills)
+    }
+}
+
+impl Handler<ReturnFills> for EngineActor {
+    type Result = ();
+    fn handle(&mut self, msg: ReturnFills, _: &mut Context<Self>) {
+        for id in msg.0.into_iter().rev() {
+            self.handoff.push_front((0, id));
+        }
+    }
+}
+
+impl Handler<RecordSubmission> for EngineActor {
+    type Result = ResponseFuture<Result<(), EngineError>>;
+    fn handle(&mut self, msg: RecordSubmission, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.writable() {
+            return refused(e);
+        }
+        // A fill that settled or failed meanwhile (a raced retry) is left as it is.
+        let ids: Vec<B256> =
+            msg.fill_ids.into_iter().filter(|id| self.exchange.mark_submitted(id, msg.tx_hash).is_ok()).collect();
+        Box::pin(self.journal(&Event::FillsSubmitted { fill_ids: ids, tx_hash: msg.tx_hash }))
+    }
+}
+
+impl Handler<RecordOutcomes> for EngineActor {
+    type Result = ResponseFuture<Result<(), EngineError>>;
+    fn handle(&mut self, msg: RecordOutcomes, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.writable() {
+            return refused(e);
+        }
+        let now = (self.clock)();
+        let mut durables = Vec::new();
+        for (id, outcome) in msg.0 {
+            let event = match outcome {
+                Settlement::Settled => match self.exchange.settle(&id) {
+                    Ok(()) => Event::FillSettled { fill_id: id },
+                    Err(_) => continue,
+                },
+                Settlement::Rejected(reason) => match self.exchange.fail(&id, &reason, now) {
+                    Ok(()) => Event::FillFailed { fill_id: id, reason, at_ms: now },
+                    Err(_) => continue,
+                },
+            };
+            let status = if matches!(event, Event::FillSettled { .. }) { "settled" } else { "failed" };
+            metrics::counter!("pat_fills_total", "status" => status).increment(1);
+            durables.push(self.journal(&event));
+        }
+        Box::pin(async move {
+            for d in durables {
+                d.await?;
+            }
+            Ok(())
+        })
     }
 }
 

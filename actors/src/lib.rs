@@ -9,10 +9,16 @@
 //! actor per market (DESIGN.md section 6) is the next step; the messages here
 //! are the interface that split keeps.
 //!
+//! A [`clearing::ClearingActor`] takes the engine's durable fills, settles
+//! them on chain in batches, and records submissions and outcomes back
+//! through the engine, which journals them.
+//!
 //! ## Layout
 //!
 //! - [`engine`]: the engine actor, its messages and its error type.
+//! - [`clearing`]: the clearing actor: batches, `settleBatch`, outcomes.
 
+pub mod clearing;
 pub mod engine;
 
 pub use engine::{EngineActor, EngineError, EngineSettings};
@@ -28,6 +34,9 @@ pub fn describe_metrics() {
     describe_counter!("pat_journal_failures_total", Unit::Count, "Journal appends that failed (the engine degrades).");
     describe_counter!("pat_snapshot_failures_total", Unit::Count, "Snapshots that could not be written.");
     describe_counter!("pat_config_reloads_total", Unit::Count, "Config reloads by result (applied, rejected).");
+    describe_counter!("pat_settlement_failures_total", Unit::Count, "Settlement rounds that failed, by retryable.");
+    describe_histogram!("pat_settlement_seconds", Unit::Seconds, "Time from submitting a batch to its outcomes.");
+    describe_histogram!("pat_settlement_batch_fills", Unit::Count, "Fills per settled batch.");
     describe_histogram!("pat_journal_append_seconds", Unit::Seconds, "Time from journal append to durable.");
     describe_histogram!("pat_quote_tick_seconds", Unit::Seconds, "Duration of one quoting tick.");
     describe_histogram!("pat_snapshot_seconds", Unit::Seconds, "Duration of one snapshot write.");

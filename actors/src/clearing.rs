@@ -1,0 +1,141 @@
+//! The clearing actor: takes durable fills from the engine, batches them by
+//! size or age, settles them on chain with [`SettlementClient`], and records
+//! the submission and every fill's outcome in the journal through the engine.
+//! Only durable fills leave the engine, so the chain never settles a fill a
+//! restart would not know. A fill still open at a restart is handed over
+//! again; the client asks the contract which nonces already settled before
+//! sending, so a fill never settles twice.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use alloy_primitives::B256;
+use pat_chain::{ChainError, FillOutcome, SettlementClient};
+
+use crate::engine::{Clock, EngineActor, RecordOutcomes, RecordSubmission, ReturnFills, Settlement, TakeDurableFills};
+
+/// Batching and pacing of settlement.
+#[derive(Debug, Clone)]
+pub struct ClearingSettings {
+    /// Most fills in one `settleBatch` (gas grows with it; a 30M-gas block holds about 200).
+    pub batch_fills_max: usize,
+    /// How often the actor looks for fills to settle.
+    pub batch_every: Duration,
+    /// How long a fill waits after acceptance, so the chain's clock has passed its `acceptedAt`.
+    pub settle_after: Duration,
+    /// Wait after a failed attempt before the fills are taken again.
+    pub retry_after: Duration,
+}
+
+impl Default for ClearingSettings {
+    fn default() -> Self {
+        Self {
+            batch_fills_max: 100,
+            batch_every: Duration::from_millis(500),
+            settle_after: Duration::from_millis(1_500),
+            retry_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Settles the engine's fills on chain, one batch at a time.
+pub struct ClearingActor {
+    engine: Addr<EngineActor>,
+    client: Arc<SettlementClient>,
+    settings: ClearingSettings,
+    clock: Clock,
+    in_flight: bool,
+    paused_until: Option<Instant>,
+}
+
+impl ClearingActor {
+    pub fn new(engine: Addr<EngineActor>, client: SettlementClient, settings: ClearingSettings, clock: Clock) -> Self {
+        Self { engine, client: Arc::new(client), settings, clock, in_flight: false, paused_until: None }
+    }
+
+    fn round(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight || self.paused_until.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        self.in_flight = true;
+        let (engine, client) = (self.engine.clone(), self.client.clone());
+        let take = TakeDurableFills {
+            max: self.settings.batch_fills_max,
+            accepted_before_ms: (self.clock)().saturating_sub(self.settings.settle_after.as_millis() as u64),
+        };
+        let work = async move { settle_round(engine, client, take).await };
+        ctx.spawn(work.into_actor(self).map(|result, act, _| {
+            act.in_flight = false;
+            if let Err(e) = result {
+                metrics::counter!("pat_settlement_failures_total", "retryable" => e.is_retryable().to_string())
+                    .increment(1);
+                act.paused_until = Some(Instant::now() + act.settings.retry_after);
+            }
+        }));
+    }
+}
+
+/// One batch: take, submit, record the submission, wait, record the outcomes.
+async fn settle_round(
+    engine: Addr<EngineActor>,
+    client: Arc<SettlementClient>,
+    take: TakeDurableFills,
+) -> Result<(), ChainError> {
+    let fills = engine.send(take).await.unwrap_or_default();
+    if fills.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let give_back = |fills: &[pat_engine::Fill]| ReturnFills(fills.iter().map(|f| f.fill_id).collect());
+    let report = match client.submit(&fills, None).await {
+        Ok(submission) => {
+            let tx_hash: B256 = submission.tx_hash;
+            let ids = submission.fill_ids.clone();
+            if engine.send(RecordSubmission { fill_ids: ids, tx_hash }).await.is_err() {
+                return Ok(());
+            }
+            match client.wait(&submission).await {
+                Ok(report) => Ok(report),
+                Err(_) => client.resubmit(&fills, Some(&submission)).await,
+            }
+        }
+        // Nothing was sent that could have landed: try again later.
+        Err(e) if !e.is_retryable() || e.submission().is_none() => {
+            engine.do_send(give_back(&fills));
+            return Err(e);
+        }
+        Err(e) => client.resubmit(&fills, e.submission()).await,
+    };
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            // Still open in the engine: they will be taken again and the chain asked first.
+            engine.do_send(give_back(&fills));
+            return Err(e);
+        }
+    };
+    metrics::histogram!("pat_settlement_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("pat_settlement_batch_fills").record(fills.len() as f64);
+    let outcomes = report
+        .fills
+        .iter()
+        .map(|r| {
+            let outcome = match r.outcome {
+                FillOutcome::Settled | FillOutcome::AlreadySettled => Settlement::Settled,
+                FillOutcome::Rejected(reason) => Settlement::Rejected(reason.name().to_owned()),
+            };
+            (r.fill_id, outcome)
+        })
+        .collect();
+    let _ = engine.send(RecordOutcomes(outcomes)).await;
+    Ok(())
+}
+
+impl Actor for ClearingActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.settings.batch_every, |act, ctx| act.round(ctx));
+    }
+}

@@ -1,0 +1,128 @@
+//! Settlement end to end on anvil: the engine accepts fills, the clearing
+//! actor settles them with the real contracts, and the fills' statuses and
+//! the chain's balances agree to the base unit; a consumer without escrow is
+//! rejected by the chain and the engine gets its units back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use alloy_primitives::{U256, keccak256};
+use pat_actors::clearing::{ClearingActor, ClearingSettings};
+use pat_actors::engine::{GetFill, GetMarkets, PlaceOrder, SubmitSegment, system_clock};
+use pat_actors::{EngineActor, EngineSettings};
+use pat_chain::devnet::Devnet;
+use pat_engine::order::verify_order;
+use pat_engine::signing::{LocalSigner, sign_order, sign_segment};
+use pat_engine::{EngineConfig, FillStatus, MarketKey, Order, SegmentSubmission, testing};
+
+fn signer(n: u8) -> LocalSigner {
+    LocalSigner::from_bytes(&keccak256([n, 7])).unwrap()
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn market() -> MarketKey {
+    "PURCHASE_INTENT|7D|0.70-0.85".parse().unwrap()
+}
+
+async fn list(engine: &Addr<EngineActor>, cfg: &EngineConfig, provider: u8) {
+    let now = now_secs();
+    let payload = format!(
+        r#"{{"signals":[{{"ts":{now},"intent":"PURCHASE_INTENT","confidence":0.8,"category":"p{provider}"}}]}}"#
+    );
+    let s = SegmentSubmission {
+        provider: signer(provider).address(),
+        segmentType: "PURCHASE_INTENT".into(),
+        window: "7D".into(),
+        confidenceBps: 8000,
+        windowStart: now - 60,
+        createdAt: now,
+        units: 5,
+        payloadHash: keccak256(payload.as_bytes()),
+    };
+    let signed = sign_segment(&signer(provider), s, payload.into_bytes(), &cfg.domain());
+    engine.send(SubmitSegment(signed)).await.unwrap().unwrap();
+}
+
+async fn ask(engine: &Addr<EngineActor>) -> u128 {
+    for _ in 0..100 {
+        let markets = engine.send(GetMarkets).await.unwrap();
+        let m = markets.iter().find(|m| m.key == market()).unwrap();
+        if m.quote.halted.is_none() && m.supply_units > 0 {
+            return m.quote.ask;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no quote");
+}
+
+async fn buy(
+    engine: &Addr<EngineActor>,
+    cfg: &EngineConfig,
+    consumer: &LocalSigner,
+    ask: u128,
+    nonce: u64,
+) -> pat_engine::Fill {
+    let order = Order {
+        consumer: consumer.address(),
+        market: market().id(),
+        qty: U256::from(2),
+        maxPrice: U256::from(ask),
+        nonce: U256::from(nonce),
+        deadline: U256::from(now_secs() + 120),
+    };
+    let verified = verify_order(sign_order(consumer, order, &cfg.domain()), &cfg.domain()).unwrap();
+    engine.send(PlaceOrder(verified)).await.unwrap().unwrap()
+}
+
+async fn status(engine: &Addr<EngineActor>, fill: &pat_engine::Fill) -> FillStatus {
+    for _ in 0..200 {
+        let s = engine.send(GetFill(fill.fill_id)).await.unwrap().unwrap().status;
+        if matches!(s, FillStatus::Settled { .. } | FillStatus::Failed { .. }) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fill {} never settled", fill.fill_id);
+}
+
+#[actix_rt::test]
+async fn fills_settle_on_chain_and_rejections_return_units() {
+    let devnet = Devnet::start().await.unwrap();
+    let mut cfg = testing::config();
+    cfg.chain_id = devnet.node.chain_id();
+    cfg.marketplace = devnet.deployment.marketplace;
+    cfg.broker_margin_cap_bps = 3_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let (engine, _) =
+        EngineActor::start(EngineSettings::new(tmp.path()), Arc::new(cfg.clone()), system_clock()).unwrap();
+    let settings = ClearingSettings { batch_every: Duration::from_millis(100), ..ClearingSettings::default() };
+    let _clearing =
+        ClearingActor::new(engine.clone(), devnet.client().await.unwrap(), settings, system_clock()).start();
+    for p in 0..3 {
+        list(&engine, &cfg, p).await;
+    }
+    let a = ask(&engine).await;
+    let (rich, poor) = (signer(50), signer(51));
+    let escrow = U256::from(100u128 * 10u128.pow(18));
+    devnet.fund_consumer(&rich, escrow).await.unwrap();
+    let client = devnet.client().await.unwrap();
+    let broker_before = client.broker_earnings().await.unwrap();
+    let paid = buy(&engine, &cfg, &rich, a, 1).await;
+    let unpaid = buy(&engine, &cfg, &poor, a, 1).await;
+
+    assert!(matches!(status(&engine, &paid).await, FillStatus::Settled { tx_hash: Some(_) }));
+    assert_eq!(status(&engine, &unpaid).await, FillStatus::Failed { reason: "insufficient_escrow".into() });
+    // To the base unit: escrow debited by the ask paid, the broker credited the spread,
+    // the providers' credits committed for claiming.
+    assert_eq!(client.escrow_of(rich.address()).await.unwrap(), escrow - U256::from(paid.ask_paid));
+    assert_eq!(client.broker_earnings().await.unwrap() - broker_before, U256::from(paid.broker_spread));
+    assert_eq!(client.unclaimed_credits().await.unwrap(), U256::from(paid.bid_credited));
+    // The rejected fill's units are for sale again.
+    let markets = engine.send(GetMarkets).await.unwrap();
+    let m = markets.iter().find(|m| m.key == market()).unwrap();
+    assert_eq!((m.supply_units, m.counters.sold, m.exposure), (13, 2, 0));
+}
