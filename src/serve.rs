@@ -2,8 +2,9 @@
 //! Reloads the config on SIGHUP and when the file changes; on SIGINT or
 //! SIGTERM it stops taking requests, writes a snapshot and exits.
 //!
-//! Settlement on chain (the clearing actor) is not wired in yet: fills stay
-//! accepted and count in exposure until it is.
+//! With the broker's key in `PAT_BROKER_KEY`, a clearing actor settles fills
+//! on the chain of the config (`chain.rpc_url`, `chain.marketplace`); the key
+//! is never printed. Without it, settlement is off: fills stay accepted.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,17 +34,40 @@ pub struct Args {
 
 /// Environment variable holding the operator's bearer token for admin routes.
 const TOKEN_VAR: &str = "PAT_OPERATOR_TOKEN";
+/// Environment variable holding the broker's private key (hex) that signs `settleBatch`.
+const BROKER_KEY_VAR: &str = "PAT_BROKER_KEY";
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let cfg = pat_config::Config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}")).context("loading config")?;
     actix::System::new().block_on(serve(args, cfg))
 }
 
+/// Connects the settlement client when the broker's key is set.
+async fn settlement(cfg: &pat_config::Config) -> anyhow::Result<Option<pat_chain::SettlementClient>> {
+    let Some(key) = std::env::var(BROKER_KEY_VAR).ok().filter(|k| !k.is_empty()) else {
+        eprintln!("{BROKER_KEY_VAR} is not set: settlement on chain is off, fills stay accepted");
+        return Ok(None);
+    };
+    let broker: pat_engine::signing::LocalSigner =
+        key.trim().parse().map_err(|_| anyhow::anyhow!("{BROKER_KEY_VAR} is not a hex private key"))?;
+    let url = alloy::transports::http::reqwest::Url::parse(&cfg.chain.rpc_url).context("chain.rpc_url")?;
+    let mut chain = pat_chain::ChainConfig::new(url, cfg.engine.chain_id, cfg.engine.marketplace);
+    chain.confirmations = cfg.chain.confirmations;
+    let client = pat_chain::SettlementClient::connect(chain, broker).await.context("connecting to the chain")?;
+    eprintln!("settling on chain {} as broker {}", cfg.engine.chain_id, client.broker());
+    Ok(Some(client))
+}
+
 async fn serve(args: &Args, cfg: pat_config::Config) -> anyhow::Result<ExitCode> {
     let domain = cfg.engine.domain();
+    let client = settlement(&cfg).await?;
     let (engine, startup) =
         EngineActor::start(EngineSettings::new(&args.data_dir), Arc::new(cfg.engine), system_clock())
             .context("recovering the data directory")?;
+    let _clearing = client.map(|client| {
+        let settings = pat_actors::clearing::ClearingSettings::default();
+        actix::Actor::start(pat_actors::clearing::ClearingActor::new(engine.clone(), client, settings, system_clock()))
+    });
     eprintln!(
         "recovered {}: snapshot at LSN {}, {} records replayed, {} torn bytes cut; next LSN {}",
         args.data_dir.display(),

@@ -35,6 +35,10 @@ struct Engine {
 
 impl Engine {
     fn start(dir: &Path, port: u16) -> Self {
+        Self::start_with(dir, port, &[])
+    }
+
+    fn start_with(dir: &Path, port: u16, env: &[(&str, String)]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_pat-market"))
             .args(["serve", "--config"])
             .arg(dir.join("pat.toml"))
@@ -42,6 +46,7 @@ impl Engine {
             .arg(dir.join("data"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env("PAT_OPERATOR_TOKEN", "op")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -162,4 +167,49 @@ fn serve_keeps_acknowledged_fills_across_sigkill_and_survives_a_bad_reload() {
     let out = String::from_utf8_lossy(&inspect.stdout);
     // 3 listings + 11 fills; the refused reload journals nothing.
     assert!(out.contains("snapshots at LSN: [14]"), "{out}");
+}
+
+/// With the broker's key, `serve` settles on chain: anvil with the real
+/// contracts, a funded consumer, and the fill reaches `settled` with its
+/// money moved to the base unit.
+#[test]
+fn serve_settles_fills_on_chain_with_the_brokers_key() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let devnet = rt.block_on(pat_chain::devnet::Devnet::start()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("pat.toml");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")).unwrap();
+    let text = text
+        .replace("0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0", &devnet.deployment.marketplace.to_string())
+        .replace("http://127.0.0.1:8545", devnet.node.url().as_str());
+    std::fs::write(&config, text).unwrap();
+    let domain = pat_config::Config::load(&config).unwrap().engine.domain();
+    let key = format!("0x{}", alloy_primitives::hex::encode(devnet.owner.to_bytes()));
+    let engine = Engine::start_with(tmp.path(), free_port(), &[("PAT_BROKER_KEY", key)]);
+    for p in 0..2 {
+        assert_eq!(engine.post("/v1/segments", &segment(&domain, p)).0, 201);
+    }
+    let escrow = U256::from(50u128 * 10u128.pow(18));
+    rt.block_on(devnet.fund_consumer(&signer(90), escrow)).unwrap();
+    let (status, fill) = engine.post("/v1/orders", &order(&domain, engine.ask(), 1));
+    assert_eq!(status, 201, "{fill}");
+    let id = fill["fill_id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let settled = loop {
+        let (_, f) = engine.get(&format!("/v1/fills/{id}"));
+        if f["status"] == "settled" {
+            break f;
+        }
+        assert!(f["status"] == "accepted" || f["status"] == "submitted", "{f}");
+        assert!(Instant::now() < deadline, "the fill did not settle: {f}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(settled["tx_hash"].is_string());
+    let paid: u128 = settled["ask_paid"].as_str().unwrap().parse().unwrap();
+    let client = rt.block_on(devnet.client()).unwrap();
+    let left = rt.block_on(client.escrow_of(signer(90).address())).unwrap();
+    assert_eq!(left, escrow - U256::from(paid), "the consumer paid exactly the ask");
+    let mut engine = engine;
+    engine.child.kill().unwrap();
+    engine.child.wait().unwrap();
 }
