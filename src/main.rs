@@ -1,6 +1,7 @@
 //! `pat-market`: the operator's binary. Only CLI and glue; the logic lives in
 //! the workspace crates (`pat-engine`, `pat-config`).
 
+mod devnet;
 mod inspect;
 mod serve;
 mod simulate;
@@ -29,6 +30,8 @@ enum Command {
     Simulate(simulate::Args),
     /// Run the engine and its HTTP API (REST, admin, /metrics) on a data directory.
     Serve(serve::Args),
+    /// The local market in one command: anvil, contracts, demo accounts, engine, settlement, HTTP.
+    Devnet(devnet::Args),
     /// Operator tools for the durable journal.
     Journal {
         #[command(subcommand)]
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Simulate(args) => simulate::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Devnet(args) => devnet::run(&args),
         Command::Journal { command: JournalCommand::Inspect { dir, verbose } } => inspect::run(&dir, verbose),
     };
     match result {

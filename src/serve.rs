@@ -59,24 +59,35 @@ async fn settlement(cfg: &pat_config::Config) -> anyhow::Result<Option<pat_chain
 }
 
 async fn serve(args: &Args, cfg: pat_config::Config) -> anyhow::Result<ExitCode> {
-    let domain = cfg.engine.domain();
     let client = settlement(&cfg).await?;
-    let (engine, startup) =
-        EngineActor::start(EngineSettings::new(&args.data_dir), Arc::new(cfg.engine), system_clock())
-            .context("recovering the data directory")?;
+    run_engine(cfg, &args.config, &args.data_dir, args.listen, client).await
+}
+
+/// Runs the engine, its clearing (with a client) and the HTTP server until
+/// SIGTERM or Ctrl-C; reloads `config_path` on SIGHUP and when it changes.
+pub async fn run_engine(
+    cfg: pat_config::Config,
+    config_path: &Path,
+    data_dir: &Path,
+    listen: SocketAddr,
+    client: Option<pat_chain::SettlementClient>,
+) -> anyhow::Result<ExitCode> {
+    let domain = cfg.engine.domain();
+    let (engine, startup) = EngineActor::start(EngineSettings::new(data_dir), Arc::new(cfg.engine), system_clock())
+        .context("recovering the data directory")?;
     let _clearing = client.map(|client| {
         let settings = pat_actors::clearing::ClearingSettings::default();
         actix::Actor::start(pat_actors::clearing::ClearingActor::new(engine.clone(), client, settings, system_clock()))
     });
     eprintln!(
         "recovered {}: snapshot at LSN {}, {} records replayed, {} torn bytes cut; next LSN {}",
-        args.data_dir.display(),
+        data_dir.display(),
         startup.snapshot_lsn,
         startup.replayed,
         startup.torn_tail_bytes,
         startup.next_lsn
     );
-    let mut settings = ServerSettings::new(args.listen, args.config.clone());
+    let mut settings = ServerSettings::new(listen, config_path.to_owned());
     settings.admin_token = std::env::var(TOKEN_VAR).ok().filter(|t| !t.is_empty());
     if settings.admin_token.is_none() {
         eprintln!("{TOKEN_VAR} is not set: admin routes refuse every call");
@@ -84,13 +95,13 @@ async fn serve(args: &Args, cfg: pat_config::Config) -> anyhow::Result<ExitCode>
     let (server, addr) = pat_server::start(settings, engine.clone(), domain).context("binding the HTTP server")?;
     eprintln!("serving on http://{addr}");
     let handle = server.handle();
-    actix::spawn(watch_config(engine.clone(), args.config.clone()));
+    actix::spawn(watch_config(engine.clone(), config_path.to_owned()));
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let server = actix::spawn(server);
     loop {
         tokio::select! {
-            _ = hangup.recv() => report_reload(pat_server::reload(&engine, &args.config).await, "SIGHUP"),
+            _ = hangup.recv() => report_reload(pat_server::reload(&engine, config_path).await, "SIGHUP"),
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }

@@ -1,0 +1,140 @@
+//! `pat-market devnet` as a user runs it: one command brings up chain,
+//! contracts, demo accounts, engine, settlement and HTTP; a demo consumer's
+//! purchase settles on chain; a restart continues on the same chain and data.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{U256, keccak256};
+use pat_engine::signing::{LocalSigner, sign_order, sign_segment};
+use pat_engine::{MarketKey, Order, SegmentSubmission};
+use pat_server::dto::{OrderRequest, SegmentRequest};
+use serde_json::Value;
+
+/// Anvil's well-known dev account 3: the first demo consumer.
+const DEMO_CONSUMER_KEY: &str = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
+const MARKET: &str = "PURCHASE_INTENT|7D|0.70-0.85";
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+struct Devnet {
+    child: Child,
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Devnet {
+    fn start(data: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(env!("CARGO_BIN_EXE_pat-market"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["devnet", "--data-dir"])
+            .arg(data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Self { child, base: format!("http://127.0.0.1:{port}"), http: reqwest::blocking::Client::new() };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while d.http.get(format!("{}/healthz", d.base)).send().is_err() {
+            assert!(Instant::now() < deadline, "devnet did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        d
+    }
+
+    fn get(&self, path: &str) -> Value {
+        self.http.get(format!("{}{path}", self.base)).send().unwrap().json().unwrap()
+    }
+
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self.http.post(format!("{}{path}", self.base)).json(body).send().unwrap();
+        (resp.status().as_u16(), resp.json().unwrap())
+    }
+
+    fn stop(mut self) {
+        assert!(Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap().success());
+        assert!(self.child.wait().unwrap().success());
+    }
+
+    fn buy_and_settle(&self, domain: &alloy_sol_types::Eip712Domain, nonce: u64) -> Value {
+        let key: MarketKey = MARKET.parse().unwrap();
+        let mut ask = None;
+        for _ in 0..100 {
+            let m = self.get(&format!("/v1/markets/{}", MARKET.replace('|', "%7C")));
+            if m["quote"]["halted"].is_null() && m["supply_units"].as_u64() > Some(0) {
+                ask = m["quote"]["ask"].as_str().map(|a| a.parse::<u128>().unwrap());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let ask = ask.expect("a quote");
+        let consumer: LocalSigner = DEMO_CONSUMER_KEY.parse().unwrap();
+        let order = Order {
+            consumer: consumer.address(),
+            market: key.id(),
+            qty: U256::from(1),
+            maxPrice: U256::from(ask),
+            nonce: U256::from(nonce),
+            deadline: U256::from(now_secs() + 120),
+        };
+        let body =
+            serde_json::to_value(OrderRequest::from_signed(&sign_order(&consumer, order, domain), &key)).unwrap();
+        let (status, fill) = self.post("/v1/orders", &body);
+        assert_eq!(status, 201, "{fill}");
+        let id = fill["fill_id"].as_str().unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let f = self.get(&format!("/v1/fills/{id}"));
+            if f["status"] != "accepted" && f["status"] != "submitted" {
+                return f;
+            }
+            assert!(Instant::now() < deadline, "not settled: {f}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn list(devnet: &Devnet, domain: &alloy_sol_types::Eip712Domain, provider: u8) {
+    let signer = LocalSigner::from_bytes(&keccak256([provider, 1])).unwrap();
+    let now = now_secs();
+    let payload = format!(
+        r#"{{"signals":[{{"ts":{now},"intent":"PURCHASE_INTENT","confidence":0.8,"category":"d{provider}"}}]}}"#
+    );
+    let s = SegmentSubmission {
+        provider: signer.address(),
+        segmentType: "PURCHASE_INTENT".into(),
+        window: "7D".into(),
+        confidenceBps: 8000,
+        windowStart: now - 60,
+        createdAt: now,
+        units: 10,
+        payloadHash: keccak256(payload.as_bytes()),
+    };
+    let body = SegmentRequest::from_signed(&sign_segment(&signer, s, payload.into_bytes(), domain)).unwrap();
+    assert_eq!(devnet.post("/v1/segments", &serde_json::to_value(body).unwrap()).0, 201);
+}
+
+#[test]
+fn devnet_runs_the_whole_market_and_continues_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let devnet = Devnet::start(&data);
+    let domain = pat_config::Config::load(&data.join("devnet.toml")).unwrap().engine.domain();
+    list(&devnet, &domain, 1);
+    let first = devnet.buy_and_settle(&domain, 1);
+    assert_eq!(first["status"], "settled", "{first}");
+    devnet.stop();
+
+    // Same chain (anvil state), same contracts, same journal.
+    let devnet = Devnet::start(&data);
+    let id = first["fill_id"].as_str().unwrap();
+    assert_eq!(devnet.get(&format!("/v1/fills/{id}"))["status"], "settled");
+    let replay = devnet.buy_and_settle(&domain, 2);
+    assert_eq!(replay["status"], "settled", "the second purchase settles on the kept chain: {replay}");
+    devnet.stop();
+}
