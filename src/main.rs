@@ -3,6 +3,7 @@
 
 mod devnet;
 mod inspect;
+mod load;
 mod serve;
 mod simulate;
 
@@ -32,6 +33,8 @@ enum Command {
     Serve(serve::Args),
     /// The local market in one command: anvil, contracts, demo accounts, engine, settlement, HTTP.
     Devnet(devnet::Args),
+    /// Send signed orders to a running engine at a target rate; report accepted/s and latency.
+    Load(load::Args),
     /// Operator tools for the durable journal.
     Journal {
         #[command(subcommand)]
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Devnet(args) => devnet::run(&args),
+        Command::Load(args) => load::run(&args),
         Command::Journal { command: JournalCommand::Inspect { dir, verbose } } => inspect::run(&dir, verbose),
     };
     match result {

@@ -73,6 +73,8 @@ pub async fn run_engine(
     client: Option<pat_chain::SettlementClient>,
 ) -> anyhow::Result<ExitCode> {
     let domain = cfg.engine.domain();
+    // The recorder first, so that the engine's first metrics are kept.
+    pat_server::metrics_handle();
     let (engine, startup) = EngineActor::start(EngineSettings::new(data_dir), Arc::new(cfg.engine), system_clock())
         .context("recovering the data directory")?;
     let _clearing = client.map(|client| {

@@ -42,6 +42,8 @@ impl Api {
         let config_path = tmp.path().join("pat.toml");
         std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/default.toml"), &config_path).unwrap();
         let cfg = Config::load(&config_path).unwrap().engine;
+        // As the binary does: the recorder first, so the engine's first metrics are kept.
+        pat_server::metrics_handle();
         let (engine, _) =
             EngineActor::start(EngineSettings::new(tmp.path().join("data")), Arc::new(cfg.clone()), system_clock())
                 .unwrap();
@@ -301,7 +303,15 @@ async fn metrics_pass_promtool() {
     let ask = api.ask().await;
     assert_eq!(api.post("/v1/orders", api.order(50, 1, ask, 1, now_secs() + 60)).await.0, 201);
     assert_eq!(api.post("/v1/orders", api.order(50, 1, ask, 1, now_secs() + 60)).await.0, 409);
-    let text = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
+    // The tick records every 100 ms: scrape until it has.
+    let mut text = String::new();
+    for _ in 0..40 {
+        text = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
+        if text.contains("pat_quote_tick_seconds_count") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     for name in ["pat_fills_total", "pat_orders_refused_total", "pat_journal_append_seconds", "pat_quote_tick_seconds"]
     {
         assert!(text.contains(name), "{name} missing from:\n{text}");

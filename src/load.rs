@@ -1,0 +1,168 @@
+//! `pat-market load`: synthetic traffic against a running engine over HTTP at
+//! a target rate, reporting accepted orders per second and latency
+//! percentiles. It lists its own segments first (providers it makes up), then
+//! pre-signs every order so that signing does not throttle the sender, and
+//! keeps at most `--in-flight` requests open. The benchmarks' load generator.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{U256, keccak256};
+use anyhow::Context;
+use clap::Args as ClapArgs;
+use pat_engine::signing::{LocalSigner, sign_order, sign_segment};
+use pat_engine::{MarketKey, Order, SegmentSubmission};
+use pat_server::dto::{OrderRequest, SegmentRequest};
+use serde_json::Value;
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// The engine's HTTP address.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The engine's config (for the EIP-712 domain and the catalogue).
+    #[arg(long, default_value = "data/devnet.toml")]
+    config: PathBuf,
+    /// Orders per second to send.
+    #[arg(long, default_value_t = 1_000)]
+    rate: u64,
+    /// How long to send, seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Most requests open at once.
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    /// Synthetic consumers signing the orders.
+    #[arg(long, default_value_t = 16)]
+    consumers: u8,
+    /// Seed of the synthetic keys (runs with different seeds do not collide).
+    #[arg(long, default_value_t = 1)]
+    seed: u8,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn key(seed: u8, role: u8, i: u8) -> anyhow::Result<LocalSigner> {
+    LocalSigner::from_bytes(&keccak256([seed, role, i])).context("derive a synthetic key")
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let cfg = pat_config::Config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?.engine;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(load(args, cfg))
+}
+
+async fn load(args: &Args, cfg: pat_engine::EngineConfig) -> anyhow::Result<ExitCode> {
+    let http = reqwest::Client::new();
+    let domain = cfg.domain();
+    let keys: Vec<MarketKey> = cfg.market_keys();
+    let total = (args.rate * args.seconds) as usize;
+    // Supply: every market gets enough units from its own synthetic provider.
+    let units = (total / keys.len() + 1).min(cfg.ingest.units_max as usize) as u32;
+    for (i, market) in keys.iter().enumerate() {
+        let provider = key(args.seed, 1, (i % 250) as u8)?;
+        let now = now_secs();
+        let payload = format!(
+            r#"{{"signals":[{{"ts":{now},"intent":"{}","confidence":0.9,"category":"load-{}-{i}"}}]}}"#,
+            market.segment_type, args.seed
+        );
+        let submission = SegmentSubmission {
+            provider: provider.address(),
+            segmentType: market.segment_type.to_string(),
+            window: market.window.to_string(),
+            confidenceBps: market.band.lo(),
+            windowStart: now - 60,
+            createdAt: now,
+            units,
+            payloadHash: keccak256(payload.as_bytes()),
+        };
+        let body = SegmentRequest::from_signed(&sign_segment(&provider, submission, payload.into_bytes(), &domain))?;
+        let resp = http.post(format!("{}/v1/segments", args.url)).json(&body).send().await?;
+        anyhow::ensure!(resp.status().is_success(), "listing in {market}: {}", resp.text().await?);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let quotes: Vec<Value> = http.get(format!("{}/v1/quotes", args.url)).send().await?.json().await?;
+    let ask_of = |k: &MarketKey| -> u128 {
+        quotes
+            .iter()
+            .find(|q| q["market"] == k.to_string())
+            .and_then(|q| q["ask"].as_str()?.parse().ok())
+            .unwrap_or(u128::MAX / 4)
+    };
+    let consumers: Vec<LocalSigner> =
+        (0..args.consumers).map(|i| key(args.seed, 2, i)).collect::<anyhow::Result<_>>()?;
+    eprintln!("signing {total} orders...");
+    let deadline = now_secs() + args.seconds + 600;
+    let bodies: Vec<Value> = (0..total)
+        .map(|n| {
+            let market = &keys[n % keys.len()];
+            let consumer = &consumers[n % consumers.len()];
+            let order = Order {
+                consumer: consumer.address(),
+                market: market.id(),
+                qty: U256::from(1),
+                maxPrice: U256::from(ask_of(market).saturating_mul(4)),
+                nonce: U256::from((u64::from(args.seed) << 40) + n as u64),
+                deadline: U256::from(deadline),
+            };
+            serde_json::to_value(OrderRequest::from_signed(&sign_order(consumer, order, &domain), market))
+                .expect("an order body serialises")
+        })
+        .collect();
+    eprintln!("sending {} orders/s for {} s", args.rate, args.seconds);
+    let gate = Arc::new(tokio::sync::Semaphore::new(args.in_flight));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for (n, body) in bodies.into_iter().enumerate() {
+        let due = start + Duration::from_secs_f64(n as f64 / args.rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let permit = gate.clone().acquire_owned().await?;
+        let (http, url) = (http.clone(), format!("{}/v1/orders", args.url));
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let result = http.post(url).json(&body).send().await;
+            let code = match result {
+                Ok(r) if r.status().as_u16() == 201 => None,
+                Ok(r) => Some(
+                    r.json::<Value>()
+                        .await
+                        .ok()
+                        .and_then(|v| v["code"].as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                ),
+                Err(e) => Some(format!("transport: {e}")),
+            };
+            drop(permit);
+            (sent.elapsed(), code)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut refused: std::collections::BTreeMap<String, u64> = Default::default();
+    for t in tasks {
+        let (latency, code) = t.await?;
+        match code {
+            None => latencies.push(latency),
+            Some(c) => *refused.entry(c).or_default() += 1,
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)));
+    let ms = |d: Option<&Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    println!(
+        "accepted {} of {} orders in {:.2} s: {:.0} accepted/s; latency p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms; refused {:?}",
+        latencies.len(),
+        total,
+        elapsed,
+        latencies.len() as f64 / elapsed,
+        ms(pct(0.5)),
+        ms(pct(0.99)),
+        ms(pct(0.999)),
+        refused
+    );
+    Ok(ExitCode::SUCCESS)
+}
