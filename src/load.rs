@@ -9,11 +9,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy_primitives::{U256, keccak256};
+use alloy_primitives::keccak256;
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use pat_engine::signing::{LocalSigner, sign_order, sign_segment};
-use pat_engine::{MarketKey, Order, SegmentSubmission};
+use pat_engine::MarketKey;
+use pat_engine::signing::{LocalSigner, sign_listing, sign_order_for};
 use pat_server::dto::{OrderRequest, SegmentRequest};
 use serde_json::Value;
 
@@ -70,17 +70,8 @@ async fn load(args: &Args, cfg: pat_engine::EngineConfig) -> anyhow::Result<Exit
             r#"{{"signals":[{{"ts":{now},"intent":"{}","confidence":0.9,"category":"load-{}-{i}"}}]}}"#,
             market.segment_type, args.seed
         );
-        let submission = SegmentSubmission {
-            provider: provider.address(),
-            segmentType: market.segment_type.to_string(),
-            window: market.window.to_string(),
-            confidenceBps: market.band.lo(),
-            windowStart: now - 60,
-            createdAt: now,
-            units,
-            payloadHash: keccak256(payload.as_bytes()),
-        };
-        let body = SegmentRequest::from_signed(&sign_segment(&provider, submission, payload.into_bytes(), &domain))?;
+        let signed = sign_listing(&provider, market, units, now - 60, now, payload.into_bytes(), &domain);
+        let body = SegmentRequest::from_signed(&signed)?;
         let resp = http.post(format!("{}/v1/segments", args.url)).json(&body).send().await?;
         anyhow::ensure!(resp.status().is_success(), "listing in {market}: {}", resp.text().await?);
     }
@@ -101,16 +92,10 @@ async fn load(args: &Args, cfg: pat_engine::EngineConfig) -> anyhow::Result<Exit
         .map(|n| {
             let market = &keys[n % keys.len()];
             let consumer = &consumers[n % consumers.len()];
-            let order = Order {
-                consumer: consumer.address(),
-                market: market.id(),
-                qty: U256::from(1),
-                maxPrice: U256::from(ask_of(market).saturating_mul(4)),
-                nonce: U256::from((u64::from(args.seed) << 40) + n as u64),
-                deadline: U256::from(deadline),
-            };
-            serde_json::to_value(OrderRequest::from_signed(&sign_order(consumer, order, &domain), market))
-                .expect("an order body serialises")
+            let max_price = ask_of(market).saturating_mul(4);
+            let nonce = (u64::from(args.seed) << 40) + n as u64;
+            let signed = sign_order_for(consumer, market, 1, max_price, nonce, deadline, &domain);
+            serde_json::to_value(OrderRequest::from_signed(&signed, market)).expect("an order body serialises")
         })
         .collect();
     eprintln!("sending {} orders/s for {} s", args.rate, args.seconds);

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use alloy_primitives::{U256, keccak256};
-use pat_engine::signing::{LocalSigner, sign_order, sign_segment};
-use pat_engine::{MarketKey, Order, SegmentSubmission};
+use alloy_primitives::keccak256;
+use pat_engine::MarketKey;
+use pat_engine::signing::{LocalSigner, sign_listing, sign_order_for};
 use pat_server::dto::{OrderRequest, SegmentRequest};
 use serde_json::Value;
 
@@ -74,16 +74,8 @@ impl Devnet {
         }
         let ask = ask.expect("a quote");
         let consumer: LocalSigner = DEMO_CONSUMER_KEY.parse().unwrap();
-        let order = Order {
-            consumer: consumer.address(),
-            market: key.id(),
-            qty: U256::from(1),
-            maxPrice: U256::from(ask),
-            nonce: U256::from(nonce),
-            deadline: U256::from(now_secs() + 120),
-        };
-        let body =
-            serde_json::to_value(OrderRequest::from_signed(&sign_order(&consumer, order, domain), &key)).unwrap();
+        let signed = sign_order_for(&consumer, &key, 1, ask, nonce, now_secs() + 120, domain);
+        let body = serde_json::to_value(OrderRequest::from_signed(&signed, &key)).unwrap();
         let (status, fill) = self.post("/v1/orders", &body);
         assert_eq!(status, 201, "{fill}");
         let id = fill["fill_id"].as_str().unwrap().to_owned();
@@ -105,17 +97,9 @@ fn list(devnet: &Devnet, domain: &alloy_sol_types::Eip712Domain, provider: u8) {
     let payload = format!(
         r#"{{"signals":[{{"ts":{now},"intent":"PURCHASE_INTENT","confidence":0.8,"category":"d{provider}"}}]}}"#
     );
-    let s = SegmentSubmission {
-        provider: signer.address(),
-        segmentType: "PURCHASE_INTENT".into(),
-        window: "7D".into(),
-        confidenceBps: 8000,
-        windowStart: now - 60,
-        createdAt: now,
-        units: 10,
-        payloadHash: keccak256(payload.as_bytes()),
-    };
-    let body = SegmentRequest::from_signed(&sign_segment(&signer, s, payload.into_bytes(), domain)).unwrap();
+    let key: MarketKey = MARKET.parse().unwrap();
+    let signed = sign_listing(&signer, &key, 10, now - 60, now, payload.into_bytes(), domain);
+    let body = SegmentRequest::from_signed(&signed).unwrap();
     assert_eq!(devnet.post("/v1/segments", &serde_json::to_value(body).unwrap()).0, 201);
 }
 

@@ -8,8 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{U256, keccak256};
-use pat_engine::signing::{LocalSigner, sign_order, sign_segment};
-use pat_engine::{Order, SegmentSubmission};
+use pat_engine::signing::{LocalSigner, sign_listing, sign_order_for};
 use pat_server::dto::{OrderRequest, SegmentRequest};
 use serde_json::Value;
 
@@ -91,32 +90,17 @@ fn segment(domain: &alloy_sol_types::Eip712Domain, provider: u8) -> Value {
     let payload = format!(
         r#"{{"signals":[{{"ts":{now},"intent":"PURCHASE_INTENT","confidence":0.8,"category":"p{provider}"}}]}}"#
     );
-    let s = SegmentSubmission {
-        provider: signer(provider).address(),
-        segmentType: "PURCHASE_INTENT".into(),
-        window: "7D".into(),
-        confidenceBps: 8000,
-        windowStart: now - 60,
-        createdAt: now,
-        units: 50,
-        payloadHash: keccak256(payload.as_bytes()),
-    };
-    let signed = sign_segment(&signer(provider), s, payload.into_bytes(), domain);
+    let key: pat_engine::MarketKey = MARKET.parse().unwrap();
+    let signed = sign_listing(&signer(provider), &key, 50, now - 60, now, payload.into_bytes(), domain);
     serde_json::to_value(SegmentRequest::from_signed(&signed).unwrap()).unwrap()
 }
 
 fn order(domain: &alloy_sol_types::Eip712Domain, ask: u128, nonce: u64) -> Value {
     let key: pat_engine::MarketKey = MARKET.parse().unwrap();
-    let o = Order {
-        consumer: signer(90).address(),
-        market: key.id(),
-        qty: U256::from(1),
-        maxPrice: U256::from(ask * 2),
-        nonce: U256::from(nonce),
-        deadline: U256::from(now_secs() + 120),
-    };
-    serde_json::to_value(OrderRequest::from_signed(&sign_order(&signer(90), o, domain), &key)).unwrap()
+    let signed = sign_order_for(&signer(90), &key, 1, ask * 2, nonce, now_secs() + 120, domain);
+    serde_json::to_value(OrderRequest::from_signed(&signed, &key)).unwrap()
 }
+
 #[test]
 fn serve_keeps_acknowledged_fills_across_sigkill_and_survives_a_bad_reload() {
     let tmp = tempfile::tempdir().unwrap();

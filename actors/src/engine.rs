@@ -132,6 +132,11 @@ pub struct PlaceOrder(pub VerifiedOrder);
 #[rtype(result = "Vec<MarketView>")]
 pub struct GetMarkets;
 
+/// One market with its quote.
+#[derive(Message)]
+#[rtype(result = "Option<MarketView>")]
+pub struct GetMarket(pub MarketKey);
+
 /// One fill and its status.
 #[derive(Message)]
 #[rtype(result = "Option<FillRecord>")]
@@ -518,25 +523,33 @@ impl Handler<PlaceOrder> for EngineActor {
     }
 }
 
+impl EngineActor {
+    fn market_view(&self, id: MarketId) -> MarketView {
+        let (ex, m) = (&self.exchange, self.exchange.market(id));
+        MarketView {
+            id,
+            key: m.key.clone(),
+            quote: ex.quote(id),
+            supply_units: m.supply_units(),
+            provider_count: m.provider_count(),
+            exposure: m.stats().exposure,
+            group_exposure: ex.group_exposure_of(id),
+            counters: m.counters(),
+        }
+    }
+}
+
 impl Handler<GetMarkets> for EngineActor {
     type Result = MessageResult<GetMarkets>;
     fn handle(&mut self, _: GetMarkets, _: &mut Context<Self>) -> Self::Result {
-        let ex = &self.exchange;
-        MessageResult(
-            ex.markets()
-                .iter()
-                .map(|m| MarketView {
-                    id: m.id,
-                    key: m.key.clone(),
-                    quote: ex.quote(m.id),
-                    supply_units: m.supply_units(),
-                    provider_count: m.provider_count(),
-                    exposure: m.stats().exposure,
-                    group_exposure: ex.group_exposure_of(m.id),
-                    counters: m.counters(),
-                })
-                .collect(),
-        )
+        MessageResult(self.exchange.markets().iter().map(|m| self.market_view(m.id)).collect())
+    }
+}
+
+impl Handler<GetMarket> for EngineActor {
+    type Result = Option<MarketView>;
+    fn handle(&mut self, msg: GetMarket, _: &mut Context<Self>) -> Self::Result {
+        self.exchange.market_by_key(&msg.0).map(|id| self.market_view(id))
     }
 }
 

@@ -13,8 +13,8 @@ use pat_actors::engine::{GetFill, GetMarkets, PlaceOrder, SubmitSegment, system_
 use pat_actors::{EngineActor, EngineSettings};
 use pat_chain::devnet::Devnet;
 use pat_engine::order::verify_order;
-use pat_engine::signing::{LocalSigner, sign_order, sign_segment};
-use pat_engine::{EngineConfig, FillStatus, MarketKey, Order, SegmentSubmission, testing};
+use pat_engine::signing::{LocalSigner, sign_listing, sign_order_for};
+use pat_engine::{EngineConfig, FillStatus, MarketKey, testing};
 
 fn signer(n: u8) -> LocalSigner {
     LocalSigner::from_bytes(&keccak256([n, 7])).unwrap()
@@ -33,17 +33,7 @@ async fn list(engine: &Addr<EngineActor>, cfg: &EngineConfig, provider: u8) {
     let payload = format!(
         r#"{{"signals":[{{"ts":{now},"intent":"PURCHASE_INTENT","confidence":0.8,"category":"p{provider}"}}]}}"#
     );
-    let s = SegmentSubmission {
-        provider: signer(provider).address(),
-        segmentType: "PURCHASE_INTENT".into(),
-        window: "7D".into(),
-        confidenceBps: 8000,
-        windowStart: now - 60,
-        createdAt: now,
-        units: 5,
-        payloadHash: keccak256(payload.as_bytes()),
-    };
-    let signed = sign_segment(&signer(provider), s, payload.into_bytes(), &cfg.domain());
+    let signed = sign_listing(&signer(provider), &market(), 5, now - 60, now, payload.into_bytes(), &cfg.domain());
     engine.send(SubmitSegment(signed)).await.unwrap().unwrap();
 }
 
@@ -66,15 +56,8 @@ async fn buy(
     ask: u128,
     nonce: u64,
 ) -> pat_engine::Fill {
-    let order = Order {
-        consumer: consumer.address(),
-        market: market().id(),
-        qty: U256::from(2),
-        maxPrice: U256::from(ask),
-        nonce: U256::from(nonce),
-        deadline: U256::from(now_secs() + 120),
-    };
-    let verified = verify_order(sign_order(consumer, order, &cfg.domain()), &cfg.domain()).unwrap();
+    let signed = sign_order_for(consumer, &market(), 2, ask, nonce, now_secs() + 120, &cfg.domain());
+    let verified = verify_order(signed, &cfg.domain()).unwrap();
     engine.send(PlaceOrder(verified)).await.unwrap().unwrap()
 }
 

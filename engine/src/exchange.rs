@@ -357,35 +357,20 @@ impl Exchange {
     /// listed segment (what the journal records).
     pub fn submit_segment(&mut self, signed: &SignedSegment, now_ms: TimeMs) -> Result<Segment, SubmitError> {
         let record = self.provider(&signed.submission.provider);
-        let checked = segment::check_submission(signed, &self.cfg, now_ms, record.reliability_bps()).and_then(|c| {
-            match self.payload_hashes.contains(&c.payload_hash) {
-                true => Err(SubmitError::DuplicatePayload(c.payload_hash)),
-                false => Ok(c),
-            }
-        });
-        let checked = match checked {
-            Ok(c) => c,
+        let id = SegmentId(self.segments.len() as u64);
+        let checked = segment::check_submission(signed, &self.cfg, &self.domain, id, now_ms, record.reliability_bps())
+            .and_then(|s| match self.payload_hashes.contains(&s.payload_hash) {
+                true => Err(SubmitError::DuplicatePayload(s.payload_hash)),
+                false => Ok(s),
+            });
+        let segment = match checked {
+            Ok(s) => s,
             Err(e) => {
                 if e.is_attributable() {
                     self.record_refusal(signed.submission.provider);
                 }
                 return Err(e);
             }
-        };
-        let segment = Segment {
-            id: SegmentId(self.segments.len() as u64),
-            provider: checked.provider,
-            market: checked.market,
-            confidence_bps: checked.confidence_bps,
-            window_start_ms: checked.window_start_ms,
-            created_at_ms: checked.created_at_ms,
-            expires_at_ms: checked.expires_at_ms,
-            units: checked.units,
-            payload_hash: checked.payload_hash,
-            payload_bytes: checked.payload_bytes,
-            signal_count: checked.signal_count,
-            quality: checked.quality,
-            listed_at_ms: now_ms,
         };
         self.list_segment(segment.clone()).expect("a checked segment fits the catalogue");
         Ok(segment)

@@ -7,6 +7,7 @@
 //! `payloadHash` the provider signs; the engine keeps the hash and the metrics.
 
 use alloy_primitives::{Address, B256, keccak256};
+use alloy_sol_types::Eip712Domain;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -147,37 +148,24 @@ struct Payload {
     signals: Vec<Signal>,
 }
 
-/// A submission that passed every check but the duplicate one, ready to list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckedSegment {
-    pub provider: Address,
-    pub market: MarketKey,
-    pub confidence_bps: ConfidenceBps,
-    pub window_start_ms: TimeMs,
-    pub created_at_ms: TimeMs,
-    pub expires_at_ms: TimeMs,
-    pub units: u32,
-    pub payload_hash: B256,
-    pub payload_bytes: u32,
-    pub signal_count: u32,
-    pub quality: QualityMetrics,
-}
-
-/// Checks the provider's signature alone.
-pub fn verify_submission_signature(signed: &SignedSegment, cfg: &EngineConfig) -> Result<(), SubmitError> {
-    let digest = eip712::digest(&signed.submission, &cfg.domain());
+/// Checks the provider's signature alone, under the marketplace's `domain`.
+pub fn verify_submission_signature(signed: &SignedSegment, domain: &Eip712Domain) -> Result<(), SubmitError> {
+    let digest = eip712::digest(&signed.submission, domain);
     eip712::verify_signer(&digest, &signed.signature, signed.submission.provider).map_err(SubmitError::BadSignature)
 }
 
 /// Checks everything about a submission that needs no engine state but the
-/// provider's reliability, in a fixed order, and computes its quality.
+/// provider's reliability, in a fixed order, and computes its quality: the
+/// segment it would list as `id` at `now_ms` (all but the duplicate check).
 pub fn check_submission(
     signed: &SignedSegment,
     cfg: &EngineConfig,
+    domain: &Eip712Domain,
+    id: SegmentId,
     now_ms: TimeMs,
     reliability_bps: u16,
-) -> Result<CheckedSegment, SubmitError> {
-    verify_submission_signature(signed, cfg)?;
+) -> Result<Segment, SubmitError> {
+    verify_submission_signature(signed, domain)?;
     let s = &signed.submission;
     let segment_type: SegmentType =
         s.segmentType.parse().map_err(|_| SubmitError::UnknownSegmentType(s.segmentType.clone()))?;
@@ -224,7 +212,8 @@ pub fn check_submission(
         return Err(SubmitError::SignalCount { count, max: cfg.ingest.signals_max });
     }
     let quality = quality_of(&payload.signals, s, &segment_type, window, reliability_bps);
-    Ok(CheckedSegment {
+    Ok(Segment {
+        id,
         provider: s.provider,
         market: MarketKey::new(segment_type, window, band),
         confidence_bps: s.confidenceBps,
@@ -236,6 +225,7 @@ pub fn check_submission(
         payload_bytes: size as u32,
         signal_count: count as u32,
         quality,
+        listed_at_ms: now_ms,
     })
 }
 
@@ -287,8 +277,9 @@ mod tests {
         testing::signed_segment(&PROVIDER_KEY, "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 10, &testing::payload(3))
     }
 
-    fn check(signed: &SignedSegment) -> Result<CheckedSegment, SubmitError> {
-        check_submission(signed, &testing::config(), T0 * 1000, 10_000)
+    fn check(signed: &SignedSegment) -> Result<Segment, SubmitError> {
+        let cfg = testing::config();
+        check_submission(signed, &cfg, &cfg.domain(), SegmentId(0), T0 * 1000, 10_000)
     }
 
     fn resigned(edit: impl FnOnce(&mut SegmentSubmission)) -> SignedSegment {
@@ -355,7 +346,8 @@ mod tests {
         let mut signed = good();
         signed.submission.payloadHash = keccak256(&payload);
         let signed = testing::sign_segment(&PROVIDER_KEY, signed.submission, payload);
-        let q = check_submission(&signed, &testing::config(), T0 * 1000, 5_000).unwrap().quality;
+        let cfg = testing::config();
+        let q = check_submission(&signed, &cfg, &cfg.domain(), SegmentId(0), T0 * 1000, 5_000).unwrap().quality;
         assert_eq!(q.completeness, 5_000);
         assert_eq!(q.consistency, 5_000);
         assert_eq!(q.accuracy, 7_500); // (0.9 + 0.6) / (0.9 + 0.3 + 0.6 + 0.2)

@@ -2,11 +2,13 @@
 //! engine: the simulator, load generators and tests. The engine itself only
 //! verifies.
 
+use alloy_primitives::{U256, keccak256};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{Eip712Domain, SolStruct};
 
 use crate::eip712::{self, Order, SegmentSubmission};
+use crate::market_key::MarketKey;
 use crate::order::SignedOrder;
 use crate::segment::SignedSegment;
 
@@ -32,4 +34,50 @@ pub fn sign_segment(
 ) -> SignedSegment {
     let signature = sign(signer, &submission, domain);
     SignedSegment { submission, signature, payload }
+}
+
+/// A provider's signed listing of `units` units in `market` (confidence at
+/// the band's floor), over `payload`.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_listing(
+    signer: &PrivateKeySigner,
+    market: &MarketKey,
+    units: u32,
+    window_start: u64,
+    created_at: u64,
+    payload: Vec<u8>,
+    domain: &Eip712Domain,
+) -> SignedSegment {
+    let submission = SegmentSubmission {
+        provider: signer.address(),
+        segmentType: market.segment_type.to_string(),
+        window: market.window.to_string(),
+        confidenceBps: market.band.lo(),
+        windowStart: window_start,
+        createdAt: created_at,
+        units,
+        payloadHash: keccak256(&payload),
+    };
+    sign_segment(signer, submission, payload, domain)
+}
+
+/// A consumer's signed order for `qty` units of `market` at most `max_price` each.
+pub fn sign_order_for(
+    signer: &PrivateKeySigner,
+    market: &MarketKey,
+    qty: u64,
+    max_price: u128,
+    nonce: u64,
+    deadline: u64,
+    domain: &Eip712Domain,
+) -> SignedOrder {
+    let order = Order {
+        consumer: signer.address(),
+        market: market.id(),
+        qty: U256::from(qty),
+        maxPrice: U256::from(max_price),
+        nonce: U256::from(nonce),
+        deadline: U256::from(deadline),
+    };
+    sign_order(signer, order, domain)
 }

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use alloy_primitives::{Address, B256, U256, keccak256};
+use alloy_primitives::{Address, B256, keccak256};
 use alloy_signer_local::PrivateKeySigner;
 
-use crate::eip712::{Order, SegmentSubmission};
+use crate::eip712::SegmentSubmission;
 use crate::market_key::MarketKey;
 use crate::money::{ONE_PAT, parse_pat};
 use crate::order::SignedOrder;
@@ -146,13 +146,5 @@ pub fn signed_order(
     nonce: u64,
     deadline: u64,
 ) -> SignedOrder {
-    let order = Order {
-        consumer: signer(key).address(),
-        market: market.id(),
-        qty: U256::from(qty),
-        maxPrice: U256::from(max_price),
-        nonce: U256::from(nonce),
-        deadline: U256::from(deadline),
-    };
-    signing::sign_order(&signer(key), order, &config().domain())
+    signing::sign_order_for(&signer(key), market, qty, max_price, nonce, deadline, &config().domain())
 }

@@ -14,8 +14,8 @@ use alloy_sol_types::Eip712Domain;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pat_actors::EngineActor;
 use pat_actors::engine::{
-    AdvancePhase, ConsumerFills, GetFill, GetMarkets, GetSegment, PlaceOrder, ProviderCredits, SearchSegments,
-    SetPaused, SubmitSegment,
+    AdvancePhase, ConsumerFills, GetFill, GetMarket, GetMarkets, GetSegment, PlaceOrder, ProviderCredits,
+    SearchSegments, SetPaused, SubmitSegment,
 };
 use pat_engine::order::{SignedOrder, verify_order};
 use pat_engine::{MarketKey, SegmentId, SignedSegment};
@@ -135,9 +135,8 @@ async fn markets(state: State) -> Result<HttpResponse, ApiError> {
 
 async fn market(state: State, key: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let key: MarketKey = key.parse().map_err(|e| ApiError::bad_request("invalid_request", format!("{e}")))?;
-    let markets = ask(&state, GetMarkets).await?;
-    match markets.iter().find(|m| m.key == key) {
-        Some(m) => Ok(HttpResponse::Ok().json(MarketBody::from(m))),
+    match ask(&state, GetMarket(key.clone())).await? {
+        Some(m) => Ok(HttpResponse::Ok().json(MarketBody::from(&m))),
         None => Err(ApiError::not_found("unknown_market", format!("no market {key}"))),
     }
 }

@@ -7,12 +7,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use alloy_primitives::{U256, keccak256};
+use alloy_primitives::keccak256;
 use pat_actors::engine::system_clock;
 use pat_actors::{EngineActor, EngineSettings};
 use pat_config::Config;
-use pat_engine::signing::{LocalSigner, sign_order, sign_segment};
-use pat_engine::{EngineConfig, Order, SegmentSubmission};
+use pat_engine::EngineConfig;
+use pat_engine::signing::{LocalSigner, sign_listing, sign_order_for};
 use pat_server::ServerSettings;
 use pat_server::dto::{OrderRequest, SegmentRequest};
 use serde_json::{Value, json};
@@ -102,17 +102,9 @@ impl Api {
             r#"{{"signals":[{{"ts":{},"intent":"PURCHASE_INTENT","confidence":0.8,"category":"c{salt}"}}]}}"#,
             now - 10
         );
-        let submission = SegmentSubmission {
-            provider: signer(provider).address(),
-            segmentType: "PURCHASE_INTENT".into(),
-            window: "7D".into(),
-            confidenceBps: 8000,
-            windowStart: now - 3600,
-            createdAt: now,
-            units,
-            payloadHash: keccak256(payload.as_bytes()),
-        };
-        let signed = sign_segment(&signer(provider), submission, payload.into_bytes(), &self.cfg.domain());
+        let key: pat_engine::MarketKey = MARKET.parse().unwrap();
+        let domain = self.cfg.domain();
+        let signed = sign_listing(&signer(provider), &key, units, now - 3600, now, payload.into_bytes(), &domain);
         serde_json::to_value(SegmentRequest::from_signed(&signed).unwrap()).unwrap()
     }
 
@@ -122,15 +114,7 @@ impl Api {
 
     fn order_in(&self, market: &str, consumer: u8, qty: u64, max_price: u128, nonce: u64, deadline: u64) -> Value {
         let key: pat_engine::MarketKey = market.parse().unwrap();
-        let order = Order {
-            consumer: signer(consumer).address(),
-            market: key.id(),
-            qty: U256::from(qty),
-            maxPrice: U256::from(max_price),
-            nonce: U256::from(nonce),
-            deadline: U256::from(deadline),
-        };
-        let signed = sign_order(&signer(consumer), order, &self.cfg.domain());
+        let signed = sign_order_for(&signer(consumer), &key, qty, max_price, nonce, deadline, &self.cfg.domain());
         serde_json::to_value(OrderRequest::from_signed(&signed, &key)).unwrap()
     }
 
