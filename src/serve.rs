@@ -73,6 +73,7 @@ pub async fn run_engine(
     client: Option<pat_chain::SettlementClient>,
 ) -> anyhow::Result<ExitCode> {
     let domain = cfg.engine.domain();
+    let feed = pat_server::feed::FeedSettings::from(&cfg.feed);
     // The recorder first, so that the engine's first metrics are kept.
     pat_server::metrics_handle();
     let (engine, startup) = EngineActor::start(EngineSettings::new(data_dir), Arc::new(cfg.engine), system_clock())
@@ -91,10 +92,12 @@ pub async fn run_engine(
     );
     let mut settings = ServerSettings::new(listen, config_path.to_owned());
     settings.admin_token = std::env::var(TOKEN_VAR).ok().filter(|t| !t.is_empty());
+    settings.feed = feed;
     if settings.admin_token.is_none() {
         eprintln!("{TOKEN_VAR} is not set: admin routes refuse every call");
     }
-    let (server, addr) = pat_server::start(settings, engine.clone(), domain).context("binding the HTTP server")?;
+    let (server, addr) =
+        pat_server::start(settings, engine.clone(), domain).await.context("binding the HTTP server")?;
     eprintln!("serving on http://{addr}");
     let handle = server.handle();
     actix::spawn(watch_config(engine.clone(), config_path.to_owned()));

@@ -42,6 +42,8 @@ pub struct EngineSettings {
     pub mailbox_capacity: usize,
     /// Changed-quote batches the broadcast channel keeps for slow subscribers.
     pub quote_channel_capacity: usize,
+    /// Fill status changes the broadcast channel keeps for slow subscribers.
+    pub fill_channel_capacity: usize,
 }
 
 impl EngineSettings {
@@ -55,6 +57,7 @@ impl EngineSettings {
             snapshot_retain: 2,
             mailbox_capacity: 16_384,
             quote_channel_capacity: 1_024,
+            fill_channel_capacity: 16_384,
         }
     }
 }
@@ -238,6 +241,20 @@ pub struct RecordOutcomes(pub Vec<(B256, Settlement)>);
 #[rtype(result = "broadcast::Receiver<Arc<Vec<Quote>>>")]
 pub struct SubscribeQuotes;
 
+/// A receiver of fill status changes, each sent once its event is durable.
+#[derive(Message)]
+#[rtype(result = "broadcast::Receiver<FillUpdate>")]
+pub struct SubscribeFills;
+
+/// A fill's new status, durable: `accepted`, `submitted`, `settled` or `failed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FillUpdate {
+    pub fill_id: B256,
+    pub consumer: Address,
+    pub market: MarketId,
+    pub status: FillStatus,
+}
+
 /// The engine actor.
 pub struct EngineActor {
     exchange: Exchange,
@@ -249,6 +266,7 @@ pub struct EngineActor {
     pending: Arc<AtomicU64>,
     degraded: Arc<AtomicBool>,
     quotes: broadcast::Sender<Arc<Vec<Quote>>>,
+    fill_updates: broadcast::Sender<FillUpdate>,
     changed: Vec<MarketId>,
     /// Told when the actor is dropped (its journal and data directory closed).
     on_drop: Vec<tokio::sync::oneshot::Sender<()>>,
@@ -309,6 +327,7 @@ impl EngineActor {
         open.sort_by_key(|r| (r.fill.accepted_at_ms, r.fill.fill_id));
         let handoff = open.iter().map(|r| (0, r.fill.fill_id)).collect();
         let (quotes, _) = broadcast::channel(settings.quote_channel_capacity);
+        let (fill_updates, _) = broadcast::channel(settings.fill_channel_capacity);
         let actor = Self {
             exchange,
             journal: Arc::new(journal),
@@ -318,6 +337,7 @@ impl EngineActor {
             pending: Arc::new(AtomicU64::new(0)),
             degraded: Arc::new(AtomicBool::new(false)),
             quotes,
+            fill_updates,
             changed: Vec::new(),
             on_drop: Vec::new(),
             next_lsn,
@@ -513,7 +533,13 @@ impl Handler<PlaceOrder> for EngineActor {
                 metrics::counter!("pat_fills_total", "status" => "accepted").increment(1);
                 let durable = self.journal(&Event::FillAccepted(fill.clone()));
                 self.handoff.push_back((self.next_lsn - 1, fill.fill_id));
-                Box::pin(async move { durable.await.map(|()| fill) })
+                let update = self.fill_update(&fill.fill_id);
+                let updates = self.fill_updates.clone();
+                Box::pin(async move {
+                    durable.await?;
+                    publish(&updates, update);
+                    Ok(fill)
+                })
             }
             Err(e) => {
                 metrics::counter!("pat_orders_refused_total", "reason" => e.code()).increment(1);
@@ -524,6 +550,16 @@ impl Handler<PlaceOrder> for EngineActor {
 }
 
 impl EngineActor {
+    /// The fill's current status as an update, if the fill exists.
+    fn fill_update(&self, id: &B256) -> Option<FillUpdate> {
+        self.exchange.fill(id).map(|r| FillUpdate {
+            fill_id: r.fill.fill_id,
+            consumer: r.fill.consumer,
+            market: r.fill.market,
+            status: r.status.clone(),
+        })
+    }
+
     fn market_view(&self, id: MarketId) -> MarketView {
         let (ex, m) = (&self.exchange, self.exchange.market(id));
         MarketView {
@@ -682,7 +718,14 @@ impl Handler<RecordSubmission> for EngineActor {
         // A fill that settled or failed meanwhile (a raced retry) is left as it is.
         let ids: Vec<B256> =
             msg.fill_ids.into_iter().filter(|id| self.exchange.mark_submitted(id, msg.tx_hash).is_ok()).collect();
-        Box::pin(self.journal(&Event::FillsSubmitted { fill_ids: ids, tx_hash: msg.tx_hash }))
+        let updates: Vec<_> = ids.iter().filter_map(|id| self.fill_update(id)).collect();
+        let durable = self.journal(&Event::FillsSubmitted { fill_ids: ids, tx_hash: msg.tx_hash });
+        let sender = self.fill_updates.clone();
+        Box::pin(async move {
+            durable.await?;
+            updates.into_iter().for_each(|u| publish(&sender, Some(u)));
+            Ok(())
+        })
     }
 }
 
@@ -694,6 +737,7 @@ impl Handler<RecordOutcomes> for EngineActor {
         }
         let now = (self.clock)();
         let mut durables = Vec::new();
+        let mut updates = Vec::new();
         for (id, outcome) in msg.0 {
             let event = match outcome {
                 Settlement::Settled => match self.exchange.settle(&id) {
@@ -708,13 +752,30 @@ impl Handler<RecordOutcomes> for EngineActor {
             let status = if matches!(event, Event::FillSettled { .. }) { "settled" } else { "failed" };
             metrics::counter!("pat_fills_total", "status" => status).increment(1);
             durables.push(self.journal(&event));
+            updates.extend(self.fill_update(&id));
         }
+        let sender = self.fill_updates.clone();
         Box::pin(async move {
             for d in durables {
                 d.await?;
             }
+            updates.into_iter().for_each(|u| publish(&sender, Some(u)));
             Ok(())
         })
+    }
+}
+
+impl Handler<SubscribeFills> for EngineActor {
+    type Result = MessageResult<SubscribeFills>;
+    fn handle(&mut self, _: SubscribeFills, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.fill_updates.subscribe())
+    }
+}
+
+/// Sends a durable fill update; no subscriber is not an error.
+fn publish(sender: &broadcast::Sender<FillUpdate>, update: Option<FillUpdate>) {
+    if let Some(update) = update {
+        let _ = sender.send(update);
     }
 }
 

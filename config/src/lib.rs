@@ -70,11 +70,16 @@ pub struct ChainSettings {
     pub confirmations: u64,
 }
 
+/// The WebSocket feed's settings, as written (validated by [`Config::parse`]).
+/// They apply at start-up; a reload does not change them.
+pub type FeedParams = schema::Feed;
+
 /// A validated config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub engine: EngineConfig,
     pub chain: ChainSettings,
+    pub feed: FeedParams,
 }
 
 impl Config {
@@ -255,6 +260,22 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
         "must be at least quoting.tick_ms",
     );
     p.check(f.orders.quote_ttl_ms >= f.quoting.tick_ms, "orders.quote_ttl_ms", "must be at least quoting.tick_ms");
+    let feed = &f.feed;
+    p.check(feed.heartbeat_ms >= 100, "feed.heartbeat_ms", "must be at least 100");
+    p.check(
+        feed.client_timeout_ms > feed.heartbeat_ms,
+        "feed.client_timeout_ms",
+        "must be longer than feed.heartbeat_ms",
+    );
+    p.check(feed.queue_capacity >= 1, "feed.queue_capacity", "must be at least 1");
+    p.check(feed.lag_limit_ms >= 100, "feed.lag_limit_ms", "must be at least 100");
+    p.check(feed.max_subscriptions >= 1, "feed.max_subscriptions", "must be at least 1");
+    p.check(feed.max_connections_per_ip >= 1, "feed.max_connections_per_ip", "must be at least 1");
+    p.check(
+        (256..=65_536).contains(&feed.max_message_bytes),
+        "feed.max_message_bytes",
+        "must be between 256 and 65536",
+    );
 
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
@@ -289,6 +310,7 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
             quoting: QuotingParams { tick_ms: f.quoting.tick_ms, reprice_interval_ms: f.quoting.reprice_interval_ms },
         },
         chain: ChainSettings { rpc_url: f.chain.rpc_url.clone(), confirmations: f.chain.confirmations },
+        feed: f.feed.clone(),
     })
 }
 

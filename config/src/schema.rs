@@ -21,6 +21,8 @@ pub struct File {
     pub orders: Orders,
     #[serde(default)]
     pub quoting: Quoting,
+    #[serde(default)]
+    pub feed: Feed,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +130,33 @@ impl Default for Orders {
 pub struct Quoting {
     pub tick_ms: u64,
     pub reprice_interval_ms: u64,
+}
+
+/// The WebSocket feed's limits and timers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Feed {
+    pub heartbeat_ms: u64,
+    pub client_timeout_ms: u64,
+    pub queue_capacity: usize,
+    pub lag_limit_ms: u64,
+    pub max_subscriptions: usize,
+    pub max_connections_per_ip: usize,
+    pub max_message_bytes: usize,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 5_000,
+            client_timeout_ms: 30_000,
+            queue_capacity: 4_096,
+            lag_limit_ms: 10_000,
+            max_subscriptions: 1_024,
+            max_connections_per_ip: 64,
+            max_message_bytes: 4_096,
+        }
+    }
 }
 
 impl Default for Quoting {

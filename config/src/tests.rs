@@ -22,6 +22,7 @@ fn default_config_is_valid_and_realistic() {
     assert_eq!(cfg.engine.quoting.tick_ms, 100);
     assert_eq!(cfg.engine.quoting.reprice_interval_ms, 1_000);
     assert_eq!(cfg.engine.risk.market_hard, 5_000 * pat_engine::money::ONE_PAT);
+    assert_eq!(cfg.feed, crate::FeedParams::default(), "the file spells out the defaults");
 }
 
 #[test]
@@ -58,6 +59,13 @@ fn each_mistake_names_its_key() {
         ("reprice_interval_ms = 1000", "reprice_interval_ms = 50", "quoting.reprice_interval_ms"),
         ("quote_ttl_ms = 1000", "quote_ttl_ms = 50", "orders.quote_ttl_ms"),
         ("payload_bytes_max = 262144", "payload_bytes_max = 0", "ingest.payload_bytes_max"),
+        ("heartbeat_ms = 5000", "heartbeat_ms = 10", "feed.heartbeat_ms"),
+        ("client_timeout_ms = 30000", "client_timeout_ms = 4000", "feed.client_timeout_ms"),
+        ("queue_capacity = 4096", "queue_capacity = 0", "feed.queue_capacity"),
+        ("lag_limit_ms = 10000", "lag_limit_ms = 0", "feed.lag_limit_ms"),
+        ("max_subscriptions = 1024", "max_subscriptions = 0", "feed.max_subscriptions"),
+        ("max_connections_per_ip = 64", "max_connections_per_ip = 0", "feed.max_connections_per_ip"),
+        ("max_message_bytes = 4096", "max_message_bytes = 100000", "feed.max_message_bytes"),
     ];
     for (from, to, key) in cases {
         assert!(DEFAULT.contains(from), "fixture lost: {from}");

@@ -48,6 +48,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/markets", web::get().to(markets))
             .route("/markets/{key}", web::get().to(market))
             .route("/quotes", web::get().to(quotes))
+            .route("/feed", web::get().to(crate::feed::feed))
             .route("/orders", web::post().to(place_order))
             .route("/fills/{id}", web::get().to(get_fill))
             .route("/providers/{address}/earnings", web::get().to(provider_earnings))

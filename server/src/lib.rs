@@ -11,10 +11,12 @@
 //! - [`api`]: routes and handlers.
 //! - [`dto`]: request and response bodies.
 //! - [`error`]: the error shape and the status of every engine error.
+//! - [`feed`]: the WebSocket quote feed at `/v1/feed`.
 
 pub mod api;
 pub mod dto;
 pub mod error;
+pub mod feed;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,7 @@ use pat_config::{Config, ConfigErrors};
 
 use crate::api::AppState;
 use crate::error::ApiError;
+use crate::feed::FeedSettings;
 
 /// How the HTTP side runs.
 #[derive(Debug, Clone)]
@@ -43,6 +46,7 @@ pub struct ServerSettings {
     pub body_bytes_max: usize,
     pub workers: usize,
     pub engine_timeout: Duration,
+    pub feed: FeedSettings,
 }
 
 impl ServerSettings {
@@ -54,6 +58,7 @@ impl ServerSettings {
             body_bytes_max: 512 * 1024,
             workers: 2,
             engine_timeout: Duration::from_secs(5),
+            feed: FeedSettings::default(),
         }
     }
 }
@@ -71,6 +76,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .expect("no other metrics recorder is installed");
             // Descriptions go to the installed recorder, so they come after it.
             pat_actors::describe_metrics();
+            feed::describe_metrics();
             handle
         })
         .clone()
@@ -116,12 +122,14 @@ fn json_error(e: JsonPayloadError) -> ApiError {
     }
 }
 
-/// Starts the HTTP server for `engine`; returns it and the address it bound.
-pub fn start(
+/// Starts the HTTP server and the feed for `engine`; returns the server and
+/// the address it bound.
+pub async fn start(
     settings: ServerSettings,
     engine: Addr<EngineActor>,
     domain: alloy_sol_types::Eip712Domain,
 ) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
+    let hub = feed::start_hub(engine.clone(), settings.feed.clone()).await?;
     let state = Arc::new(AppState {
         engine,
         domain,
@@ -134,6 +142,7 @@ pub fn start(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
+            .app_data(web::Data::new(hub.clone()))
             .app_data(web::JsonConfig::default().limit(limit).error_handler(|e, _| json_error(e).into()))
             .app_data(web::QueryConfig::default().error_handler(|e: QueryPayloadError, _| {
                 ApiError::bad_request("invalid_request", e.to_string()).into()
