@@ -27,6 +27,8 @@ use pat_persistence::{DataDir, Durable, Journal, JournalConfig, JournalError, Re
 use thiserror::Error;
 use tokio::sync::broadcast;
 
+use crate::gauges::MarketGauges;
+
 /// Where the engine keeps its data and how often its timers fire.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -268,6 +270,7 @@ pub struct EngineActor {
     quotes: broadcast::Sender<Arc<Vec<Quote>>>,
     fill_updates: broadcast::Sender<FillUpdate>,
     changed: Vec<MarketId>,
+    gauges: MarketGauges,
     /// Told when the actor is dropped (its journal and data directory closed).
     on_drop: Vec<tokio::sync::oneshot::Sender<()>>,
     /// The LSN the journal gives the next append: the actor is its only
@@ -326,6 +329,8 @@ impl EngineActor {
             .collect();
         open.sort_by_key(|r| (r.fill.accepted_at_ms, r.fill.fill_id));
         let handoff = open.iter().map(|r| (0, r.fill.fill_id)).collect();
+        crate::gauges::set_limits(&exchange.config().risk);
+        let markets = exchange.markets().len();
         let (quotes, _) = broadcast::channel(settings.quote_channel_capacity);
         let (fill_updates, _) = broadcast::channel(settings.fill_channel_capacity);
         let actor = Self {
@@ -339,6 +344,7 @@ impl EngineActor {
             quotes,
             fill_updates,
             changed: Vec::new(),
+            gauges: MarketGauges::new(markets),
             on_drop: Vec::new(),
             next_lsn,
             handoff,
@@ -386,6 +392,7 @@ impl EngineActor {
         self.changed.clear();
         self.exchange.tick((self.clock)(), &mut self.changed);
         if !self.changed.is_empty() {
+            self.changed.iter().for_each(|&id| self.gauges.touch(id));
             let batch: Vec<Quote> = self.changed.iter().map(|&id| self.exchange.quote(id)).collect();
             metrics::counter!("pat_quote_updates_total").increment(batch.len() as u64);
             // No subscriber is not an error: the feed may not be running.
@@ -400,6 +407,7 @@ impl EngineActor {
         }
         let now = (self.clock)();
         if self.exchange.expire(now) > 0 {
+            self.gauges.touch_all();
             let durable = self.journal(&Event::UnitsExpired { at_ms: now });
             ctx.spawn(async move { durable.await.err() }.into_actor(self).map(|_, _, _| ()));
         }
@@ -442,6 +450,7 @@ impl Actor for EngineActor {
         let tick = Duration::from_millis(self.exchange.config().quoting.tick_ms);
         ctx.run_interval(tick, |act, _| act.tick());
         ctx.run_interval(self.settings.expiry_every, |act, ctx| act.expire(ctx));
+        ctx.run_interval(Duration::from_secs(1), |act, _| act.gauges.flush(&act.exchange));
         ctx.run_interval(self.settings.snapshot_every, |act, ctx| {
             let snapshot = act.snapshot(ctx);
             ctx.spawn(
@@ -506,6 +515,9 @@ impl Handler<SubmitSegment> for EngineActor {
         }
         match self.exchange.submit_segment(&msg.0, (self.clock)()) {
             Ok(segment) => {
+                if let Some(id) = self.exchange.market_by_key(&segment.market) {
+                    self.gauges.touch(id);
+                }
                 let durable = self.journal(&Event::SegmentListed(segment.clone()));
                 Box::pin(async move { durable.await.map(|()| segment) })
             }
@@ -530,6 +542,7 @@ impl Handler<PlaceOrder> for EngineActor {
         }
         match self.exchange.execute(msg.0, (self.clock)()) {
             Ok(fill) => {
+                self.gauges.touch(fill.market);
                 metrics::counter!("pat_fills_total", "status" => "accepted").increment(1);
                 let durable = self.journal(&Event::FillAccepted(fill.clone()));
                 self.handoff.push_back((self.next_lsn - 1, fill.fill_id));
@@ -666,6 +679,8 @@ impl Handler<Reconfigure> for EngineActor {
         if let Err(e) = self.exchange.reconfigure(msg.0.clone()) {
             return refused(e.into());
         }
+        crate::gauges::set_limits(&msg.0.risk);
+        self.gauges.touch_all();
         Box::pin(self.journal(&Event::ConfigChanged(Box::new((*msg.0).clone()))))
     }
 }
@@ -752,7 +767,11 @@ impl Handler<RecordOutcomes> for EngineActor {
             let status = if matches!(event, Event::FillSettled { .. }) { "settled" } else { "failed" };
             metrics::counter!("pat_fills_total", "status" => status).increment(1);
             durables.push(self.journal(&event));
-            updates.extend(self.fill_update(&id));
+            let update = self.fill_update(&id);
+            if let Some(u) = &update {
+                self.gauges.touch(u.market);
+            }
+            updates.extend(update);
         }
         let sender = self.fill_updates.clone();
         Box::pin(async move {

@@ -17,9 +17,11 @@
 //!
 //! - [`engine`]: the engine actor, its messages and its error type.
 //! - [`clearing`]: the clearing actor: batches, `settleBatch`, outcomes.
+//! - [`gauges`]: per-market quote, supply and exposure gauges, and risk limits.
 
 pub mod clearing;
 pub mod engine;
+pub mod gauges;
 
 pub use engine::{EngineActor, EngineError, EngineSettings};
 
@@ -41,4 +43,12 @@ pub fn describe_metrics() {
     describe_histogram!("pat_quote_tick_seconds", Unit::Seconds, "Duration of one quoting tick.");
     describe_histogram!("pat_snapshot_seconds", Unit::Seconds, "Duration of one snapshot write.");
     describe_gauge!("pat_paused", "1 while the engine is paused, else 0.");
+    describe_gauge!("pat_quote_bid_pat", "A market's bid, PAT per unit.");
+    describe_gauge!("pat_quote_ask_pat", "A market's ask, PAT per unit.");
+    describe_gauge!("pat_quote_spread_bps", "A market's one-sided spread, basis points.");
+    describe_gauge!("pat_market_supply_units", "Units a market can sell now.");
+    describe_gauge!("pat_market_exposure_pat", "Notional of a market's accepted, unsettled fills, PAT.");
+    describe_gauge!("pat_market_exposure_limit_pat", "Per-market exposure limit (soft widens, hard halts), PAT.");
+    describe_gauge!("pat_group_exposure_pat", "Exposure over the markets of one (type, window), PAT.");
+    describe_gauge!("pat_group_exposure_limit_pat", "Per-(type, window) exposure limit, PAT.");
 }

@@ -161,19 +161,35 @@ async fn metrics_pass_promtool() {
     let ask = api.ask().await;
     assert_eq!(api.post("/v1/orders", api.order(50, 1, ask, 1, now_secs() + 60)).await.0, 201);
     assert_eq!(api.post("/v1/orders", api.order(50, 1, ask, 1, now_secs() + 60)).await.0, 409);
-    // The tick records every 100 ms: scrape until it has.
+    // A feed client, so that the feed's metrics are in the scrape too.
+    let feed = format!("ws://{}/v1/feed", api.base.trim_start_matches("http://"));
+    let (_client, _) = tokio_tungstenite::connect_async(feed).await.unwrap();
+    // The gauges are flushed every second: scrape until the fill's exposure shows.
+    let exposure = format!(r#"pat_market_exposure_pat{{market="{MARKET}"}} "#);
     let mut text = String::new();
-    for _ in 0..40 {
+    for _ in 0..60 {
         text = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
-        if text.contains("pat_quote_tick_seconds_count") {
+        let shown = text.lines().find_map(|l| l.strip_prefix(&exposure)).and_then(|v| v.parse::<f64>().ok());
+        if shown.is_some_and(|v| v > 0.0) && text.contains("pat_feed_clients 1") {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    for name in ["pat_fills_total", "pat_orders_refused_total", "pat_journal_append_seconds", "pat_quote_tick_seconds"]
-    {
+    for name in [
+        "pat_fills_total",
+        "pat_orders_refused_total",
+        "pat_journal_append_seconds",
+        "pat_quote_tick_seconds",
+        "pat_quote_ask_pat{market=",
+        "pat_quote_spread_bps{market=",
+        "pat_market_supply_units{market=",
+        "pat_market_exposure_limit_pat{level=\"hard\"}",
+        "pat_group_exposure_pat{type=\"PURCHASE_INTENT\",window=\"7D\"}",
+        "pat_feed_clients 1",
+    ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
+    assert!(text.contains(&exposure), "the fill's exposure shows");
     let mut child = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
