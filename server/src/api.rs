@@ -40,24 +40,27 @@ pub struct AppState {
 type State = web::Data<Arc<AppState>>;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz)).route("/metrics", web::get().to(metrics)).service(
-        web::scope("/v1")
-            .route("/segments", web::post().to(submit_segment))
-            .route("/segments", web::get().to(search_segments))
-            .route("/segments/{id}", web::get().to(get_segment))
-            .route("/markets", web::get().to(markets))
-            .route("/markets/{key}", web::get().to(market))
-            .route("/quotes", web::get().to(quotes))
-            .route("/feed", web::get().to(crate::feed::feed))
-            .route("/orders", web::post().to(place_order))
-            .route("/fills/{id}", web::get().to(get_fill))
-            .route("/providers/{address}/earnings", web::get().to(provider_earnings))
-            .route("/consumers/{address}/fills", web::get().to(consumer_fills))
-            .route("/admin/pause", web::post().to(pause))
-            .route("/admin/resume", web::post().to(resume))
-            .route("/admin/reload", web::post().to(reload))
-            .route("/admin/phase", web::post().to(phase)),
-    );
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/openapi.json", web::get().to(openapi))
+        .service(
+            web::scope("/v1")
+                .route("/segments", web::post().to(submit_segment))
+                .route("/segments", web::get().to(search_segments))
+                .route("/segments/{id}", web::get().to(get_segment))
+                .route("/markets", web::get().to(markets))
+                .route("/markets/{key}", web::get().to(market))
+                .route("/quotes", web::get().to(quotes))
+                .route("/feed", web::get().to(crate::feed::feed))
+                .route("/orders", web::post().to(place_order))
+                .route("/fills/{id}", web::get().to(get_fill))
+                .route("/providers/{address}/earnings", web::get().to(provider_earnings))
+                .route("/consumers/{address}/fills", web::get().to(consumer_fills))
+                .route("/admin/pause", web::post().to(pause))
+                .route("/admin/resume", web::post().to(resume))
+                .route("/admin/reload", web::post().to(reload))
+                .route("/admin/phase", web::post().to(phase)),
+        );
 }
 
 async fn ask<M>(state: &State, msg: M) -> Result<M::Result, ApiError>
@@ -69,14 +72,21 @@ where
     Ok(state.engine.send(msg).timeout(state.engine_timeout).await?)
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = HealthBody)))]
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+    HttpResponse::Ok().json(HealthBody { status: "ok".into() })
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 async fn metrics(state: State) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }
 
+#[utoipa::path(post, path = "/v1/segments", tag = "segments", request_body = SegmentRequest,
+    responses((status = 201, description = "listed, once durable", body = SegmentBody),
+        (status = 400, body = ErrorBody), (status = 409, description = "a replayed payload", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, description = "refused by the checks", body = ErrorBody)))]
 async fn submit_segment(state: State, body: web::Json<SegmentRequest>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let signed = SignedSegment {
@@ -88,9 +98,11 @@ async fn submit_segment(state: State, body: web::Json<SegmentRequest>) -> Result
     Ok(HttpResponse::Created().json(SegmentBody::from(&segment)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct SegmentQuery {
+    /// Segment type, such as `PURCHASE_INTENT`.
     #[serde(rename = "type")]
     segment_type: Option<String>,
     window: Option<String>,
@@ -103,6 +115,8 @@ struct SegmentQuery {
 /// Most segments one search returns.
 const SEARCH_LIMIT_MAX: usize = 1_000;
 
+#[utoipa::path(get, path = "/v1/segments", tag = "segments", params(SegmentQuery),
+    responses((status = 200, description = "newest first", body = [SegmentBody]), (status = 400, body = ErrorBody)))]
 async fn search_segments(state: State, q: web::Query<SegmentQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let min_quality_bps = match q.min_quality {
@@ -121,6 +135,8 @@ async fn search_segments(state: State, q: web::Query<SegmentQuery>) -> Result<Ht
     Ok(HttpResponse::Ok().json(found.iter().map(SegmentBody::from).collect::<Vec<_>>()))
 }
 
+#[utoipa::path(get, path = "/v1/segments/{id}", tag = "segments", params(("id" = u64, Path)),
+    responses((status = 200, body = SegmentBody), (status = 404, body = ErrorBody)))]
 async fn get_segment(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id: u64 = id.parse().map_err(|_| ApiError::bad_request("invalid_request", "segment id is a number"))?;
     match ask(&state, GetSegment(SegmentId(id))).await? {
@@ -129,11 +145,15 @@ async fn get_segment(state: State, id: web::Path<String>) -> Result<HttpResponse
     }
 }
 
+#[utoipa::path(get, path = "/v1/markets", tag = "markets", responses((status = 200, body = [MarketBody])))]
 async fn markets(state: State) -> Result<HttpResponse, ApiError> {
     let markets = ask(&state, GetMarkets).await?;
     Ok(HttpResponse::Ok().json(markets.iter().map(MarketBody::from).collect::<Vec<_>>()))
 }
 
+#[utoipa::path(get, path = "/v1/markets/{key}", tag = "markets",
+    params(("key" = String, Path, description = "market key, URL-encoded: PURCHASE_INTENT%7C7D%7C0.70-0.85")),
+    responses((status = 200, body = MarketBody), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn market(state: State, key: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let key: MarketKey = key.parse().map_err(|e| ApiError::bad_request("invalid_request", format!("{e}")))?;
     match ask(&state, GetMarket(key.clone())).await? {
@@ -142,11 +162,17 @@ async fn market(state: State, key: web::Path<String>) -> Result<HttpResponse, Ap
     }
 }
 
+#[utoipa::path(get, path = "/v1/quotes", tag = "markets", responses((status = 200, body = [QuoteBody])))]
 async fn quotes(state: State) -> Result<HttpResponse, ApiError> {
     let markets = ask(&state, GetMarkets).await?;
     Ok(HttpResponse::Ok().json(markets.iter().map(|m| QuoteBody::new(&m.key, &m.quote)).collect::<Vec<_>>()))
 }
 
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = OrderRequest,
+    responses((status = 201, description = "filled, once durable", body = FillBody), (status = 400, body = ErrorBody),
+        (status = 409, description = "a replayed nonce", body = ErrorBody),
+        (status = 422, description = "refused: price, supply, limits, deadline", body = ErrorBody),
+        (status = 503, description = "busy or degraded", body = ErrorBody)))]
 async fn place_order(state: State, body: web::Json<OrderRequest>) -> Result<HttpResponse, ApiError> {
     let signed = SignedOrder { order: body.order()?, signature: signature_bytes(&body.signature)? };
     // Signature recovery is the costly part of an order: it runs here, on the
@@ -165,6 +191,8 @@ fn address(text: &str) -> Result<Address, ApiError> {
     text.parse().map_err(|_| ApiError::bad_request("invalid_request", "address must be 20 bytes of hex"))
 }
 
+#[utoipa::path(get, path = "/v1/fills/{id}", tag = "orders", params(("id" = String, Path, description = "0x fill id")),
+    responses((status = 200, body = FillBody), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_fill(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = b256(&id, "fill id")?;
     match ask(&state, GetFill(id)).await? {
@@ -173,12 +201,16 @@ async fn get_fill(state: State, id: web::Path<String>) -> Result<HttpResponse, A
     }
 }
 
+#[utoipa::path(get, path = "/v1/providers/{address}/earnings", tag = "accounts", params(("address" = String, Path)),
+    responses((status = 200, body = EarningsBody), (status = 400, body = ErrorBody)))]
 async fn provider_earnings(state: State, who: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let provider = address(&who)?;
     let credited = ask(&state, ProviderCredits(provider)).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"provider": provider, "credited": credited.to_string()})))
+    Ok(HttpResponse::Ok().json(EarningsBody { provider, credited: credited.to_string() }))
 }
 
+#[utoipa::path(get, path = "/v1/consumers/{address}/fills", tag = "accounts", params(("address" = String, Path)),
+    responses((status = 200, description = "oldest first", body = [FillBody]), (status = 400, body = ErrorBody)))]
 async fn consumer_fills(state: State, who: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let fills = ask(&state, ConsumerFills(address(&who)?)).await?;
     Ok(HttpResponse::Ok().json(fills.iter().map(FillBody::from).collect::<Vec<_>>()))
@@ -205,46 +237,74 @@ fn operator(state: &State, req: &HttpRequest) -> Result<(), ApiError> {
     if same { Ok(()) } else { Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "wrong operator token")) }
 }
 
+#[utoipa::path(post, path = "/v1/admin/pause", tag = "admin", security(("operator" = [])),
+    responses((status = 200, body = PausedBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn pause(state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    operator(&state, &req)?;
-    ask(&state, SetPaused(true)).await??;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"paused": true})))
+    set_paused(state, req, true).await
 }
 
+#[utoipa::path(post, path = "/v1/admin/resume", tag = "admin", security(("operator" = [])),
+    responses((status = 200, body = PausedBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn resume(state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    set_paused(state, req, false).await
+}
+
+async fn set_paused(state: State, req: HttpRequest, paused: bool) -> Result<HttpResponse, ApiError> {
     operator(&state, &req)?;
-    ask(&state, SetPaused(false)).await??;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"paused": false})))
+    ask(&state, SetPaused(paused)).await??;
+    Ok(HttpResponse::Ok().json(PausedBody { paused }))
 }
 
 /// Re-reads and validates the config file; a bad file changes nothing.
+#[utoipa::path(post, path = "/v1/admin/reload", tag = "admin", security(("operator" = [])),
+    responses((status = 200, body = ReloadedBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, description = "invalid file; the running config stays", body = InvalidConfigBody)))]
 async fn reload(state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     operator(&state, &req)?;
     let result = crate::reload(&state.engine, &state.config_path).await;
     match result {
-        Ok(()) => Ok(HttpResponse::Ok().json(serde_json::json!({"reloaded": true}))),
-        Err(crate::ReloadError::Invalid(errors)) => {
-            let errors: Vec<_> =
-                errors.0.iter().map(|e| serde_json::json!({"key": e.key, "reason": e.reason})).collect();
-            Ok(HttpResponse::UnprocessableEntity().json(serde_json::json!({
-                "code": "invalid_config",
-                "message": "the config file is invalid; the running config stays",
-                "errors": errors,
-            })))
-        }
+        Ok(()) => Ok(HttpResponse::Ok().json(ReloadedBody { reloaded: true })),
+        Err(crate::ReloadError::Invalid(errors)) => Ok(HttpResponse::UnprocessableEntity().json(InvalidConfigBody {
+            code: "invalid_config".into(),
+            message: "the config file is invalid; the running config stays".into(),
+            errors: errors.0.iter().map(|e| ConfigErrorBody { key: e.key.clone(), reason: e.reason.clone() }).collect(),
+        })),
         Err(crate::ReloadError::Engine(e)) => Err(e.into()),
         Err(crate::ReloadError::Mailbox(e)) => Err(e.into()),
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PhaseBody {
-    phase: u8,
-}
-
+#[utoipa::path(post, path = "/v1/admin/phase", tag = "admin", security(("operator" = [])), request_body = PhaseBody,
+    responses((status = 200, body = PhaseBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, description = "not a forward step", body = ErrorBody)))]
 async fn phase(state: State, req: HttpRequest, body: web::Json<PhaseBody>) -> Result<HttpResponse, ApiError> {
     operator(&state, &req)?;
     ask(&state, AdvancePhase(body.phase)).await??;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"phase": body.phase})))
+    Ok(HttpResponse::Ok().json(body.into_inner()))
+}
+
+/// The OpenAPI 3 document of this API, generated from the handlers and bodies.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "PAT segment market", description = "Quotes, orders and fills of intent-signal segment markets."),
+    paths(healthz, metrics, submit_segment, search_segments, get_segment, markets, market, quotes, place_order,
+        get_fill, provider_earnings, consumer_fills, pause, resume, reload, phase, crate::feed::feed, openapi),
+    modifiers(&OperatorToken)
+)]
+pub struct ApiDoc;
+
+struct OperatorToken;
+
+impl utoipa::Modify for OperatorToken {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+        doc.components.get_or_insert_with(Default::default).add_security_scheme("operator", scheme);
+    }
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "this document")))]
+async fn openapi() -> HttpResponse {
+    use utoipa::OpenApi;
+    HttpResponse::Ok().json(ApiDoc::openapi())
 }

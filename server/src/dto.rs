@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::ApiError;
 
 /// The fields a provider signs (EIP-712 `SegmentSubmission`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmissionBody {
+    #[schema(value_type = String)]
     pub provider: Address,
     pub segment_type: String,
     pub window: String,
@@ -20,11 +21,12 @@ pub struct SubmissionBody {
     pub window_start: u64,
     pub created_at: u64,
     pub units: u32,
+    #[schema(value_type = String)]
     pub payload_hash: B256,
 }
 
 /// `POST /v1/segments`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentRequest {
     pub submission: SubmissionBody,
@@ -71,9 +73,10 @@ impl SegmentRequest {
 }
 
 /// The fields a consumer signs (EIP-712 `Order`), with the market as its key text.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderBody {
+    #[schema(value_type = String)]
     pub consumer: Address,
     /// The market key, such as `PURCHASE_INTENT|7D|0.70-0.85`; signed as keccak256 of this text.
     pub market: String,
@@ -87,7 +90,7 @@ pub struct OrderBody {
 }
 
 /// `POST /v1/orders`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
     pub order: OrderBody,
@@ -145,7 +148,7 @@ pub fn signature_bytes(text: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|e| ApiError::bad_request("invalid_request", format!("signature is not hex: {e}")))
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QuoteBody {
     pub market: String,
     pub bid: String,
@@ -173,9 +176,10 @@ impl QuoteBody {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MarketBody {
     pub market: String,
+    #[schema(value_type = String)]
     pub market_id: B256,
     pub quote: QuoteBody,
     pub supply_units: u64,
@@ -204,9 +208,10 @@ impl From<&pat_actors::engine::MarketView> for MarketBody {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SegmentBody {
     pub id: u64,
+    #[schema(value_type = String)]
     pub provider: Address,
     pub market: String,
     pub confidence_bps: u16,
@@ -214,6 +219,7 @@ pub struct SegmentBody {
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
     pub units: u32,
+    #[schema(value_type = String)]
     pub payload_hash: B256,
     pub payload_bytes: u32,
     pub signal_count: u32,
@@ -221,7 +227,7 @@ pub struct SegmentBody {
     pub listed_at_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QualityBody {
     pub score_bps: u16,
     pub completeness_bps: u16,
@@ -259,18 +265,22 @@ impl From<&Segment> for SegmentBody {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AllocationBody {
+    #[schema(value_type = String)]
     pub provider: Address,
     pub segment_id: u64,
     pub units: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FillBody {
+    #[schema(value_type = String)]
     pub fill_id: B256,
+    #[schema(value_type = String)]
     pub market_id: B256,
     pub market_index: u32,
+    #[schema(value_type = String)]
     pub consumer: Address,
     pub nonce: String,
     pub qty: u64,
@@ -283,6 +293,7 @@ pub struct FillBody {
     pub allocations: Vec<AllocationBody>,
     /// `accepted`, `submitted`, `settled` or `failed`.
     pub status: String,
+    #[schema(value_type = Option<String>)]
     pub tx_hash: Option<B256>,
     pub reason: Option<String>,
 }
@@ -320,4 +331,63 @@ impl From<&FillRecord> for FillBody {
             reason,
         }
     }
+}
+
+/// `GET /v1/providers/{address}/earnings`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EarningsBody {
+    #[schema(value_type = String)]
+    pub provider: Address,
+    /// Bid credited by accepted fills, base units.
+    pub credited: String,
+}
+
+/// Every error: a stable code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConfigErrorBody {
+    /// Dotted key, such as `spread.max_bps`.
+    pub key: String,
+    pub reason: String,
+}
+
+/// `422` from `POST /v1/admin/reload`: the file is invalid and the running config stays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InvalidConfigBody {
+    /// `invalid_config`.
+    pub code: String,
+    pub message: String,
+    pub errors: Vec<ConfigErrorBody>,
+}
+
+/// `POST /v1/admin/phase`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseBody {
+    pub phase: u8,
+}
+
+/// The answer of `pause` and `resume`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PausedBody {
+    pub paused: bool,
+}
+
+/// The answer of a reload that applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReloadedBody {
+    pub reloaded: bool,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HealthBody {
+    /// `ok`.
+    pub status: String,
 }

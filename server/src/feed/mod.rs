@@ -128,6 +128,9 @@ async fn publish(
 }
 
 /// `GET /v1/feed`: upgrades to a WebSocket and runs the connection.
+#[utoipa::path(get, path = "/v1/feed", tag = "feed",
+    responses((status = 101, description = "WebSocket upgrade; the message protocol is in docs/protocol.md"),
+        (status = 400, description = "not a WebSocket handshake", body = crate::dto::ErrorBody)))]
 pub async fn feed(req: HttpRequest, body: web::Payload, hub: web::Data<Arc<Hub>>) -> Result<HttpResponse, ApiError> {
     let (response, session, stream) =
         actix_ws::handle(&req, body).map_err(|e| ApiError::bad_request("not_websocket", e.to_string()))?;
