@@ -30,6 +30,10 @@ pub struct Args {
     /// Address of the HTTP server.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Also run synthetic browser agents (segment listings) and consumers
+    /// (orders, escrow top-ups) against the engine over HTTP.
+    #[arg(long)]
+    simulate: bool,
 }
 
 /// Anvil's dev accounts 3.. are the demo consumers.
@@ -132,8 +136,18 @@ async fn devnet(args: &Args) -> anyhow::Result<ExitCode> {
             DEMO_ESCROW / 10u128.pow(18)
         );
     }
+    let devnet = std::sync::Arc::new(devnet);
+    let agents = args.simulate.then(|| {
+        eprintln!("simulating browser agents and consumers against http://{}", args.listen);
+        let base = format!("http://{}", args.listen);
+        actix::spawn(crate::agents::simulate(base, cfg.engine.clone(), consumers, devnet.clone()))
+    });
     // `devnet` (anvil) lives until the engine stops.
     let code = crate::serve::run_engine(cfg, &config_path, &data.join("engine"), args.listen, Some(client)).await;
+    if let Some(agents) = agents {
+        agents.abort();
+        let _ = agents.await;
+    }
     // Anvil writes its state file every second and is killed on drop: let it
     // write the last settlements first.
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;

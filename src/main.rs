@@ -1,6 +1,7 @@
 //! `pat-market`: the operator's binary. Only CLI and glue; the logic lives in
 //! the workspace crates (`pat-engine`, `pat-config`).
 
+mod agents;
 mod devnet;
 mod inspect;
 mod load;

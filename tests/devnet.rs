@@ -28,12 +28,17 @@ struct Devnet {
 
 impl Devnet {
     fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, extra: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(env!("CARGO_BIN_EXE_pat-market"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .args(["devnet", "--data-dir"])
             .arg(data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -120,5 +125,29 @@ fn devnet_runs_the_whole_market_and_continues_after_a_restart() {
     assert_eq!(devnet.get(&format!("/v1/fills/{id}"))["status"], "settled");
     let replay = devnet.buy_and_settle(&domain, 2);
     assert_eq!(replay["status"], "settled", "the second purchase settles on the kept chain: {replay}");
+    devnet.stop();
+}
+
+/// `devnet --simulate`: synthetic agents list segments and demo consumers buy,
+/// over HTTP, and their fills settle on the local chain.
+#[test]
+fn devnet_simulate_lists_buys_and_settles_on_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let devnet = Devnet::start_with(&tmp.path().join("data"), &["--simulate"]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let segments = devnet.get("/v1/segments?limit=1000").as_array().unwrap().len();
+        let metrics = devnet.http.get(format!("{}/metrics", devnet.base)).send().unwrap().text().unwrap();
+        let settled = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(r#"pat_fills_total{status="settled"} "#))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if segments >= 3 && settled >= 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{segments} segments, {settled} settled fills");
+        std::thread::sleep(Duration::from_millis(250));
+    }
     devnet.stop();
 }
