@@ -64,12 +64,8 @@ fn ts_of(text: &str) -> Option<u64> {
 }
 
 async fn clients(url: String, count: usize, warmup: Duration, seconds: Duration) {
-    let addr: SocketAddr = url
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
-        .and_then(|a| a.parse().ok())
-        .expect("--url ws://IP:PORT/...");
+    let addr: SocketAddr =
+        url.trim_start_matches("ws://").split('/').next().and_then(|a| a.parse().ok()).expect("--url ws://IP:PORT/...");
     let connected = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(tokio::sync::Semaphore::new(256));
     let started = Instant::now();
@@ -117,7 +113,8 @@ async fn clients(url: String, count: usize, warmup: Duration, seconds: Duration)
         all.extend(r.await.expect("a reader ends"));
     }
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct =
+        |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
     println!(
         "clients {count}: delivered {} quotes in {:.1} s = {:.0}/s; publication to receipt p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, max {:.2} ms",
         all.len(),
