@@ -271,6 +271,8 @@ pub struct EngineActor {
     fill_updates: broadcast::Sender<FillUpdate>,
     changed: Vec<MarketId>,
     gauges: MarketGauges,
+    /// The quoting tick's timer, replaced when a reload changes `quoting.tick_ms`.
+    ticker: Option<SpawnHandle>,
     /// Told when the actor is dropped (its journal and data directory closed).
     on_drop: Vec<tokio::sync::oneshot::Sender<()>>,
     /// The LSN the journal gives the next append: the actor is its only
@@ -345,6 +347,7 @@ impl EngineActor {
             fill_updates,
             changed: Vec::new(),
             gauges: MarketGauges::new(markets),
+            ticker: None,
             on_drop: Vec::new(),
             next_lsn,
             handoff,
@@ -401,6 +404,15 @@ impl EngineActor {
         metrics::histogram!("pat_quote_tick_seconds").record(started.elapsed().as_secs_f64());
     }
 
+    /// (Re)starts the quoting tick at the config's `quoting.tick_ms`.
+    fn schedule_ticks(&mut self, ctx: &mut Context<Self>) {
+        if let Some(old) = self.ticker.take() {
+            ctx.cancel_future(old);
+        }
+        let tick = Duration::from_millis(self.exchange.config().quoting.tick_ms);
+        self.ticker = Some(ctx.run_interval(tick, |act, _| act.tick()));
+    }
+
     fn expire(&mut self, ctx: &mut Context<Self>) {
         if self.writable().is_err() {
             return;
@@ -447,8 +459,7 @@ impl Actor for EngineActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
-        let tick = Duration::from_millis(self.exchange.config().quoting.tick_ms);
-        ctx.run_interval(tick, |act, _| act.tick());
+        self.schedule_ticks(ctx);
         ctx.run_interval(self.settings.expiry_every, |act, ctx| act.expire(ctx));
         ctx.run_interval(Duration::from_secs(1), |act, _| act.gauges.flush(&act.exchange));
         ctx.run_interval(self.settings.snapshot_every, |act, ctx| {
@@ -672,12 +683,16 @@ impl Handler<AdvancePhase> for EngineActor {
 
 impl Handler<Reconfigure> for EngineActor {
     type Result = ResponseFuture<Result<(), EngineError>>;
-    fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Reconfigure, ctx: &mut Context<Self>) -> Self::Result {
         if let Err(e) = self.writable() {
             return refused(e);
         }
+        let tick_ms = self.exchange.config().quoting.tick_ms;
         if let Err(e) = self.exchange.reconfigure(msg.0.clone()) {
             return refused(e.into());
+        }
+        if msg.0.quoting.tick_ms != tick_ms {
+            self.schedule_ticks(ctx);
         }
         crate::gauges::set_limits(&msg.0.risk);
         self.gauges.touch_all();

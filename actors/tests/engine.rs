@@ -138,3 +138,36 @@ async fn quotes_are_published_and_reloads_apply_live() {
     let err = engine.send(Reconfigure(Arc::new(fewer))).await.unwrap().unwrap_err();
     assert_eq!(err.code(), "config_not_applicable");
 }
+
+/// Every tick renews the quote's `valid_until_ms` from the clock: how often it
+/// moves shows the tick's period, before and after a reload changes it.
+#[actix_rt::test]
+async fn a_reload_changes_the_tick_period_live() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = Harness::new(tmp.path());
+    let (engine, _) = h.start();
+    stock(&engine, 1).await;
+    let now = h.now.clone();
+    let clock = actix_rt::spawn(async move {
+        loop {
+            now.fetch_add(10, Ordering::Relaxed);
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    });
+    let renewals = async |over_ms: u64| {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..over_ms / 50 {
+            let markets = engine.send(GetMarkets).await.unwrap();
+            seen.insert(markets.iter().find(|m| m.key == market()).unwrap().quote.valid_until_ms);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        seen.len()
+    };
+    assert!(renewals(600).await >= 4, "a 100 ms tick renews the quote several times in 600 ms");
+    let mut slow = testing::config();
+    (slow.quoting.tick_ms, slow.quoting.reprice_interval_ms, slow.orders.quote_ttl_ms) = (5_000, 5_000, 5_000);
+    engine.send(Reconfigure(Arc::new(slow))).await.unwrap().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(renewals(1_000).await, 1, "a 5 s tick does not renew it within a second");
+    clock.abort();
+}
