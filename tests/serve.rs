@@ -261,6 +261,21 @@ fn acknowledged_fills_survive_sigkill_under_load_and_settle_exactly_once() {
         })
         .collect();
 
+    // A scrape taken under load passes promtool.
+    std::thread::sleep(Duration::from_millis(300));
+    let scrape = engine.http.get(format!("{}/metrics", engine.base)).send().unwrap().text().unwrap();
+    assert!(scrape.contains("pat_fills_total{status=\"accepted\"}"), "{scrape}");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) runs; scripts/test.sh installs it");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), scrape.as_bytes()).unwrap();
+    let linted = promtool.wait_with_output().unwrap();
+    assert!(linted.status.success(), "promtool: {}", String::from_utf8_lossy(&linted.stderr));
+
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     eprintln!("kill schedule seed {seed}");
     let mut state = seed | 1;
