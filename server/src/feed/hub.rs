@@ -1,6 +1,6 @@
 //! The feed's hub: the latest quote of every market, serialized once per
 //! change, and every connection's outbox. Publishing pushes the same bytes
-//! (a reference-counted `ByteString`) into each subscribed outbox and wakes
+//! (a reference-counted, pre-encoded WebSocket frame) into each subscribed outbox and wakes
 //! its connection; it never waits on a socket, so a slow client cannot delay
 //! the engine or the other clients.
 //!
@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use actix_http::ws::{OpCode, Parser};
+use actix_web::web::{Bytes, BytesMut};
 use alloy_primitives::Address;
-use bytestring::ByteString;
 use pat_actors::engine::FillUpdate;
 use pat_engine::{FillStatus, MarketKey, Quote};
 use tokio::sync::Notify;
@@ -27,19 +28,41 @@ use super::FeedSettings;
 use super::protocol::{FeedError, QuoteMessage, now_us, resolve};
 use crate::dto::QuoteBody;
 
-/// One serialized message, shared by every connection it goes to.
+/// One message as the WebSocket frame a server sends (unmasked, so the same
+/// bytes for every client), shared by every connection it goes to.
 #[derive(Debug, Clone)]
 pub struct Frame {
-    pub text: ByteString,
+    pub wire: Bytes,
     pub published: Instant,
     /// The market a quote is for; `u32::MAX` for other messages.
     market: u32,
 }
 
 impl Frame {
-    fn other(text: String) -> Self {
-        Self { text: text.into(), published: Instant::now(), market: u32::MAX }
+    fn new(text: &str, market: u32, published: Instant) -> Self {
+        Self { wire: text_frame(text), published, market }
     }
+
+    fn other(text: String) -> Self {
+        Self::new(&text, u32::MAX, Instant::now())
+    }
+
+    /// The message inside the frame.
+    pub fn payload(&self) -> &[u8] {
+        let header = match self.wire[1] & 0x7f {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        &self.wire[header..]
+    }
+}
+
+/// `text` as one final, unmasked WebSocket text frame.
+pub fn text_frame(text: &str) -> Bytes {
+    let mut wire = BytesMut::with_capacity(text.len() + 10);
+    Parser::write_message(&mut wire, text, OpCode::Text, true, false);
+    wire.freeze()
 }
 
 /// Why the server ends a connection (the `reason` label of
@@ -171,7 +194,7 @@ struct Latest {
     seq: u64,
     body: QuoteBody,
     ts: u64,
-    snapshot: Option<ByteString>,
+    snapshot: Option<Bytes>,
 }
 
 #[derive(Default)]
@@ -234,7 +257,7 @@ impl Hub {
             let text =
                 serde_json::to_string(&QuoteMessage { kind: "quote", quote: &body, ts }).expect("a quote serializes");
             *entry = Latest { seq: quote.seq, body, ts, snapshot: None };
-            frames.push(Frame { text: text.into(), published: now, market: i as u32 });
+            frames.push(Frame::new(&text, i as u32, now));
         }
         if frames.is_empty() {
             return;
@@ -400,12 +423,13 @@ impl Hub {
     }
 
     fn snapshot(&self, latest: &mut Latest, market: u32) -> Frame {
-        let text = latest.snapshot.get_or_insert_with(|| {
-            serde_json::to_string(&QuoteMessage { kind: "snapshot", quote: &latest.body, ts: latest.ts })
-                .expect("a quote serializes")
-                .into()
+        let wire = latest.snapshot.get_or_insert_with(|| {
+            text_frame(
+                &serde_json::to_string(&QuoteMessage { kind: "snapshot", quote: &latest.body, ts: latest.ts })
+                    .expect("a quote serializes"),
+            )
         });
-        Frame { text: text.clone(), published: Instant::now(), market }
+        Frame { wire: wire.clone(), published: Instant::now(), market }
     }
 }
 
@@ -442,7 +466,7 @@ mod tests {
     fn texts(conn: &Conn) -> Vec<Value> {
         let mut drained = Drained::default();
         conn.drain(&mut drained);
-        drained.frames.iter().map(|f| serde_json::from_str(&f.text).unwrap()).collect()
+        drained.frames.iter().map(|f| serde_json::from_slice(f.payload()).unwrap()).collect()
     }
 
     use serde_json::Value;

@@ -132,15 +132,20 @@ async fn publish(
     responses((status = 101, description = "WebSocket upgrade; the message protocol is in docs/protocol.md"),
         (status = 400, description = "not a WebSocket handshake", body = crate::dto::ErrorBody)))]
 pub async fn feed(req: HttpRequest, body: web::Payload, hub: web::Data<Arc<Hub>>) -> Result<HttpResponse, ApiError> {
-    let (response, session, stream) =
-        actix_ws::handle(&req, body).map_err(|e| ApiError::bad_request("not_websocket", e.to_string()))?;
-    let stream = stream
-        .max_frame_size(FRAME_BYTES_HARD_MAX)
-        .aggregate_continuations()
-        .max_continuation_size(FRAME_BYTES_HARD_MAX);
+    let mut response =
+        actix_http::ws::handshake(req.head()).map_err(|e| ApiError::bad_request("not_websocket", e.to_string()))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<web::Bytes>(session::WRITE_QUEUE);
+    // The response body is whatever the connection's task hands over, as it comes.
+    let body_stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|bytes| (Ok::<_, std::convert::Infallible>(bytes), rx))
+    });
     let ip = req.peer_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-    actix_web::rt::spawn(session::run(hub.get_ref().clone(), ip, session, stream));
-    Ok(response)
+    actix_web::rt::spawn(session::run(hub.get_ref().clone(), ip, session::Writer(tx), session::Reader::new(body)));
+    let body = actix_http::body::BodyStream::new(body_stream);
+    let response = response
+        .message_body(actix_web::body::BoxBody::new(body))
+        .map_err(|e| ApiError::new(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(response.into())
 }
 
 /// Registers the feed's metrics with the installed recorder.
