@@ -10,6 +10,9 @@ cd "$root"
 clients=("${@:-1000}")
 [ $# -gt 0 ] || clients=(1000 10000)
 seconds=${SECONDS_PER_RUN:-10}
+# Warm-up before measuring: 10k clients take seconds to connect and subscribe,
+# and the snapshots and quotes queued meanwhile must drain first.
+warmup=${WARMUP:-15}
 rate=${ORDER_RATE:-1000}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
@@ -42,7 +45,7 @@ declare -A rates
 for n in "${clients[@]}"; do
   before=$(published); t0=$(date +%s.%N)
   echo "engine, $n clients:"
-  "$bin/feed" clients --url ws://127.0.0.1:8090/v1/feed --clients "$n" --seconds "$seconds"
+  "$bin/feed" clients --url ws://127.0.0.1:8090/v1/feed --clients "$n" --warmup "$warmup" --seconds "$seconds"
   after=$(published); t1=$(date +%s.%N)
   rates[$n]=$(python3 -c "print(($after - $before) / ($t1 - $t0))")
   echo "  engine published ${rates[$n]} quote changes/s"
@@ -55,6 +58,6 @@ for n in "${clients[@]}"; do
   floor=$!
   sleep 0.5
   echo "floor ($per_tick quotes per 100 ms tick), $n clients:"
-  "$bin/feed" clients --url ws://127.0.0.1:8091/v1/feed --clients "$n" --seconds "$seconds"
+  "$bin/feed" clients --url ws://127.0.0.1:8091/v1/feed --clients "$n" --warmup "$warmup" --seconds "$seconds"
   kill "$floor"; wait "$floor" 2>/dev/null || true
 done
