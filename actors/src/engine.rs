@@ -775,7 +775,11 @@ impl Handler<RecordOutcomes> for EngineActor {
                     Err(_) => continue,
                 },
                 Settlement::Rejected(reason) => match self.exchange.fail(&id, &reason, now) {
-                    Ok(()) => Event::FillFailed { fill_id: id, reason, at_ms: now },
+                    Ok(()) => {
+                        // Reasons are the contract's reject codes: a small, fixed set.
+                        metrics::counter!("pat_fills_failed_total", "reason" => reason.clone()).increment(1);
+                        Event::FillFailed { fill_id: id, reason, at_ms: now }
+                    }
                     Err(_) => continue,
                 },
             };

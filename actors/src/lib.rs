@@ -31,6 +31,7 @@ pub fn describe_metrics() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!("pat_fills_total", Unit::Count, "Fills by status (accepted, settled, failed).");
     describe_counter!("pat_orders_refused_total", Unit::Count, "Orders refused by the engine, by reason code.");
+    describe_counter!("pat_fills_failed_total", Unit::Count, "Fills the chain rejected, by reason.");
     describe_counter!("pat_submissions_refused_total", Unit::Count, "Segment submissions refused, by reason code.");
     describe_counter!("pat_quote_updates_total", Unit::Count, "Quotes whose bid, ask or status changed.");
     describe_counter!("pat_journal_failures_total", Unit::Count, "Journal appends that failed (the engine degrades).");

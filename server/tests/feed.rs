@@ -344,6 +344,8 @@ async fn fill_updates_reach_only_their_authenticated_owner() {
     api.engine.send(RecordOutcomes(vec![(failing, Settlement::Rejected(reason.clone()))])).await.unwrap().unwrap();
     let failed = owner.next().await;
     assert_eq!((failed["status"].as_str(), failed["reason"].as_str()), (Some("failed"), Some(reason.as_str())));
+    let (_, scrape) = api.get("/metrics").await;
+    assert!(scrape.as_str().unwrap().contains(r#"pat_fills_failed_total{reason="insufficient_escrow"} 1"#));
 
     for other in [&mut neighbour, &mut anonymous] {
         let seen = other.collect(Duration::from_millis(300)).await;
