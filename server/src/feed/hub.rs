@@ -182,12 +182,6 @@ impl Conn {
         into.frames.extend(markets);
         out.conflated_updates = 0;
     }
-
-    /// Asks the connection to close with `why` (heartbeat timeout, say).
-    pub fn close(&self, why: &'static str) {
-        self.outbox().closing.get_or_insert(why);
-        self.wake.notify_one();
-    }
 }
 
 struct Latest {
