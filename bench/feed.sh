@@ -53,11 +53,13 @@ done
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 pids=()
 for n in "${clients[@]}"; do
+  # The engine's publication rate: K quotes per tick, the tick stretched when K would be under one.
   per_tick=$(python3 -c "print(max(1, round(${rates[$n]} / 10)))")
-  "$bin/feed" floor --listen 127.0.0.1:8091 --per-tick "$per_tick" --tick-ms 100 2> "$tmp/floor.log" &
+  tick_ms=$(python3 -c "print(max(1, round($per_tick * 1000 / ${rates[$n]})))")
+  "$bin/feed" floor --listen 127.0.0.1:8091 --per-tick "$per_tick" --tick-ms "$tick_ms" 2> "$tmp/floor.log" &
   floor=$!
   sleep 0.5
-  echo "floor ($per_tick quotes per 100 ms tick), $n clients:"
+  echo "floor ($per_tick quotes per $tick_ms ms tick), $n clients:"
   "$bin/feed" clients --url ws://127.0.0.1:8091/v1/feed --clients "$n" --warmup "$warmup" --seconds "$seconds"
   kill "$floor"; wait "$floor" 2>/dev/null || true
 done
