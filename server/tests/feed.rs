@@ -2,7 +2,7 @@
 //! clients: snapshots then quotes in `seq` order, patterns, unsubscribe; every
 //! bad message an error with the connection alive; a client that stops
 //! reading conflated, then dropped, while the others keep their latency;
-//! fill updates only for their authenticated owner.
+//! fill updates only for their authenticated owner; silent clients closed.
 
 mod common;
 
@@ -45,7 +45,7 @@ impl Client {
         if first["type"] != "welcome" {
             return Err(first);
         }
-        assert_eq!(first["heartbeat_ms"].as_u64(), Some(5000));
+        assert!(first["heartbeat_ms"].as_u64().is_some_and(|ms| ms > 0), "{first}");
         client.sign = first["sign"].as_str().unwrap().to_owned();
         Ok(client)
     }
@@ -351,4 +351,28 @@ async fn fill_updates_reach_only_their_authenticated_owner() {
         let seen = other.collect(Duration::from_millis(300)).await;
         assert!(seen.iter().all(|m| m["type"] != "fill"), "{seen:?}");
     }
+}
+
+#[actix_rt::test]
+async fn a_silent_client_is_closed_and_a_live_one_is_not() {
+    let api = Api::start_with(|s| {
+        s.feed.heartbeat = Duration::from_millis(100);
+        s.feed.client_timeout = Duration::from_millis(1_000);
+    })
+    .await;
+    let mut silent = Client::connect(&api).await;
+    let mut live = Client::connect(&api).await;
+    // The live client reads, so its WebSocket library answers every ping with a pong.
+    let heard = live.collect(Duration::from_millis(2_000)).await;
+    assert!(heard.iter().all(|m| m["type"] != "closed"), "{heard:?}");
+    live.send(json!({"op": "ping"})).await;
+    assert_eq!(live.next().await["type"], "pong");
+    // The silent one read nothing (so answered nothing) for longer than the timeout.
+    let closed = loop {
+        let m = silent.next().await;
+        if m["type"] == "closed" {
+            break m;
+        }
+    };
+    assert_eq!(closed["reason"], "client_timeout");
 }
