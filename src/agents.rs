@@ -45,6 +45,7 @@ pub async fn simulate(base: String, cfg: EngineConfig, consumers: Vec<LocalSigne
     let agents: Vec<LocalSigner> = (0..AGENTS)
         .map(|i| LocalSigner::from_bytes(&keccak256([b'a', b'g', i])).expect("a valid synthetic key"))
         .collect();
+    let chain = devnet.client().await.ok();
     let mut rng = rand::rngs::StdRng::from_os_rng();
     let mut tally = Tally::default();
     let mut step = tokio::time::interval(Duration::from_millis(250));
@@ -72,7 +73,9 @@ pub async fn simulate(base: String, cfg: EngineConfig, consumers: Vec<LocalSigne
                 "simulate: {} segments listed, {} orders filled, refused {:?}",
                 tally.listed, tally.filled, tally.refused
             );
-            top_up(&devnet, &consumers).await;
+            if let Some(chain) = &chain {
+                top_up(&devnet, chain, &consumers).await;
+            }
         }
     }
 }
@@ -136,8 +139,7 @@ async fn answer(sent: reqwest::Result<reqwest::Response>) -> Result<Value, Strin
     if ok { Ok(body) } else { Err(body["code"].as_str().unwrap_or("unknown").to_owned()) }
 }
 
-async fn top_up(devnet: &Devnet, consumers: &[LocalSigner]) {
-    let Ok(client) = devnet.client().await else { return };
+async fn top_up(devnet: &Devnet, client: &pat_chain::SettlementClient, consumers: &[LocalSigner]) {
     for c in consumers {
         let low = client.escrow_of(c.address()).await.is_ok_and(|e| e < U256::from(ESCROW_LOW * ONE_PAT));
         if low && let Err(e) = devnet.fund_consumer(c, U256::from(TOP_UP * ONE_PAT)).await {

@@ -419,7 +419,6 @@ impl EngineActor {
         }
         let now = (self.clock)();
         if self.exchange.expire(now) > 0 {
-            self.gauges.touch_all();
             let durable = self.journal(&Event::UnitsExpired { at_ms: now });
             ctx.spawn(async move { durable.await.err() }.into_actor(self).map(|_, _, _| ()));
         }
@@ -461,7 +460,7 @@ impl Actor for EngineActor {
         ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
         self.schedule_ticks(ctx);
         ctx.run_interval(self.settings.expiry_every, |act, ctx| act.expire(ctx));
-        ctx.run_interval(Duration::from_secs(1), |act, _| act.gauges.flush(&act.exchange));
+        ctx.run_interval(Duration::from_secs(1), |act, _| act.gauges.flush(&mut act.exchange));
         ctx.run_interval(self.settings.snapshot_every, |act, ctx| {
             let snapshot = act.snapshot(ctx);
             ctx.spawn(
@@ -526,9 +525,6 @@ impl Handler<SubmitSegment> for EngineActor {
         }
         match self.exchange.submit_segment(&msg.0, (self.clock)()) {
             Ok(segment) => {
-                if let Some(id) = self.exchange.market_by_key(&segment.market) {
-                    self.gauges.touch(id);
-                }
                 let durable = self.journal(&Event::SegmentListed(segment.clone()));
                 Box::pin(async move { durable.await.map(|()| segment) })
             }
@@ -553,17 +549,12 @@ impl Handler<PlaceOrder> for EngineActor {
         }
         match self.exchange.execute(msg.0, (self.clock)()) {
             Ok(fill) => {
-                self.gauges.touch(fill.market);
                 metrics::counter!("pat_fills_total", "status" => "accepted").increment(1);
                 let durable = self.journal(&Event::FillAccepted(fill.clone()));
                 self.handoff.push_back((self.next_lsn - 1, fill.fill_id));
-                let update = self.fill_update(&fill.fill_id);
-                let updates = self.fill_updates.clone();
-                Box::pin(async move {
-                    durable.await?;
-                    publish(&updates, update);
-                    Ok(fill)
-                })
+                let updates = self.fill_update(&fill.fill_id).into_iter().collect();
+                let announced = announce_when_durable(durable, self.fill_updates.clone(), updates);
+                Box::pin(async move { announced.await.map(|()| fill) })
             }
             Err(e) => {
                 metrics::counter!("pat_orders_refused_total", "reason" => e.code()).increment(1);
@@ -695,7 +686,6 @@ impl Handler<Reconfigure> for EngineActor {
             self.schedule_ticks(ctx);
         }
         crate::gauges::set_limits(&msg.0.risk);
-        self.gauges.touch_all();
         Box::pin(self.journal(&Event::ConfigChanged(Box::new((*msg.0).clone()))))
     }
 }
@@ -750,12 +740,7 @@ impl Handler<RecordSubmission> for EngineActor {
             msg.fill_ids.into_iter().filter(|id| self.exchange.mark_submitted(id, msg.tx_hash).is_ok()).collect();
         let updates: Vec<_> = ids.iter().filter_map(|id| self.fill_update(id)).collect();
         let durable = self.journal(&Event::FillsSubmitted { fill_ids: ids, tx_hash: msg.tx_hash });
-        let sender = self.fill_updates.clone();
-        Box::pin(async move {
-            durable.await?;
-            updates.into_iter().for_each(|u| publish(&sender, Some(u)));
-            Ok(())
-        })
+        Box::pin(announce_when_durable(durable, self.fill_updates.clone(), updates))
     }
 }
 
@@ -786,20 +771,15 @@ impl Handler<RecordOutcomes> for EngineActor {
             let status = if matches!(event, Event::FillSettled { .. }) { "settled" } else { "failed" };
             metrics::counter!("pat_fills_total", "status" => status).increment(1);
             durables.push(self.journal(&event));
-            let update = self.fill_update(&id);
-            if let Some(u) = &update {
-                self.gauges.touch(u.market);
-            }
-            updates.extend(update);
+            updates.extend(self.fill_update(&id));
         }
-        let sender = self.fill_updates.clone();
-        Box::pin(async move {
+        let durable = async move {
             for d in durables {
                 d.await?;
             }
-            updates.into_iter().for_each(|u| publish(&sender, Some(u)));
             Ok(())
-        })
+        };
+        Box::pin(announce_when_durable(durable, self.fill_updates.clone(), updates))
     }
 }
 
@@ -810,11 +790,18 @@ impl Handler<SubscribeFills> for EngineActor {
     }
 }
 
-/// Sends a durable fill update; no subscriber is not an error.
-fn publish(sender: &broadcast::Sender<FillUpdate>, update: Option<FillUpdate>) {
-    if let Some(update) = update {
+/// Resolves once `durable` has, then sends `updates` (durable by then); no
+/// subscriber is not an error.
+async fn announce_when_durable(
+    durable: impl Future<Output = Result<(), EngineError>>,
+    sender: broadcast::Sender<FillUpdate>,
+    updates: Vec<FillUpdate>,
+) -> Result<(), EngineError> {
+    durable.await?;
+    for update in updates {
         let _ = sender.send(update);
     }
+    Ok(())
 }
 
 impl Handler<SubscribeQuotes> for EngineActor {

@@ -1,9 +1,11 @@
 //! Per-market gauges for Prometheus: quote, supply and exposure of each market
-//! touched since the last flush, the exposure of its (type, window) group, and
-//! the risk limits. Amounts are in PAT (floats are fine for a dashboard; the
-//! ledger itself never leaves integers). Flushed on a timer, so the order path
-//! pays one flag write per touched market, not a metrics lookup.
+//! that changed since the last flush, the exposure of its (type, window)
+//! group, and the risk limits. Amounts are in PAT (floats are fine for a
+//! dashboard; the ledger itself never leaves integers). Flushed on a timer:
+//! which markets changed comes from the tick and from the exchange's own
+//! change tracking, so the order path does no metrics work.
 
+use pat_engine::market::MarketSet;
 use pat_engine::money::ONE_PAT;
 use pat_engine::params::RiskParams;
 use pat_engine::{Exchange, MarketId};
@@ -12,37 +14,28 @@ fn pat(amount: u128) -> f64 {
     amount as f64 / ONE_PAT as f64
 }
 
-/// The markets whose gauges are stale.
+/// The markets whose gauges are stale: those whose quote changed (from the
+/// tick) or whose stats changed (from the exchange, at flush).
 pub struct MarketGauges {
-    touched: Vec<bool>,
-    list: Vec<MarketId>,
+    stale: MarketSet,
 }
 
 impl MarketGauges {
     /// Every market starts stale, so the first flush sets them all.
     pub fn new(markets: usize) -> Self {
-        Self { touched: vec![true; markets], list: (0..markets as u32).map(MarketId).collect() }
+        Self { stale: MarketSet::full(markets) }
     }
 
+    /// The market's quote changed.
     pub fn touch(&mut self, id: MarketId) {
-        if let Some(flag) = self.touched.get_mut(id.0 as usize)
-            && !*flag
-        {
-            *flag = true;
-            self.list.push(id);
-        }
+        self.stale.insert(id);
     }
 
-    pub fn touch_all(&mut self) {
-        for i in 0..self.touched.len() {
-            self.touch(MarketId(i as u32));
-        }
-    }
-
-    /// Sets the gauges of every touched market.
-    pub fn flush(&mut self, exchange: &Exchange) {
-        for id in self.list.drain(..) {
-            self.touched[id.0 as usize] = false;
+    /// Sets the gauges of every market whose quote or stats changed.
+    pub fn flush(&mut self, exchange: &mut Exchange) {
+        let stale = &mut self.stale;
+        exchange.take_stats_changed(|id| stale.insert(id));
+        stale.take(|id| {
             let market = exchange.market(id);
             let quote = exchange.quote(id);
             let key = market.key.to_string();
@@ -57,7 +50,7 @@ impl MarketGauges {
                 "window" => market.key.window.to_string()
             )
             .set(pat(exchange.group_exposure_of(id)));
-        }
+        });
     }
 }
 
@@ -67,22 +60,4 @@ pub fn set_limits(risk: &RiskParams) {
     metrics::gauge!("pat_market_exposure_limit_pat", "level" => "hard").set(pat(risk.market_hard));
     metrics::gauge!("pat_group_exposure_limit_pat", "level" => "soft").set(pat(risk.group_soft));
     metrics::gauge!("pat_group_exposure_limit_pat", "level" => "hard").set(pat(risk.group_hard));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_market_is_listed_once_however_often_it_is_touched() {
-        let mut gauges = MarketGauges::new(3);
-        gauges.list.clear();
-        gauges.touched.fill(false);
-        gauges.touch(MarketId(1));
-        gauges.touch(MarketId(1));
-        gauges.touch(MarketId(7)); // unknown: ignored
-        assert_eq!(gauges.list, [MarketId(1)]);
-        gauges.touch_all();
-        assert_eq!(gauges.list, [MarketId(1), MarketId(0), MarketId(2)]);
-    }
 }

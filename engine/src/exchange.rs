@@ -18,7 +18,7 @@ use thiserror::Error;
 
 use crate::ewma::TimeMs;
 use crate::fill::{Fill, FillStatus, Ledger};
-use crate::market::{Lot, Market, MarketId, MarketStats, MissingUnits};
+use crate::market::{Lot, Market, MarketId, MarketSet, MarketStats, MissingUnits};
 use crate::market_key::MarketKey;
 use crate::money::Amount;
 use crate::order::{self, LimitScope, OrderError, SignedOrder, VerifiedOrder};
@@ -110,6 +110,8 @@ pub struct Exchange {
     by_key: HashMap<MarketKey, MarketId>,
     group_exposure: Vec<Amount>,
     quoter: Quoter,
+    /// Markets whose stats changed since [`Exchange::take_stats_changed`] (for observers).
+    stats_changed: MarketSet,
     segments: Vec<Segment>,
     payload_hashes: B256Set,
     providers: AddressMap<ProviderRecord>,
@@ -185,6 +187,7 @@ impl Exchange {
             stats: vec![MarketStats::default(); markets.len()],
             group_exposure: vec![0; cfg.types.len() * cfg.windows.len()],
             quoter: Quoter::new(markets.len()),
+            stats_changed: MarketSet::full(markets.len()),
             markets,
             specs,
             by_chain_id,
@@ -351,6 +354,13 @@ impl Exchange {
     fn sync_stats(&mut self, id: MarketId) {
         self.stats[id.index()] = *self.markets[id.index()].stats();
         self.quoter.mark_dirty(id);
+        self.stats_changed.insert(id);
+    }
+
+    /// Hands `f` every market whose stats (supply, exposure, ...) changed since
+    /// the last call, each once; the first call hands every market.
+    pub fn take_stats_changed(&mut self, f: impl FnMut(MarketId)) {
+        self.stats_changed.take(f);
     }
 
     /// Validates a provider's submission and lists its units; returns the

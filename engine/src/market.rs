@@ -29,6 +29,62 @@ impl MarketId {
     }
 }
 
+/// A set of markets that remembers the order they joined it, each once:
+/// markets whose state changed since someone last took them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketSet {
+    member: Vec<bool>,
+    list: Vec<MarketId>,
+}
+
+impl MarketSet {
+    /// Every one of `markets` markets, in index order.
+    pub fn full(markets: usize) -> Self {
+        Self { member: vec![true; markets], list: (0..markets as u32).map(MarketId).collect() }
+    }
+
+    /// Adds `id` unless it is already in (or not a market of the set).
+    pub fn insert(&mut self, id: MarketId) {
+        if let Some(flag) = self.member.get_mut(id.index())
+            && !*flag
+        {
+            *flag = true;
+            self.list.push(id);
+        }
+    }
+
+    /// Empties the set, handing each market to `f` in the order it joined.
+    pub fn take(&mut self, mut f: impl FnMut(MarketId)) {
+        for id in self.list.drain(..) {
+            self.member[id.index()] = false;
+            f(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod market_set_tests {
+    use super::*;
+
+    fn taken(set: &mut MarketSet) -> Vec<MarketId> {
+        let mut out = Vec::new();
+        set.take(|id| out.push(id));
+        out
+    }
+
+    #[test]
+    fn a_market_is_listed_once_however_often_it_is_inserted() {
+        let mut set = MarketSet::full(3);
+        assert_eq!(taken(&mut set), [MarketId(0), MarketId(1), MarketId(2)], "full: every market, in index order");
+        set.insert(MarketId(1));
+        set.insert(MarketId(1));
+        set.insert(MarketId(7)); // unknown: ignored
+        set.insert(MarketId(0));
+        assert_eq!(taken(&mut set), [MarketId(1), MarketId(0)]);
+        assert!(taken(&mut set).is_empty());
+    }
+}
+
 /// Units of one segment still for sale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lot {

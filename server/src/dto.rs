@@ -298,15 +298,21 @@ pub struct FillBody {
     pub reason: Option<String>,
 }
 
+/// A fill's status as the API and the feed spell it: the status name, the
+/// transaction it went out in, and why it failed.
+pub fn status_parts(status: &FillStatus) -> (&'static str, Option<B256>, Option<&str>) {
+    match status {
+        FillStatus::Accepted => ("accepted", None, None),
+        FillStatus::Submitted { tx_hash } => ("submitted", Some(*tx_hash), None),
+        FillStatus::Settled { tx_hash } => ("settled", *tx_hash, None),
+        FillStatus::Failed { reason } => ("failed", None, Some(reason)),
+    }
+}
+
 impl From<&FillRecord> for FillBody {
     fn from(r: &FillRecord) -> Self {
         let f = &r.fill;
-        let (status, tx_hash, reason) = match &r.status {
-            FillStatus::Accepted => ("accepted", None, None),
-            FillStatus::Submitted { tx_hash } => ("submitted", Some(*tx_hash), None),
-            FillStatus::Settled { tx_hash } => ("settled", *tx_hash, None),
-            FillStatus::Failed { reason } => ("failed", None, Some(reason.clone())),
-        };
+        let (status, tx_hash, reason) = status_parts(&r.status);
         let MarketId(market_index) = f.market;
         Self {
             fill_id: f.fill_id,
@@ -328,7 +334,7 @@ impl From<&FillRecord> for FillBody {
                 .collect(),
             status: status.to_owned(),
             tx_hash,
-            reason,
+            reason: reason.map(str::to_owned),
         }
     }
 }

@@ -1,10 +1,10 @@
 //! The API's error shape: `{"code": "...", "message": "..."}` with the HTTP
 //! status that fits, for every failure a request can meet.
 
+use crate::dto::ErrorBody;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use pat_actors::EngineError;
-use serde::Serialize;
 
 /// A request that failed, as the client sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,12 +12,6 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    code: &'a str,
-    message: &'a str,
 }
 
 impl ApiError {
@@ -50,7 +44,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(Body { code: self.code, message: &self.message })
+        HttpResponse::build(self.status).json(ErrorBody { code: self.code.to_owned(), message: self.message.clone() })
     }
 }
 

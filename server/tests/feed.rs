@@ -79,6 +79,16 @@ impl Client {
         }
     }
 
+    /// The next message of type `kind`, skipping others.
+    async fn until(&mut self, kind: &str) -> Value {
+        loop {
+            let m = self.next().await;
+            if m["type"] == kind {
+                return m;
+            }
+        }
+    }
+
     /// Every message that arrives within `wait`.
     async fn collect(&mut self, wait: Duration) -> Vec<Value> {
         let deadline = Instant::now() + wait;
@@ -94,12 +104,9 @@ impl Client {
         let ack = self.next().await;
         assert_eq!(ack["type"], "subscribed", "{ack}");
         let count = ack["markets"].as_array().unwrap().len();
-        let mut snapshots = Vec::new();
+        let mut snapshots = Vec::with_capacity(count);
         while snapshots.len() < count {
-            let m = self.next().await;
-            if m["type"] == "snapshot" {
-                snapshots.push(m);
-            }
+            snapshots.push(self.until("snapshot").await);
         }
         snapshots
     }
@@ -166,12 +173,7 @@ async fn subscribers_get_a_snapshot_then_every_change_in_seq_order() {
     assert!(elsewhere.iter().all(|m| m["type"] != "quote" || m["market"].as_str().unwrap().starts_with("JOB_SEARCH|")));
 
     all.send(json!({"op": "unsubscribe", "markets": [MARKET]})).await;
-    let ack = loop {
-        let m = all.next().await;
-        if m["type"] == "unsubscribed" {
-            break m;
-        }
-    };
+    let ack = all.until("unsubscribed").await;
     assert_eq!(ack["markets"], json!([MARKET]));
     for nonce in 9..=12 {
         buy(&api, 50, nonce).await;
@@ -270,39 +272,28 @@ async fn a_client_that_stops_reading_is_conflated_then_dropped_without_slowing_o
         };
         let _ = tokio::time::timeout(Duration::from_secs(10), send_all).await;
     };
-    flood(&mut slow).await;
+    // Orders move prices, one every 40 ms, until the metric counts something.
     let mut nonce = 0;
-    let started = Instant::now();
-    while metric("pat_feed_conflated_total").await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(20), "the slow client was never conflated");
-        nonce += 1;
-        buy(&api, 50, nonce).await;
-        tokio::time::sleep(Duration::from_millis(40)).await;
-    }
-    // Reading again before the lag limit: the backlog, then the notice.
-    let notice = loop {
-        let m = slow.next().await;
-        if m["type"] == "conflated" {
-            break m;
+    let mut buy_until = async |name: &str, within: Duration, why: &str| {
+        let started = Instant::now();
+        while metric(name).await == 0 {
+            assert!(started.elapsed() < within, "{why}");
+            nonce += 1;
+            buy(&api, 50, nonce).await;
+            tokio::time::sleep(Duration::from_millis(40)).await;
         }
     };
+    flood(&mut slow).await;
+    buy_until("pat_feed_conflated_total", Duration::from_secs(20), "the slow client was never conflated").await;
+    // Reading again before the lag limit: the backlog, then the notice.
+    let notice = slow.until("conflated").await;
     assert!(notice["markets"].as_u64().unwrap() >= 1, "{notice}");
 
     // Stop reading for good: dropped once behind past the lag limit.
     flood(&mut slow).await;
-    let started = Instant::now();
-    while metric("pat_feed_disconnects_total{reason=\"slow_consumer\"}").await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "the slow client was never dropped");
-        nonce += 1;
-        buy(&api, 50, nonce).await;
-        tokio::time::sleep(Duration::from_millis(40)).await;
-    }
-    let closed = loop {
-        let m = slow.next().await;
-        if m["type"] == "closed" {
-            break m;
-        }
-    };
+    let dropped = "pat_feed_disconnects_total{reason=\"slow_consumer\"}";
+    buy_until(dropped, Duration::from_secs(30), "the slow client was never dropped").await;
+    let closed = slow.until("closed").await;
     assert_eq!(closed["reason"], "slow_consumer");
     let (quotes, worst) = watcher.await.unwrap();
     assert!(quotes > 0);

@@ -21,12 +21,12 @@ use actix_http::ws::{OpCode, Parser};
 use actix_web::web::{Bytes, BytesMut};
 use alloy_primitives::Address;
 use pat_actors::engine::FillUpdate;
-use pat_engine::{FillStatus, MarketKey, Quote};
+use pat_engine::{MarketKey, Quote};
 use tokio::sync::Notify;
 
 use super::FeedSettings;
 use super::protocol::{FeedError, QuoteMessage, now_us, resolve};
-use crate::dto::QuoteBody;
+use crate::dto::{QuoteBody, status_parts};
 
 /// One message as the WebSocket frame a server sends (unmasked, so the same
 /// bytes for every client), shared by every connection it goes to.
@@ -45,16 +45,6 @@ impl Frame {
 
     fn other(text: String) -> Self {
         Self::new(&text, u32::MAX, Instant::now())
-    }
-
-    /// The message inside the frame.
-    pub fn payload(&self) -> &[u8] {
-        let header = match self.wire[1] & 0x7f {
-            126 => 4,
-            127 => 10,
-            _ => 2,
-        };
-        &self.wire[header..]
     }
 }
 
@@ -271,12 +261,7 @@ impl Hub {
     pub fn publish_fill(&self, update: &FillUpdate) {
         let conns = self.conns();
         let Some(owners) = conns.by_consumer.get(&update.consumer) else { return };
-        let (status, tx_hash, reason) = match &update.status {
-            FillStatus::Accepted => ("accepted", None, None),
-            FillStatus::Submitted { tx_hash } => ("submitted", Some(*tx_hash), None),
-            FillStatus::Settled { tx_hash } => ("settled", *tx_hash, None),
-            FillStatus::Failed { reason } => ("failed", None, Some(reason.as_str())),
-        };
+        let (status, tx_hash, reason) = status_parts(&update.status);
         let market = self.markets.get(update.market.0 as usize).map(|(k, _)| k.to_string());
         let text = serde_json::json!({
             "type": "fill",
@@ -460,7 +445,17 @@ mod tests {
     fn texts(conn: &Conn) -> Vec<Value> {
         let mut drained = Drained::default();
         conn.drain(&mut drained);
-        drained.frames.iter().map(|f| serde_json::from_slice(f.payload()).unwrap()).collect()
+        drained.frames.iter().map(|f| serde_json::from_slice(payload(&f.wire)).unwrap()).collect()
+    }
+
+    /// The message inside a server frame.
+    fn payload(wire: &[u8]) -> &[u8] {
+        let header = match wire[1] & 0x7f {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        &wire[header..]
     }
 
     use serde_json::Value;

@@ -174,9 +174,10 @@ impl Link<'_> {
                     if last_heard.elapsed() > settings.client_timeout {
                         Err(reason::CLIENT_TIMEOUT)
                     } else {
-                        let beat = serde_json::json!({"type": "heartbeat", "ts": now_us()});
-                        let mut wire = BytesMut::from(&control(OpCode::Ping, b"")[..]);
-                        wire.extend_from_slice(&text_frame(&beat.to_string()));
+                        let beat = serde_json::json!({"type": "heartbeat", "ts": now_us()}).to_string();
+                        let mut wire = BytesMut::with_capacity(beat.len() + 12);
+                        Parser::write_message(&mut wire, b"", OpCode::Ping, true, false);
+                        Parser::write_message(&mut wire, beat, OpCode::Text, true, false);
                         self.send(wire.freeze()).await
                     }
                 }
