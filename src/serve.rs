@@ -12,11 +12,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use actix::Addr;
 use anyhow::Context;
 use clap::Args as ClapArgs;
 use pat_actors::engine::{Shutdown, system_clock};
-use pat_actors::{EngineActor, EngineSettings};
+use pat_actors::{EngineActor, EngineHandle, EngineSettings};
 use pat_server::ServerSettings;
 
 #[derive(ClapArgs, Debug)]
@@ -80,7 +79,7 @@ pub async fn run_engine(
         .context("recovering the data directory")?;
     let _clearing = client.map(|client| {
         let settings = pat_actors::clearing::ClearingSettings::default();
-        actix::Actor::start(pat_actors::clearing::ClearingActor::new(engine.clone(), client, settings, system_clock()))
+        pat_actors::clearing::ClearingActor::start(engine.clone(), client, settings, system_clock())
     });
     eprintln!(
         "recovered {}: snapshot at LSN {}, {} records replayed, {} torn bytes cut; next LSN {}",
@@ -133,7 +132,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 /// Reloads when the file's modification time changes (polled every second).
-async fn watch_config(engine: Addr<EngineActor>, path: PathBuf) {
+async fn watch_config(engine: EngineHandle, path: PathBuf) {
     let mut seen = modified(&path);
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {

@@ -4,7 +4,8 @@
 //! Only durable fills leave the engine, so the chain never settles a fill a
 //! restart would not know. A fill still open at a restart is handed over
 //! again; the client asks the contract which nonces already settled before
-//! sending, so a fill never settles twice.
+//! sending, so a fill never settles twice. The actor runs supervised: after a
+//! crash its successor first has the engine hand over again what it held.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,10 @@ use actix::prelude::*;
 use alloy_primitives::B256;
 use pat_chain::{ChainError, FillOutcome, SettlementClient};
 
-use crate::engine::{Clock, EngineActor, RecordOutcomes, RecordSubmission, ReturnFills, Settlement, TakeDurableFills};
+use crate::engine::{
+    Clock, EngineHandle, RecordOutcomes, RecordSubmission, RequeueTaken, ReturnFills, Settlement, TakeDurableFills,
+};
+use crate::supervisor::{self, ExitNotice, Supervised};
 
 /// Batching and pacing of settlement.
 #[derive(Debug, Clone)]
@@ -41,17 +45,43 @@ impl Default for ClearingSettings {
 
 /// Settles the engine's fills on chain, one batch at a time.
 pub struct ClearingActor {
-    engine: Addr<EngineActor>,
+    engine: EngineHandle,
     client: Arc<SettlementClient>,
     settings: ClearingSettings,
     clock: Clock,
     in_flight: bool,
     paused_until: Option<Instant>,
+    /// Last: tells the supervisor when the actor is gone.
+    _exit: ExitNotice,
 }
 
 impl ClearingActor {
-    pub fn new(engine: Addr<EngineActor>, client: SettlementClient, settings: ClearingSettings, clock: Clock) -> Self {
-        Self { engine, client: Arc::new(client), settings, clock, in_flight: false, paused_until: None }
+    /// Starts the actor on the current arbiter under a supervisor that starts
+    /// a fresh one there if it crashes.
+    pub fn start(
+        engine: EngineHandle,
+        client: SettlementClient,
+        settings: ClearingSettings,
+        clock: Clock,
+    ) -> Supervised<Self> {
+        let client = Arc::new(client);
+        let (exits, exited) = supervisor::exit_channel();
+        let make = move || Self {
+            engine: engine.clone(),
+            client: client.clone(),
+            settings: settings.clone(),
+            clock: clock.clone(),
+            in_flight: false,
+            paused_until: None,
+            _exit: ExitNotice::new(exits.clone()),
+        };
+        let handle = Supervised::new(Actor::start(make()));
+        let arbiter = Arbiter::current();
+        supervisor::supervise("clearing", &handle, exited, move || {
+            let actor = make();
+            Ok(Self::start_in_arbiter(&arbiter, move |_| actor))
+        });
+        handle
     }
 
     fn round(&mut self, ctx: &mut Context<Self>) {
@@ -78,7 +108,7 @@ impl ClearingActor {
 
 /// One batch: take, submit, record the submission, wait, record the outcomes.
 async fn settle_round(
-    engine: Addr<EngineActor>,
+    engine: EngineHandle,
     client: Arc<SettlementClient>,
     take: TakeDurableFills,
 ) -> Result<(), ChainError> {
@@ -136,6 +166,15 @@ impl Actor for ClearingActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.engine.do_send(RequeueTaken);
         ctx.run_interval(self.settings.batch_every, |act, ctx| act.round(ctx));
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Handler<supervisor::Crash> for ClearingActor {
+    type Result = ();
+    fn handle(&mut self, _: supervisor::Crash, _: &mut Context<Self>) {
+        panic!("injected fault: the clearing actor panics");
     }
 }

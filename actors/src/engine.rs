@@ -6,13 +6,16 @@
 //!
 //! If a journal write fails after the exchange already changed, memory may
 //! hold a change that is not durable: the actor then refuses every further
-//! mutation (`degraded`) until a restart recovers from disk. Reads go on.
+//! mutation (`degraded`) and stops, and its supervisor starts it again from
+//! disk (crash-only). A panic in a handler ends the same way. Callers hold an
+//! [`EngineHandle`], which follows the restarts; subscribers keep their
+//! channels, and quote `seq`s continue where they were.
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
@@ -28,6 +31,10 @@ use thiserror::Error;
 use tokio::sync::broadcast;
 
 use crate::gauges::MarketGauges;
+use crate::supervisor::{self, Exit, ExitNotice, Supervised};
+
+/// The engine actor's address across its restarts.
+pub type EngineHandle = Supervised<EngineActor>;
 
 /// Where the engine keeps its data and how often its timers fire.
 #[derive(Debug, Clone)]
@@ -83,6 +90,8 @@ pub enum EngineError {
     Recovery(#[from] RecoveryError),
     #[error("phase: {0}")]
     Phase(String),
+    #[error("the engine could not start: {0}")]
+    Start(String),
 }
 
 impl EngineError {
@@ -97,6 +106,7 @@ impl EngineError {
             Self::Journal(_) => "journal_failed",
             Self::Recovery(_) => "recovery_failed",
             Self::Phase(_) => "invalid_phase",
+            Self::Start(_) => "start_failed",
         }
     }
 }
@@ -217,6 +227,13 @@ pub struct TakeDurableFills {
 #[rtype(result = "()")]
 pub struct ReturnFills(pub Vec<B256>);
 
+/// Hands over again, first, every open fill that the clearing side took and
+/// neither gave back nor settled: a restarted clearing actor sends it before
+/// it takes anything (what its predecessor held died with it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RequeueTaken;
+
 /// Records that fills went to the chain in `tx_hash`; replies once durable.
 #[derive(Message)]
 #[rtype(result = "Result<(), EngineError>")]
@@ -257,38 +274,51 @@ pub struct FillUpdate {
     pub status: FillStatus,
 }
 
+/// What outlives one incarnation of the engine actor: its subscribers'
+/// channels, and the `seq` each market's quote last went out with.
+#[derive(Clone)]
+struct Outlets {
+    quotes: broadcast::Sender<Arc<Vec<Quote>>>,
+    fill_updates: broadcast::Sender<FillUpdate>,
+    quote_seqs: Arc<Mutex<Vec<u64>>>,
+}
+
+/// Everything needed to start the engine actor, again after a crash.
+struct Launch {
+    settings: EngineSettings,
+    /// The config file's at the first start (a restart keeps the journaled one).
+    config: Arc<EngineConfig>,
+    clock: Clock,
+    outlets: Outlets,
+    exits: std::sync::mpsc::Sender<Exit>,
+}
+
 /// The engine actor.
 pub struct EngineActor {
     exchange: Exchange,
-    journal: Arc<Journal>,
     data: Arc<DataDir>,
     settings: EngineSettings,
     clock: Clock,
     /// Appends whose durability the actor has not yet heard of.
     pending: Arc<AtomicU64>,
     degraded: Arc<AtomicBool>,
-    quotes: broadcast::Sender<Arc<Vec<Quote>>>,
-    fill_updates: broadcast::Sender<FillUpdate>,
+    outlets: Outlets,
     changed: Vec<MarketId>,
     gauges: MarketGauges,
     /// The quoting tick's timer, replaced when a reload changes `quoting.tick_ms`.
     ticker: Option<SpawnHandle>,
-    /// Told when the actor is dropped (its journal and data directory closed).
-    on_drop: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// The actor's own address, for a failed append to stop it.
+    me: Option<actix::WeakAddr<Self>>,
     /// The LSN the journal gives the next append: the actor is its only
     /// appender and LSNs are consecutive (a failed write degrades the actor).
     next_lsn: u64,
     /// Accepted fills not yet handed to clearing, with the LSN of their record
     /// (0 for fills recovered from disk, durable already).
     handoff: std::collections::VecDeque<(u64, B256)>,
-}
-
-impl Drop for EngineActor {
-    fn drop(&mut self) {
-        for tx in self.on_drop.drain(..) {
-            let _ = tx.send(());
-        }
-    }
+    /// Dropped after the data directory (field order), then joins its writer.
+    journal: Journal,
+    /// Last: tells the supervisor once everything above is released.
+    exit: ExitNotice,
 }
 
 /// What recovery found, for logs.
@@ -301,16 +331,42 @@ pub struct Startup {
 }
 
 impl EngineActor {
-    /// Recovers the data directory and starts the actor on its own arbiter.
-    /// `cfg` is the config file's; if the recovered state ran under another,
-    /// the change is journaled like a reload.
+    /// Recovers the data directory and starts the actor on its own arbiter,
+    /// under a supervisor that restarts it from disk if it crashes. `cfg` is
+    /// the config file's; if the recovered state ran under another, the
+    /// change is journaled like a reload.
     pub fn start(
         settings: EngineSettings,
         cfg: Arc<EngineConfig>,
         clock: Clock,
-    ) -> Result<(Addr<Self>, Startup), EngineError> {
+    ) -> Result<(EngineHandle, Startup), EngineError> {
+        let (quotes, _) = broadcast::channel(settings.quote_channel_capacity);
+        let (fill_updates, _) = broadcast::channel(settings.fill_channel_capacity);
+        let outlets = Outlets { quotes, fill_updates, quote_seqs: Arc::new(Mutex::new(Vec::new())) };
+        let (exits, exited) = supervisor::exit_channel();
+        let launch = Launch { settings, config: cfg, clock, outlets, exits };
+        let (addr, mut arbiter, startup) = Self::boot(&launch, true)?;
+        let handle = Supervised::new(addr);
+        supervisor::supervise("engine", &handle, exited, move || {
+            let (addr, next, _) = Self::boot(&launch, false).map_err(|e| e.to_string())?;
+            let old = std::mem::replace(&mut arbiter, next);
+            // The old actor is gone; its arbiter still forwards replies that became durable.
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(1));
+                old.stop();
+            });
+            Ok(addr)
+        });
+        Ok((handle, startup))
+    }
+
+    /// Recovers and starts one incarnation. `adopt` journals the launch
+    /// config if the recovered state ran under another (a first start); a
+    /// restart keeps the recovered one.
+    fn boot(launch: &Launch, adopt: bool) -> Result<(Addr<Self>, ArbiterHandle, Startup), EngineError> {
+        let (settings, cfg) = (&launch.settings, &launch.config);
         let data = DataDir::open(&settings.data_dir)?;
-        let recovered = data.recover(&cfg)?;
+        let recovered = data.recover(cfg)?;
         let startup = Startup {
             snapshot_lsn: recovered.snapshot_lsn,
             replayed: recovered.replayed,
@@ -320,40 +376,34 @@ impl EngineActor {
         let mut exchange = recovered.exchange;
         let journal = data.open_journal(settings.journal.clone(), recovered.next_lsn).map_err(EngineError::Journal)?;
         let mut next_lsn = recovered.next_lsn;
-        if *exchange.config() != *cfg {
+        if adopt && *exchange.config() != **cfg {
             exchange.reconfigure(cfg.clone())?;
-            journal.append_event(&Event::ConfigChanged(Box::new((*cfg).clone()))).map_err(EngineError::Journal)?;
+            journal.append_event(&Event::ConfigChanged(Box::new((**cfg).clone()))).map_err(EngineError::Journal)?;
             next_lsn += 1;
         }
-        let mut open: Vec<&FillRecord> = exchange
-            .fills()
-            .filter(|r| matches!(r.status, FillStatus::Accepted | FillStatus::Submitted { .. }))
-            .collect();
-        open.sort_by_key(|r| (r.fill.accepted_at_ms, r.fill.fill_id));
-        let handoff = open.iter().map(|r| (0, r.fill.fill_id)).collect();
+        let handoff = open_fills(&exchange, |_| true).into_iter().map(|id| (0, id)).collect();
         crate::gauges::set_limits(&exchange.config().risk);
+        exchange.resume_quote_seqs(&launch.outlets.quote_seqs.lock().unwrap_or_else(|e| e.into_inner()));
         let markets = exchange.markets().len();
-        let (quotes, _) = broadcast::channel(settings.quote_channel_capacity);
-        let (fill_updates, _) = broadcast::channel(settings.fill_channel_capacity);
         let actor = Self {
             exchange,
-            journal: Arc::new(journal),
             data: Arc::new(data),
-            settings,
-            clock,
+            settings: settings.clone(),
+            clock: launch.clock.clone(),
             pending: Arc::new(AtomicU64::new(0)),
             degraded: Arc::new(AtomicBool::new(false)),
-            quotes,
-            fill_updates,
+            outlets: launch.outlets.clone(),
             changed: Vec::new(),
             gauges: MarketGauges::new(markets),
             ticker: None,
-            on_drop: Vec::new(),
+            me: None,
             next_lsn,
             handoff,
+            journal,
+            exit: ExitNotice::new(launch.exits.clone()),
         };
-        let arbiter = Arbiter::new();
-        Ok((Self::start_in_arbiter(&arbiter.handle(), |_| actor), startup))
+        let arbiter = Arbiter::try_new().map_err(|e| EngineError::Start(e.to_string()))?.handle();
+        Ok((Self::start_in_arbiter(&arbiter, |_| actor), arbiter, startup))
     }
 
     /// Refuses a mutation when the engine is degraded or the journal is full.
@@ -368,12 +418,13 @@ impl EngineActor {
     }
 
     /// Appends an event whose change is already in memory; the returned
-    /// future resolves once it is durable. Any failure degrades the engine.
+    /// future resolves once it is durable. Any failure degrades the engine
+    /// and stops it, for its supervisor to recover it from disk.
     fn journal(&mut self, event: &Event) -> impl Future<Output = Result<(), EngineError>> + use<> {
         let started = Instant::now();
         let appended: Result<Durable, JournalError> = self.journal.append_event(event);
         self.next_lsn += 1;
-        let (pending, degraded) = (self.pending.clone(), self.degraded.clone());
+        let (pending, degraded, me) = (self.pending.clone(), self.degraded.clone(), self.me.clone());
         pending.fetch_add(1, Ordering::AcqRel);
         async move {
             let result = match appended {
@@ -383,8 +434,12 @@ impl EngineActor {
             pending.fetch_sub(1, Ordering::AcqRel);
             metrics::histogram!("pat_journal_append_seconds").record(started.elapsed().as_secs_f64());
             result.map(|_| ()).map_err(|e| {
-                degraded.store(true, Ordering::Release);
                 metrics::counter!("pat_journal_failures_total").increment(1);
+                if !degraded.swap(true, Ordering::AcqRel)
+                    && let Some(me) = me.and_then(|me| me.upgrade())
+                {
+                    me.do_send(Stop);
+                }
                 EngineError::Journal(e)
             })
         }
@@ -398,8 +453,14 @@ impl EngineActor {
             self.changed.iter().for_each(|&id| self.gauges.touch(id));
             let batch: Vec<Quote> = self.changed.iter().map(|&id| self.exchange.quote(id)).collect();
             metrics::counter!("pat_quote_updates_total").increment(batch.len() as u64);
+            let mut seqs = self.outlets.quote_seqs.lock().unwrap_or_else(|e| e.into_inner());
+            seqs.resize(self.exchange.markets().len(), 0);
+            for q in &batch {
+                seqs[q.market.index()] = q.seq;
+            }
+            drop(seqs);
             // No subscriber is not an error: the feed may not be running.
-            let _ = self.quotes.send(Arc::new(batch));
+            let _ = self.outlets.quotes.send(Arc::new(batch));
         }
         metrics::histogram!("pat_quote_tick_seconds").record(started.elapsed().as_secs_f64());
     }
@@ -458,6 +519,7 @@ impl Actor for EngineActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
+        self.me = Some(ctx.address().downgrade());
         self.schedule_ticks(ctx);
         ctx.run_interval(self.settings.expiry_every, |act, ctx| act.expire(ctx));
         ctx.run_interval(Duration::from_secs(1), |act, _| act.gauges.flush(&mut act.exchange));
@@ -485,7 +547,7 @@ impl Handler<Shutdown> for EngineActor {
     fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
         let snapshot = msg.snapshot.then(|| self.snapshot(ctx));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.on_drop.push(tx);
+        self.exit.plan(tx);
         let addr = ctx.address();
         Box::pin(async move {
             let written = match snapshot {
@@ -508,6 +570,14 @@ impl Handler<Stop> for EngineActor {
     type Result = ();
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Handler<crate::supervisor::Crash> for EngineActor {
+    type Result = ();
+    fn handle(&mut self, _: crate::supervisor::Crash, _: &mut Context<Self>) {
+        panic!("injected fault: the engine actor panics");
     }
 }
 
@@ -553,7 +623,7 @@ impl Handler<PlaceOrder> for EngineActor {
                 let durable = self.journal(&Event::FillAccepted(fill.clone()));
                 self.handoff.push_back((self.next_lsn - 1, fill.fill_id));
                 let updates = self.fill_update(&fill.fill_id).into_iter().collect();
-                let announced = announce_when_durable(durable, self.fill_updates.clone(), updates);
+                let announced = announce_when_durable(durable, self.outlets.fill_updates.clone(), updates);
                 Box::pin(async move { announced.await.map(|()| fill) })
             }
             Err(e) => {
@@ -729,6 +799,27 @@ impl Handler<ReturnFills> for EngineActor {
     }
 }
 
+impl Handler<RequeueTaken> for EngineActor {
+    type Result = ();
+    fn handle(&mut self, _: RequeueTaken, _: &mut Context<Self>) {
+        let queued: alloy_primitives::map::B256Set = self.handoff.iter().map(|&(_, id)| id).collect();
+        // Only durable fills are ever taken, so these go back with LSN 0.
+        for id in open_fills(&self.exchange, |id| !queued.contains(id)).into_iter().rev() {
+            self.handoff.push_front((0, id));
+        }
+    }
+}
+
+/// Open (accepted or submitted) fills passing `keep`, oldest first.
+fn open_fills(exchange: &Exchange, keep: impl Fn(&B256) -> bool) -> Vec<B256> {
+    let mut open: Vec<&FillRecord> = exchange
+        .fills()
+        .filter(|r| matches!(r.status, FillStatus::Accepted | FillStatus::Submitted { .. }) && keep(&r.fill.fill_id))
+        .collect();
+    open.sort_by_key(|r| (r.fill.accepted_at_ms, r.fill.fill_id));
+    open.into_iter().map(|r| r.fill.fill_id).collect()
+}
+
 impl Handler<RecordSubmission> for EngineActor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: RecordSubmission, _: &mut Context<Self>) -> Self::Result {
@@ -740,7 +831,7 @@ impl Handler<RecordSubmission> for EngineActor {
             msg.fill_ids.into_iter().filter(|id| self.exchange.mark_submitted(id, msg.tx_hash).is_ok()).collect();
         let updates: Vec<_> = ids.iter().filter_map(|id| self.fill_update(id)).collect();
         let durable = self.journal(&Event::FillsSubmitted { fill_ids: ids, tx_hash: msg.tx_hash });
-        Box::pin(announce_when_durable(durable, self.fill_updates.clone(), updates))
+        Box::pin(announce_when_durable(durable, self.outlets.fill_updates.clone(), updates))
     }
 }
 
@@ -779,14 +870,14 @@ impl Handler<RecordOutcomes> for EngineActor {
             }
             Ok(())
         };
-        Box::pin(announce_when_durable(durable, self.fill_updates.clone(), updates))
+        Box::pin(announce_when_durable(durable, self.outlets.fill_updates.clone(), updates))
     }
 }
 
 impl Handler<SubscribeFills> for EngineActor {
     type Result = MessageResult<SubscribeFills>;
     fn handle(&mut self, _: SubscribeFills, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.fill_updates.subscribe())
+        MessageResult(self.outlets.fill_updates.subscribe())
     }
 }
 
@@ -807,6 +898,6 @@ async fn announce_when_durable(
 impl Handler<SubscribeQuotes> for EngineActor {
     type Result = MessageResult<SubscribeQuotes>;
     fn handle(&mut self, _: SubscribeQuotes, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.quotes.subscribe())
+        MessageResult(self.outlets.quotes.subscribe())
     }
 }

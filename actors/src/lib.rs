@@ -22,8 +22,9 @@
 pub mod clearing;
 pub mod engine;
 pub mod gauges;
+pub mod supervisor;
 
-pub use engine::{EngineActor, EngineError, EngineSettings};
+pub use engine::{EngineActor, EngineError, EngineHandle, EngineSettings};
 
 /// Registers the name, unit and help text of every metric the actors record,
 /// for the exporter the binary installs (Prometheus needs the help text).
@@ -37,6 +38,7 @@ pub fn describe_metrics() {
     describe_counter!("pat_journal_failures_total", Unit::Count, "Journal appends that failed (the engine degrades).");
     describe_counter!("pat_snapshot_failures_total", Unit::Count, "Snapshots that could not be written.");
     describe_counter!("pat_config_reloads_total", Unit::Count, "Config reloads by result (applied, rejected).");
+    describe_counter!("pat_actor_restarts_total", Unit::Count, "Actors restarted from durable state after a crash.");
     describe_counter!("pat_settlement_failures_total", Unit::Count, "Settlement rounds that failed, by retryable.");
     describe_histogram!("pat_settlement_seconds", Unit::Seconds, "Time from submitting a batch to its outcomes.");
     describe_histogram!("pat_settlement_batch_fills", Unit::Count, "Fills per settled batch.");

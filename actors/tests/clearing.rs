@@ -1,16 +1,17 @@
 //! Settlement end to end on anvil: the engine accepts fills, the clearing
 //! actor settles them with the real contracts, and the fills' statuses and
 //! the chain's balances agree to the base unit; a consumer without escrow is
-//! rejected by the chain and the engine gets its units back.
+//! rejected by the chain and the engine gets its units back. A crashed
+//! clearing actor is replaced and settlement goes on.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr};
 use alloy_primitives::{U256, keccak256};
 use pat_actors::clearing::{ClearingActor, ClearingSettings};
 use pat_actors::engine::{GetFill, GetMarkets, PlaceOrder, SubmitSegment, system_clock};
-use pat_actors::{EngineActor, EngineSettings};
+use pat_actors::supervisor::Crash;
+use pat_actors::{EngineActor, EngineHandle, EngineSettings};
 use pat_chain::devnet::Devnet;
 use pat_engine::order::verify_order;
 use pat_engine::signing::{LocalSigner, sign_listing, sign_order_for};
@@ -28,7 +29,7 @@ fn market() -> MarketKey {
     "PURCHASE_INTENT|7D|0.70-0.85".parse().unwrap()
 }
 
-async fn list(engine: &Addr<EngineActor>, cfg: &EngineConfig, provider: u8) {
+async fn list(engine: &EngineHandle, cfg: &EngineConfig, provider: u8) {
     let now = now_secs();
     let payload = format!(
         r#"{{"signals":[{{"ts":{now},"intent":"PURCHASE_INTENT","confidence":0.8,"category":"p{provider}"}}]}}"#
@@ -37,7 +38,7 @@ async fn list(engine: &Addr<EngineActor>, cfg: &EngineConfig, provider: u8) {
     engine.send(SubmitSegment(signed)).await.unwrap().unwrap();
 }
 
-async fn ask(engine: &Addr<EngineActor>) -> u128 {
+async fn ask(engine: &EngineHandle) -> u128 {
     for _ in 0..100 {
         let markets = engine.send(GetMarkets).await.unwrap();
         let m = markets.iter().find(|m| m.key == market()).unwrap();
@@ -50,7 +51,7 @@ async fn ask(engine: &Addr<EngineActor>) -> u128 {
 }
 
 async fn buy(
-    engine: &Addr<EngineActor>,
+    engine: &EngineHandle,
     cfg: &EngineConfig,
     consumer: &LocalSigner,
     ask: u128,
@@ -61,7 +62,7 @@ async fn buy(
     engine.send(PlaceOrder(verified)).await.unwrap().unwrap()
 }
 
-async fn status(engine: &Addr<EngineActor>, fill: &pat_engine::Fill) -> FillStatus {
+async fn status(engine: &EngineHandle, fill: &pat_engine::Fill) -> FillStatus {
     for _ in 0..200 {
         let s = engine.send(GetFill(fill.fill_id)).await.unwrap().unwrap().status;
         if matches!(s, FillStatus::Settled { .. } | FillStatus::Failed { .. }) {
@@ -83,8 +84,7 @@ async fn fills_settle_on_chain_and_rejections_return_units() {
     let (engine, _) =
         EngineActor::start(EngineSettings::new(tmp.path()), Arc::new(cfg.clone()), system_clock()).unwrap();
     let settings = ClearingSettings { batch_every: Duration::from_millis(100), ..ClearingSettings::default() };
-    let _clearing =
-        ClearingActor::new(engine.clone(), devnet.client().await.unwrap(), settings, system_clock()).start();
+    let clearing = ClearingActor::start(engine.clone(), devnet.client().await.unwrap(), settings, system_clock());
     for p in 0..3 {
         list(&engine, &cfg, p).await;
     }
@@ -108,4 +108,10 @@ async fn fills_settle_on_chain_and_rejections_return_units() {
     let markets = engine.send(GetMarkets).await.unwrap();
     let m = markets.iter().find(|m| m.key == market()).unwrap();
     assert_eq!((m.supply_units, m.counters.sold, m.exposure), (13, 2, 0));
+
+    // A panic in the clearing actor: its successor settles the next fill.
+    assert!(clearing.send(Crash).await.is_err(), "the panic drops the request");
+    let next = buy(&engine, &cfg, &rich, a, 2).await;
+    assert!(matches!(status(&engine, &next).await, FillStatus::Settled { tx_hash: Some(_) }));
+    assert_eq!(client.escrow_of(rich.address()).await.unwrap(), escrow - U256::from(paid.ask_paid + next.ask_paid));
 }

@@ -1,16 +1,17 @@
 //! The engine actor on a real data directory: acknowledged changes survive a
 //! restart, refusals leave no trace, snapshots shorten recovery, quotes are
-//! published, and config reloads apply live.
+//! published, config reloads apply live, and a crashed actor is restarted
+//! from disk by its supervisor.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use actix::Addr;
 use pat_actors::engine::{
-    Clock, GetFill, GetMarkets, PlaceOrder, Reconfigure, SetPaused, Shutdown, SubmitSegment, SubscribeQuotes,
-    TakeSnapshot,
+    Clock, GetFill, GetMarkets, PlaceOrder, Reconfigure, RequeueTaken, SetPaused, Shutdown, SubmitSegment,
+    SubscribeQuotes, TakeDurableFills, TakeSnapshot,
 };
-use pat_actors::{EngineActor, EngineError, EngineSettings};
+use pat_actors::supervisor::Crash;
+use pat_actors::{EngineActor, EngineError, EngineHandle, EngineSettings};
 use pat_engine::order::verify_order;
 use pat_engine::testing::{self, CONSUMER_KEY, T0, key, signed_order, signed_segment};
 use pat_engine::{FillStatus, MarketKey};
@@ -34,12 +35,12 @@ impl Harness {
         Arc::new(move || now.load(Ordering::Relaxed))
     }
 
-    fn start(&self) -> (Addr<EngineActor>, pat_actors::engine::Startup) {
+    fn start(&self) -> (EngineHandle, pat_actors::engine::Startup) {
         EngineActor::start(self.settings.clone(), testing::shared_config(), self.clock()).unwrap()
     }
 }
 
-async fn stock(engine: &Addr<EngineActor>, providers: u8) {
+async fn stock(engine: &EngineHandle, providers: u8) {
     for p in 0..providers {
         let payload = testing::payload_salted(3, u64::from(p));
         let signed = signed_segment(&key(10 + p), "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 20, &payload);
@@ -47,7 +48,7 @@ async fn stock(engine: &Addr<EngineActor>, providers: u8) {
     }
 }
 
-async fn ask(engine: &Addr<EngineActor>) -> u128 {
+async fn ask(engine: &EngineHandle) -> u128 {
     // The tick runs every 100 ms; wait for a quote of the stocked market.
     for _ in 0..50 {
         let markets = engine.send(GetMarkets).await.unwrap();
@@ -170,4 +171,83 @@ async fn a_reload_changes_the_tick_period_live() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(renewals(1_000).await, 1, "a 5 s tick does not renew it within a second");
     clock.abort();
+}
+
+/// A panic in the engine actor: its supervisor rebuilds it from the data
+/// directory on a new arbiter. The same handle reaches it, every acknowledged
+/// fill and used nonce is back, the subscribers' channel carries on with quote
+/// `seq`s above those already seen, and the restart is counted.
+#[actix_rt::test]
+async fn a_crashed_engine_restarts_from_durable_state() {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let h = Harness::new(tmp.path());
+    let (engine, _) = h.start();
+    let mut quotes = engine.send(SubscribeQuotes).await.unwrap();
+    stock(&engine, 3).await;
+    let a = ask(&engine).await;
+    let mut fills = Vec::new();
+    for nonce in 1..=3 {
+        fills.push(engine.send(order(a, nonce)).await.unwrap().unwrap());
+    }
+    // The clock stands still: once the orders are priced in, the quote stays.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    while quotes.try_recv().is_ok() {}
+    let view = engine.send(GetMarkets).await.unwrap().into_iter().find(|m| m.key == market()).unwrap();
+    let (id, seen) = (view.id, view.quote.seq);
+    assert!(seen > 0, "the market quoted before the crash");
+
+    assert!(engine.send(Crash).await.is_err(), "the panic drops the request");
+    let mut back = false;
+    for _ in 0..100 {
+        if engine.send(GetMarkets).await.is_ok() {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(back, "the supervisor restarted the engine within 5 s");
+
+    for fill in &fills {
+        let record = engine.send(GetFill(fill.fill_id)).await.unwrap().expect("an acknowledged fill survives");
+        assert_eq!((&record.fill, &record.status), (fill, &FillStatus::Accepted));
+    }
+    let replay = engine.send(order(a, 1)).await.unwrap().unwrap_err();
+    assert_eq!(replay.code(), "nonce_used", "used nonces are recovered too");
+    let markets = engine.send(GetMarkets).await.unwrap();
+    assert_eq!(markets.iter().find(|m| m.key == market()).unwrap().supply_units, 60 - 6);
+
+    let after = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let batch = quotes.recv().await.expect("the channel outlives the actor");
+            if let Some(q) = batch.iter().find(|q| q.market == id) {
+                return q.seq;
+            }
+        }
+    });
+    assert!(after.await.unwrap() > seen, "a restarted engine's quotes are newer than those seen before");
+    let a = ask(&engine).await;
+    engine.send(order(a, 10)).await.unwrap().expect("the restarted engine takes orders");
+    let text = metrics.render();
+    assert!(text.contains("pat_actor_restarts_total{actor=\"engine\"} 1"), "{text}");
+}
+
+/// What a crashed clearing actor held goes back to the front of the queue
+/// when its successor asks, and only then.
+#[actix_rt::test]
+async fn fills_taken_by_a_lost_clearing_actor_are_handed_over_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = Harness::new(tmp.path());
+    let (engine, _) = h.start();
+    stock(&engine, 2).await;
+    let a = ask(&engine).await;
+    let first = engine.send(order(a, 1)).await.unwrap().unwrap();
+    let take = || TakeDurableFills { max: 10, accepted_before_ms: u64::MAX };
+    let taken = engine.send(take()).await.unwrap();
+    assert_eq!(taken, vec![first.clone()]);
+    let second = engine.send(order(a, 2)).await.unwrap().unwrap();
+    assert_eq!(engine.send(take()).await.unwrap(), vec![second.clone()], "each fill is handed over once");
+    assert!(engine.send(take()).await.unwrap().is_empty());
+    engine.send(RequeueTaken).await.unwrap();
+    assert_eq!(engine.send(take()).await.unwrap(), vec![first, second], "both again, oldest first");
 }

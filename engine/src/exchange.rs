@@ -292,6 +292,11 @@ impl Exchange {
         self.quoter.quotes()
     }
 
+    /// Continues the quotes' `seq`s from those last published (see [`Quoter::resume_seqs`]).
+    pub fn resume_quote_seqs(&mut self, floors: &[u64]) {
+        self.quoter.resume_seqs(floors);
+    }
+
     /// Exposure of the (window, type) group of market `id`.
     pub fn group_exposure_of(&self, id: MarketId) -> Amount {
         self.group_exposure[self.specs[id.index()].group as usize]

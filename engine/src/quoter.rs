@@ -138,6 +138,15 @@ impl Quoter {
         }
     }
 
+    /// Continues each market's `seq` from `floors` (the last ones published,
+    /// by market index), so that after a restart every quote is newer than
+    /// any an observer already holds.
+    pub fn resume_seqs(&mut self, floors: &[u64]) {
+        for (state, &floor) in self.states.iter_mut().zip(floors) {
+            state.quote.seq = state.quote.seq.max(floor);
+        }
+    }
+
     pub fn quote(&self, market: MarketId) -> Quote {
         Quote { valid_until_ms: self.valid_until_ms, ..self.states[market.index()].quote }
     }
@@ -370,5 +379,27 @@ mod tests {
             assert_eq!(a.valid_until_ms, later + (ticks - 1) * cfg.quoting.tick_ms + cfg.orders.quote_ttl_ms);
         }
         assert_eq!(changed.len(), n);
+    }
+
+    /// A resumed quoter publishes every market above the floor it was given
+    /// (what an observer of the previous quoter last saw), never at or below.
+    #[test]
+    fn resumed_seqs_continue_above_the_floors() {
+        let cfg = testing::config();
+        let specs = market_specs(&cfg);
+        let n = specs.len();
+        let st = stats(n);
+        let ge = vec![0; cfg.types.len() * cfg.windows.len()];
+        let floors: Vec<u64> = (0..n as u64).map(|i| i * 7).collect();
+        let mut q = Quoter::new(n);
+        q.resume_seqs(&floors);
+        let mut changed = Vec::new();
+        let inputs =
+            TickInputs { now_ms: NOW, stats: &st, specs: &specs, group_exposure: &ge, cfg: &cfg, paused: false };
+        q.tick(&inputs, &mut changed);
+        assert_eq!(changed.len(), n, "the first tick publishes every market");
+        for (quote, floor) in q.quotes().zip(&floors) {
+            assert_eq!(quote.seq, floor + 1);
+        }
     }
 }

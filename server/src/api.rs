@@ -6,17 +6,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use alloy_primitives::{Address, B256};
 use alloy_sol_types::Eip712Domain;
 use metrics_exporter_prometheus::PrometheusHandle;
-use pat_actors::EngineActor;
 use pat_actors::engine::{
     AdvancePhase, ConsumerFills, GetFill, GetMarket, GetMarkets, GetSegment, PlaceOrder, ProviderCredits,
     SearchSegments, SetPaused, SubmitSegment,
 };
+use pat_actors::{EngineActor, EngineHandle};
 use pat_engine::order::{SignedOrder, verify_order};
 use pat_engine::{MarketKey, SegmentId, SignedSegment};
 use serde::Deserialize;
@@ -26,7 +25,7 @@ use crate::error::ApiError;
 
 /// What every handler shares.
 pub struct AppState {
-    pub engine: Addr<EngineActor>,
+    pub engine: EngineHandle,
     pub domain: Eip712Domain,
     /// The config file `POST /v1/admin/reload` re-reads.
     pub config_path: PathBuf,

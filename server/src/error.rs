@@ -27,9 +27,6 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
-    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -70,6 +67,16 @@ impl From<EngineError> for ApiError {
 
 impl From<actix::MailboxError> for ApiError {
     fn from(e: actix::MailboxError) -> Self {
-        Self::unavailable(format!("the engine did not take the request: {e}"))
+        match e {
+            actix::MailboxError::Timeout => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the engine did not answer in time")
+            }
+            // The actor is gone and its supervisor is starting the next one.
+            actix::MailboxError::Closed => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the engine is restarting from its journal; retry shortly",
+            ),
+        }
     }
 }

@@ -23,12 +23,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use actix::Addr;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpServer, web};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use pat_actors::EngineActor;
+use pat_actors::EngineHandle;
 use pat_actors::engine::Reconfigure;
 use pat_config::{Config, ConfigErrors};
 
@@ -96,7 +95,7 @@ pub enum ReloadError {
 
 /// Reads and validates `path`, then applies it live. Counted in
 /// `pat_config_reloads_total{result}`.
-pub async fn reload(engine: &Addr<EngineActor>, path: &Path) -> Result<(), ReloadError> {
+pub async fn reload(engine: &EngineHandle, path: &Path) -> Result<(), ReloadError> {
     let result = match Config::load(path) {
         Err(errors) => Err(ReloadError::Invalid(errors)),
         Ok(cfg) => match engine.send(Reconfigure(Arc::new(cfg.engine))).await {
@@ -126,7 +125,7 @@ fn json_error(e: JsonPayloadError) -> ApiError {
 /// the address it bound.
 pub async fn start(
     settings: ServerSettings,
-    engine: Addr<EngineActor>,
+    engine: EngineHandle,
     domain: alloy_sol_types::Eip712Domain,
 ) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
     let hub = feed::start_hub(engine.clone(), settings.feed.clone()).await?;

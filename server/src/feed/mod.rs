@@ -25,9 +25,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
-use pat_actors::EngineActor;
+use pat_actors::EngineHandle;
 use pat_actors::engine::{FillUpdate, GetMarkets, SubscribeFills, SubscribeQuotes};
 use pat_engine::Quote;
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -79,7 +78,7 @@ impl Default for FeedSettings {
 
 /// Builds the hub from the engine's current quotes and starts the thread
 /// that publishes the engine's broadcasts into it.
-pub async fn start_hub(engine: Addr<EngineActor>, settings: FeedSettings) -> std::io::Result<Arc<Hub>> {
+pub async fn start_hub(engine: EngineHandle, settings: FeedSettings) -> std::io::Result<Arc<Hub>> {
     let ask = |e: actix::MailboxError| std::io::Error::other(format!("the engine did not answer: {e}"));
     // Subscribing first: a quote published meanwhile is newer than the table
     // or ignored by its `seq`.
@@ -102,7 +101,7 @@ pub async fn start_hub(engine: Addr<EngineActor>, settings: FeedSettings) -> std
 /// receiver resyncs from the engine's table (clients see a `seq` gap).
 async fn publish(
     hub: Arc<Hub>,
-    engine: Addr<EngineActor>,
+    engine: EngineHandle,
     mut quotes: broadcast::Receiver<Arc<Vec<Quote>>>,
     mut fills: broadcast::Receiver<FillUpdate>,
 ) {

@@ -6,10 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use actix::Addr;
 use alloy_primitives::keccak256;
 use pat_actors::engine::system_clock;
-use pat_actors::{EngineActor, EngineSettings};
+use pat_actors::{EngineActor, EngineHandle, EngineSettings};
 use pat_config::Config;
 use pat_engine::EngineConfig;
 use pat_engine::signing::{LocalSigner, sign_listing, sign_order_for};
@@ -25,7 +24,7 @@ pub struct Api {
     pub http: reqwest::Client,
     pub cfg: EngineConfig,
     pub config_path: PathBuf,
-    pub engine: Addr<EngineActor>,
+    pub engine: EngineHandle,
     _tmp: tempfile::TempDir,
 }
 

@@ -1,0 +1,171 @@
+//! Supervision: an actor that stops without being asked (a panic in one of
+//! its handlers, or the engine after a failed journal write) is started again
+//! from durable state by a supervisor thread, and the handles that callers
+//! hold point at the new one. Each restart is counted in
+//! `pat_actor_restarts_total{actor}`.
+//!
+//! An actor reports its end through an [`ExitNotice`], its last field: Rust
+//! drops fields in order, so by the time the notice is sent everything the
+//! actor held (journal writer joined, data directory closed) is released and
+//! the replacement can open it.
+
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use actix::dev::{Request, ToEnvelope};
+use actix::prelude::*;
+
+/// Fault injection for tests: a supervised actor's handler of it panics, as a bug would.
+#[cfg(feature = "fault-injection")]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+/// How an actor ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// Asked to stop (shutdown): not restarted.
+    Planned,
+    /// Panicked or gave up: restarted.
+    Crashed,
+}
+
+/// Sent to the supervisor when dropped: [`Exit::Planned`] once
+/// [`ExitNotice::plan`] was called, else [`Exit::Crashed`]. Also tells
+/// `released` listeners that the actor and what it held are gone.
+pub(crate) struct ExitNotice {
+    exits: Sender<Exit>,
+    planned: bool,
+    released: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ExitNotice {
+    pub(crate) fn new(exits: Sender<Exit>) -> Self {
+        Self { exits, planned: false, released: Vec::new() }
+    }
+
+    /// The coming stop is asked for; `released` hears once the actor is dropped.
+    pub(crate) fn plan(&mut self, released: tokio::sync::oneshot::Sender<()>) {
+        self.planned = true;
+        self.released.push(released);
+    }
+}
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        for tx in self.released.drain(..) {
+            let _ = tx.send(());
+        }
+        let _ = self.exits.send(if self.planned { Exit::Planned } else { Exit::Crashed });
+    }
+}
+
+/// The address of a supervised actor that stays valid across its restarts.
+/// While a restart is under way, requests fail with `MailboxError::Closed`.
+pub struct Supervised<A: Actor> {
+    current: Arc<RwLock<Addr<A>>>,
+}
+
+impl<A: Actor> Clone for Supervised<A> {
+    fn clone(&self) -> Self {
+        Self { current: self.current.clone() }
+    }
+}
+
+impl<A: Actor<Context = Context<A>>> Supervised<A> {
+    pub(crate) fn new(addr: Addr<A>) -> Self {
+        Self { current: Arc::new(RwLock::new(addr)) }
+    }
+
+    /// The running actor's address (a dead one while it restarts).
+    pub fn addr(&self) -> Addr<A> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Sends to the running actor; see [`Addr::send`].
+    pub fn send<M>(&self, msg: M) -> Request<A, M>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        A: Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+    {
+        self.addr().send(msg)
+    }
+
+    /// Sends to the running actor without waiting; see [`Addr::do_send`].
+    pub fn do_send<M>(&self, msg: M)
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        A: Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+    {
+        self.addr().do_send(msg)
+    }
+
+    fn downgrade(&self) -> Weak<RwLock<Addr<A>>> {
+        Arc::downgrade(&self.current)
+    }
+}
+
+/// Restarts come at once the first time; a crash within `CALM` of the last
+/// restart waits twice as long as the one before, up to `BACKOFF_MAX`, so a
+/// failure that recurs (a full disk) does not spin.
+const CALM: Duration = Duration::from_secs(60);
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A new [`ExitNotice`] channel: the actor's first incarnation takes a notice
+/// built on the sender; [`supervise`] takes the receiver.
+pub(crate) fn exit_channel() -> (Sender<Exit>, Receiver<Exit>) {
+    channel()
+}
+
+/// Starts the supervisor thread of `handle`'s actor, named `actor` in logs
+/// and metrics. On each crash it calls `restart` until that succeeds, then
+/// points `handle` at the new address. It ends after a planned exit, or when
+/// no handle is left (nobody could use a restarted actor).
+pub(crate) fn supervise<A, F>(actor: &'static str, handle: &Supervised<A>, exits: Receiver<Exit>, mut restart: F)
+where
+    A: Actor<Context = Context<A>>,
+    F: FnMut() -> Result<Addr<A>, String> + Send + 'static,
+{
+    let current = handle.downgrade();
+    let system = System::current();
+    let spawned = std::thread::Builder::new().name(format!("pat-supervise-{actor}")).spawn(move || {
+        System::set_current(system);
+        let (mut last_restart, mut backoff) = (None::<Instant>, Duration::ZERO);
+        while let Ok(Exit::Crashed) = exits.recv() {
+            backoff = match last_restart {
+                Some(at) if at.elapsed() < CALM => (backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX),
+                _ => Duration::ZERO,
+            };
+            metrics::counter!("pat_actor_restarts_total", "actor" => actor).increment(1);
+            eprintln!("{actor} actor stopped unexpectedly; restarting from durable state");
+            loop {
+                std::thread::sleep(backoff);
+                if current.strong_count() == 0 {
+                    return;
+                }
+                match restart() {
+                    Ok(addr) => {
+                        let Some(current) = current.upgrade() else { return };
+                        *current.write().unwrap_or_else(|e| e.into_inner()) = addr;
+                        eprintln!("{actor} actor restarted");
+                        break;
+                    }
+                    Err(e) => {
+                        eprintln!("{actor} actor could not restart, retrying: {e}");
+                        backoff = (backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX);
+                    }
+                }
+            }
+            last_restart = Some(Instant::now());
+        }
+    });
+    if let Err(e) = spawned {
+        eprintln!("no supervisor thread for the {actor} actor, it will not restart: {e}");
+    }
+}
