@@ -1,10 +1,12 @@
-//! The engine actor: sole owner of the [`Exchange`] and sole appender to the
-//! journal. A mutating request changes the exchange, appends its [`Event`],
+//! The engine actor: sole owner of the [`Books`] and sole appender to the
+//! journal. A mutating request changes the books, appends its [`Event`],
 //! and its reply resolves only once that event is durable; the actor goes on
 //! with the next request meanwhile, so concurrent requests share an fsync
-//! (group commit). Reads answer from memory at once.
+//! (group commit). Reads answer from memory at once. After every change it
+//! writes the changed markets' stats into the [`Tables`] it shares with the
+//! [`QuotingActor`], and executes orders against that actor's quote table.
 //!
-//! If a journal write fails after the exchange already changed, memory may
+//! If a journal write fails after the books already changed, memory may
 //! hold a change that is not durable: the actor then refuses every further
 //! mutation (`degraded`) and stops, and its supervisor starts it again from
 //! disk (crash-only). A panic in a handler ends the same way. Callers hold an
@@ -15,22 +17,22 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use alloy_primitives::{Address, B256};
-use pat_engine::exchange::ReconfigureError;
+use pat_engine::books::ReconfigureError;
 use pat_engine::market::UnitCounters;
 use pat_engine::{
-    EngineConfig, Event, Exchange, Fill, FillRecord, FillStatus, MarketId, MarketKey, OrderError, Quote, Segment,
+    Books, EngineConfig, Event, Fill, FillRecord, FillStatus, MarketId, MarketKey, OrderError, Quote, Segment,
     SegmentId, SignedSegment, SubmitError, TimeMs, VerifiedOrder,
 };
 use pat_persistence::{DataDir, Durable, Journal, JournalConfig, JournalError, RecoveryError, SnapshotReport};
 use thiserror::Error;
 use tokio::sync::broadcast;
 
-use crate::gauges::MarketGauges;
+use crate::quoting::{QuotingActor, StopQuoting, Tables};
 use crate::supervisor::{self, Exit, ExitNotice, Supervised};
 
 /// The engine actor's address across its restarts.
@@ -275,12 +277,14 @@ pub struct FillUpdate {
 }
 
 /// What outlives one incarnation of the engine actor: its subscribers'
-/// channels, and the `seq` each market's quote last went out with.
+/// channels, the tables it shares with the quoting actor, and that actor.
 #[derive(Clone)]
 struct Outlets {
     quotes: broadcast::Sender<Arc<Vec<Quote>>>,
     fill_updates: broadcast::Sender<FillUpdate>,
-    quote_seqs: Arc<Mutex<Vec<u64>>>,
+    tables: Arc<Tables>,
+    /// Set once, right after the first incarnation started.
+    quoting: Arc<OnceLock<Supervised<QuotingActor>>>,
 }
 
 /// Everything needed to start the engine actor, again after a crash.
@@ -295,7 +299,7 @@ struct Launch {
 
 /// The engine actor.
 pub struct EngineActor {
-    exchange: Exchange,
+    books: Books,
     data: Arc<DataDir>,
     settings: EngineSettings,
     clock: Clock,
@@ -303,10 +307,6 @@ pub struct EngineActor {
     pending: Arc<AtomicU64>,
     degraded: Arc<AtomicBool>,
     outlets: Outlets,
-    changed: Vec<MarketId>,
-    gauges: MarketGauges,
-    /// The quoting tick's timer, replaced when a reload changes `quoting.tick_ms`.
-    ticker: Option<SpawnHandle>,
     /// The actor's own address, for a failed append to stop it.
     me: Option<actix::WeakAddr<Self>>,
     /// The LSN the journal gives the next append: the actor is its only
@@ -342,10 +342,16 @@ impl EngineActor {
     ) -> Result<(EngineHandle, Startup), EngineError> {
         let (quotes, _) = broadcast::channel(settings.quote_channel_capacity);
         let (fill_updates, _) = broadcast::channel(settings.fill_channel_capacity);
-        let outlets = Outlets { quotes, fill_updates, quote_seqs: Arc::new(Mutex::new(Vec::new())) };
+        let tables = Arc::new(Tables::new(&cfg));
+        let outlets = Outlets { quotes, fill_updates, tables, quoting: Arc::new(OnceLock::new()) };
         let (exits, exited) = supervisor::exit_channel();
         let launch = Launch { settings, config: cfg, clock, outlets, exits };
         let (addr, mut arbiter, startup) = Self::boot(&launch, true)?;
+        // After the boot, so that the quoting actor starts from the recovered stats.
+        let out = &launch.outlets;
+        let quoting = QuotingActor::start(out.tables.clone(), out.quotes.clone(), launch.clock.clone())
+            .map_err(EngineError::Start)?;
+        let _ = out.quoting.set(quoting);
         let handle = Supervised::new(addr);
         supervisor::supervise("engine", &handle, exited, move || {
             let (addr, next, _) = Self::boot(&launch, false).map_err(|e| e.to_string())?;
@@ -373,29 +379,25 @@ impl EngineActor {
             next_lsn: recovered.next_lsn,
             torn_tail_bytes: recovered.torn.as_ref().map_or(0, |t| t.bytes),
         };
-        let mut exchange = recovered.exchange;
+        let mut books = recovered.books;
         let journal = data.open_journal(settings.journal.clone(), recovered.next_lsn).map_err(EngineError::Journal)?;
         let mut next_lsn = recovered.next_lsn;
-        if adopt && *exchange.config() != **cfg {
-            exchange.reconfigure(cfg.clone())?;
+        if adopt && *books.config() != **cfg {
+            books.reconfigure(cfg.clone())?;
             journal.append_event(&Event::ConfigChanged(Box::new((**cfg).clone()))).map_err(EngineError::Journal)?;
             next_lsn += 1;
         }
-        let handoff = open_fills(&exchange, |_| true).into_iter().map(|id| (0, id)).collect();
-        crate::gauges::set_limits(&exchange.config().risk);
-        exchange.resume_quote_seqs(&launch.outlets.quote_seqs.lock().unwrap_or_else(|e| e.into_inner()));
-        let markets = exchange.markets().len();
+        let handoff = open_fills(&books, |_| true).into_iter().map(|id| (0, id)).collect();
+        // Every market of new books counts as changed: the quoting actor re-reads them all.
+        launch.outlets.tables.stats.write(&mut books);
         let actor = Self {
-            exchange,
+            books,
             data: Arc::new(data),
             settings: settings.clone(),
             clock: launch.clock.clone(),
             pending: Arc::new(AtomicU64::new(0)),
             degraded: Arc::new(AtomicBool::new(false)),
             outlets: launch.outlets.clone(),
-            changed: Vec::new(),
-            gauges: MarketGauges::new(markets),
-            ticker: None,
             me: None,
             next_lsn,
             handoff,
@@ -424,6 +426,8 @@ impl EngineActor {
         let started = Instant::now();
         let appended: Result<Durable, JournalError> = self.journal.append_event(event);
         self.next_lsn += 1;
+        // Every change is journaled right after it is made: hand the quoting side its stats.
+        self.outlets.tables.stats.write(&mut self.books);
         let (pending, degraded, me) = (self.pending.clone(), self.degraded.clone(), self.me.clone());
         pending.fetch_add(1, Ordering::AcqRel);
         async move {
@@ -445,41 +449,12 @@ impl EngineActor {
         }
     }
 
-    fn tick(&mut self) {
-        let started = Instant::now();
-        self.changed.clear();
-        self.exchange.tick((self.clock)(), &mut self.changed);
-        if !self.changed.is_empty() {
-            self.changed.iter().for_each(|&id| self.gauges.touch(id));
-            let batch: Vec<Quote> = self.changed.iter().map(|&id| self.exchange.quote(id)).collect();
-            metrics::counter!("pat_quote_updates_total").increment(batch.len() as u64);
-            let mut seqs = self.outlets.quote_seqs.lock().unwrap_or_else(|e| e.into_inner());
-            seqs.resize(self.exchange.markets().len(), 0);
-            for q in &batch {
-                seqs[q.market.index()] = q.seq;
-            }
-            drop(seqs);
-            // No subscriber is not an error: the feed may not be running.
-            let _ = self.outlets.quotes.send(Arc::new(batch));
-        }
-        metrics::histogram!("pat_quote_tick_seconds").record(started.elapsed().as_secs_f64());
-    }
-
-    /// (Re)starts the quoting tick at the config's `quoting.tick_ms`.
-    fn schedule_ticks(&mut self, ctx: &mut Context<Self>) {
-        if let Some(old) = self.ticker.take() {
-            ctx.cancel_future(old);
-        }
-        let tick = Duration::from_millis(self.exchange.config().quoting.tick_ms);
-        self.ticker = Some(ctx.run_interval(tick, |act, _| act.tick()));
-    }
-
     fn expire(&mut self, ctx: &mut Context<Self>) {
         if self.writable().is_err() {
             return;
         }
         let now = (self.clock)();
-        if self.exchange.expire(now) > 0 {
+        if self.books.expire(now) > 0 {
             let durable = self.journal(&Event::UnitsExpired { at_ms: now });
             ctx.spawn(async move { durable.await.err() }.into_actor(self).map(|_, _, _| ()));
         }
@@ -498,7 +473,7 @@ impl EngineActor {
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         ctx.wait(drained.into_actor(self).map(move |(), act, _| {
-            let state = act.exchange.state();
+            let state = act.books.state();
             let lsn = act.journal.stats().durable_lsn.load(Ordering::Acquire);
             let _ = tx.send((state, lsn, act.data.clone(), act.settings.snapshot_retain));
         }));
@@ -520,9 +495,7 @@ impl Actor for EngineActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
         self.me = Some(ctx.address().downgrade());
-        self.schedule_ticks(ctx);
         ctx.run_interval(self.settings.expiry_every, |act, ctx| act.expire(ctx));
-        ctx.run_interval(Duration::from_secs(1), |act, _| act.gauges.flush(&mut act.exchange));
         ctx.run_interval(self.settings.snapshot_every, |act, ctx| {
             let snapshot = act.snapshot(ctx);
             ctx.spawn(
@@ -534,7 +507,6 @@ impl Actor for EngineActor {
                 .into_actor(act),
             );
         });
-        self.tick();
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -548,6 +520,9 @@ impl Handler<Shutdown> for EngineActor {
         let snapshot = msg.snapshot.then(|| self.snapshot(ctx));
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.exit.plan(tx);
+        if let Some(quoting) = self.outlets.quoting.get() {
+            quoting.do_send(StopQuoting);
+        }
         let addr = ctx.address();
         Box::pin(async move {
             let written = match snapshot {
@@ -574,6 +549,16 @@ impl Handler<Stop> for EngineActor {
 }
 
 #[cfg(feature = "fault-injection")]
+impl Handler<crate::supervisor::CrashQuoting> for EngineActor {
+    type Result = ();
+    fn handle(&mut self, _: crate::supervisor::CrashQuoting, _: &mut Context<Self>) {
+        if let Some(quoting) = self.outlets.quoting.get() {
+            quoting.do_send(crate::supervisor::Crash);
+        }
+    }
+}
+
+#[cfg(feature = "fault-injection")]
 impl Handler<crate::supervisor::Crash> for EngineActor {
     type Result = ();
     fn handle(&mut self, _: crate::supervisor::Crash, _: &mut Context<Self>) {
@@ -593,7 +578,7 @@ impl Handler<SubmitSegment> for EngineActor {
         if let Err(e) = self.writable() {
             return refused(e);
         }
-        match self.exchange.submit_segment(&msg.0, (self.clock)()) {
+        match self.books.submit_segment(&msg.0, (self.clock)()) {
             Ok(segment) => {
                 let durable = self.journal(&Event::SegmentListed(segment.clone()));
                 Box::pin(async move { durable.await.map(|()| segment) })
@@ -617,7 +602,8 @@ impl Handler<PlaceOrder> for EngineActor {
         if let Err(e) = self.writable() {
             return refused(e);
         }
-        match self.exchange.execute(msg.0, (self.clock)()) {
+        let quotes = &self.outlets.tables.quotes;
+        match self.books.execute(msg.0, (self.clock)(), |id| quotes.get(id)) {
             Ok(fill) => {
                 metrics::counter!("pat_fills_total", "status" => "accepted").increment(1);
                 let durable = self.journal(&Event::FillAccepted(fill.clone()));
@@ -637,7 +623,7 @@ impl Handler<PlaceOrder> for EngineActor {
 impl EngineActor {
     /// The fill's current status as an update, if the fill exists.
     fn fill_update(&self, id: &B256) -> Option<FillUpdate> {
-        self.exchange.fill(id).map(|r| FillUpdate {
+        self.books.fill(id).map(|r| FillUpdate {
             fill_id: r.fill.fill_id,
             consumer: r.fill.consumer,
             market: r.fill.market,
@@ -646,11 +632,11 @@ impl EngineActor {
     }
 
     fn market_view(&self, id: MarketId) -> MarketView {
-        let (ex, m) = (&self.exchange, self.exchange.market(id));
+        let (ex, m) = (&self.books, self.books.market(id));
         MarketView {
             id,
             key: m.key.clone(),
-            quote: ex.quote(id),
+            quote: self.outlets.tables.quotes.get(id),
             supply_units: m.supply_units(),
             provider_count: m.provider_count(),
             exposure: m.stats().exposure,
@@ -663,28 +649,28 @@ impl EngineActor {
 impl Handler<GetMarkets> for EngineActor {
     type Result = MessageResult<GetMarkets>;
     fn handle(&mut self, _: GetMarkets, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.exchange.markets().iter().map(|m| self.market_view(m.id)).collect())
+        MessageResult(self.books.markets().iter().map(|m| self.market_view(m.id)).collect())
     }
 }
 
 impl Handler<GetMarket> for EngineActor {
     type Result = Option<MarketView>;
     fn handle(&mut self, msg: GetMarket, _: &mut Context<Self>) -> Self::Result {
-        self.exchange.market_by_key(&msg.0).map(|id| self.market_view(id))
+        self.books.market_by_key(&msg.0).map(|id| self.market_view(id))
     }
 }
 
 impl Handler<GetFill> for EngineActor {
     type Result = Option<FillRecord>;
     fn handle(&mut self, msg: GetFill, _: &mut Context<Self>) -> Self::Result {
-        self.exchange.fill(&msg.0).cloned()
+        self.books.fill(&msg.0).cloned()
     }
 }
 
 impl Handler<GetSegment> for EngineActor {
     type Result = Option<Segment>;
     fn handle(&mut self, msg: GetSegment, _: &mut Context<Self>) -> Self::Result {
-        self.exchange.segment(msg.0).cloned()
+        self.books.segment(msg.0).cloned()
     }
 }
 
@@ -697,14 +683,14 @@ impl Handler<SearchSegments> for EngineActor {
                 && q.band.as_deref().is_none_or(|b| s.market.band.to_string() == b)
                 && q.min_quality_bps.is_none_or(|m| s.quality.score() >= m)
         };
-        MessageResult(self.exchange.segments().iter().rev().filter(matches).take(q.limit).cloned().collect())
+        MessageResult(self.books.segments().iter().rev().filter(matches).take(q.limit).cloned().collect())
     }
 }
 
 impl Handler<ConsumerFills> for EngineActor {
     type Result = MessageResult<ConsumerFills>;
     fn handle(&mut self, msg: ConsumerFills, _: &mut Context<Self>) -> Self::Result {
-        let mut fills: Vec<FillRecord> = self.exchange.fills().filter(|r| r.fill.consumer == msg.0).cloned().collect();
+        let mut fills: Vec<FillRecord> = self.books.fills().filter(|r| r.fill.consumer == msg.0).cloned().collect();
         fills.sort_by_key(|r| r.fill.accepted_at_ms);
         MessageResult(fills)
     }
@@ -713,7 +699,7 @@ impl Handler<ConsumerFills> for EngineActor {
 impl Handler<ProviderCredits> for EngineActor {
     type Result = MessageResult<ProviderCredits>;
     fn handle(&mut self, msg: ProviderCredits, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.exchange.ledger().by_provider.get(&msg.0).copied().unwrap_or(0))
+        MessageResult(self.books.ledger().by_provider.get(&msg.0).copied().unwrap_or(0))
     }
 }
 
@@ -723,7 +709,7 @@ impl Handler<SetPaused> for EngineActor {
         if let Err(e) = self.writable() {
             return refused(e);
         }
-        self.exchange.set_paused(msg.0);
+        self.books.set_paused(msg.0);
         metrics::gauge!("pat_paused").set(if msg.0 { 1.0 } else { 0.0 });
         Box::pin(self.journal(&Event::PauseSet { paused: msg.0 }))
     }
@@ -735,7 +721,7 @@ impl Handler<AdvancePhase> for EngineActor {
         if let Err(e) = self.writable() {
             return refused(e);
         }
-        if let Err(e) = self.exchange.set_phase(msg.0) {
+        if let Err(e) = self.books.set_phase(msg.0) {
             return refused(EngineError::Phase(e.to_string()));
         }
         Box::pin(self.journal(&Event::PhaseAdvanced { phase: msg.0 }))
@@ -744,18 +730,13 @@ impl Handler<AdvancePhase> for EngineActor {
 
 impl Handler<Reconfigure> for EngineActor {
     type Result = ResponseFuture<Result<(), EngineError>>;
-    fn handle(&mut self, msg: Reconfigure, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) -> Self::Result {
         if let Err(e) = self.writable() {
             return refused(e);
         }
-        let tick_ms = self.exchange.config().quoting.tick_ms;
-        if let Err(e) = self.exchange.reconfigure(msg.0.clone()) {
+        if let Err(e) = self.books.reconfigure(msg.0.clone()) {
             return refused(e.into());
         }
-        if msg.0.quoting.tick_ms != tick_ms {
-            self.schedule_ticks(ctx);
-        }
-        crate::gauges::set_limits(&msg.0.risk);
         Box::pin(self.journal(&Event::ConfigChanged(Box::new((*msg.0).clone()))))
     }
 }
@@ -774,7 +755,7 @@ impl Handler<TakeDurableFills> for EngineActor {
         let mut fills = Vec::new();
         while fills.len() < msg.max {
             let Some(&(lsn, id)) = self.handoff.front() else { break };
-            let Some(record) = self.exchange.fill(&id) else {
+            let Some(record) = self.books.fill(&id) else {
                 self.handoff.pop_front();
                 continue;
             };
@@ -804,15 +785,15 @@ impl Handler<RequeueTaken> for EngineActor {
     fn handle(&mut self, _: RequeueTaken, _: &mut Context<Self>) {
         let queued: alloy_primitives::map::B256Set = self.handoff.iter().map(|&(_, id)| id).collect();
         // Only durable fills are ever taken, so these go back with LSN 0.
-        for id in open_fills(&self.exchange, |id| !queued.contains(id)).into_iter().rev() {
+        for id in open_fills(&self.books, |id| !queued.contains(id)).into_iter().rev() {
             self.handoff.push_front((0, id));
         }
     }
 }
 
 /// Open (accepted or submitted) fills passing `keep`, oldest first.
-fn open_fills(exchange: &Exchange, keep: impl Fn(&B256) -> bool) -> Vec<B256> {
-    let mut open: Vec<&FillRecord> = exchange
+fn open_fills(books: &Books, keep: impl Fn(&B256) -> bool) -> Vec<B256> {
+    let mut open: Vec<&FillRecord> = books
         .fills()
         .filter(|r| matches!(r.status, FillStatus::Accepted | FillStatus::Submitted { .. }) && keep(&r.fill.fill_id))
         .collect();
@@ -828,7 +809,7 @@ impl Handler<RecordSubmission> for EngineActor {
         }
         // A fill that settled or failed meanwhile (a raced retry) is left as it is.
         let ids: Vec<B256> =
-            msg.fill_ids.into_iter().filter(|id| self.exchange.mark_submitted(id, msg.tx_hash).is_ok()).collect();
+            msg.fill_ids.into_iter().filter(|id| self.books.mark_submitted(id, msg.tx_hash).is_ok()).collect();
         let updates: Vec<_> = ids.iter().filter_map(|id| self.fill_update(id)).collect();
         let durable = self.journal(&Event::FillsSubmitted { fill_ids: ids, tx_hash: msg.tx_hash });
         Box::pin(announce_when_durable(durable, self.outlets.fill_updates.clone(), updates))
@@ -846,11 +827,11 @@ impl Handler<RecordOutcomes> for EngineActor {
         let mut updates = Vec::new();
         for (id, outcome) in msg.0 {
             let event = match outcome {
-                Settlement::Settled => match self.exchange.settle(&id) {
+                Settlement::Settled => match self.books.settle(&id) {
                     Ok(()) => Event::FillSettled { fill_id: id },
                     Err(_) => continue,
                 },
-                Settlement::Rejected(reason) => match self.exchange.fail(&id, &reason, now) {
+                Settlement::Rejected(reason) => match self.books.fail(&id, &reason, now) {
                     Ok(()) => {
                         // Reasons are the contract's reject codes: a small, fixed set.
                         metrics::counter!("pat_fills_failed_total", "reason" => reason.clone()).increment(1);

@@ -22,6 +22,7 @@
 pub mod clearing;
 pub mod engine;
 pub mod gauges;
+pub mod quoting;
 pub mod supervisor;
 
 pub use engine::{EngineActor, EngineError, EngineHandle, EngineSettings};

@@ -22,6 +22,12 @@ use actix::prelude::*;
 #[rtype(result = "()")]
 pub struct Crash;
 
+/// Fault injection for tests: the engine actor passes a [`Crash`] to its quoting actor.
+#[cfg(feature = "fault-injection")]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CrashQuoting;
+
 /// How an actor ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Exit {

@@ -10,7 +10,7 @@ use pat_actors::engine::{
     Clock, GetFill, GetMarkets, PlaceOrder, Reconfigure, RequeueTaken, SetPaused, Shutdown, SubmitSegment,
     SubscribeQuotes, TakeDurableFills, TakeSnapshot,
 };
-use pat_actors::supervisor::Crash;
+use pat_actors::supervisor::{Crash, CrashQuoting};
 use pat_actors::{EngineActor, EngineError, EngineHandle, EngineSettings};
 use pat_engine::order::verify_order;
 use pat_engine::testing::{self, CONSUMER_KEY, T0, key, signed_order, signed_segment};
@@ -173,41 +173,42 @@ async fn a_reload_changes_the_tick_period_live() {
     clock.abort();
 }
 
+/// One Prometheus recorder for the tests of this binary that read metrics.
+fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().unwrap())
+}
+
+/// Sends requests until the engine answers again (after a restart), at most 5 s.
+async fn until_back(engine: &EngineHandle) {
+    for _ in 0..100 {
+        if engine.send(GetMarkets).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the supervisor did not restart the engine within 5 s");
+}
+
 /// A panic in the engine actor: its supervisor rebuilds it from the data
 /// directory on a new arbiter. The same handle reaches it, every acknowledged
-/// fill and used nonce is back, the subscribers' channel carries on with quote
-/// `seq`s above those already seen, and the restart is counted.
+/// fill and used nonce is back, the quote table still quotes, orders go on,
+/// and the restart is counted.
 #[actix_rt::test]
 async fn a_crashed_engine_restarts_from_durable_state() {
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().unwrap();
+    let metrics = metrics();
     let tmp = tempfile::tempdir().unwrap();
     let h = Harness::new(tmp.path());
     let (engine, _) = h.start();
-    let mut quotes = engine.send(SubscribeQuotes).await.unwrap();
     stock(&engine, 3).await;
     let a = ask(&engine).await;
     let mut fills = Vec::new();
     for nonce in 1..=3 {
         fills.push(engine.send(order(a, nonce)).await.unwrap().unwrap());
     }
-    // The clock stands still: once the orders are priced in, the quote stays.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    while quotes.try_recv().is_ok() {}
-    let view = engine.send(GetMarkets).await.unwrap().into_iter().find(|m| m.key == market()).unwrap();
-    let (id, seen) = (view.id, view.quote.seq);
-    assert!(seen > 0, "the market quoted before the crash");
 
     assert!(engine.send(Crash).await.is_err(), "the panic drops the request");
-    let mut back = false;
-    for _ in 0..100 {
-        if engine.send(GetMarkets).await.is_ok() {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(back, "the supervisor restarted the engine within 5 s");
-
+    until_back(&engine).await;
     for fill in &fills {
         let record = engine.send(GetFill(fill.fill_id)).await.unwrap().expect("an acknowledged fill survives");
         assert_eq!((&record.fill, &record.status), (fill, &FillStatus::Accepted));
@@ -216,7 +217,33 @@ async fn a_crashed_engine_restarts_from_durable_state() {
     assert_eq!(replay.code(), "nonce_used", "used nonces are recovered too");
     let markets = engine.send(GetMarkets).await.unwrap();
     assert_eq!(markets.iter().find(|m| m.key == market()).unwrap().supply_units, 60 - 6);
+    let a = ask(&engine).await;
+    engine.send(order(a, 10)).await.unwrap().expect("the restarted engine takes orders");
+    let text = metrics.render();
+    assert!(text.contains("pat_actor_restarts_total{actor=\"engine\"} 1"), "{text}");
+}
 
+/// A panic in the quoting actor: its successor starts from the stats table
+/// and goes on from the quote table's `seq`s, so subscribers (on the same
+/// channel) see quotes newer than any they hold; orders go on.
+#[actix_rt::test]
+async fn a_crashed_quoting_actor_goes_on_from_the_published_seqs() {
+    let metrics = metrics();
+    let tmp = tempfile::tempdir().unwrap();
+    let h = Harness::new(tmp.path());
+    let (engine, _) = h.start();
+    let mut quotes = engine.send(SubscribeQuotes).await.unwrap();
+    stock(&engine, 3).await;
+    let a = ask(&engine).await;
+    engine.send(order(a, 1)).await.unwrap().unwrap();
+    // The clock stands still: once the order is priced in, the quote stays.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    while quotes.try_recv().is_ok() {}
+    let view = engine.send(GetMarkets).await.unwrap().into_iter().find(|m| m.key == market()).unwrap();
+    let (id, seen) = (view.id, view.quote.seq);
+    assert!(seen > 0, "the market quoted before the crash");
+
+    engine.send(CrashQuoting).await.unwrap();
     let after = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         loop {
             let batch = quotes.recv().await.expect("the channel outlives the actor");
@@ -225,11 +252,11 @@ async fn a_crashed_engine_restarts_from_durable_state() {
             }
         }
     });
-    assert!(after.await.unwrap() > seen, "a restarted engine's quotes are newer than those seen before");
+    assert!(after.await.unwrap() > seen, "the successor's quotes are newer than those seen before");
     let a = ask(&engine).await;
-    engine.send(order(a, 10)).await.unwrap().expect("the restarted engine takes orders");
+    engine.send(order(a, 2)).await.unwrap().expect("orders go on");
     let text = metrics.render();
-    assert!(text.contains("pat_actor_restarts_total{actor=\"engine\"} 1"), "{text}");
+    assert!(text.contains("pat_actor_restarts_total{actor=\"quoting\"} 1"), "{text}");
 }
 
 /// What a crashed clearing actor held goes back to the front of the queue

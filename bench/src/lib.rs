@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use pat_engine::exchange::market_specs;
+use pat_engine::books::market_specs;
 use pat_engine::market::MarketStats;
 use pat_engine::money::{Amount, ONE_PAT};
 use pat_engine::params::{EngineConfig, TypeParams};

@@ -52,7 +52,8 @@ impl Engine {
             payloadHash: keccak256(&payload),
         };
         let signed = signing::sign_segment(&signer(provider), submission, payload, self.exchange.domain());
-        self.exchange.submit_segment(&signed, self.now_ms()).unwrap();
+        let now = self.now_ms();
+        self.exchange.submit_segment(&signed, now).unwrap();
         self.exchange.tick(self.now_ms(), &mut Vec::new());
     }
 
@@ -197,7 +198,8 @@ async fn a_mixed_batch_settles_to_the_base_unit_and_its_replay_changes_nothing()
         match result.outcome {
             FillOutcome::Settled => engine.exchange.settle(&fill.fill_id).unwrap(),
             FillOutcome::Rejected(reason) => {
-                engine.exchange.fail(&fill.fill_id, reason.name(), engine.now_ms()).unwrap()
+                let now = engine.now_ms();
+                engine.exchange.fail(&fill.fill_id, reason.name(), now).unwrap()
             }
             FillOutcome::AlreadySettled => unreachable!("a first submission"),
         }

@@ -8,8 +8,8 @@
 use alloy_primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
 
+use crate::books::{ApplyError, Books};
 use crate::ewma::TimeMs;
-use crate::exchange::{ApplyError, Exchange};
 use crate::fill::Fill;
 use crate::params::EngineConfig;
 use crate::segment::Segment;
@@ -67,7 +67,7 @@ impl Event {
     }
 }
 
-impl Exchange {
+impl Books {
     /// Applies a recorded event. An error means the event does not fit this
     /// state (the journal and the snapshot disagree); the state may then be
     /// partly changed and must not be used.

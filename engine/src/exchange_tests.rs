@@ -3,10 +3,17 @@
 //! invariant and replay identically.
 
 use super::*;
+use crate::books::{FillStateError, ProviderRecord, ReconfigureError};
 use crate::event::Event;
+use crate::fill::FillStatus;
+use crate::market_key::MarketKey;
+use crate::money::Amount;
 use crate::money::ONE_PAT;
 use crate::order::HaltReason;
+use crate::order::LimitScope;
+use crate::segment::SubmitError;
 use crate::testing::{self, CONSUMER_KEY, PROVIDER_KEY, T0, key, signed_order, signed_segment};
+use alloy_primitives::{Address, B256, U256};
 use proptest::prelude::*;
 
 const NOW: TimeMs = T0 * 1000;

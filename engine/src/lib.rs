@@ -20,11 +20,13 @@
 //! - [`quoter`]: the tick that turns stats into sequenced quotes.
 //! - [`order`]: order verification and the errors of execution.
 //! - [`fill`]: fills and the ledger that proves conservation of money.
-//! - [`exchange`]: all markets together; what the simulator and tests drive.
+//! - [`books`]: all markets together and the state between them, but quotes.
+//! - [`exchange`]: the books with a quoter; what the simulator and tests drive.
 //! - [`event`]: every state change as a recordable outcome, and how to apply it.
 //! - `signing` (feature `signing`): signing with a local key, for clients.
 //! - `testing` (feature `testing`): fixtures shared by tests and benches.
 
+pub mod books;
 pub mod eip712;
 pub mod event;
 pub mod ewma;
@@ -44,10 +46,11 @@ pub mod signing;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use books::{ApplyError, Books, ExchangeState, FillRecord, FillStateError};
 pub use eip712::{Order, SegmentSubmission};
 pub use event::Event;
 pub use ewma::TimeMs;
-pub use exchange::{ApplyError, Exchange, ExchangeState, FillRecord, FillStateError};
+pub use exchange::Exchange;
 pub use fill::{Fill, FillStatus, Ledger};
 pub use market::{Allocation, MarketId, MarketStats};
 pub use market_key::{ConfidenceBand, MarketKey, SegmentType, Window};

@@ -147,6 +147,11 @@ impl Quoter {
         }
     }
 
+    /// Until when every quote is executable, as of the last tick.
+    pub fn valid_until_ms(&self) -> TimeMs {
+        self.valid_until_ms
+    }
+
     pub fn quote(&self, market: MarketId) -> Quote {
         Quote { valid_until_ms: self.valid_until_ms, ..self.states[market.index()].quote }
     }
@@ -287,7 +292,7 @@ fn compute(i: usize, state: &QuoteState, inputs: &TickInputs<'_>) -> Computed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::market_specs;
+    use crate::books::market_specs;
     use crate::money::ONE_PAT;
     use crate::testing;
     use rand::{Rng, SeedableRng};

@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pat_engine::{ApplyError, EngineConfig, Exchange, ExchangeState};
+use pat_engine::{ApplyError, Books, EngineConfig, ExchangeState};
 use thiserror::Error;
 
 use crate::journal::{Journal, JournalConfig, JournalError};
@@ -32,7 +32,7 @@ pub enum RecoveryError {
 
 /// The rebuilt state and where the journal goes on.
 pub struct Recovered {
-    pub exchange: Exchange,
+    pub books: Books,
     /// The LSN the next appended record must get.
     pub next_lsn: u64,
     /// LSN covered by the snapshot recovery started from (0: none).
@@ -77,9 +77,9 @@ impl DataDir {
     /// Rebuilds the engine: newest snapshot (or an empty exchange with
     /// `initial`), then the journal after it. A torn final record is cut off.
     pub fn recover(&self, initial: &Arc<EngineConfig>) -> Result<Recovered, RecoveryError> {
-        let (snapshot_lsn, mut exchange) = match self.snapshots.latest()? {
-            Some((lsn, state)) => (lsn, Exchange::from_state(state)),
-            None => (0, Exchange::new(initial.clone())),
+        let (snapshot_lsn, mut books) = match self.snapshots.latest()? {
+            Some((lsn, state)) => (lsn, Books::from_state(state)),
+            None => (0, Books::new(initial.clone())),
         };
         let (mut next, mut replayed, mut last_seen) = (snapshot_lsn + 1, 0u64, 0u64);
         let end = reader::walk(&self.journal_dir(), |r| {
@@ -96,7 +96,7 @@ impl DataDir {
                 let (path, offset) = at(r.path);
                 RecoveryError::Decode { path, offset, lsn: r.lsn, reason }
             })?;
-            exchange.apply(event).map_err(|source| {
+            books.apply(event).map_err(|source| {
                 let (path, offset) = at(r.path);
                 RecoveryError::Apply { path, offset, lsn: r.lsn, source }
             })?;
@@ -107,7 +107,7 @@ impl DataDir {
         if let Some(t) = &end.torn {
             cut_tail(t)?;
         }
-        Ok(Recovered { exchange, next_lsn: next.max(last_seen + 1), snapshot_lsn, replayed, torn: end.torn })
+        Ok(Recovered { books, next_lsn: next.max(last_seen + 1), snapshot_lsn, replayed, torn: end.torn })
     }
 
     /// Starts the journal writer after recovery.

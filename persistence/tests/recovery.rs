@@ -7,7 +7,7 @@ use std::path::Path;
 
 use alloy_primitives::{Address, B256};
 use pat_engine::testing::{self, T0, key, signed_order, signed_segment};
-use pat_engine::{Event, Exchange, MarketId};
+use pat_engine::{Event, Exchange};
 use pat_persistence::reader::{self, ReadError};
 use pat_persistence::{DataDir, JournalConfig, RecoveryError};
 use proptest::prelude::*;
@@ -131,7 +131,7 @@ fn a_missing_snapshot_is_a_full_replay_or_a_clear_gap() {
     }
     let rec = recover(root).unwrap();
     assert_eq!((rec.snapshot_lsn, rec.replayed, rec.next_lsn), (30, 10, 41));
-    assert_eq!(rec.exchange.state().providers.len(), 40);
+    assert_eq!(rec.books.state().providers.len(), 40);
     // ...so that without the snapshot the journal has a hole, and says so.
     std::fs::remove_file(root.join("snapshots.redb")).unwrap();
     match recover(root) {
@@ -155,11 +155,11 @@ fn a_snapshot_newer_than_the_journal_wins_and_the_journal_continues_after_it() {
     drop(data);
     let rec = recover(root).unwrap();
     assert_eq!((rec.snapshot_lsn, rec.replayed, rec.next_lsn), (8, 0, 9));
-    assert_eq!(rec.exchange.state(), ex.state());
+    assert_eq!(rec.books.state(), ex.state());
     journal(&DataDir::open(root).unwrap(), &events[8..], rec.next_lsn, 1 << 20, 64);
     let rec = recover(root).unwrap();
     assert_eq!((rec.replayed, rec.next_lsn), (4, 13));
-    assert_eq!(rec.exchange.state().providers.len(), 12);
+    assert_eq!(rec.books.state().providers.len(), 12);
 }
 
 #[test]
@@ -297,8 +297,7 @@ proptest! {
         let rec = data.recover(&testing::shared_config()).unwrap();
         prop_assert_eq!(rec.replayed as usize, events.len() - at);
         prop_assert_eq!(rec.next_lsn as usize, events.len() + 1);
-        prop_assert_eq!(rec.exchange.state(), ex.state());
-        rec.exchange.check_invariants();
-        prop_assert!(rec.exchange.quote(MarketId(0)).seq == 0, "quotes are rebuilt by the first tick");
+        prop_assert_eq!(rec.books.state(), ex.state());
+        rec.books.check_invariants();
     }
 }

@@ -189,7 +189,7 @@ fn recovery(dir: &Path, fills: u64, reuse: bool) {
     let rec = DataDir::open(&root).unwrap().recover(&testing::shared_config()).unwrap();
     let took = start.elapsed();
     assert_eq!(rec.replayed, fills + PROVIDERS);
-    rec.exchange.ledger().check_conservation();
+    rec.books.ledger().check_conservation();
     println!(
         "recovery: {} records ({:.0} MB) replayed in {:.3} s ({:.0} records/s)",
         rec.replayed,
@@ -236,7 +236,7 @@ fn snapshot(dir: &Path, markets: usize) {
     let start = Instant::now();
     let rec = DataDir::open(&root).unwrap().recover(&testing::shared_config()).unwrap();
     let load = start.elapsed();
-    assert_eq!(rec.exchange.markets().len(), state.markets.len());
+    assert_eq!(rec.books.markets().len(), state.markets.len());
     println!(
         "snapshot: {} markets, {:.1} MB, written in {:.3} s, loaded in {:.3} s",
         state.markets.len(),

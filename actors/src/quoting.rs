@@ -1,0 +1,317 @@
+//! The quoting side of the runtime. The engine actor writes each market's
+//! stats into the [`StatsTable`] as they change; every tick the
+//! [`QuotingActor`] reads what changed, reprices those markets (and a slice
+//! of the rest, for the passage of time) with the engine's [`Quoter`], writes
+//! the new quotes with their `seq` into the [`QuoteTable`] and broadcasts the
+//! changed ones to the feed. Orders execute against the quote table's ask,
+//! and reads answer from it. The actor also keeps the per-market gauges,
+//! since it holds both stats and quotes.
+//!
+//! Each table has one writer and a short lock: the engine never waits for a
+//! tick, and a tick never for an order.
+
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use pat_engine::books::market_specs;
+use pat_engine::market::MarketSet;
+use pat_engine::quoter::{MarketSpec, Quoter, TickInputs};
+use pat_engine::{Amount, Books, EngineConfig, MarketId, MarketKey, MarketStats, Quote, TimeMs};
+use tokio::sync::broadcast;
+
+use crate::engine::Clock;
+use crate::gauges::{self, MarketGauges};
+use crate::supervisor::{self, ExitNotice, Supervised};
+
+/// The inputs of quoting as the engine actor last wrote them.
+struct StatsRows {
+    stats: Vec<MarketStats>,
+    group_exposure: Vec<Amount>,
+    cfg: Arc<EngineConfig>,
+    paused: bool,
+    /// Markets written since the quoting actor last read.
+    changed: MarketSet,
+    /// The pause switched or the config changed since the quoting actor last read.
+    requote_all: bool,
+}
+
+/// Each market's stats, the exposure of each (window, type) group, the
+/// config and the pause switch: written by the engine actor, read by the
+/// quoting actor.
+pub struct StatsTable {
+    rows: Mutex<StatsRows>,
+}
+
+impl StatsTable {
+    fn new(cfg: &Arc<EngineConfig>) -> Self {
+        let markets = cfg.market_keys().len();
+        Self {
+            rows: Mutex::new(StatsRows {
+                stats: vec![MarketStats::default(); markets],
+                group_exposure: vec![0; cfg.types.len() * cfg.windows.len()],
+                cfg: cfg.clone(),
+                paused: false,
+                changed: MarketSet::full(markets),
+                requote_all: true,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, StatsRows> {
+        self.rows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes what changed in `books` since the last call (the engine actor,
+    /// after every change; books of the same catalogue).
+    pub(crate) fn write(&self, books: &mut Books) {
+        let mut guard = self.lock();
+        let rows = &mut *guard;
+        let mut any = false;
+        books.take_stats_changed(|id, stats| {
+            rows.stats[id.index()] = *stats;
+            rows.changed.insert(id);
+            any = true;
+        });
+        if any {
+            rows.group_exposure.copy_from_slice(books.group_exposures());
+        }
+        if books.take_requote_all() {
+            rows.cfg = books.shared_config().clone();
+            rows.paused = books.is_paused();
+            rows.requote_all = true;
+        }
+    }
+}
+
+struct QuoteRows {
+    quotes: Vec<Quote>,
+    valid_until_ms: TimeMs,
+}
+
+/// Every market's current quote: written by the quoting actor each tick, read
+/// by the engine actor's order checks and by every reader of quotes.
+pub struct QuoteTable {
+    rows: RwLock<QuoteRows>,
+}
+
+impl QuoteTable {
+    fn new(markets: usize) -> Self {
+        let quotes = (0..markets as u32).map(|i| Quote::unquoted(MarketId(i))).collect();
+        Self { rows: RwLock::new(QuoteRows { quotes, valid_until_ms: 0 }) }
+    }
+
+    /// A market's quote, executable until its `valid_until_ms`.
+    pub fn get(&self, id: MarketId) -> Quote {
+        let rows = self.rows.read().unwrap_or_else(|e| e.into_inner());
+        Quote { valid_until_ms: rows.valid_until_ms, ..rows.quotes[id.index()] }
+    }
+
+    /// The `seq` each market's quote was last published with.
+    fn seqs(&self) -> Vec<u64> {
+        self.rows.read().unwrap_or_else(|e| e.into_inner()).quotes.iter().map(|q| q.seq).collect()
+    }
+
+    fn write(&self, changed: &[Quote], valid_until_ms: TimeMs) {
+        let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
+        for q in changed {
+            rows.quotes[q.market.index()] = *q;
+        }
+        rows.valid_until_ms = valid_until_ms;
+    }
+}
+
+/// The two tables between the engine actor and the quoting actor.
+pub struct Tables {
+    pub stats: StatsTable,
+    pub quotes: QuoteTable,
+}
+
+impl Tables {
+    pub(crate) fn new(cfg: &Arc<EngineConfig>) -> Self {
+        Self { stats: StatsTable::new(cfg), quotes: QuoteTable::new(cfg.market_keys().len()) }
+    }
+}
+
+/// Stops the quoting actor for good (the engine shuts down).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct StopQuoting;
+
+/// Reprices markets every `quoting.tick_ms` from the stats table into the quote table.
+pub struct QuotingActor {
+    tables: Arc<Tables>,
+    quoter: Quoter,
+    keys: Vec<MarketKey>,
+    /// The quoting actor's copy of the stats table, updated with what changed.
+    stats: Vec<MarketStats>,
+    group_exposure: Vec<Amount>,
+    cfg: Arc<EngineConfig>,
+    specs: Vec<MarketSpec>,
+    paused: bool,
+    published: broadcast::Sender<Arc<Vec<Quote>>>,
+    clock: Clock,
+    gauges: MarketGauges,
+    changed: Vec<MarketId>,
+    /// The tick's timer and its period, replaced when a reload changes `quoting.tick_ms`.
+    ticker: Option<(SpawnHandle, u64)>,
+    /// Last: tells the supervisor when the actor is gone.
+    exit: ExitNotice,
+}
+
+impl QuotingActor {
+    /// Starts the actor on an arbiter of its own, under a supervisor.
+    pub(crate) fn start(
+        tables: Arc<Tables>,
+        published: broadcast::Sender<Arc<Vec<Quote>>>,
+        clock: Clock,
+    ) -> Result<Supervised<Self>, String> {
+        let (exits, exited) = supervisor::exit_channel();
+        let make = move || Self::new(tables.clone(), published.clone(), clock.clone(), ExitNotice::new(exits.clone()));
+        let launch = move || -> Result<(Addr<Self>, ArbiterHandle), String> {
+            let arbiter = Arbiter::try_new().map_err(|e| e.to_string())?.handle();
+            let actor = make();
+            Ok((Self::start_in_arbiter(&arbiter, move |_| actor), arbiter))
+        };
+        let (addr, mut arbiter) = launch()?;
+        let handle = Supervised::new(addr);
+        supervisor::supervise("quoting", &handle, exited, move || {
+            let (addr, next) = launch()?;
+            std::mem::replace(&mut arbiter, next).stop();
+            Ok(addr)
+        });
+        Ok(handle)
+    }
+
+    /// A quoter that goes on from the quote table's `seq`s, with a full copy
+    /// of the stats table.
+    fn new(tables: Arc<Tables>, published: broadcast::Sender<Arc<Vec<Quote>>>, clock: Clock, exit: ExitNotice) -> Self {
+        let seqs = tables.quotes.seqs();
+        let (stats, group_exposure, cfg, paused) = {
+            let mut rows = tables.stats.lock();
+            rows.changed.take(|_| ());
+            rows.requote_all = false;
+            (rows.stats.clone(), rows.group_exposure.clone(), rows.cfg.clone(), rows.paused)
+        };
+        let mut quoter = Quoter::new(stats.len());
+        quoter.resume_seqs(&seqs);
+        gauges::set_limits(&cfg.risk);
+        Self {
+            keys: cfg.market_keys(),
+            gauges: MarketGauges::new(stats.len()),
+            specs: market_specs(&cfg),
+            tables,
+            quoter,
+            stats,
+            group_exposure,
+            cfg,
+            paused,
+            published,
+            clock,
+            changed: Vec::new(),
+            ticker: None,
+            exit,
+        }
+    }
+
+    /// Takes in what the engine wrote since the last tick.
+    fn read_stats(&mut self, ctx: &mut Context<Self>) {
+        let mut guard = self.tables.stats.lock();
+        let rows = &mut *guard;
+        let (stats, quoter, gauges) = (&mut self.stats, &mut self.quoter, &mut self.gauges);
+        rows.changed.take(|id| {
+            stats[id.index()] = rows.stats[id.index()];
+            quoter.mark_dirty(id);
+            gauges.touch(id);
+        });
+        self.group_exposure.copy_from_slice(&rows.group_exposure);
+        if std::mem::take(&mut rows.requote_all) {
+            (self.cfg, self.paused) = (rows.cfg.clone(), rows.paused);
+            drop(guard);
+            self.specs = market_specs(&self.cfg);
+            self.quoter.mark_all_dirty();
+            gauges::set_limits(&self.cfg.risk);
+            self.schedule_ticks(ctx);
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let started = Instant::now();
+        self.read_stats(ctx);
+        self.changed.clear();
+        let inputs = TickInputs {
+            now_ms: (self.clock)(),
+            stats: &self.stats,
+            specs: &self.specs,
+            group_exposure: &self.group_exposure,
+            cfg: &self.cfg,
+            paused: self.paused,
+        };
+        self.quoter.tick(&inputs, &mut self.changed);
+        let batch: Vec<Quote> = self.changed.iter().map(|&id| self.quoter.quote(id)).collect();
+        self.tables.quotes.write(&batch, self.quoter.valid_until_ms());
+        if !batch.is_empty() {
+            self.changed.iter().for_each(|&id| self.gauges.touch(id));
+            metrics::counter!("pat_quote_updates_total").increment(batch.len() as u64);
+            // No subscriber is not an error: the feed may not be running.
+            let _ = self.published.send(Arc::new(batch));
+        }
+        metrics::histogram!("pat_quote_tick_seconds").record(started.elapsed().as_secs_f64());
+    }
+
+    /// (Re)starts the tick at the config's `quoting.tick_ms`, if that changed.
+    fn schedule_ticks(&mut self, ctx: &mut Context<Self>) {
+        let tick_ms = self.cfg.quoting.tick_ms;
+        match self.ticker.take() {
+            Some((handle, ms)) if ms == tick_ms => self.ticker = Some((handle, ms)),
+            old => {
+                if let Some((handle, _)) = old {
+                    ctx.cancel_future(handle);
+                }
+                let handle = ctx.run_interval(Duration::from_millis(tick_ms), |act, ctx| act.tick(ctx));
+                self.ticker = Some((handle, tick_ms));
+            }
+        }
+    }
+
+    fn flush_gauges(&mut self) {
+        let Self { gauges, keys, quoter, stats, specs, group_exposure, .. } = self;
+        gauges.flush(|id| gauges::Row {
+            key: &keys[id.index()],
+            quote: quoter.quote(id),
+            stats: &stats[id.index()],
+            group_exposure: group_exposure[specs[id.index()].group as usize],
+        });
+    }
+}
+
+impl Actor for QuotingActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.schedule_ticks(ctx);
+        ctx.run_interval(Duration::from_secs(1), |act, _| act.flush_gauges());
+        self.tick(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        Arbiter::current().stop();
+    }
+}
+
+impl Handler<StopQuoting> for QuotingActor {
+    type Result = ();
+    fn handle(&mut self, _: StopQuoting, ctx: &mut Context<Self>) {
+        let (tx, _) = tokio::sync::oneshot::channel();
+        self.exit.plan(tx);
+        ctx.stop();
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Handler<supervisor::Crash> for QuotingActor {
+    type Result = ();
+    fn handle(&mut self, _: supervisor::Crash, _: &mut Context<Self>) {
+        panic!("injected fault: the quoting actor panics");
+    }
+}
