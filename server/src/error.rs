@@ -26,7 +26,6 @@ impl ApiError {
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
-
 }
 
 impl std::fmt::Display for ApiError {
