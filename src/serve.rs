@@ -77,7 +77,7 @@ pub async fn run_engine(
     pat_server::metrics_handle();
     let (engine, startup) = EngineActor::start(EngineSettings::new(data_dir), Arc::new(cfg.engine), system_clock())
         .context("recovering the data directory")?;
-    let _clearing = client.map(|client| {
+    let clearing = client.map(|client| {
         let settings = pat_actors::clearing::ClearingSettings::default();
         pat_actors::clearing::ClearingActor::start(engine.clone(), client, settings, system_clock())
     });
@@ -113,6 +113,10 @@ pub async fn run_engine(
     eprintln!("stopping: no new requests, then a snapshot");
     handle.stop(true).await;
     let _ = server.await;
+    if let Some(clearing) = &clearing {
+        // A batch in flight is settled again after the restart, never twice.
+        let _ = clearing.send(pat_actors::supervisor::Retire).await;
+    }
     engine.send(Shutdown { snapshot: true }).await?.context("final snapshot")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,9 +3,11 @@
 //! the submission and every fill's outcome in the journal through the engine.
 //! Only durable fills leave the engine, so the chain never settles a fill a
 //! restart would not know. A fill still open at a restart is handed over
-//! again; the client asks the contract which nonces already settled before
-//! sending, so a fill never settles twice. The actor runs supervised: after a
-//! crash its successor first has the engine hand over again what it held.
+//! again; the contract refuses a used nonce, so it never settles twice, and
+//! a fill it refuses as `NonceUsed` is checked against the chain and recorded
+//! settled (an earlier transaction settled it), never refunded. The actor
+//! runs supervised: after a crash its successor first has the engine hand
+//! over again what it held.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +19,7 @@ use pat_chain::{ChainError, FillOutcome, SettlementClient};
 use crate::engine::{
     Clock, EngineHandle, RecordOutcomes, RecordSubmission, RequeueTaken, ReturnFills, Settlement, TakeDurableFills,
 };
-use crate::supervisor::{self, ExitNotice, Supervised};
+use crate::supervisor::{self, ExitNotice, Retire, Supervised};
 
 /// Batching and pacing of settlement.
 #[derive(Debug, Clone)]
@@ -52,7 +54,7 @@ pub struct ClearingActor {
     in_flight: bool,
     paused_until: Option<Instant>,
     /// Last: tells the supervisor when the actor is gone.
-    _exit: ExitNotice,
+    exit: ExitNotice,
 }
 
 impl ClearingActor {
@@ -73,7 +75,7 @@ impl ClearingActor {
             clock: clock.clone(),
             in_flight: false,
             paused_until: None,
-            _exit: ExitNotice::new(exits.clone()),
+            exit: ExitNotice::new(exits.clone()),
         };
         let handle = Supervised::new(Actor::start(make()));
         let arbiter = Arbiter::current();
@@ -125,8 +127,9 @@ async fn settle_round(
             if engine.send(RecordSubmission { fill_ids: ids, tx_hash }).await.is_err() {
                 return Ok(());
             }
+            // Fills handed over again may have settled in an earlier transaction.
             match client.wait(&submission).await {
-                Ok(report) => Ok(report),
+                Ok(report) => client.confirm_outcomes(&fills, report).await,
                 Err(_) => client.resubmit(&fills, Some(&submission)).await,
             }
         }
@@ -168,6 +171,14 @@ impl Actor for ClearingActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.engine.do_send(RequeueTaken);
         ctx.run_interval(self.settings.batch_every, |act, ctx| act.round(ctx));
+    }
+}
+
+impl Handler<Retire> for ClearingActor {
+    type Result = ();
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        self.exit.plan(None);
+        ctx.stop();
     }
 }
 

@@ -32,8 +32,8 @@ use pat_persistence::{DataDir, Durable, Journal, JournalConfig, JournalError, Re
 use thiserror::Error;
 use tokio::sync::broadcast;
 
-use crate::quoting::{QuotingActor, StopQuoting, Tables};
-use crate::supervisor::{self, Exit, ExitNotice, Supervised};
+use crate::quoting::{QuotingActor, Tables};
+use crate::supervisor::{self, Exit, ExitNotice, Retire, Supervised};
 
 /// The engine actor's address across its restarts.
 pub type EngineHandle = Supervised<EngineActor>;
@@ -230,8 +230,8 @@ pub struct TakeDurableFills {
 pub struct ReturnFills(pub Vec<B256>);
 
 /// Hands over again, first, every open fill that the clearing side took and
-/// neither gave back nor settled: a restarted clearing actor sends it before
-/// it takes anything (what its predecessor held died with it).
+/// neither gave back nor settled: every clearing actor sends it before it
+/// takes anything (after a crash, what its predecessor held died with it).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RequeueTaken;
@@ -356,7 +356,8 @@ impl EngineActor {
         supervisor::supervise("engine", &handle, exited, move || {
             let (addr, next, _) = Self::boot(&launch, false).map_err(|e| e.to_string())?;
             let old = std::mem::replace(&mut arbiter, next);
-            // The old actor is gone; its arbiter still forwards replies that became durable.
+            // The old actor is gone and its journal joined, so every append it
+            // made has its answer; the old arbiter forwards them, then stops.
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_secs(1));
                 old.stop();
@@ -390,6 +391,7 @@ impl EngineActor {
         let handoff = open_fills(&books, |_| true).into_iter().map(|id| (0, id)).collect();
         // Every market of new books counts as changed: the quoting actor re-reads them all.
         launch.outlets.tables.stats.write(&mut books);
+        let arbiter = Arbiter::try_new().map_err(|e| EngineError::Start(e.to_string()))?.handle();
         let actor = Self {
             books,
             data: Arc::new(data),
@@ -404,12 +406,16 @@ impl EngineActor {
             journal,
             exit: ExitNotice::new(launch.exits.clone()),
         };
-        let arbiter = Arbiter::try_new().map_err(|e| EngineError::Start(e.to_string()))?.handle();
         Ok((Self::start_in_arbiter(&arbiter, |_| actor), arbiter, startup))
     }
 
     /// Refuses a mutation when the engine is degraded or the journal is full.
     fn writable(&self) -> Result<(), EngineError> {
+        // A handler panicked and the actor is being dropped: actix still runs
+        // what is queued, against books the panic may have left half-changed.
+        if std::thread::panicking() {
+            return Err(EngineError::Degraded("the engine actor crashed".into()));
+        }
         if self.degraded.load(Ordering::Acquire) {
             return Err(EngineError::Degraded("a journal write failed".into()));
         }
@@ -510,7 +516,11 @@ impl Actor for EngineActor {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        Arbiter::current().stop();
+        // After a crash the arbiter still has replies to deliver for appends
+        // that became durable; the supervisor stops it once they are out.
+        if self.exit.is_planned() {
+            Arbiter::current().stop();
+        }
     }
 }
 
@@ -519,9 +529,9 @@ impl Handler<Shutdown> for EngineActor {
     fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
         let snapshot = msg.snapshot.then(|| self.snapshot(ctx));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.exit.plan(tx);
+        self.exit.plan(Some(tx));
         if let Some(quoting) = self.outlets.quoting.get() {
-            quoting.do_send(StopQuoting);
+            quoting.do_send(Retire);
         }
         let addr = ctx.address();
         Box::pin(async move {

@@ -22,7 +22,7 @@ use tokio::sync::broadcast;
 
 use crate::engine::Clock;
 use crate::gauges::{self, MarketGauges};
-use crate::supervisor::{self, ExitNotice, Supervised};
+use crate::supervisor::{self, ExitNotice, Retire, Supervised};
 
 /// The inputs of quoting as the engine actor last wrote them.
 struct StatsRows {
@@ -132,11 +132,6 @@ impl Tables {
         Self { stats: StatsTable::new(cfg), quotes: QuoteTable::new(cfg.market_keys().len()) }
     }
 }
-
-/// Stops the quoting actor for good (the engine shuts down).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct StopQuoting;
 
 /// Reprices markets every `quoting.tick_ms` from the stats table into the quote table.
 pub struct QuotingActor {
@@ -295,15 +290,17 @@ impl Actor for QuotingActor {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        Arbiter::current().stop();
+        // After a crash the supervisor stops the arbiter.
+        if self.exit.is_planned() {
+            Arbiter::current().stop();
+        }
     }
 }
 
-impl Handler<StopQuoting> for QuotingActor {
+impl Handler<Retire> for QuotingActor {
     type Result = ();
-    fn handle(&mut self, _: StopQuoting, ctx: &mut Context<Self>) {
-        let (tx, _) = tokio::sync::oneshot::channel();
-        self.exit.plan(tx);
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        self.exit.plan(None);
         ctx.stop();
     }
 }

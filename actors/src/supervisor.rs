@@ -28,6 +28,11 @@ pub struct Crash;
 #[rtype(result = "()")]
 pub struct CrashQuoting;
 
+/// Stops a supervised actor for good: it is not restarted (shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
 /// How an actor ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Exit {
@@ -52,9 +57,13 @@ impl ExitNotice {
     }
 
     /// The coming stop is asked for; `released` hears once the actor is dropped.
-    pub(crate) fn plan(&mut self, released: tokio::sync::oneshot::Sender<()>) {
+    pub(crate) fn plan(&mut self, released: Option<tokio::sync::oneshot::Sender<()>>) {
         self.planned = true;
-        self.released.push(released);
+        self.released.extend(released);
+    }
+
+    pub(crate) fn is_planned(&self) -> bool {
+        self.planned
     }
 }
 
@@ -131,8 +140,9 @@ pub(crate) fn exit_channel() -> (Sender<Exit>, Receiver<Exit>) {
 
 /// Starts the supervisor thread of `handle`'s actor, named `actor` in logs
 /// and metrics. On each crash it calls `restart` until that succeeds, then
-/// points `handle` at the new address. It ends after a planned exit, or when
-/// no handle is left (nobody could use a restarted actor).
+/// points `handle` at the new address. It ends after a planned exit, when no
+/// handle is left (nobody could use a restarted actor), or when the actix
+/// system has stopped.
 pub(crate) fn supervise<A, F>(actor: &'static str, handle: &Supervised<A>, exits: Receiver<Exit>, mut restart: F)
 where
     A: Actor<Context = Context<A>>,
@@ -152,7 +162,8 @@ where
             eprintln!("{actor} actor stopped unexpectedly; restarting from durable state");
             loop {
                 std::thread::sleep(backoff);
-                if current.strong_count() == 0 {
+                // Nobody left to use it, or the system is gone (its arbiter takes no work).
+                if current.strong_count() == 0 || !System::current().arbiter().spawn(async {}) {
                     return;
                 }
                 match restart() {

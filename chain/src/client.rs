@@ -313,7 +313,7 @@ impl SettlementClient {
             Some(prev) => self.receipt(prev.tx_hash).await?.is_some_and(|r| r.status()),
             None => false,
         };
-        let mut report = match (previous, mined) {
+        let report = match (previous, mined) {
             (Some(prev), true) => self.wait(prev).await?,
             _ => {
                 let settled = self.settled_fills(fills).await?;
@@ -331,6 +331,17 @@ impl SettlementClient {
                 }
             }
         };
+        self.confirm_outcomes(fills, report).await
+    }
+
+    /// Orders `report`'s outcomes as `fills` and resolves every fill the
+    /// transaction rejected as `NonceUsed`, or did not carry, by asking the
+    /// chain: a used nonce means an earlier transaction settled that very fill
+    /// (the engine never accepts two orders with one nonce, and only
+    /// `settleBatch` uses nonces), so it is [`FillOutcome::AlreadySettled`],
+    /// never a rejection to refund. Any transaction that may repeat fills sent
+    /// before (a retry, or fills handed over again after a restart) needs it.
+    pub async fn confirm_outcomes(&self, fills: &[Fill], mut report: BatchReport) -> Result<BatchReport, ChainError> {
         let decided: HashMap<B256, FillOutcome> = report.fills.iter().map(|r| (r.fill_id, r.outcome)).collect();
         let mut results = Vec::with_capacity(fills.len());
         for fill in fills {

@@ -57,11 +57,6 @@ impl Exchange {
         Books::from_state(state).into()
     }
 
-    /// The books and the quoter, for a runtime that keeps them apart.
-    pub fn into_parts(self) -> (Books, Quoter) {
-        (self.books, self.quoter)
-    }
-
     /// Hands the quoter (and observers) what changed in the books since last time.
     fn sync(&mut self) {
         let (quoter, observed) = (&mut self.quoter, &mut self.observed);

@@ -111,7 +111,13 @@ async fn publish(
                 Ok(batch) => hub.publish_quotes(&batch),
                 Err(RecvError::Lagged(_)) => {
                     metrics::counter!("pat_feed_resyncs_total").increment(1);
-                    let Ok(views) = engine.send(GetMarkets).await else { return };
+                    // The engine may be restarting: ask again until it answers.
+                    let views = loop {
+                        match engine.send(GetMarkets).await {
+                            Ok(views) => break views,
+                            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                        }
+                    };
                     let table: Vec<Quote> = views.into_iter().map(|v| v.quote).collect();
                     hub.publish_quotes(&table);
                 }
