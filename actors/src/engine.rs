@@ -262,6 +262,11 @@ pub struct RecordOutcomes(pub Vec<(B256, Settlement)>);
 #[rtype(result = "broadcast::Receiver<Arc<Vec<Quote>>>")]
 pub struct SubscribeQuotes;
 
+/// The tables shared with the quoting actor, for readers of quotes.
+#[derive(Message)]
+#[rtype(result = "Arc<Tables>")]
+pub struct GetTables;
+
 /// A receiver of fill status changes, each sent once its event is durable.
 #[derive(Message)]
 #[rtype(result = "broadcast::Receiver<FillUpdate>")]
@@ -884,6 +889,13 @@ async fn announce_when_durable(
         let _ = sender.send(update);
     }
     Ok(())
+}
+
+impl Handler<GetTables> for EngineActor {
+    type Result = MessageResult<GetTables>;
+    fn handle(&mut self, _: GetTables, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.outlets.tables.clone())
+    }
 }
 
 impl Handler<SubscribeQuotes> for EngineActor {

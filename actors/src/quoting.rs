@@ -44,8 +44,7 @@ pub struct StatsTable {
 }
 
 impl StatsTable {
-    fn new(cfg: &Arc<EngineConfig>) -> Self {
-        let markets = cfg.market_keys().len();
+    fn new(cfg: &Arc<EngineConfig>, markets: usize) -> Self {
         Self {
             rows: Mutex::new(StatsRows {
                 stats: vec![MarketStats::default(); markets],
@@ -107,6 +106,12 @@ impl QuoteTable {
         Quote { valid_until_ms: rows.valid_until_ms, ..rows.quotes[id.index()] }
     }
 
+    /// Every market's quote, by [`MarketId`].
+    pub fn all(&self) -> Vec<Quote> {
+        let rows = self.rows.read().unwrap_or_else(|e| e.into_inner());
+        rows.quotes.iter().map(|q| Quote { valid_until_ms: rows.valid_until_ms, ..*q }).collect()
+    }
+
     /// The `seq` each market's quote was last published with.
     fn seqs(&self) -> Vec<u64> {
         self.rows.read().unwrap_or_else(|e| e.into_inner()).quotes.iter().map(|q| q.seq).collect()
@@ -121,15 +126,25 @@ impl QuoteTable {
     }
 }
 
-/// The two tables between the engine actor and the quoting actor.
+/// The two tables between the engine actor and the quoting actor, and the
+/// catalogue they are indexed by. Readers of quotes (the REST quotes route,
+/// the feed) read the quote table directly, without the engine.
 pub struct Tables {
     pub stats: StatsTable,
     pub quotes: QuoteTable,
+    /// Every market's key, by [`MarketId`] (the catalogue is fixed while the process runs).
+    pub keys: Vec<MarketKey>,
 }
 
 impl Tables {
     pub(crate) fn new(cfg: &Arc<EngineConfig>) -> Self {
-        Self { stats: StatsTable::new(cfg), quotes: QuoteTable::new(cfg.market_keys().len()) }
+        let keys = cfg.market_keys();
+        Self { stats: StatsTable::new(cfg, keys.len()), quotes: QuoteTable::new(keys.len()), keys }
+    }
+
+    /// Every market's key with its current quote.
+    pub fn quoted(&self) -> impl Iterator<Item = (&MarketKey, Quote)> {
+        self.keys.iter().zip(self.quotes.all())
     }
 }
 
@@ -137,7 +152,6 @@ impl Tables {
 pub struct QuotingActor {
     tables: Arc<Tables>,
     quoter: Quoter,
-    keys: Vec<MarketKey>,
     /// The quoting actor's copy of the stats table, updated with what changed.
     stats: Vec<MarketStats>,
     group_exposure: Vec<Amount>,
@@ -192,7 +206,6 @@ impl QuotingActor {
         quoter.resume_seqs(&seqs);
         gauges::set_limits(&cfg.risk);
         Self {
-            keys: cfg.market_keys(),
             gauges: MarketGauges::new(stats.len()),
             specs: market_specs(&cfg),
             tables,
@@ -270,9 +283,9 @@ impl QuotingActor {
     }
 
     fn flush_gauges(&mut self) {
-        let Self { gauges, keys, quoter, stats, specs, group_exposure, .. } = self;
+        let Self { gauges, tables, quoter, stats, specs, group_exposure, .. } = self;
         gauges.flush(|id| gauges::Row {
-            key: &keys[id.index()],
+            key: &tables.keys[id.index()],
             quote: quoter.quote(id),
             stats: &stats[id.index()],
             group_exposure: group_exposure[specs[id.index()].group as usize],

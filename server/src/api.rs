@@ -26,6 +26,8 @@ use crate::error::ApiError;
 /// What every handler shares.
 pub struct AppState {
     pub engine: EngineHandle,
+    /// The quote table (and the catalogue): quotes are read there, not from the engine.
+    pub tables: Arc<pat_actors::quoting::Tables>,
     pub domain: Eip712Domain,
     /// The config file `POST /v1/admin/reload` re-reads.
     pub config_path: PathBuf,
@@ -162,9 +164,8 @@ async fn market(state: State, key: web::Path<String>) -> Result<HttpResponse, Ap
 }
 
 #[utoipa::path(get, path = "/v1/quotes", tag = "markets", responses((status = 200, body = [QuoteBody])))]
-async fn quotes(state: State) -> Result<HttpResponse, ApiError> {
-    let markets = ask(&state, GetMarkets).await?;
-    Ok(HttpResponse::Ok().json(markets.iter().map(|m| QuoteBody::new(&m.key, &m.quote)).collect::<Vec<_>>()))
+async fn quotes(state: State) -> HttpResponse {
+    HttpResponse::Ok().json(state.tables.quoted().map(|(key, quote)| QuoteBody::new(key, &quote)).collect::<Vec<_>>())
 }
 
 #[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = OrderRequest,

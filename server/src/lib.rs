@@ -28,7 +28,7 @@ use actix_web::http::StatusCode;
 use actix_web::{App, HttpServer, web};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use pat_actors::EngineHandle;
-use pat_actors::engine::Reconfigure;
+use pat_actors::engine::{GetTables, Reconfigure};
 use pat_config::{Config, ConfigErrors};
 
 use crate::api::AppState;
@@ -128,9 +128,11 @@ pub async fn start(
     engine: EngineHandle,
     domain: alloy_sol_types::Eip712Domain,
 ) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
-    let hub = feed::start_hub(engine.clone(), settings.feed.clone()).await?;
+    let tables = engine.send(GetTables).await.map_err(|e| std::io::Error::other(format!("the engine: {e}")))?;
+    let hub = feed::start_hub(&engine, tables.clone(), settings.feed.clone()).await?;
     let state = Arc::new(AppState {
         engine,
+        tables,
         domain,
         config_path: settings.config_path.clone(),
         admin_token: settings.admin_token.clone(),

@@ -1,7 +1,7 @@
 //! The HTTP API against a real engine (actor, journal on disk) and a real
 //! server on a loopback port: a purchase end to end, every bad input with its
-//! code and no change of state, admin auth, live reload, and a Prometheus
-//! scrape checked by `promtool`.
+//! code and no change of state, admin auth, live reload, a Prometheus scrape
+//! checked by `promtool`, and quotes served while the engine is down.
 
 mod common;
 
@@ -260,4 +260,21 @@ async fn the_openapi_document_describes_every_route() {
     }
     assert_eq!(doc["components"]["securitySchemes"]["operator"]["scheme"], "bearer");
     assert_eq!(schemas["FillBody"]["properties"]["fill_id"]["type"], "string");
+}
+
+/// Quotes come from the quote table, not the engine: with the engine stopped
+/// (a planned stop, so nothing restarts it), `/v1/quotes` still answers and
+/// routes that need the engine say `unavailable`.
+#[actix_rt::test]
+async fn quotes_are_served_while_the_engine_is_down() {
+    let api = Api::start().await;
+    api.post("/v1/segments", api.segment(0, 10, 0)).await;
+    let ask = api.ask().await;
+    api.engine.send(pat_actors::engine::Shutdown { snapshot: false }).await.unwrap().unwrap();
+    let (status, quotes) = api.get("/v1/quotes").await;
+    assert_eq!(status, 200, "{quotes}");
+    let quote = quotes.as_array().unwrap().iter().find(|q| q["market"] == MARKET).unwrap().clone();
+    assert_eq!(quote["ask"].as_str().unwrap().parse::<u128>().unwrap(), ask);
+    let (status, body) = api.get("/v1/markets").await;
+    assert_eq!((status, body["code"].as_str()), (503, Some("unavailable")), "{body}");
 }

@@ -238,10 +238,18 @@ async fn a_client_that_stops_reading_is_conflated_then_dropped_without_slowing_o
     api.ask().await;
     let mut fast = Client::connect(&api).await;
     fast.subscribe(&["*|*|*"]).await;
+    // Watches until told to stop: prices keep drifting with time, so waiting
+    // for a quiet feed could take minutes.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let watcher = actix_rt::spawn(async move {
         let mut worst = Duration::ZERO;
         let mut quotes = 0;
-        while let Some(m) = fast.next_within(Duration::from_secs(2)).await {
+        loop {
+            let m = tokio::select! {
+                _ = &mut stopped => break,
+                m = fast.next_within(Duration::from_secs(2)) => m,
+            };
+            let Some(m) = m else { break };
             if m["type"] == "quote" {
                 let sent = m["ts"].as_u64().unwrap();
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros();
@@ -295,6 +303,7 @@ async fn a_client_that_stops_reading_is_conflated_then_dropped_without_slowing_o
     buy_until(dropped, Duration::from_secs(30), "the slow client was never dropped").await;
     let closed = slow.until("closed").await;
     assert_eq!(closed["reason"], "slow_consumer");
+    let _ = stop.send(()); // the watcher may have ended on a quiet feed already
     let (quotes, worst) = watcher.await.unwrap();
     assert!(quotes > 0);
     assert!(worst < Duration::from_secs(1), "the fast client waited {worst:?} for a quote");

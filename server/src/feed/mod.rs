@@ -27,7 +27,8 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use pat_actors::EngineHandle;
-use pat_actors::engine::{FillUpdate, GetMarkets, SubscribeFills, SubscribeQuotes};
+use pat_actors::engine::{FillUpdate, SubscribeFills, SubscribeQuotes};
+use pat_actors::quoting::Tables;
 use pat_engine::Quote;
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -76,21 +77,24 @@ impl Default for FeedSettings {
     }
 }
 
-/// Builds the hub from the engine's current quotes and starts the thread
-/// that publishes the engine's broadcasts into it.
-pub async fn start_hub(engine: EngineHandle, settings: FeedSettings) -> std::io::Result<Arc<Hub>> {
+/// Builds the hub from the quote table and starts the thread that publishes
+/// the engine's broadcasts into it.
+pub async fn start_hub(
+    engine: &EngineHandle,
+    tables: Arc<Tables>,
+    settings: FeedSettings,
+) -> std::io::Result<Arc<Hub>> {
     let ask = |e: actix::MailboxError| std::io::Error::other(format!("the engine did not answer: {e}"));
     // Subscribing first: a quote published meanwhile is newer than the table
     // or ignored by its `seq`.
     let quotes = engine.send(SubscribeQuotes).await.map_err(ask)?;
     let fills = engine.send(SubscribeFills).await.map_err(ask)?;
-    let views = engine.send(GetMarkets).await.map_err(ask)?;
-    let hub = Arc::new(Hub::new(settings, views.into_iter().map(|v| (v.key, v.quote)).collect()));
+    let hub = Arc::new(Hub::new(settings, tables.quoted().map(|(key, quote)| (key.clone(), quote)).collect()));
     let publisher = hub.clone();
     std::thread::Builder::new().name("pat-feed-hub".into()).spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
         match runtime {
-            Ok(runtime) => runtime.block_on(publish(publisher, engine, quotes, fills)),
+            Ok(runtime) => runtime.block_on(publish(publisher, tables, quotes, fills)),
             Err(e) => eprintln!("pat-feed-hub: no runtime, the feed publishes nothing: {e}"),
         }
     })?;
@@ -98,10 +102,10 @@ pub async fn start_hub(engine: EngineHandle, settings: FeedSettings) -> std::io:
 }
 
 /// Publishes the engine's broadcasts until the engine stops. A lagged quote
-/// receiver resyncs from the engine's table (clients see a `seq` gap).
+/// receiver resyncs from the quote table (clients see a `seq` gap).
 async fn publish(
     hub: Arc<Hub>,
-    engine: EngineHandle,
+    tables: Arc<Tables>,
     mut quotes: broadcast::Receiver<Arc<Vec<Quote>>>,
     mut fills: broadcast::Receiver<FillUpdate>,
 ) {
@@ -111,15 +115,7 @@ async fn publish(
                 Ok(batch) => hub.publish_quotes(&batch),
                 Err(RecvError::Lagged(_)) => {
                     metrics::counter!("pat_feed_resyncs_total").increment(1);
-                    // The engine may be restarting: ask again until it answers.
-                    let views = loop {
-                        match engine.send(GetMarkets).await {
-                            Ok(views) => break views,
-                            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                        }
-                    };
-                    let table: Vec<Quote> = views.into_iter().map(|v| v.quote).collect();
-                    hub.publish_quotes(&table);
+                    hub.publish_quotes(&tables.quotes.all());
                 }
                 Err(RecvError::Closed) => return,
             },
