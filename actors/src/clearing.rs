@@ -120,9 +120,12 @@ async fn settle_round(
     }
     let started = Instant::now();
     let give_back = |fills: &[pat_engine::Fill]| ReturnFills(fills.iter().map(|f| f.fill_id).collect());
+    // The transaction recorded as carrying the fills, if one was.
+    let mut recorded = None;
     let report = match client.submit(&fills, None).await {
         Ok(submission) => {
             let tx_hash: B256 = submission.tx_hash;
+            recorded = Some(tx_hash);
             let ids = submission.fill_ids.clone();
             if engine.send(RecordSubmission { fill_ids: ids, tx_hash }).await.is_err() {
                 return Ok(());
@@ -148,6 +151,15 @@ async fn settle_round(
             return Err(e);
         }
     };
+    // A replacement (or a first send after an error) settled them: record the
+    // transaction that did, so each settled fill names it.
+    if let Some(tx_hash) = report.tx_hash.filter(|h| recorded != Some(*h)) {
+        let fill_ids: Vec<B256> =
+            report.fills.iter().filter(|r| r.outcome == FillOutcome::Settled).map(|r| r.fill_id).collect();
+        if !fill_ids.is_empty() {
+            let _ = engine.send(RecordSubmission { fill_ids, tx_hash }).await;
+        }
+    }
     metrics::histogram!("pat_settlement_seconds").record(started.elapsed().as_secs_f64());
     metrics::histogram!("pat_settlement_batch_fills").record(fills.len() as f64);
     let outcomes = report
