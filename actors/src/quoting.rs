@@ -325,3 +325,56 @@ impl Handler<supervisor::Crash> for QuotingActor {
         panic!("injected fault: the quoting actor panics");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pat_engine::testing::{self, T0, key, signed_segment};
+
+    fn stats_of(tables: &Tables, id: MarketId) -> (MarketStats, bool, bool) {
+        let mut rows = tables.stats.lock();
+        let mut changed = false;
+        rows.changed.take(|m| changed |= m == id);
+        (rows.stats[id.index()], changed, std::mem::take(&mut rows.requote_all))
+    }
+
+    /// The engine's writes reach the table market by market: a listing
+    /// changes its market's row and marks it, a pause asks for a full requote.
+    #[test]
+    fn the_stats_table_takes_what_changed_in_the_books() {
+        let cfg = testing::shared_config();
+        let tables = Tables::new(&cfg);
+        let mut books = Books::new(cfg.clone());
+        tables.stats.write(&mut books);
+        let market: MarketKey = "PURCHASE_INTENT|7D|0.70-0.85".parse().unwrap();
+        let id = books.market_by_key(&market).unwrap();
+        let (_, _, requote) = stats_of(&tables, id);
+        assert!(requote, "new books ask for every quote");
+
+        let signed = signed_segment(&key(10), "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 20, &testing::payload(3));
+        books.submit_segment(&signed, T0 * 1000).unwrap();
+        tables.stats.write(&mut books);
+        let (stats, changed, requote) = stats_of(&tables, id);
+        assert_eq!((stats.supply_units, changed, requote), (20, true, false));
+
+        books.set_paused(true);
+        tables.stats.write(&mut books);
+        let (_, changed, requote) = stats_of(&tables, id);
+        assert_eq!((changed, requote), (false, true));
+        assert!(tables.stats.lock().paused);
+    }
+
+    /// Quotes read back with the table's validity; the seqs are the last written.
+    #[test]
+    fn the_quote_table_serves_the_last_written_quotes() {
+        let cfg = testing::shared_config();
+        let tables = Tables::new(&cfg);
+        let quote = Quote { bid: 90, ask: 110, seq: 7, halted: None, ..Quote::unquoted(MarketId(3)) };
+        tables.quotes.write(&[quote], 5_000);
+        assert_eq!(tables.quotes.get(MarketId(3)), Quote { valid_until_ms: 5_000, ..quote });
+        assert_eq!(tables.quotes.get(MarketId(0)).halted, Some(pat_engine::HaltReason::NotYetQuoted));
+        let seqs = tables.quotes.seqs();
+        assert_eq!((seqs.len(), seqs[3], seqs[0]), (tables.keys.len(), 7, 0));
+        assert!(tables.quoted().all(|(_, q)| q.valid_until_ms == 5_000));
+    }
+}
