@@ -1,22 +1,27 @@
 //! # pat-actors: the engine as a running service
 //!
 //! Wires the pure engine (`pat-engine`) to time, durability and concurrency
-//! with actix actors. Today one [`engine::EngineActor`] owns the whole
-//! [`pat_engine::Exchange`] on its own arbiter (thread): it takes orders and
+//! with actix actors. One [`engine::EngineActor`] owns the [`pat_engine::Books`]
+//! of every market on its own arbiter (thread): it takes orders and
 //! submissions, acknowledges them only once their events are durable in the
-//! journal, runs the quoting tick, expiry and snapshots on timers, and
-//! publishes changed quotes on a broadcast channel. Splitting it into one
-//! actor per market (DESIGN.md section 6) is the next step; the messages here
-//! are the interface that split keeps.
+//! journal, runs expiry and snapshots on timers, and writes each change's
+//! market stats into the stats table. The [`quoting::QuotingActor`], on an
+//! arbiter of its own, reprices every tick from that table into the quote
+//! table orders execute against, and publishes changed quotes on a broadcast
+//! channel. Splitting the engine into one actor per market (DESIGN.md section
+//! 6) is what remains; the messages here are the interface that split keeps.
 //!
 //! A [`clearing::ClearingActor`] takes the engine's durable fills, settles
 //! them on chain in batches, and records submissions and outcomes back
-//! through the engine, which journals them.
+//! through the engine, which journals them. Each of the three runs under a
+//! [`supervisor`] that restarts it from durable state after a crash.
 //!
 //! ## Layout
 //!
 //! - [`engine`]: the engine actor, its messages and its error type.
+//! - [`quoting`]: the stats and quote tables and the quoting actor.
 //! - [`clearing`]: the clearing actor: batches, `settleBatch`, outcomes.
+//! - [`supervisor`]: restarts, the handle that follows them, planned stops.
 //! - [`gauges`]: per-market quote, supply and exposure gauges, and risk limits.
 
 pub mod clearing;
