@@ -49,16 +49,23 @@ async fn stock(engine: &EngineHandle, providers: u8) {
 }
 
 async fn ask(engine: &EngineHandle) -> u128 {
-    // The tick runs every 100 ms; wait for a quote of the stocked market.
-    for _ in 0..50 {
+    // The quoting actor ticks every 100 ms, apart from the engine, and may
+    // have priced only some of the listings made so far: wait for a quote of
+    // the stocked market that holds still over two ticks (the clock stands
+    // still, so the quote settles once it has taken in every listing).
+    let mut last = None;
+    for _ in 0..40 {
         let markets = engine.send(GetMarkets).await.unwrap();
         let m = markets.iter().find(|m| m.key == market()).unwrap();
         if m.quote.halted.is_none() && m.supply_units > 0 {
-            return m.quote.ask;
+            if last == Some(m.quote.ask) {
+                return m.quote.ask;
+            }
+            last = Some(m.quote.ask);
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
-    panic!("the market never quoted");
+    panic!("the market never quoted steadily");
 }
 
 fn order(engine_ask: u128, nonce: u64) -> PlaceOrder {
@@ -132,8 +139,16 @@ async fn quotes_are_published_and_reloads_apply_live() {
     wider.spread.min_bps += 500;
     engine.send(Reconfigure(Arc::new(wider))).await.unwrap().unwrap();
     h.now.fetch_add(200, Ordering::Relaxed);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(ask(&engine).await > before, "a wider spread raises the ask");
+    // The quoting actor takes the new config on its next tick (100 ms), or later on a loaded machine.
+    let mut raised = false;
+    for _ in 0..100 {
+        if ask(&engine).await > before {
+            raised = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(raised, "a wider spread raises the ask within 5 s");
     let mut fewer = testing::config();
     fewer.windows.pop();
     let err = engine.send(Reconfigure(Arc::new(fewer))).await.unwrap().unwrap_err();

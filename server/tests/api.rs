@@ -49,8 +49,10 @@ async fn a_purchase_end_to_end_moves_money_exactly() {
 #[actix_rt::test]
 async fn every_bad_input_gets_its_code_and_changes_nothing() {
     let api = Api::start().await;
-    for p in 0..2 {
-        assert_eq!(api.post("/v1/segments", api.segment(p, 10, u64::from(p))).await.0, 201);
+    // The same body again later is a duplicate (a body made later could carry a later timestamp).
+    let listings: Vec<Value> = (0..2).map(|p| api.segment(p, 10, u64::from(p))).collect();
+    for listing in &listings {
+        assert_eq!(api.post("/v1/segments", listing.clone()).await.0, 201);
     }
     let ask = api.ask().await;
     let deadline = now_secs() + 60;
@@ -86,7 +88,7 @@ async fn every_bad_input_gets_its_code_and_changes_nothing() {
         ("/v1/orders", bad_amount, 400, "invalid_request"),
         ("/v1/orders", unknown_market, 404, "unknown_market"),
         ("/v1/segments", bad_segment_sig, 401, "bad_signature"),
-        ("/v1/segments", api.segment(0, 10, 0), 409, "duplicate_payload"),
+        ("/v1/segments", listings[0].clone(), 409, "duplicate_payload"),
         ("/v1/segments", api.segment(6, 0, 7), 422, "units_out_of_range"),
     ];
     for (path, body, status, code) in cases {
@@ -136,22 +138,32 @@ fn edit_config(path: &Path, from: &str, to: &str) {
 async fn reload_applies_a_valid_config_and_refuses_an_invalid_one() {
     let api = Api::start().await;
     assert_eq!(api.post("/v1/segments", api.segment(0, 10, 0)).await.0, 201);
-    let spread = |m: &Value| m["quote"]["spread_bps"].as_u64().unwrap();
+    let path = format!("/v1/markets/{}", MARKET.replace('|', "%7C"));
+    let spread = async || api.get(&path).await.1["quote"]["spread_bps"].as_u64().unwrap();
     api.ask().await;
-    let (_, before) = api.get(&format!("/v1/markets/{}", MARKET.replace('|', "%7C"))).await;
-    edit_config(&api.config_path, "base_bps = 150\nmin_bps = 50", "base_bps = 650\nmin_bps = 550");
+    let before = spread().await;
+    // Pinning min = base = max fixes the spread whatever the volatility and liquidity terms say.
+    assert_ne!(before, 700, "the test needs a spread that the reload changes");
+    let pinned = "base_bps = 700\nmin_bps = 700\nmax_bps = 700";
+    edit_config(&api.config_path, "base_bps = 150\nmin_bps = 50\nmax_bps = 1500", pinned);
     let (status, body) = api.call(reqwest::Method::POST, "/v1/admin/reload", None, Some(TOKEN)).await;
     assert_eq!(status, 200, "{body}");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let (_, after) = api.get(&format!("/v1/markets/{}", MARKET.replace('|', "%7C"))).await;
-    assert!(spread(&after) >= spread(&before) + 500, "{before} -> {after}");
-    edit_config(&api.config_path, "max_bps = 1500", "max_bps = 9000");
+    // The quoting actor takes the new config on its next tick.
+    let mut after = before;
+    for _ in 0..50 {
+        after = spread().await;
+        if after == 700 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(after, 700, "the reload pinned the spread (it was {before})");
+    edit_config(&api.config_path, "max_bps = 700", "max_bps = 9000");
     let (status, body) = api.call(reqwest::Method::POST, "/v1/admin/reload", None, Some(TOKEN)).await;
     assert_eq!((status, body["code"].as_str()), (422, Some("invalid_config")), "{body}");
     assert!(body["errors"].as_array().unwrap().iter().any(|e| e["key"] == "spread.max_bps"), "{body}");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let (_, kept) = api.get(&format!("/v1/markets/{}", MARKET.replace('|', "%7C"))).await;
-    assert_eq!(spread(&kept), spread(&after), "the running config stays");
+    assert_eq!(spread().await, 700, "the running config stays");
 }
 
 #[actix_rt::test]

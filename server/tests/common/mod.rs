@@ -130,14 +130,21 @@ impl Api {
         json!([m["supply_units"], m["exposure"], m["sold_units"], m["listed_units"]])
     }
 
+    /// The market's ask once it holds still over two ticks: the quoting actor
+    /// ticks apart from the engine and may have priced only some listings.
     pub async fn ask(&self) -> u128 {
-        for _ in 0..50 {
+        let mut last = None;
+        for _ in 0..40 {
             let (_, m) = self.get(&format!("/v1/markets/{}", MARKET.replace('|', "%7C"))).await;
             if m["quote"]["halted"].is_null() && m["supply_units"].as_u64() > Some(0) {
-                return m["quote"]["ask"].as_str().unwrap().parse().unwrap();
+                let ask: u128 = m["quote"]["ask"].as_str().unwrap().parse().unwrap();
+                if last == Some(ask) {
+                    return ask;
+                }
+                last = Some(ask);
             }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
-        panic!("the market never quoted");
+        panic!("the market never quoted steadily");
     }
 }
