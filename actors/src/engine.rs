@@ -551,7 +551,8 @@ impl Handler<Shutdown> for EngineActor {
     }
 }
 
-/// Stops the actor (sent by `Shutdown` once its snapshot is written).
+/// Stops the actor: sent by `Shutdown` once its snapshot is written (planned),
+/// and by a failed append (for the supervisor to restart it from disk).
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Stop;

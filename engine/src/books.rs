@@ -293,11 +293,6 @@ impl Books {
         self.by_chain_id.get(id).copied()
     }
 
-    /// The fixed facts of every market, by [`MarketId`], that the quoter reads.
-    pub fn specs(&self) -> &[MarketSpec] {
-        &self.specs
-    }
-
     /// Exposure of the (window, type) group of market `id`.
     pub fn group_exposure_of(&self, id: MarketId) -> Amount {
         self.group_exposure[self.specs[id.index()].group as usize]
@@ -373,11 +368,6 @@ impl Books {
     /// changed) since the last call; the first call says yes.
     pub fn take_requote_all(&mut self) -> bool {
         std::mem::take(&mut self.requote_all)
-    }
-
-    /// A market's stats as the quoter reads them.
-    pub fn stats(&self, id: MarketId) -> &MarketStats {
-        &self.stats[id.index()]
     }
 
     /// Exposure of every (window, type) group, by group index.

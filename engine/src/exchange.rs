@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::books::{Books, ExchangeState};
 use crate::ewma::TimeMs;
 use crate::fill::Fill;
-use crate::market::{MarketId, MarketSet};
+use crate::market::MarketId;
 use crate::order::{self, OrderError, SignedOrder, VerifiedOrder};
 use crate::params::EngineConfig;
 use crate::quoter::{Quote, Quoter};
@@ -23,8 +23,6 @@ use crate::quoter::{Quote, Quoter};
 pub struct Exchange {
     books: Books,
     quoter: Quoter,
-    /// Markets whose stats changed since [`Exchange::take_stats_changed`] (for observers).
-    observed: MarketSet,
 }
 
 impl Deref for Exchange {
@@ -43,7 +41,7 @@ impl DerefMut for Exchange {
 impl From<Books> for Exchange {
     fn from(books: Books) -> Self {
         let n = books.markets().len();
-        Self { books, quoter: Quoter::new(n), observed: MarketSet::full(n) }
+        Self { books, quoter: Quoter::new(n) }
     }
 }
 
@@ -57,18 +55,6 @@ impl Exchange {
         Books::from_state(state).into()
     }
 
-    /// Hands the quoter (and observers) what changed in the books since last time.
-    fn sync(&mut self) {
-        let (quoter, observed) = (&mut self.quoter, &mut self.observed);
-        self.books.take_stats_changed(|id, _| {
-            quoter.mark_dirty(id);
-            observed.insert(id);
-        });
-        if self.books.take_requote_all() {
-            quoter.mark_all_dirty();
-        }
-    }
-
     pub fn quote(&self, id: MarketId) -> Quote {
         self.quoter.quote(id)
     }
@@ -77,17 +63,15 @@ impl Exchange {
         self.quoter.quotes()
     }
 
-    /// Recomputes every quote as of `now_ms`; pushes the changed markets onto `changed`.
+    /// Recomputes every quote as of `now_ms`, after handing the quoter the
+    /// markets whose stats changed; pushes the changed markets onto `changed`.
     pub fn tick(&mut self, now_ms: TimeMs, changed: &mut Vec<MarketId>) {
-        self.sync();
-        self.quoter.tick(&self.books.tick_inputs(now_ms), changed);
-    }
-
-    /// Hands `f` every market whose stats changed since the last call, each
-    /// once; the first call hands every market.
-    pub fn take_stats_changed(&mut self, f: impl FnMut(MarketId)) {
-        self.sync();
-        self.observed.take(f);
+        let quoter = &mut self.quoter;
+        self.books.take_stats_changed(|id, _| quoter.mark_dirty(id));
+        if self.books.take_requote_all() {
+            quoter.mark_all_dirty();
+        }
+        quoter.tick(&self.books.tick_inputs(now_ms), changed);
     }
 
     /// Verifies and executes a consumer's order.
