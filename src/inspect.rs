@@ -35,6 +35,7 @@ fn summary(event: &Event) -> String {
         Event::FillSettled { fill_id } => format!("fill {fill_id}"),
         Event::FillFailed { fill_id, reason, .. } => format!("fill {fill_id}: {reason}"),
         Event::UnitsExpired { at_ms } => format!("at {at_ms} ms"),
+        Event::MarketUnitsExpired { market, at_ms } => format!("market {} at {at_ms} ms", market.0),
         Event::ConfigChanged(_) => "new engine config".to_owned(),
         Event::PauseSet { paused } => format!("paused = {paused}"),
         Event::PhaseAdvanced { phase } => format!("phase {phase}"),

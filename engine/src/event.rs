@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::books::{ApplyError, Books};
 use crate::ewma::TimeMs;
 use crate::fill::Fill;
+use crate::market::MarketId;
 use crate::params::EngineConfig;
 use crate::segment::Segment;
 
@@ -36,7 +37,7 @@ pub enum Event {
         reason: String,
         at_ms: TimeMs,
     },
-    /// Units whose window ended by `at_ms` were removed.
+    /// Units of every market whose window ended by `at_ms` were removed.
     UnitsExpired {
         at_ms: TimeMs,
     },
@@ -46,6 +47,12 @@ pub enum Event {
     },
     PhaseAdvanced {
         phase: u8,
+    },
+    /// Units of one market whose window ended by `at_ms` were removed (each
+    /// market actor sweeps its own market). Last, so older journals decode.
+    MarketUnitsExpired {
+        market: MarketId,
+        at_ms: TimeMs,
     },
 }
 
@@ -63,6 +70,7 @@ impl Event {
             Self::ConfigChanged(_) => "config_changed",
             Self::PauseSet { .. } => "pause_set",
             Self::PhaseAdvanced { .. } => "phase_advanced",
+            Self::MarketUnitsExpired { .. } => "market_units_expired",
         }
     }
 }
@@ -85,6 +93,12 @@ impl Books {
             Event::FillFailed { fill_id, reason, at_ms } => self.fail(&fill_id, &reason, at_ms)?,
             Event::UnitsExpired { at_ms } => {
                 self.expire(at_ms);
+            }
+            Event::MarketUnitsExpired { market, at_ms } => {
+                if market.index() >= self.markets().len() {
+                    return Err(ApplyError::ExpiryMarket(market));
+                }
+                self.expire_market(market, at_ms);
             }
             Event::ConfigChanged(cfg) => self.reconfigure(std::sync::Arc::new(*cfg))?,
             Event::PauseSet { paused } => self.set_paused(paused),

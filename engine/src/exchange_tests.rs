@@ -227,7 +227,7 @@ fn duplicate_payloads_are_refused_and_count_against_reliability() {
     let again = signed_segment(&PROVIDER_KEY, "PURCHASE_INTENT", "1D", 8000, T0 - 3600, T0, 5, &payload);
     let err = ex.submit_segment(&again, NOW).unwrap_err();
     assert_eq!(err, SubmitError::DuplicatePayload(alloy_primitives::keccak256(&payload)));
-    assert_eq!(ex.segments().len(), 1);
+    assert_eq!(ex.registry().segments().len(), 1);
     let provider = testing::signer(&PROVIDER_KEY).address();
     assert_eq!(ex.provider(&provider), ProviderRecord { accepted: 1, rejected: 1 });
     let next = testing::payload(4);

@@ -39,6 +39,7 @@ pub mod order;
 pub mod params;
 pub mod pricing;
 pub mod quoter;
+pub mod registry;
 pub mod segment;
 
 #[cfg(feature = "signing")]
@@ -46,7 +47,7 @@ pub mod signing;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use books::{ApplyError, Books, ExchangeState, FillRecord, FillStateError};
+pub use books::{ApplyError, Books, ExchangeState, FillRecord, FillStateError, Registry};
 pub use eip712::{Order, SegmentSubmission};
 pub use event::Event;
 pub use ewma::TimeMs;

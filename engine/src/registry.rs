@@ -1,0 +1,584 @@
+//! [`Registry`]: the state between markets: the catalogue's lookups, segments
+//! and their payload hashes, provider records, used nonces, fills, the
+//! ledger, exposure per (window, type), the pause switch and the phase.
+//! Every change that touches a market takes that [`Market`] by `&mut`: the
+//! caller owns it. [`crate::books::Books`] owns every market in one value;
+//! the runtime gives each market to its own actor, and the actors share the
+//! registry behind one lock, so that a nonce is claimed once, a group's
+//! exposure limit holds across its markets, and segment ids follow the
+//! journal's order.
+//!
+//! Every method takes `now_ms`; nothing reads a clock. A method that returns
+//! an error has changed nothing (but a provider's reliability count, which is
+//! what a refused submission is recorded for).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use alloy_primitives::map::{AddressMap, B256Map, B256Set, HashSet};
+use alloy_primitives::{Address, B256, U256};
+use alloy_sol_types::Eip712Domain;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::ewma::TimeMs;
+use crate::fill::{Fill, FillStatus, Ledger};
+use crate::market::{Lot, Market, MarketId, MissingUnits};
+use crate::market_key::MarketKey;
+use crate::money::Amount;
+use crate::order::{LimitScope, OrderError, VerifiedOrder};
+use crate::params::EngineConfig;
+use crate::quoter::{MarketSpec, Quote};
+use crate::segment::{self, Segment, SegmentId, SignedSegment, SubmitError};
+
+/// Why a fill's status could not change.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FillStateError {
+    #[error("unknown fill {0}")]
+    UnknownFill(B256),
+    #[error("fill {0} is already {1:?}")]
+    NotAccepted(B256, FillStatus),
+    #[error("fill {0} belongs to another market")]
+    OtherMarket(B256),
+}
+
+/// Why a recorded outcome (from the journal) does not fit the state it is
+/// applied to. Recovery stops on it: the journal and the state disagree.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ApplyError {
+    #[error("segment {got:?} listed where segment {expected:?} comes next")]
+    SegmentOutOfOrder { expected: SegmentId, got: SegmentId },
+    #[error("segment {0:?} names a market that is not in the catalogue")]
+    UnknownMarket(SegmentId),
+    #[error("fill {0} is already booked")]
+    DuplicateFill(B256),
+    #[error("fill {0} names a market that is not in the catalogue")]
+    FillMarket(B256),
+    #[error("an expiry names market {0:?}, which is not in the catalogue")]
+    ExpiryMarket(MarketId),
+    #[error(transparent)]
+    MissingUnits(#[from] MissingUnits),
+    #[error(transparent)]
+    FillState(#[from] FillStateError),
+    #[error(transparent)]
+    Phase(#[from] PhaseError),
+    #[error(transparent)]
+    Reconfigure(#[from] ReconfigureError),
+}
+
+/// The market phases: 1 spot, 2 forwards, 3 synthetics, 4 options. Forward only.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("phase can only move forward within 1..=4: at {current}, asked for {requested}")]
+pub struct PhaseError {
+    pub current: u8,
+    pub requested: u8,
+}
+
+/// Why a new config cannot be applied to a running exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ReconfigureError {
+    #[error("the catalogue (segment types, windows, bands) changed; that needs a restart")]
+    CatalogueChanged,
+    #[error("the chain id or marketplace address changed; that needs a restart")]
+    DomainChanged,
+}
+
+/// A provider's submission history, for its reliability.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderRecord {
+    pub accepted: u64,
+    pub rejected: u64,
+}
+
+impl ProviderRecord {
+    /// Share of submissions accepted, in basis points; 10_000 with no history.
+    pub fn reliability_bps(&self) -> u16 {
+        match self.accepted + self.rejected {
+            0 => 10_000,
+            n => (self.accepted * 10_000 / n) as u16,
+        }
+    }
+}
+
+/// A fill and where it is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FillRecord {
+    pub fill: Fill,
+    pub status: FillStatus,
+}
+
+/// Everything of the books that is not derived from something else:
+/// what a snapshot holds. Collections are sorted, so equal states are equal
+/// values and encode to equal bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExchangeState {
+    pub config: EngineConfig,
+    pub markets: Vec<Market>,
+    pub segments: Vec<Segment>,
+    pub providers: Vec<(Address, ProviderRecord)>,
+    pub used_nonces: Vec<(Address, U256)>,
+    pub fills: Vec<FillRecord>,
+    pub ledger: Ledger,
+    pub paused: bool,
+    pub phase: u8,
+}
+
+/// The fixed facts of every market of `cfg`, in [`EngineConfig::market_keys`] order.
+pub fn market_specs(cfg: &EngineConfig) -> Vec<MarketSpec> {
+    let (nw, nb) = (cfg.windows.len(), cfg.bands.len());
+    let mut specs = Vec::with_capacity(cfg.types.len() * nw * nb);
+    for (t, tp) in cfg.types.iter().enumerate() {
+        for (w, window) in cfg.windows.iter().enumerate() {
+            for b in 0..nb {
+                let id = |w: usize, b: usize| (t * nw * nb + w * nb + b) as u32;
+                let group_first = id(w, 0);
+                let mut substitutes = [u32::MAX; 4];
+                let neighbours = [
+                    (b > 0).then(|| id(w, b - 1)),
+                    (b + 1 < nb).then(|| id(w, b + 1)),
+                    (w > 0).then(|| id(w - 1, b)),
+                    (w + 1 < nw).then(|| id(w + 1, b)),
+                ];
+                for (slot, n) in substitutes.iter_mut().zip(neighbours.into_iter().flatten()) {
+                    *slot = n;
+                }
+                specs.push(MarketSpec {
+                    base_ticks: u64::try_from(tp.base_value / tp.tick).expect("config bounds base_value / tick"),
+                    tick: tp.tick,
+                    window_ms: window.secs() as f64 * 1000.0,
+                    group: (t * nw + w) as u32,
+                    group_first,
+                    group_len: nb as u32,
+                    substitutes,
+                });
+            }
+        }
+    }
+    specs
+}
+
+
+/// The state between the markets of one catalogue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registry {
+    cfg: Arc<EngineConfig>,
+    domain: Eip712Domain,
+    specs: Vec<MarketSpec>,
+    by_chain_id: B256Map<MarketId>,
+    by_key: HashMap<MarketKey, MarketId>,
+    group_exposure: Vec<Amount>,
+    segments: Vec<Segment>,
+    payload_hashes: B256Set,
+    providers: AddressMap<ProviderRecord>,
+    used_nonces: HashSet<(Address, U256)>,
+    /// Boxed: a fill is a few hundred bytes, and the map moves its values when it grows.
+    fills: B256Map<Box<FillRecord>>,
+    ledger: Ledger,
+    paused: bool,
+    phase: u8,
+}
+
+/// The EWMA half-life of `cfg`'s markets, in milliseconds.
+pub fn half_life_ms(cfg: &EngineConfig) -> f64 {
+    cfg.pricing.rate_half_life_secs * 1000.0
+}
+
+impl Registry {
+    /// The registry of `cfg`'s catalogue, and its markets, empty.
+    pub fn new(cfg: Arc<EngineConfig>) -> (Self, Vec<Market>) {
+        let keys = cfg.market_keys();
+        let hl_ms = half_life_ms(&cfg);
+        let markets: Vec<Market> =
+            keys.iter().enumerate().map(|(i, k)| Market::new(MarketId(i as u32), k.clone(), hl_ms)).collect();
+        let registry = Self {
+            domain: cfg.domain(),
+            group_exposure: vec![0; cfg.types.len() * cfg.windows.len()],
+            specs: market_specs(&cfg),
+            by_chain_id: keys.iter().enumerate().map(|(i, k)| (k.id(), MarketId(i as u32))).collect(),
+            by_key: keys.iter().enumerate().map(|(i, k)| (k.clone(), MarketId(i as u32))).collect(),
+            cfg,
+            segments: Vec::new(),
+            payload_hashes: B256Set::default(),
+            providers: AddressMap::default(),
+            used_nonces: HashSet::default(),
+            fills: B256Map::default(),
+            ledger: Ledger::default(),
+            paused: false,
+            phase: 1,
+        };
+        (registry, markets)
+    }
+
+    /// The state to snapshot, with `markets`, every market of the catalogue
+    /// as of the same moment.
+    pub fn state(&self, markets: Vec<Market>) -> ExchangeState {
+        let mut providers: Vec<_> = self.providers.iter().map(|(a, r)| (*a, *r)).collect();
+        providers.sort_unstable_by_key(|p| p.0);
+        let mut used_nonces: Vec<_> = self.used_nonces.iter().copied().collect();
+        used_nonces.sort_unstable();
+        let mut fills: Vec<_> = self.fills.values().map(|f| (**f).clone()).collect();
+        fills.sort_unstable_by_key(|f| f.fill.fill_id);
+        ExchangeState {
+            config: (*self.cfg).clone(),
+            markets,
+            segments: self.segments.clone(),
+            providers,
+            used_nonces,
+            fills,
+            ledger: self.ledger.clone(),
+            paused: self.paused,
+            phase: self.phase,
+        }
+    }
+
+    /// Rebuilds the registry and the markets from a snapshot; derived tables are recomputed.
+    pub fn from_state(state: ExchangeState) -> (Self, Vec<Market>) {
+        let (mut registry, fresh) = Self::new(Arc::new(state.config));
+        assert_eq!(fresh.len(), state.markets.len(), "a snapshot holds every market of its config");
+        for m in &state.markets {
+            registry.group_exposure[registry.specs[m.id.index()].group as usize] += m.stats().exposure;
+        }
+        registry.payload_hashes = state.segments.iter().map(|s| s.payload_hash).collect();
+        registry.segments = state.segments;
+        registry.providers = state.providers.into_iter().collect();
+        registry.used_nonces = state.used_nonces.into_iter().collect();
+        registry.fills = state.fills.into_iter().map(|f| (f.fill.fill_id, Box::new(f))).collect();
+        registry.ledger = state.ledger;
+        registry.paused = state.paused;
+        registry.phase = state.phase;
+        (registry, state.markets)
+    }
+
+    pub fn phase(&self) -> u8 {
+        self.phase
+    }
+
+    /// Advances the market phase (1 spot .. 4 options); never backwards.
+    pub fn set_phase(&mut self, phase: u8) -> Result<(), PhaseError> {
+        if phase <= self.phase || phase > 4 {
+            return Err(PhaseError { current: self.phase, requested: phase });
+        }
+        self.phase = phase;
+        Ok(())
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// The config, shared.
+    pub fn shared_config(&self) -> &Arc<EngineConfig> {
+        &self.cfg
+    }
+
+    pub fn domain(&self) -> &Eip712Domain {
+        &self.domain
+    }
+
+    /// The fixed facts of every market, by [`MarketId`].
+    pub fn specs(&self) -> &[MarketSpec] {
+        &self.specs
+    }
+
+    pub fn market_by_key(&self, key: &MarketKey) -> Option<MarketId> {
+        self.by_key.get(key).copied()
+    }
+
+    /// The market whose on-chain id (keccak256 of its key) is `id`.
+    pub fn market_by_chain_id(&self, id: &B256) -> Option<MarketId> {
+        self.by_chain_id.get(id).copied()
+    }
+
+    /// Exposure of the (window, type) group of market `id`.
+    pub fn group_exposure_of(&self, id: MarketId) -> Amount {
+        self.group_exposure[self.specs[id.index()].group as usize]
+    }
+
+    /// Exposure of every (window, type) group, by group index.
+    pub fn group_exposures(&self) -> &[Amount] {
+        &self.group_exposure
+    }
+
+    pub fn segment(&self, id: SegmentId) -> Option<&Segment> {
+        self.segments.get(id.0 as usize)
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    pub fn provider(&self, provider: &Address) -> ProviderRecord {
+        self.providers.get(provider).copied().unwrap_or_default()
+    }
+
+    /// Every fill, in no particular order.
+    pub fn fills(&self) -> impl Iterator<Item = &FillRecord> {
+        self.fills.values().map(|f| &**f)
+    }
+
+    pub fn fill(&self, id: &B256) -> Option<&FillRecord> {
+        self.fills.get(id).map(|f| &**f)
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// The emergency switch: while paused no order is taken and no market quotes.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
+    /// Checks that `cfg` keeps the catalogue and the signing domain, and takes
+    /// it; the caller gives every market the new [`half_life_ms`].
+    pub fn reconfigure(&mut self, cfg: Arc<EngineConfig>) -> Result<(), ReconfigureError> {
+        if cfg.market_keys() != self.cfg.market_keys() {
+            return Err(ReconfigureError::CatalogueChanged);
+        }
+        if (cfg.chain_id, cfg.marketplace) != (self.cfg.chain_id, self.cfg.marketplace) {
+            return Err(ReconfigureError::DomainChanged);
+        }
+        self.specs = market_specs(&cfg);
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    /// Validates a provider's submission and gives it the next segment id;
+    /// [`Registry::list_segment`] lists it. A refusal attributable to the
+    /// provider counts against its reliability.
+    pub fn check_segment(&mut self, signed: &SignedSegment, now_ms: TimeMs) -> Result<Segment, SubmitError> {
+        let record = self.provider(&signed.submission.provider);
+        let id = SegmentId(self.segments.len() as u64);
+        let checked = segment::check_submission(signed, &self.cfg, &self.domain, id, now_ms, record.reliability_bps())
+            .and_then(|s| match self.payload_hashes.contains(&s.payload_hash) {
+                true => Err(SubmitError::DuplicatePayload(s.payload_hash)),
+                false => Ok(s),
+            });
+        if let Err(e) = &checked
+            && e.is_attributable()
+        {
+            self.record_refusal(signed.submission.provider);
+        }
+        checked
+    }
+
+    /// Counts a validly signed but refused submission against its provider.
+    pub fn record_refusal(&mut self, provider: Address) {
+        self.providers.entry(provider).or_default().rejected += 1;
+    }
+
+    /// Lists a segment that passed its checks (now, or when it was journaled)
+    /// in `market`, which must be the segment's.
+    pub fn list_segment(&mut self, market: &mut Market, segment: Segment) -> Result<(), ApplyError> {
+        let expected = SegmentId(self.segments.len() as u64);
+        if segment.id != expected {
+            return Err(ApplyError::SegmentOutOfOrder { expected, got: segment.id });
+        }
+        if market.key != segment.market {
+            return Err(ApplyError::UnknownMarket(segment.id));
+        }
+        let lot = Lot {
+            segment: segment.id,
+            window_start_ms: segment.window_start_ms,
+            expires_at_ms: segment.expires_at_ms,
+            units: segment.units,
+        };
+        market.list(segment.provider, lot, segment.listed_at_ms);
+        self.providers.entry(segment.provider).or_default().accepted += 1;
+        self.payload_hashes.insert(segment.payload_hash);
+        self.segments.push(segment);
+        Ok(())
+    }
+
+    /// Executes a verified order for `market` against that market's current
+    /// quote: every check, then the uniform draw of units, the ledger and
+    /// exposure. An order for another market is refused as unknown.
+    pub fn execute(
+        &mut self,
+        market: &mut Market,
+        v: VerifiedOrder,
+        now_ms: TimeMs,
+        quote: impl FnOnce(MarketId) -> Quote,
+    ) -> Result<Fill, OrderError> {
+        if self.paused {
+            return Err(OrderError::Paused);
+        }
+        let o = v.order();
+        let id = market.id;
+        if self.market_by_chain_id(&o.market) != Some(id) {
+            return Err(OrderError::UnknownMarket(o.market));
+        }
+        let now_secs = now_ms / 1000;
+        if o.deadline < U256::from(now_secs) {
+            return Err(OrderError::Expired { deadline: o.deadline, now: now_secs });
+        }
+        if self.used_nonces.contains(&(o.consumer, o.nonce)) {
+            return Err(OrderError::NonceUsed { consumer: o.consumer, nonce: o.nonce });
+        }
+        let qty_max = self.cfg.orders.qty_max;
+        let qty = u64::try_from(o.qty)
+            .ok()
+            .filter(|q| (1..=qty_max).contains(q))
+            .ok_or(OrderError::InvalidQuantity { qty: o.qty, max: qty_max })?;
+        let quote = quote(id);
+        if let Some(reason) = quote.halted {
+            return Err(OrderError::MarketHalted(reason));
+        }
+        if quote.valid_until_ms < now_ms {
+            return Err(OrderError::QuoteStale { valid_until_ms: quote.valid_until_ms });
+        }
+        if U256::from(quote.ask) > o.maxPrice {
+            return Err(OrderError::PriceAboveMax { ask: quote.ask, max_price: o.maxPrice });
+        }
+        if qty > market.supply_units() {
+            return Err(OrderError::InsufficientSupply { requested: qty, available: market.supply_units() });
+        }
+        let notional = quote.ask.saturating_mul(u128::from(qty));
+        let risk = &self.cfg.risk;
+        let group = self.specs[id.index()].group as usize;
+        for (scope, exposure, hard) in [
+            (LimitScope::Market, market.stats().exposure, risk.market_hard),
+            (LimitScope::Group, self.group_exposure[group], risk.group_hard),
+        ] {
+            if exposure.saturating_add(notional) > hard {
+                return Err(OrderError::ExposureLimit { scope, exposure, notional, hard });
+            }
+        }
+        let fill_id = v.digest();
+        let allocations = market.draw(qty, fill_id, now_ms);
+        market.add_exposure(notional);
+        self.group_exposure[group] += notional;
+        let bid_credited = quote.bid * u128::from(qty);
+        let fill = Fill {
+            fill_id,
+            market: id,
+            market_key_id: o.market,
+            consumer: o.consumer,
+            nonce: o.nonce,
+            qty,
+            max_price: o.maxPrice,
+            deadline: o.deadline,
+            ask: quote.ask,
+            bid: quote.bid,
+            ask_paid: notional,
+            bid_credited,
+            broker_spread: notional - bid_credited,
+            accepted_at_ms: now_ms,
+            allocations,
+            signature: v.signature().to_vec(),
+        };
+        self.book(fill.clone());
+        Ok(fill)
+    }
+
+    /// Books a fill accepted earlier (from the journal) in `market`, its
+    /// market: takes exactly its units and moves its money and exposure,
+    /// with no checks of price or limits.
+    pub fn apply_fill(&mut self, market: &mut Market, fill: Fill) -> Result<(), ApplyError> {
+        if self.fills.contains_key(&fill.fill_id) {
+            return Err(ApplyError::DuplicateFill(fill.fill_id));
+        }
+        if market.id != fill.market {
+            return Err(ApplyError::FillMarket(fill.fill_id));
+        }
+        market.take(&fill.allocations, fill.accepted_at_ms)?;
+        market.add_exposure(fill.ask_paid);
+        self.group_exposure[self.specs[fill.market.index()].group as usize] += fill.ask_paid;
+        self.book(fill);
+        Ok(())
+    }
+
+    fn book(&mut self, fill: Fill) {
+        self.used_nonces.insert((fill.consumer, fill.nonce));
+        self.ledger.accept(&fill);
+        self.fills.insert(fill.fill_id, Box::new(FillRecord { fill, status: FillStatus::Accepted }));
+    }
+
+    /// A fill of `market` still waiting for the chain: accepted or submitted.
+    fn take_open(&mut self, market: MarketId, id: &B256) -> Result<&mut FillRecord, FillStateError> {
+        let record = self.fills.get_mut(id).ok_or(FillStateError::UnknownFill(*id))?;
+        match record.status {
+            _ if record.fill.market != market => Err(FillStateError::OtherMarket(*id)),
+            FillStatus::Accepted | FillStatus::Submitted { .. } => Ok(record),
+            ref other => Err(FillStateError::NotAccepted(*id, other.clone())),
+        }
+    }
+
+    /// Records that an open fill went to the chain in transaction `tx_hash`
+    /// (again, for a resubmission).
+    pub fn mark_submitted(&mut self, id: &B256, tx_hash: B256) -> Result<(), FillStateError> {
+        let market = self.fills.get(id).ok_or(FillStateError::UnknownFill(*id))?.fill.market;
+        self.take_open(market, id)?.status = FillStatus::Submitted { tx_hash };
+        Ok(())
+    }
+
+    fn release(&mut self, market: &mut Market, notional: Amount) {
+        market.release_exposure(notional);
+        self.group_exposure[self.specs[market.id.index()].group as usize] -= notional;
+    }
+
+    /// Marks an open fill of `market` settled on chain and releases its exposure.
+    pub fn settle(&mut self, market: &mut Market, id: &B256) -> Result<(), FillStateError> {
+        let record = self.take_open(market.id, id)?;
+        let tx_hash = match record.status {
+            FillStatus::Submitted { tx_hash } => Some(tx_hash),
+            _ => None,
+        };
+        record.status = FillStatus::Settled { tx_hash };
+        let notional = record.fill.ask_paid;
+        self.release(market, notional);
+        Ok(())
+    }
+
+    /// Marks an open fill of `market` failed: its units return to supply (or
+    /// expire), its exposure is released and its money refunded in the ledger.
+    pub fn fail(&mut self, market: &mut Market, id: &B256, reason: &str, now_ms: TimeMs) -> Result<(), FillStateError> {
+        let record = self.take_open(market.id, id)?;
+        record.status = FillStatus::Failed { reason: reason.to_owned() };
+        let fill = record.fill.clone();
+        let returned: Vec<_> = fill
+            .allocations
+            .iter()
+            .map(|a| {
+                let s = &self.segments[a.segment.0 as usize];
+                let lot = Lot {
+                    segment: s.id,
+                    window_start_ms: s.window_start_ms,
+                    expires_at_ms: s.expires_at_ms,
+                    units: a.units,
+                };
+                (*a, lot)
+            })
+            .collect();
+        market.restore(&returned, now_ms);
+        self.ledger.refund(&fill);
+        self.release(market, fill.ask_paid);
+        Ok(())
+    }
+
+    /// Panics if any invariant of the registry with `markets`, every market
+    /// of its catalogue, is broken.
+    pub fn check_invariants(&self, markets: &[Market]) {
+        let mut groups = vec![0; self.group_exposure.len()];
+        for (m, spec) in markets.iter().zip(&self.specs) {
+            m.check_invariants();
+            groups[spec.group as usize] += m.stats().exposure;
+        }
+        assert_eq!(groups, self.group_exposure, "group exposure = sum of its markets");
+        self.ledger.check_conservation();
+        let mut open = vec![0; markets.len()];
+        for r in self.fills.values() {
+            r.fill.check_invariants();
+            if matches!(r.status, FillStatus::Accepted | FillStatus::Submitted { .. }) {
+                open[r.fill.market.index()] += r.fill.ask_paid;
+            }
+        }
+        for m in markets {
+            assert_eq!(m.stats().exposure, open[m.id.index()], "{}: exposure = open notional", m.key);
+        }
+    }
+}
