@@ -79,7 +79,7 @@ pub async fn run_engine(
         .context("recovering the data directory")?;
     let clearing = client.map(|client| {
         let settings = pat_actors::clearing::ClearingSettings::default();
-        pat_actors::clearing::ClearingActor::start(engine.clone(), client, settings, system_clock())
+        pat_actors::clearing::ClearingActor::start((*engine).clone(), client, settings, system_clock())
     });
     eprintln!(
         "recovered {}: snapshot at LSN {}, {} records replayed, {} torn bytes cut; next LSN {}",
@@ -99,7 +99,7 @@ pub async fn run_engine(
         pat_server::start(settings, engine.clone(), domain).await.context("binding the HTTP server")?;
     eprintln!("serving on http://{addr}");
     let handle = server.handle();
-    actix::spawn(watch_config(engine.clone(), config_path.to_owned()));
+    actix::spawn(watch_config((*engine).clone(), config_path.to_owned()));
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let server = actix::spawn(server);

@@ -1,38 +1,37 @@
-//! The engine actor: sole owner of the [`Books`] and sole appender to the
-//! journal. A mutating request changes the books, appends its [`Event`],
-//! and its reply resolves only once that event is durable; the actor goes on
-//! with the next request meanwhile, so concurrent requests share an fsync
-//! (group commit). Reads answer from memory at once. After every change it
-//! writes the changed markets' stats into the [`Tables`] it shares with the
-//! [`QuotingActor`], and executes orders against that actor's quote table.
+//! The engine actor and the running engine's front door. The engine actor
+//! boots an incarnation of the engine from disk (recovery), starts a
+//! [`MarketActor`] per market over one arbiter per core, and then handles
+//! what is not one market's: reads of fills, segments and the ledger, the
+//! pause switch, the phase, config reloads, snapshots, and the clearing
+//! side's hand-off of durable fills. Changes append their [`Event`] under
+//! the shared lock (see [`crate::shared`]) and reply once it is durable.
 //!
-//! If a journal write fails after the books already changed, memory may
-//! hold a change that is not durable: the actor then refuses every further
-//! mutation (`degraded`) and stops, and its supervisor starts it again from
-//! disk (crash-only). A panic in a handler ends the same way. Callers hold an
-//! [`EngineHandle`], which follows the restarts; subscribers keep their
-//! channels, and quote `seq`s continue where they were.
+//! If a journal write fails, or an actor crashes while changing the shared
+//! registry, memory may hold a change that is not durable: the incarnation
+//! refuses every further change (`degraded`) and ends, and the supervisor
+//! starts a new one from disk (crash-only). A panic in the engine actor ends
+//! it the same way; a panic in a market actor restarts that market alone.
+//! Callers hold an [`Engine`], whose handles follow the restarts;
+//! subscribers keep their channels, and quote `seq`s continue.
 
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use alloy_primitives::{Address, B256};
-use pat_engine::books::ReconfigureError;
-use pat_engine::market::UnitCounters;
+use pat_engine::books::{ReconfigureError, half_life_ms};
 use pat_engine::{
-    Books, EngineConfig, Event, Fill, FillRecord, FillStatus, MarketId, MarketKey, OrderError, Quote, Segment,
-    SegmentId, SignedSegment, SubmitError, TimeMs, VerifiedOrder,
+    EngineConfig, Event, Fill, FillRecord, FillStatus, MarketId, OrderError, Quote, Registry, Segment, SegmentId,
+    SubmitError, TimeMs,
 };
-use pat_persistence::{DataDir, Durable, Journal, JournalConfig, JournalError, RecoveryError, SnapshotReport};
+use pat_persistence::{DataDir, JournalConfig, JournalError, RecoveryError, SnapshotReport};
 use thiserror::Error;
 use tokio::sync::broadcast;
 
+use crate::market::{self, MarketActor, Markets, RecordMarketOutcomes, Thaw};
 use crate::quoting::{QuotingActor, Tables};
+use crate::shared::{Reply, Shared, SharedParts, announce_when_durable, refused};
 use crate::supervisor::{self, Exit, ExitNotice, Retire, Supervised};
 
 /// The engine actor's address across its restarts.
@@ -94,6 +93,10 @@ pub enum EngineError {
     Phase(String),
     #[error("the engine could not start: {0}")]
     Start(String),
+    #[error("unavailable: {0}; retry shortly")]
+    Unavailable(String),
+    #[error("a request reached the wrong market actor: {0}")]
+    Routing(String),
 }
 
 impl EngineError {
@@ -109,6 +112,8 @@ impl EngineError {
             Self::Recovery(_) => "recovery_failed",
             Self::Phase(_) => "invalid_phase",
             Self::Start(_) => "start_failed",
+            Self::Unavailable(_) => "unavailable",
+            Self::Routing(_) => "routing_failed",
         }
     }
 }
@@ -120,39 +125,6 @@ pub type Clock = Arc<dyn Fn() -> TimeMs + Send + Sync>;
 pub fn system_clock() -> Clock {
     Arc::new(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as TimeMs))
 }
-
-/// A market as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MarketView {
-    pub id: MarketId,
-    pub key: MarketKey,
-    pub quote: Quote,
-    pub supply_units: u64,
-    pub provider_count: usize,
-    pub exposure: u128,
-    pub group_exposure: u128,
-    pub counters: UnitCounters,
-}
-
-/// List a provider's segment; replies with the listed segment once durable.
-#[derive(Message)]
-#[rtype(result = "Result<Segment, EngineError>")]
-pub struct SubmitSegment(pub SignedSegment);
-
-/// Execute a verified order; replies with the fill once durable.
-#[derive(Message)]
-#[rtype(result = "Result<Fill, EngineError>")]
-pub struct PlaceOrder(pub VerifiedOrder);
-
-/// Every market with its quote.
-#[derive(Message)]
-#[rtype(result = "Vec<MarketView>")]
-pub struct GetMarkets;
-
-/// One market with its quote.
-#[derive(Message)]
-#[rtype(result = "Option<MarketView>")]
-pub struct GetMarket(pub MarketKey);
 
 /// One fill and its status.
 #[derive(Message)]
@@ -262,11 +234,6 @@ pub struct RecordOutcomes(pub Vec<(B256, Settlement)>);
 #[rtype(result = "broadcast::Receiver<Arc<Vec<Quote>>>")]
 pub struct SubscribeQuotes;
 
-/// The tables shared with the quoting actor, for readers of quotes.
-#[derive(Message)]
-#[rtype(result = "Arc<Tables>")]
-pub struct GetTables;
-
 /// A receiver of fill status changes, each sent once its event is durable.
 #[derive(Message)]
 #[rtype(result = "broadcast::Receiver<FillUpdate>")]
@@ -281,49 +248,61 @@ pub struct FillUpdate {
     pub status: FillStatus,
 }
 
-/// What outlives one incarnation of the engine actor: its subscribers'
-/// channels, the tables it shares with the quoting actor, and that actor.
+/// What outlives one incarnation of the engine: its subscribers' channels,
+/// the tables shared with the quoting actor, that actor, and the market router.
 #[derive(Clone)]
-struct Outlets {
-    quotes: broadcast::Sender<Arc<Vec<Quote>>>,
-    fill_updates: broadcast::Sender<FillUpdate>,
-    tables: Arc<Tables>,
+pub(crate) struct Outlets {
+    pub(crate) quotes: broadcast::Sender<Arc<Vec<Quote>>>,
+    pub(crate) fill_updates: broadcast::Sender<FillUpdate>,
+    pub(crate) tables: Arc<Tables>,
     /// Set once, right after the first incarnation started.
-    quoting: Arc<OnceLock<Supervised<QuotingActor>>>,
+    pub(crate) quoting: Arc<OnceLock<Supervised<QuotingActor>>>,
+    /// Set once, right after the first incarnation started.
+    pub(crate) markets: Arc<OnceLock<Arc<Markets>>>,
 }
 
-/// Everything needed to start the engine actor, again after a crash.
+/// Everything needed to start an incarnation, again after a crash.
 struct Launch {
     settings: EngineSettings,
     /// The config file's at the first start (a restart keeps the journaled one).
     config: Arc<EngineConfig>,
     clock: Clock,
     outlets: Outlets,
-    exits: std::sync::mpsc::Sender<Exit>,
+    exits: std::sync::mpsc::Sender<((), Exit)>,
 }
 
-/// The engine actor.
+/// The engine actor: one per incarnation, on its own arbiter.
 pub struct EngineActor {
-    books: Books,
-    data: Arc<DataDir>,
-    settings: EngineSettings,
-    clock: Clock,
-    /// Appends whose durability the actor has not yet heard of.
-    pending: Arc<AtomicU64>,
-    degraded: Arc<AtomicBool>,
-    outlets: Outlets,
-    /// The actor's own address, for a failed append to stop it.
-    me: Option<actix::WeakAddr<Self>>,
-    /// The LSN the journal gives the next append: the actor is its only
-    /// appender and LSNs are consecutive (a failed write degrades the actor).
-    next_lsn: u64,
-    /// Accepted fills not yet handed to clearing, with the LSN of their record
-    /// (0 for fills recovered from disk, durable already).
-    handoff: std::collections::VecDeque<(u64, B256)>,
-    /// Dropped after the data directory (field order), then joins its writer.
-    journal: Journal,
-    /// Last: tells the supervisor once everything above is released.
-    exit: ExitNotice,
+    shared: Arc<Shared>,
+}
+
+/// The running engine: the engine actor's handle (through `Deref`), the
+/// market actors' router, and the tables quotes are read from. Clones share
+/// all three; each follows the restarts.
+#[derive(Clone)]
+pub struct Engine {
+    handle: EngineHandle,
+    markets: Arc<Markets>,
+    tables: Arc<Tables>,
+}
+
+impl std::ops::Deref for Engine {
+    type Target = EngineHandle;
+    fn deref(&self) -> &EngineHandle {
+        &self.handle
+    }
+}
+
+impl Engine {
+    /// The market actors, to send orders and submissions to.
+    pub fn markets(&self) -> &Markets {
+        &self.markets
+    }
+
+    /// The stats and quote tables.
+    pub fn tables(&self) -> Arc<Tables> {
+        self.tables.clone()
+    }
 }
 
 /// What recovery found, for logs.
@@ -335,47 +314,58 @@ pub struct Startup {
     pub torn_tail_bytes: u64,
 }
 
+/// One booted incarnation.
+struct Booted {
+    engine: Addr<EngineActor>,
+    markets: Vec<Addr<MarketActor>>,
+    startup: Startup,
+}
+
 impl EngineActor {
-    /// Recovers the data directory and starts the actor on its own arbiter,
-    /// under a supervisor that restarts it from disk if it crashes. `cfg` is
-    /// the config file's; if the recovered state ran under another, the
-    /// change is journaled like a reload.
+    /// Recovers the data directory and starts the engine actor and the market
+    /// actors, under supervisors that restart them from disk if they crash.
+    /// `cfg` is the config file's; if the recovered state ran under another,
+    /// the change is journaled like a reload.
     pub fn start(
         settings: EngineSettings,
         cfg: Arc<EngineConfig>,
         clock: Clock,
-    ) -> Result<(EngineHandle, Startup), EngineError> {
+    ) -> Result<(Engine, Startup), EngineError> {
         let (quotes, _) = broadcast::channel(settings.quote_channel_capacity);
         let (fill_updates, _) = broadcast::channel(settings.fill_channel_capacity);
         let tables = Arc::new(Tables::new(&cfg));
-        let outlets = Outlets { quotes, fill_updates, tables, quoting: Arc::new(OnceLock::new()) };
+        let outlets = Outlets {
+            quotes,
+            fill_updates,
+            tables: tables.clone(),
+            quoting: Arc::new(OnceLock::new()),
+            markets: Arc::new(OnceLock::new()),
+        };
         let (exits, exited) = supervisor::exit_channel();
-        let launch = Launch { settings, config: cfg, clock, outlets, exits };
-        let (addr, mut arbiter, startup) = Self::boot(&launch, true)?;
+        let launch = Launch { settings, config: cfg.clone(), clock, outlets, exits };
+        let first = Self::boot(&launch, true)?;
+        let markets = Arc::new(Markets::new(first.markets, cfg));
+        let _ = launch.outlets.markets.set(markets.clone());
         // After the boot, so that the quoting actor starts from the recovered stats.
         let out = &launch.outlets;
         let quoting = QuotingActor::start(out.tables.clone(), out.quotes.clone(), launch.clock.clone())
             .map_err(EngineError::Start)?;
         let _ = out.quoting.set(quoting);
-        let handle = Supervised::new(addr);
+        let handle = Supervised::new(first.engine);
         supervisor::supervise("engine", &handle, exited, move || {
-            let (addr, next, _) = Self::boot(&launch, false).map_err(|e| e.to_string())?;
-            let old = std::mem::replace(&mut arbiter, next);
-            // The old actor is gone and its journal joined, so every append it
-            // made has its answer; the old arbiter forwards them, then stops.
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_secs(1));
-                old.stop();
-            });
-            Ok(addr)
+            let next = Self::boot(&launch, false).map_err(|e| e.to_string())?;
+            if let Some(markets) = launch.outlets.markets.get() {
+                markets.point(next.markets);
+            }
+            Ok(next.engine)
         });
-        Ok((handle, startup))
+        Ok((Engine { handle, markets, tables }, first.startup))
     }
 
     /// Recovers and starts one incarnation. `adopt` journals the launch
     /// config if the recovered state ran under another (a first start); a
     /// restart keeps the recovered one.
-    fn boot(launch: &Launch, adopt: bool) -> Result<(Addr<Self>, ArbiterHandle, Startup), EngineError> {
+    fn boot(launch: &Launch, adopt: bool) -> Result<Booted, EngineError> {
         let (settings, cfg) = (&launch.settings, &launch.config);
         let data = DataDir::open(&settings.data_dir)?;
         let recovered = data.recover(cfg)?;
@@ -393,104 +383,73 @@ impl EngineActor {
             journal.append_event(&Event::ConfigChanged(Box::new((**cfg).clone()))).map_err(EngineError::Journal)?;
             next_lsn += 1;
         }
-        let handoff = open_fills(&books, |_| true).into_iter().map(|id| (0, id)).collect();
-        // Every market of new books counts as changed: the quoting actor re-reads them all.
-        launch.outlets.tables.stats.write(&mut books);
-        let arbiter = Arbiter::try_new().map_err(|e| EngineError::Start(e.to_string()))?.handle();
-        let actor = Self {
-            books,
-            data: Arc::new(data),
-            settings: settings.clone(),
-            clock: launch.clock.clone(),
-            pending: Arc::new(AtomicU64::new(0)),
-            degraded: Arc::new(AtomicBool::new(false)),
-            outlets: launch.outlets.clone(),
-            me: None,
+        let (registry, markets) = books.into_parts();
+        // Every market counts as changed: the quoting actor re-reads them all.
+        let stats = &launch.outlets.tables.stats;
+        markets.iter().for_each(|m| stats.write_market(m, &registry));
+        stats.write_switches(&registry);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let arbiters = (0..=cores)
+            .map(|_| Arbiter::try_new().map(|a| a.handle()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| EngineError::Start(e.to_string()))?;
+        let (market_exits, market_exited) = supervisor::exit_channel();
+        let shared = Arc::new(Shared::new(SharedParts {
+            registry,
             next_lsn,
-            handoff,
+            outlets: launch.outlets.clone(),
+            clock: launch.clock.clone(),
+            settings: settings.clone(),
+            launch_config: cfg.clone(),
+            arbiters: arbiters.clone(),
+            data,
             journal,
+            market_exits: market_exits.clone(),
             exit: ExitNotice::new(launch.exits.clone()),
-        };
-        Ok((Self::start_in_arbiter(&arbiter, |_| actor), arbiter, startup))
-    }
-
-    /// Refuses a mutation when the engine is degraded or the journal is full.
-    fn writable(&self) -> Result<(), EngineError> {
-        // A handler panicked and the actor is being dropped: actix still runs
-        // what is queued, against books the panic may have left half-changed.
-        if std::thread::panicking() {
-            return Err(EngineError::Degraded("the engine actor crashed".into()));
-        }
-        if self.degraded.load(Ordering::Acquire) {
-            return Err(EngineError::Degraded("a journal write failed".into()));
-        }
-        if self.journal.is_full() {
-            return Err(EngineError::Busy);
-        }
-        Ok(())
-    }
-
-    /// Appends an event whose change is already in memory; the returned
-    /// future resolves once it is durable. Any failure degrades the engine
-    /// and stops it, for its supervisor to recover it from disk.
-    fn journal(&mut self, event: &Event) -> impl Future<Output = Result<(), EngineError>> + use<> {
-        let started = Instant::now();
-        let appended: Result<Durable, JournalError> = self.journal.append_event(event);
-        self.next_lsn += 1;
-        // Every change is journaled right after it is made: hand the quoting side its stats.
-        self.outlets.tables.stats.write(&mut self.books);
-        let (pending, degraded, me) = (self.pending.clone(), self.degraded.clone(), self.me.clone());
-        pending.fetch_add(1, Ordering::AcqRel);
-        async move {
-            let result = match appended {
-                Ok(durable) => durable.await,
-                Err(e) => Err(e),
-            };
-            pending.fetch_sub(1, Ordering::AcqRel);
-            metrics::histogram!("pat_journal_append_seconds").record(started.elapsed().as_secs_f64());
-            result.map(|_| ()).map_err(|e| {
-                metrics::counter!("pat_journal_failures_total").increment(1);
-                if !degraded.swap(true, Ordering::AcqRel)
-                    && let Some(me) = me.and_then(|me| me.upgrade())
-                {
-                    me.do_send(Stop);
-                }
-                EngineError::Journal(e)
+        }));
+        let markets = markets
+            .into_iter()
+            .map(|m| {
+                let exit = ExitNotice::keyed(market_exits.clone(), m.id);
+                MarketActor::launch(m, shared.clone(), exit)
             })
-        }
+            .collect();
+        market::supervise_markets(Arc::downgrade(&shared), market_exited);
+        let actor = Self { shared: shared.clone() };
+        let engine = Self::start_in_arbiter(&arbiters[0], |_| actor);
+        shared.set_engine(engine.downgrade());
+        Ok(Booted { engine, markets, startup })
     }
 
-    fn expire(&mut self, ctx: &mut Context<Self>) {
-        if self.writable().is_err() {
-            return;
-        }
-        let now = (self.clock)();
-        if self.books.expire(now) > 0 {
-            let durable = self.journal(&Event::UnitsExpired { at_ms: now });
-            ctx.spawn(async move { durable.await.err() }.into_actor(self).map(|_, _, _| ()));
-        }
+    fn markets(&self) -> Result<Arc<Markets>, EngineError> {
+        self.shared.outlets.markets.get().cloned().ok_or_else(|| EngineError::Unavailable("starting".into()))
     }
 
-    /// Takes the state once every appended event is durable, so the snapshot
-    /// covers exactly the journal through its LSN; writes it off the actor.
-    /// The mailbox waits meanwhile (`ctx.wait`): no new event can slip in
-    /// between the drain and the copy of the state.
+    /// Freezes every market and copies the state with the LSN of the newest
+    /// append, so the snapshot covers exactly the journal through that LSN;
+    /// thaws them, waits until that LSN is durable, and writes the snapshot
+    /// off the actor. The actor's mailbox waits for the copy (`ctx.wait`).
     fn snapshot(&mut self, ctx: &mut Context<Self>) -> Reply<SnapshotReport> {
-        let pending = self.pending.clone();
-        let drained = async move {
-            while pending.load(Ordering::Acquire) > 0 {
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
+        let shared = self.shared.clone();
+        let markets = self.markets();
+        let taken = async move {
+            let frozen = markets?.freeze(true).await.map_err(unavailable)?;
+            let st = shared.lock()?;
+            Ok::<_, EngineError>((st.registry.state(frozen.copies.into_iter().flatten().collect()), st.last_lsn()))
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        ctx.wait(drained.into_actor(self).map(move |(), act, _| {
-            let state = act.books.state();
-            let lsn = act.journal.stats().durable_lsn.load(Ordering::Acquire);
-            let _ = tx.send((state, lsn, act.data.clone(), act.settings.snapshot_retain));
+        ctx.wait(taken.into_actor(self).map(move |taken, _, _| {
+            let _ = tx.send(taken);
         }));
+        let shared = self.shared.clone();
         Box::pin(async move {
-            let (state, lsn, data, retain) = rx.await.map_err(|_| EngineError::Journal(JournalError::Closed))?;
+            let (state, lsn) = rx.await.map_err(|_| EngineError::Journal(JournalError::Closed))??;
+            while shared.durable_lsn() < lsn {
+                shared.writable()?;
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
             let started = Instant::now();
+            let (data, retain) = (shared.data.clone(), shared.settings.snapshot_retain);
             let report = tokio::task::spawn_blocking(move || data.write_snapshot(lsn, &state, retain))
                 .await
                 .map_err(|e| EngineError::Journal(JournalError::Write(e.to_string())))??;
@@ -500,14 +459,16 @@ impl EngineActor {
     }
 }
 
+fn unavailable(_: MailboxError) -> EngineError {
+    EngineError::Unavailable("a market actor is restarting".into())
+}
+
 impl Actor for EngineActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
-        self.me = Some(ctx.address().downgrade());
-        ctx.run_interval(self.settings.expiry_every, |act, ctx| act.expire(ctx));
-        ctx.run_interval(self.settings.snapshot_every, |act, ctx| {
+        ctx.set_mailbox_capacity(self.shared.settings.mailbox_capacity);
+        ctx.run_interval(self.shared.settings.snapshot_every, |act, ctx| {
             let snapshot = act.snapshot(ctx);
             ctx.spawn(
                 async move {
@@ -519,13 +480,13 @@ impl Actor for EngineActor {
             );
         });
     }
+}
 
-    fn stopped(&mut self, _: &mut Self::Context) {
-        // After a crash the arbiter still has replies to deliver for appends
-        // that became durable; the supervisor stops it once they are out.
-        if self.exit.is_planned() {
-            Arbiter::current().stop();
-        }
+impl Drop for EngineActor {
+    /// However the engine actor ends (shutdown, a failed append, a panic),
+    /// its incarnation ends with it: the market actors retire.
+    fn drop(&mut self) {
+        self.shared.close();
     }
 }
 
@@ -534,8 +495,8 @@ impl Handler<Shutdown> for EngineActor {
     fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
         let snapshot = msg.snapshot.then(|| self.snapshot(ctx));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.exit.plan(Some(tx));
-        if let Some(quoting) = self.outlets.quoting.get() {
+        self.shared.plan_exit(tx);
+        if let Some(quoting) = self.shared.outlets.quoting.get() {
             quoting.do_send(Retire);
         }
         let addr = ctx.address();
@@ -555,7 +516,7 @@ impl Handler<Shutdown> for EngineActor {
 /// and by a failed append (for the supervisor to restart it from disk).
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Stop;
+pub(crate) struct Stop;
 
 impl Handler<Stop> for EngineActor {
     type Result = ();
@@ -568,7 +529,7 @@ impl Handler<Stop> for EngineActor {
 impl Handler<crate::supervisor::CrashQuoting> for EngineActor {
     type Result = ();
     fn handle(&mut self, _: crate::supervisor::CrashQuoting, _: &mut Context<Self>) {
-        if let Some(quoting) = self.outlets.quoting.get() {
+        if let Some(quoting) = self.shared.outlets.quoting.get() {
             quoting.do_send(crate::supervisor::Crash);
         }
     }
@@ -582,111 +543,17 @@ impl Handler<crate::supervisor::Crash> for EngineActor {
     }
 }
 
-type Reply<T> = Pin<Box<dyn Future<Output = Result<T, EngineError>>>>;
-
-fn refused<T: 'static>(e: EngineError) -> Reply<T> {
-    Box::pin(std::future::ready(Err(e)))
-}
-
-impl Handler<SubmitSegment> for EngineActor {
-    type Result = ResponseFuture<Result<Segment, EngineError>>;
-    fn handle(&mut self, msg: SubmitSegment, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self.writable() {
-            return refused(e);
-        }
-        match self.books.submit_segment(&msg.0, (self.clock)()) {
-            Ok(segment) => {
-                let durable = self.journal(&Event::SegmentListed(segment.clone()));
-                Box::pin(async move { durable.await.map(|()| segment) })
-            }
-            Err(e) => {
-                metrics::counter!("pat_submissions_refused_total", "reason" => e.code()).increment(1);
-                if e.is_attributable() {
-                    let provider = msg.0.submission.provider;
-                    let durable = self.journal(&Event::SubmissionRefused { provider });
-                    return Box::pin(async move { durable.await.and(Err(e.into())) });
-                }
-                refused(e.into())
-            }
-        }
-    }
-}
-
-impl Handler<PlaceOrder> for EngineActor {
-    type Result = ResponseFuture<Result<Fill, EngineError>>;
-    fn handle(&mut self, msg: PlaceOrder, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self.writable() {
-            return refused(e);
-        }
-        let quotes = &self.outlets.tables.quotes;
-        match self.books.execute(msg.0, (self.clock)(), |id| quotes.get(id)) {
-            Ok(fill) => {
-                metrics::counter!("pat_fills_total", "status" => "accepted").increment(1);
-                let durable = self.journal(&Event::FillAccepted(fill.clone()));
-                self.handoff.push_back((self.next_lsn - 1, fill.fill_id));
-                let updates = self.fill_update(&fill.fill_id).into_iter().collect();
-                let announced = announce_when_durable(durable, self.outlets.fill_updates.clone(), updates);
-                Box::pin(async move { announced.await.map(|()| fill) })
-            }
-            Err(e) => {
-                metrics::counter!("pat_orders_refused_total", "reason" => e.code()).increment(1);
-                refused(e.into())
-            }
-        }
-    }
-}
-
-impl EngineActor {
-    /// The fill's current status as an update, if the fill exists.
-    fn fill_update(&self, id: &B256) -> Option<FillUpdate> {
-        self.books.fill(id).map(|r| FillUpdate {
-            fill_id: r.fill.fill_id,
-            consumer: r.fill.consumer,
-            market: r.fill.market,
-            status: r.status.clone(),
-        })
-    }
-
-    fn market_view(&self, id: MarketId) -> MarketView {
-        let (ex, m) = (&self.books, self.books.market(id));
-        MarketView {
-            id,
-            key: m.key.clone(),
-            quote: self.outlets.tables.quotes.get(id),
-            supply_units: m.supply_units(),
-            provider_count: m.provider_count(),
-            exposure: m.stats().exposure,
-            group_exposure: ex.group_exposure_of(id),
-            counters: m.counters(),
-        }
-    }
-}
-
-impl Handler<GetMarkets> for EngineActor {
-    type Result = MessageResult<GetMarkets>;
-    fn handle(&mut self, _: GetMarkets, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.books.markets().iter().map(|m| self.market_view(m.id)).collect())
-    }
-}
-
-impl Handler<GetMarket> for EngineActor {
-    type Result = Option<MarketView>;
-    fn handle(&mut self, msg: GetMarket, _: &mut Context<Self>) -> Self::Result {
-        self.books.market_by_key(&msg.0).map(|id| self.market_view(id))
-    }
-}
-
 impl Handler<GetFill> for EngineActor {
     type Result = Option<FillRecord>;
     fn handle(&mut self, msg: GetFill, _: &mut Context<Self>) -> Self::Result {
-        self.books.fill(&msg.0).cloned()
+        self.shared.read().registry.fill(&msg.0).cloned()
     }
 }
 
 impl Handler<GetSegment> for EngineActor {
     type Result = Option<Segment>;
     fn handle(&mut self, msg: GetSegment, _: &mut Context<Self>) -> Self::Result {
-        self.books.segment(msg.0).cloned()
+        self.shared.read().registry.segment(msg.0).cloned()
     }
 }
 
@@ -699,14 +566,16 @@ impl Handler<SearchSegments> for EngineActor {
                 && q.band.as_deref().is_none_or(|b| s.market.band.to_string() == b)
                 && q.min_quality_bps.is_none_or(|m| s.quality.score() >= m)
         };
-        MessageResult(self.books.segments().iter().rev().filter(matches).take(q.limit).cloned().collect())
+        let st = self.shared.read();
+        MessageResult(st.registry.segments().iter().rev().filter(matches).take(q.limit).cloned().collect())
     }
 }
 
 impl Handler<ConsumerFills> for EngineActor {
     type Result = MessageResult<ConsumerFills>;
     fn handle(&mut self, msg: ConsumerFills, _: &mut Context<Self>) -> Self::Result {
-        let mut fills: Vec<FillRecord> = self.books.fills().filter(|r| r.fill.consumer == msg.0).cloned().collect();
+        let st = self.shared.read();
+        let mut fills: Vec<FillRecord> = st.registry.fills().filter(|r| r.fill.consumer == msg.0).cloned().collect();
         fills.sort_by_key(|r| r.fill.accepted_at_ms);
         MessageResult(fills)
     }
@@ -715,45 +584,77 @@ impl Handler<ConsumerFills> for EngineActor {
 impl Handler<ProviderCredits> for EngineActor {
     type Result = MessageResult<ProviderCredits>;
     fn handle(&mut self, msg: ProviderCredits, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.books.ledger().by_provider.get(&msg.0).copied().unwrap_or(0))
+        MessageResult(self.shared.read().registry.ledger().by_provider.get(&msg.0).copied().unwrap_or(0))
+    }
+}
+
+impl EngineActor {
+    /// Makes a change of the registry alone (no market's), appends its event
+    /// under the same lock, and replies once it is durable.
+    fn change(
+        &self,
+        change: impl FnOnce(&mut Registry) -> Result<Event, EngineError>,
+    ) -> ResponseFuture<Result<(), EngineError>> {
+        if let Err(e) = self.shared.writable() {
+            return refused(e);
+        }
+        let mut st = match self.shared.lock() {
+            Ok(st) => st,
+            Err(e) => return refused(e),
+        };
+        match change(&mut st.registry) {
+            Ok(event) => {
+                let durable = self.shared.append(&mut st, &event);
+                self.shared.outlets.tables.stats.write_switches(&st.registry);
+                Box::pin(durable)
+            }
+            Err(e) => refused(e),
+        }
     }
 }
 
 impl Handler<SetPaused> for EngineActor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: SetPaused, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self.writable() {
-            return refused(e);
-        }
-        self.books.set_paused(msg.0);
-        metrics::gauge!("pat_paused").set(if msg.0 { 1.0 } else { 0.0 });
-        Box::pin(self.journal(&Event::PauseSet { paused: msg.0 }))
+        self.change(|registry| {
+            registry.set_paused(msg.0);
+            metrics::gauge!("pat_paused").set(if msg.0 { 1.0 } else { 0.0 });
+            Ok(Event::PauseSet { paused: msg.0 })
+        })
     }
 }
 
 impl Handler<AdvancePhase> for EngineActor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: AdvancePhase, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self.writable() {
-            return refused(e);
-        }
-        if let Err(e) = self.books.set_phase(msg.0) {
-            return refused(EngineError::Phase(e.to_string()));
-        }
-        Box::pin(self.journal(&Event::PhaseAdvanced { phase: msg.0 }))
+        self.change(|registry| {
+            registry.set_phase(msg.0).map_err(|e| EngineError::Phase(e.to_string()))?;
+            Ok(Event::PhaseAdvanced { phase: msg.0 })
+        })
     }
 }
 
 impl Handler<Reconfigure> for EngineActor {
     type Result = ResponseFuture<Result<(), EngineError>>;
+    /// Freezes every market, so that the new config takes effect between
+    /// the same two events of each market as in a replay of the journal.
     fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self.writable() {
+        if let Err(e) = self.shared.writable() {
             return refused(e);
         }
-        if let Err(e) = self.books.reconfigure(msg.0.clone()) {
-            return refused(e.into());
-        }
-        Box::pin(self.journal(&Event::ConfigChanged(Box::new((*msg.0).clone()))))
+        let (shared, markets, cfg) = (self.shared.clone(), self.markets(), msg.0);
+        Box::pin(async move {
+            let frozen = markets?.freeze(false).await.map_err(unavailable)?;
+            let durable = {
+                let mut st = shared.lock()?;
+                st.registry.reconfigure(cfg.clone())?;
+                let durable = shared.append(&mut st, &Event::ConfigChanged(Box::new((*cfg).clone())));
+                shared.outlets.tables.stats.write_switches(&st.registry);
+                durable
+            };
+            frozen.thaw(Thaw { half_life_ms: Some(half_life_ms(&cfg)) });
+            durable.await
+        })
     }
 }
 
@@ -767,18 +668,20 @@ impl Handler<TakeSnapshot> for EngineActor {
 impl Handler<TakeDurableFills> for EngineActor {
     type Result = MessageResult<TakeDurableFills>;
     fn handle(&mut self, msg: TakeDurableFills, _: &mut Context<Self>) -> Self::Result {
-        let durable = self.journal.stats().durable_lsn.load(Ordering::Acquire);
+        let durable = self.shared.durable_lsn();
+        let mut st = self.shared.read();
+        let st = &mut *st;
         let mut fills = Vec::new();
         while fills.len() < msg.max {
-            let Some(&(lsn, id)) = self.handoff.front() else { break };
-            let Some(record) = self.books.fill(&id) else {
-                self.handoff.pop_front();
+            let Some(&(lsn, id)) = st.handoff.front() else { break };
+            let Some(record) = st.registry.fill(&id) else {
+                st.handoff.pop_front();
                 continue;
             };
             if lsn > durable || record.fill.accepted_at_ms > msg.accepted_before_ms {
                 break;
             }
-            self.handoff.pop_front();
+            st.handoff.pop_front();
             if matches!(record.status, FillStatus::Accepted | FillStatus::Submitted { .. }) {
                 fills.push(record.fill.clone());
             }
@@ -787,121 +690,98 @@ impl Handler<TakeDurableFills> for EngineActor {
     }
 }
 
+/// Puts fills back at the front of the hand-off queue, in their order; only
+/// durable fills are ever taken, so they go back with LSN 0.
+fn hand_back(shared: &Shared, ids: impl DoubleEndedIterator<Item = B256>) {
+    let mut st = shared.read();
+    for id in ids.rev() {
+        st.handoff.push_front((0, id));
+    }
+}
+
 impl Handler<ReturnFills> for EngineActor {
     type Result = ();
     fn handle(&mut self, msg: ReturnFills, _: &mut Context<Self>) {
-        for id in msg.0.into_iter().rev() {
-            self.handoff.push_front((0, id));
-        }
+        hand_back(&self.shared, msg.0.into_iter());
     }
 }
 
 impl Handler<RequeueTaken> for EngineActor {
     type Result = ();
     fn handle(&mut self, _: RequeueTaken, _: &mut Context<Self>) {
-        let queued: alloy_primitives::map::B256Set = self.handoff.iter().map(|&(_, id)| id).collect();
-        // Only durable fills are ever taken, so these go back with LSN 0.
-        for id in open_fills(&self.books, |id| !queued.contains(id)).into_iter().rev() {
-            self.handoff.push_front((0, id));
-        }
+        let open = {
+            let st = self.shared.read();
+            let queued: alloy_primitives::map::B256Set = st.handoff.iter().map(|&(_, id)| id).collect();
+            st.open_fills(|id| !queued.contains(id))
+        };
+        hand_back(&self.shared, open.into_iter());
     }
-}
-
-/// Open (accepted or submitted) fills passing `keep`, oldest first.
-fn open_fills(books: &Books, keep: impl Fn(&B256) -> bool) -> Vec<B256> {
-    let mut open: Vec<&FillRecord> = books
-        .fills()
-        .filter(|r| matches!(r.status, FillStatus::Accepted | FillStatus::Submitted { .. }) && keep(&r.fill.fill_id))
-        .collect();
-    open.sort_by_key(|r| (r.fill.accepted_at_ms, r.fill.fill_id));
-    open.into_iter().map(|r| r.fill.fill_id).collect()
 }
 
 impl Handler<RecordSubmission> for EngineActor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: RecordSubmission, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self.writable() {
+        if let Err(e) = self.shared.writable() {
             return refused(e);
         }
+        let mut st = match self.shared.lock() {
+            Ok(st) => st,
+            Err(e) => return refused(e),
+        };
         // A fill that settled or failed meanwhile (a raced retry) is left as it is.
         let ids: Vec<B256> =
-            msg.fill_ids.into_iter().filter(|id| self.books.mark_submitted(id, msg.tx_hash).is_ok()).collect();
-        let updates: Vec<_> = ids.iter().filter_map(|id| self.fill_update(id)).collect();
-        let durable = self.journal(&Event::FillsSubmitted { fill_ids: ids, tx_hash: msg.tx_hash });
-        Box::pin(announce_when_durable(durable, self.outlets.fill_updates.clone(), updates))
+            msg.fill_ids.into_iter().filter(|id| st.registry.mark_submitted(id, msg.tx_hash).is_ok()).collect();
+        let updates: Vec<_> = ids.iter().filter_map(|id| st.fill_update(id)).collect();
+        let durable = self.shared.append(&mut st, &Event::FillsSubmitted { fill_ids: ids, tx_hash: msg.tx_hash });
+        Box::pin(announce_when_durable(durable, self.shared.fill_updates(), updates))
     }
 }
 
 impl Handler<RecordOutcomes> for EngineActor {
     type Result = ResponseFuture<Result<(), EngineError>>;
+    /// Hands each market's outcomes to its actor. The fills of a market that
+    /// could not record them (restarting) go back to the hand-off queue, so
+    /// clearing confirms them on chain again.
     fn handle(&mut self, msg: RecordOutcomes, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self.writable() {
-            return refused(e);
-        }
-        let now = (self.clock)();
-        let mut durables = Vec::new();
-        let mut updates = Vec::new();
-        for (id, outcome) in msg.0 {
-            let event = match outcome {
-                Settlement::Settled => match self.books.settle(&id) {
-                    Ok(()) => Event::FillSettled { fill_id: id },
-                    Err(_) => continue,
-                },
-                Settlement::Rejected(reason) => match self.books.fail(&id, &reason, now) {
-                    Ok(()) => {
-                        // Reasons are the contract's reject codes: a small, fixed set.
-                        metrics::counter!("pat_fills_failed_total", "reason" => reason.clone()).increment(1);
-                        Event::FillFailed { fill_id: id, reason, at_ms: now }
-                    }
-                    Err(_) => continue,
-                },
-            };
-            let status = if matches!(event, Event::FillSettled { .. }) { "settled" } else { "failed" };
-            metrics::counter!("pat_fills_total", "status" => status).increment(1);
-            durables.push(self.journal(&event));
-            updates.extend(self.fill_update(&id));
-        }
-        let durable = async move {
-            for d in durables {
-                d.await?;
-            }
-            Ok(())
+        let markets = match self.markets() {
+            Ok(m) => m,
+            Err(e) => return refused(e),
         };
-        Box::pin(announce_when_durable(durable, self.outlets.fill_updates.clone(), updates))
+        let mut by_market: std::collections::BTreeMap<MarketId, Vec<(B256, Settlement)>> = Default::default();
+        {
+            let st = self.shared.read();
+            for (id, outcome) in msg.0 {
+                if let Some(r) = st.registry.fill(&id) {
+                    by_market.entry(r.fill.market).or_default().push((id, outcome));
+                }
+            }
+        }
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let mut result = Ok(());
+            for (market, outcomes) in by_market {
+                let ids: Vec<B256> = outcomes.iter().map(|(id, _)| *id).collect();
+                let recorded = markets.actor(market).send(RecordMarketOutcomes(outcomes)).await;
+                if let Err(e) = recorded.map_err(unavailable).and_then(|r| r) {
+                    hand_back(&shared, ids.into_iter());
+                    result = Err(e);
+                }
+            }
+            result
+        })
     }
 }
 
 impl Handler<SubscribeFills> for EngineActor {
     type Result = MessageResult<SubscribeFills>;
     fn handle(&mut self, _: SubscribeFills, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.outlets.fill_updates.subscribe())
-    }
-}
-
-/// Resolves once `durable` has, then sends `updates` (durable by then); no
-/// subscriber is not an error.
-async fn announce_when_durable(
-    durable: impl Future<Output = Result<(), EngineError>>,
-    sender: broadcast::Sender<FillUpdate>,
-    updates: Vec<FillUpdate>,
-) -> Result<(), EngineError> {
-    durable.await?;
-    for update in updates {
-        let _ = sender.send(update);
-    }
-    Ok(())
-}
-
-impl Handler<GetTables> for EngineActor {
-    type Result = MessageResult<GetTables>;
-    fn handle(&mut self, _: GetTables, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.outlets.tables.clone())
+        MessageResult(self.shared.outlets.fill_updates.subscribe())
     }
 }
 
 impl Handler<SubscribeQuotes> for EngineActor {
     type Result = MessageResult<SubscribeQuotes>;
     fn handle(&mut self, _: SubscribeQuotes, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.outlets.quotes.subscribe())
+        MessageResult(self.shared.outlets.quotes.subscribe())
     }
 }

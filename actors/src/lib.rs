@@ -27,10 +27,13 @@
 pub mod clearing;
 pub mod engine;
 pub mod gauges;
+pub mod market;
 pub mod quoting;
+mod shared;
 pub mod supervisor;
 
-pub use engine::{EngineActor, EngineError, EngineHandle, EngineSettings};
+pub use engine::{Engine, EngineActor, EngineError, EngineHandle, EngineSettings};
+pub use market::{MarketActor, MarketView, Markets};
 
 /// Registers the name, unit and help text of every metric the actors record,
 /// for the exporter the binary installs (Prometheus needs the help text).

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use pat_engine::books::market_specs;
+use pat_engine::market::Market;
 use pat_engine::market::MarketSet;
 use pat_engine::quoter::{MarketSpec, Quoter, TickInputs};
-use pat_engine::{Amount, Books, EngineConfig, MarketId, MarketKey, MarketStats, Quote, TimeMs};
+use pat_engine::{Amount, EngineConfig, MarketId, MarketKey, MarketStats, Quote, Registry, TimeMs};
 use tokio::sync::broadcast;
 
 use crate::engine::Clock;
@@ -61,25 +62,21 @@ impl StatsTable {
         self.rows.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes what changed in `books` since the last call (the engine actor,
-    /// after every change; books of the same catalogue).
-    pub(crate) fn write(&self, books: &mut Books) {
-        let mut guard = self.lock();
-        let rows = &mut *guard;
-        let mut any = false;
-        books.take_stats_changed(|id, stats| {
-            rows.stats[id.index()] = *stats;
-            rows.changed.insert(id);
-            any = true;
-        });
-        if any {
-            rows.group_exposure.copy_from_slice(books.group_exposures());
-        }
-        if books.take_requote_all() {
-            rows.cfg = books.shared_config().clone();
-            rows.paused = books.is_paused();
-            rows.requote_all = true;
-        }
+    /// Writes `market`'s stats and the exposure of every group (a market
+    /// actor, after each change of its market; under the registry's lock).
+    pub(crate) fn write_market(&self, market: &Market, registry: &Registry) {
+        let mut rows = self.lock();
+        rows.stats[market.id.index()] = *market.stats();
+        rows.changed.insert(market.id);
+        rows.group_exposure.copy_from_slice(registry.group_exposures());
+    }
+
+    /// Writes the config and the pause switch: every market is repriced.
+    pub(crate) fn write_switches(&self, registry: &Registry) {
+        let mut rows = self.lock();
+        rows.cfg = registry.shared_config().clone();
+        rows.paused = registry.is_paused();
+        rows.requote_all = true;
     }
 }
 
@@ -338,27 +335,27 @@ mod tests {
         (rows.stats[id.index()], changed, std::mem::take(&mut rows.requote_all))
     }
 
-    /// The engine's writes reach the table market by market: a listing
-    /// changes its market's row and marks it, a pause asks for a full requote.
+    /// The writes reach the table market by market: a listing changes its
+    /// market's row and marks it, a pause asks for a full requote.
     #[test]
     fn the_stats_table_takes_what_changed_in_the_books() {
         let cfg = testing::shared_config();
         let tables = Tables::new(&cfg);
-        let mut books = Books::new(cfg.clone());
-        tables.stats.write(&mut books);
+        let (mut registry, mut markets) = pat_engine::Books::new(cfg.clone()).into_parts();
         let market: MarketKey = "PURCHASE_INTENT|7D|0.70-0.85".parse().unwrap();
-        let id = books.market_by_key(&market).unwrap();
+        let id = registry.market_by_key(&market).unwrap();
         let (_, _, requote) = stats_of(&tables, id);
-        assert!(requote, "new books ask for every quote");
+        assert!(requote, "a new table asks for every quote");
 
         let signed = signed_segment(&key(10), "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 20, &testing::payload(3));
-        books.submit_segment(&signed, T0 * 1000).unwrap();
-        tables.stats.write(&mut books);
+        let segment = registry.check_segment(&signed, T0 * 1000).unwrap();
+        registry.list_segment(&mut markets[id.index()], segment).unwrap();
+        tables.stats.write_market(&markets[id.index()], &registry);
         let (stats, changed, requote) = stats_of(&tables, id);
         assert_eq!((stats.supply_units, changed, requote), (20, true, false));
 
-        books.set_paused(true);
-        tables.stats.write(&mut books);
+        registry.set_paused(true);
+        tables.stats.write_switches(&registry);
         let (_, changed, requote) = stats_of(&tables, id);
         assert_eq!((changed, requote), (false, true));
         assert!(tables.stats.lock().paused);

@@ -42,18 +42,26 @@ pub(crate) enum Exit {
     Crashed,
 }
 
-/// Sent to the supervisor when dropped: [`Exit::Planned`] once
+/// Sent to the supervisor when dropped, with the actor's key (which market;
+/// `()` for a one-of-a-kind actor): [`Exit::Planned`] once
 /// [`ExitNotice::plan`] was called, else [`Exit::Crashed`]. Also tells
 /// `released` listeners that the actor and what it held are gone.
-pub(crate) struct ExitNotice {
-    exits: Sender<Exit>,
+pub(crate) struct ExitNotice<K: Copy = ()> {
+    exits: Sender<(K, Exit)>,
+    key: K,
     planned: bool,
     released: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
-impl ExitNotice {
-    pub(crate) fn new(exits: Sender<Exit>) -> Self {
-        Self { exits, planned: false, released: Vec::new() }
+impl ExitNotice<()> {
+    pub(crate) fn new(exits: Sender<((), Exit)>) -> Self {
+        Self::keyed(exits, ())
+    }
+}
+
+impl<K: Copy> ExitNotice<K> {
+    pub(crate) fn keyed(exits: Sender<(K, Exit)>, key: K) -> Self {
+        Self { exits, key, planned: false, released: Vec::new() }
     }
 
     /// The coming stop is asked for; `released` hears once the actor is dropped.
@@ -67,12 +75,12 @@ impl ExitNotice {
     }
 }
 
-impl Drop for ExitNotice {
+impl<K: Copy> Drop for ExitNotice<K> {
     fn drop(&mut self) {
         for tx in self.released.drain(..) {
             let _ = tx.send(());
         }
-        let _ = self.exits.send(if self.planned { Exit::Planned } else { Exit::Crashed });
+        let _ = self.exits.send((self.key, if self.planned { Exit::Planned } else { Exit::Crashed }));
     }
 }
 
@@ -120,6 +128,11 @@ impl<A: Actor<Context = Context<A>>> Supervised<A> {
         self.addr().do_send(msg)
     }
 
+    /// Points the handle at a new incarnation.
+    pub(crate) fn point(&self, addr: Addr<A>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = addr;
+    }
+
     fn downgrade(&self) -> Weak<RwLock<Addr<A>>> {
         Arc::downgrade(&self.current)
     }
@@ -132,10 +145,46 @@ const CALM: Duration = Duration::from_secs(60);
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// The wait before each restart of one actor.
+#[derive(Debug, Default)]
+pub(crate) struct Backoff {
+    last_restart: Option<Instant>,
+    wait: Duration,
+}
+
+impl Backoff {
+    /// The wait before the first attempt after a crash.
+    pub(crate) fn crashed(&mut self) -> Duration {
+        self.wait = match self.last_restart {
+            Some(at) if at.elapsed() < CALM => (self.wait * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX),
+            _ => Duration::ZERO,
+        };
+        self.wait
+    }
+
+    /// The wait before the next attempt after one that failed.
+    pub(crate) fn failed(&mut self) -> Duration {
+        self.wait = (self.wait * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX);
+        self.wait
+    }
+
+    pub(crate) fn restarted(&mut self) {
+        self.last_restart = Some(Instant::now());
+    }
+}
+
+/// Where actors keyed by `K` report their ends.
+pub(crate) type Exits<K> = Sender<(K, Exit)>;
+
 /// A new [`ExitNotice`] channel: the actor's first incarnation takes a notice
-/// built on the sender; [`supervise`] takes the receiver.
-pub(crate) fn exit_channel() -> (Sender<Exit>, Receiver<Exit>) {
+/// built on the sender; the supervisor takes the receiver.
+pub(crate) fn exit_channel<K>() -> (Exits<K>, Receiver<(K, Exit)>) {
     channel()
+}
+
+/// Whether the actix system still runs (its arbiter takes work).
+pub(crate) fn system_alive() -> bool {
+    System::current().arbiter().spawn(async {})
 }
 
 /// Starts the supervisor thread of `handle`'s actor, named `actor` in logs
@@ -143,44 +192,48 @@ pub(crate) fn exit_channel() -> (Sender<Exit>, Receiver<Exit>) {
 /// points `handle` at the new address. It ends after a planned exit, when no
 /// handle is left (nobody could use a restarted actor), or when the actix
 /// system has stopped.
-pub(crate) fn supervise<A, F>(actor: &'static str, handle: &Supervised<A>, exits: Receiver<Exit>, mut restart: F)
+pub(crate) fn supervise<A, F>(actor: &'static str, handle: &Supervised<A>, exits: Receiver<((), Exit)>, mut restart: F)
 where
     A: Actor<Context = Context<A>>,
     F: FnMut() -> Result<Addr<A>, String> + Send + 'static,
 {
     let current = handle.downgrade();
-    let system = System::current();
-    let spawned = std::thread::Builder::new().name(format!("pat-supervise-{actor}")).spawn(move || {
-        System::set_current(system);
-        let (mut last_restart, mut backoff) = (None::<Instant>, Duration::ZERO);
-        while let Ok(Exit::Crashed) = exits.recv() {
-            backoff = match last_restart {
-                Some(at) if at.elapsed() < CALM => (backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX),
-                _ => Duration::ZERO,
-            };
+    spawn_supervisor(actor, move || {
+        let mut backoff = Backoff::default();
+        while let Ok(((), Exit::Crashed)) = exits.recv() {
+            let mut wait = backoff.crashed();
             metrics::counter!("pat_actor_restarts_total", "actor" => actor).increment(1);
             eprintln!("{actor} actor stopped unexpectedly; restarting from durable state");
             loop {
-                std::thread::sleep(backoff);
-                // Nobody left to use it, or the system is gone (its arbiter takes no work).
-                if current.strong_count() == 0 || !System::current().arbiter().spawn(async {}) {
+                std::thread::sleep(wait);
+                // Nobody left to use it, or the system is gone.
+                if current.strong_count() == 0 || !system_alive() {
                     return;
                 }
                 match restart() {
                     Ok(addr) => {
                         let Some(current) = current.upgrade() else { return };
-                        *current.write().unwrap_or_else(|e| e.into_inner()) = addr;
+                        Supervised { current }.point(addr);
                         eprintln!("{actor} actor restarted");
                         break;
                     }
                     Err(e) => {
                         eprintln!("{actor} actor could not restart, retrying: {e}");
-                        backoff = (backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX);
+                        wait = backoff.failed();
                     }
                 }
             }
-            last_restart = Some(Instant::now());
+            backoff.restarted();
         }
+    });
+}
+
+/// Runs `body` on a thread of its own, in the current actix system.
+pub(crate) fn spawn_supervisor(actor: &str, body: impl FnOnce() + Send + 'static) {
+    let system = System::current();
+    let spawned = std::thread::Builder::new().name(format!("pat-supervise-{actor}")).spawn(move || {
+        System::set_current(system);
+        body();
     });
     if let Err(e) = spawned {
         eprintln!("no supervisor thread for the {actor} actor, it will not restart: {e}");

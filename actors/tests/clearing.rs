@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use alloy_primitives::{U256, keccak256};
 use pat_actors::clearing::{ClearingActor, ClearingSettings};
-use pat_actors::engine::{GetFill, GetMarkets, PlaceOrder, SubmitSegment, system_clock};
+use pat_actors::engine::{GetFill, system_clock};
 use pat_actors::supervisor::Crash;
-use pat_actors::{EngineActor, EngineHandle, EngineSettings};
+use pat_actors::{Engine, EngineActor, EngineSettings};
 use pat_chain::devnet::Devnet;
 use pat_engine::order::verify_order;
 use pat_engine::signing::{LocalSigner, sign_listing, sign_order_for};
@@ -29,18 +29,18 @@ fn market() -> MarketKey {
     "PURCHASE_INTENT|7D|0.70-0.85".parse().unwrap()
 }
 
-async fn list(engine: &EngineHandle, cfg: &EngineConfig, provider: u8) {
+async fn list(engine: &Engine, cfg: &EngineConfig, provider: u8) {
     let now = now_secs();
     let payload = format!(
         r#"{{"signals":[{{"ts":{now},"intent":"PURCHASE_INTENT","confidence":0.8,"category":"p{provider}"}}]}}"#
     );
     let signed = sign_listing(&signer(provider), &market(), 5, now - 60, now, payload.into_bytes(), &cfg.domain());
-    engine.send(SubmitSegment(signed)).await.unwrap().unwrap();
+    engine.markets().submit_segment(signed).await.unwrap().unwrap();
 }
 
-async fn ask(engine: &EngineHandle) -> u128 {
+async fn ask(engine: &Engine) -> u128 {
     for _ in 0..100 {
-        let markets = engine.send(GetMarkets).await.unwrap();
+        let markets = engine.markets().views().await.unwrap();
         let m = markets.iter().find(|m| m.key == market()).unwrap();
         if m.quote.halted.is_none() && m.supply_units > 0 {
             return m.quote.ask;
@@ -50,19 +50,13 @@ async fn ask(engine: &EngineHandle) -> u128 {
     panic!("no quote");
 }
 
-async fn buy(
-    engine: &EngineHandle,
-    cfg: &EngineConfig,
-    consumer: &LocalSigner,
-    ask: u128,
-    nonce: u64,
-) -> pat_engine::Fill {
+async fn buy(engine: &Engine, cfg: &EngineConfig, consumer: &LocalSigner, ask: u128, nonce: u64) -> pat_engine::Fill {
     let signed = sign_order_for(consumer, &market(), 2, ask, nonce, now_secs() + 120, &cfg.domain());
     let verified = verify_order(signed, &cfg.domain()).unwrap();
-    engine.send(PlaceOrder(verified)).await.unwrap().unwrap()
+    engine.markets().place_order(verified).await.unwrap().unwrap()
 }
 
-async fn status(engine: &EngineHandle, fill: &pat_engine::Fill) -> FillStatus {
+async fn status(engine: &Engine, fill: &pat_engine::Fill) -> FillStatus {
     for _ in 0..200 {
         let s = engine.send(GetFill(fill.fill_id)).await.unwrap().unwrap().status;
         if matches!(s, FillStatus::Settled { .. } | FillStatus::Failed { .. }) {
@@ -84,7 +78,7 @@ async fn fills_settle_on_chain_and_rejections_return_units() {
     let (engine, _) =
         EngineActor::start(EngineSettings::new(tmp.path()), Arc::new(cfg.clone()), system_clock()).unwrap();
     let settings = ClearingSettings { batch_every: Duration::from_millis(100), ..ClearingSettings::default() };
-    let clearing = ClearingActor::start(engine.clone(), devnet.client().await.unwrap(), settings, system_clock());
+    let clearing = ClearingActor::start((*engine).clone(), devnet.client().await.unwrap(), settings, system_clock());
     for p in 0..3 {
         list(&engine, &cfg, p).await;
     }
@@ -105,7 +99,7 @@ async fn fills_settle_on_chain_and_rejections_return_units() {
     assert_eq!(client.broker_earnings().await.unwrap() - broker_before, U256::from(paid.broker_spread));
     assert_eq!(client.unclaimed_credits().await.unwrap(), U256::from(paid.bid_credited));
     // The rejected fill's units are for sale again.
-    let markets = engine.send(GetMarkets).await.unwrap();
+    let markets = engine.markets().views().await.unwrap();
     let m = markets.iter().find(|m| m.key == market()).unwrap();
     assert_eq!((m.supply_units, m.counters.sold, m.exposure), (13, 2, 0));
 

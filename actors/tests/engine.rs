@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pat_actors::engine::{
-    Clock, GetFill, GetMarkets, PlaceOrder, Reconfigure, RequeueTaken, SetPaused, Shutdown, SubmitSegment,
-    SubscribeQuotes, TakeDurableFills, TakeSnapshot,
+    Clock, GetFill, Reconfigure, RequeueTaken, SetPaused, Shutdown, SubscribeQuotes, TakeDurableFills, TakeSnapshot,
 };
 use pat_actors::supervisor::{Crash, CrashQuoting};
-use pat_actors::{EngineActor, EngineError, EngineHandle, EngineSettings};
+use pat_actors::{Engine, EngineActor, EngineError, EngineSettings};
+use pat_engine::VerifiedOrder;
 use pat_engine::order::verify_order;
 use pat_engine::testing::{self, CONSUMER_KEY, T0, key, signed_order, signed_segment};
 use pat_engine::{FillStatus, MarketKey};
@@ -35,27 +35,27 @@ impl Harness {
         Arc::new(move || now.load(Ordering::Relaxed))
     }
 
-    fn start(&self) -> (EngineHandle, pat_actors::engine::Startup) {
+    fn start(&self) -> (Engine, pat_actors::engine::Startup) {
         EngineActor::start(self.settings.clone(), testing::shared_config(), self.clock()).unwrap()
     }
 }
 
-async fn stock(engine: &EngineHandle, providers: u8) {
+async fn stock(engine: &Engine, providers: u8) {
     for p in 0..providers {
         let payload = testing::payload_salted(3, u64::from(p));
         let signed = signed_segment(&key(10 + p), "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 20, &payload);
-        engine.send(SubmitSegment(signed)).await.unwrap().unwrap();
+        engine.markets().submit_segment(signed).await.unwrap().unwrap();
     }
 }
 
-async fn ask(engine: &EngineHandle) -> u128 {
+async fn ask(engine: &Engine) -> u128 {
     // The quoting actor ticks every 100 ms, apart from the engine, and may
     // have priced only some of the listings made so far: wait for a quote of
     // the stocked market that holds still over two ticks (the clock stands
     // still, so the quote settles once it has taken in every listing).
     let mut last = None;
     for _ in 0..40 {
-        let markets = engine.send(GetMarkets).await.unwrap();
+        let markets = engine.markets().views().await.unwrap();
         let m = markets.iter().find(|m| m.key == market()).unwrap();
         if m.quote.halted.is_none() && m.supply_units > 0 {
             if last == Some(m.quote.ask) {
@@ -68,9 +68,9 @@ async fn ask(engine: &EngineHandle) -> u128 {
     panic!("the market never quoted steadily");
 }
 
-fn order(engine_ask: u128, nonce: u64) -> PlaceOrder {
+fn order(engine_ask: u128, nonce: u64) -> VerifiedOrder {
     let signed = signed_order(&CONSUMER_KEY, &market(), 2, engine_ask, nonce, T0 + 60);
-    PlaceOrder(verify_order(signed, &testing::config().domain()).unwrap())
+    verify_order(signed, &testing::config().domain()).unwrap()
 }
 
 #[actix_rt::test]
@@ -81,14 +81,14 @@ async fn acknowledged_fills_survive_a_restart_and_refusals_leave_no_trace() {
     assert_eq!((startup.snapshot_lsn, startup.replayed), (0, 0));
     stock(&engine, 3).await;
     let a = ask(&engine).await;
-    let fill = engine.send(order(a, 1)).await.unwrap().unwrap();
+    let fill = engine.markets().place_order(order(a, 1)).await.unwrap().unwrap();
     fill.check_invariants();
-    let replay = engine.send(order(a, 1)).await.unwrap().unwrap_err();
+    let replay = engine.markets().place_order(order(a, 1)).await.unwrap().unwrap_err();
     assert_eq!(replay.code(), "nonce_used");
-    let too_cheap = engine.send(order(a - 1, 2)).await.unwrap().unwrap_err();
+    let too_cheap = engine.markets().place_order(order(a - 1, 2)).await.unwrap().unwrap_err();
     assert_eq!(too_cheap.code(), "price_above_max");
     engine.send(SetPaused(true)).await.unwrap().unwrap();
-    let paused = engine.send(order(a, 3)).await.unwrap().unwrap_err();
+    let paused = engine.markets().place_order(order(a, 3)).await.unwrap().unwrap_err();
     assert_eq!(paused, EngineError::Order(pat_engine::OrderError::Paused));
     engine.send(Shutdown { snapshot: false }).await.unwrap().unwrap();
 
@@ -97,7 +97,7 @@ async fn acknowledged_fills_survive_a_restart_and_refusals_leave_no_trace() {
     assert_eq!(startup.replayed, 5);
     let record = engine.send(GetFill(fill.fill_id)).await.unwrap().expect("the acknowledged fill is back");
     assert_eq!((record.fill, record.status), (fill, FillStatus::Accepted));
-    let again = engine.send(order(a, 4)).await.unwrap().unwrap_err();
+    let again = engine.markets().place_order(order(a, 4)).await.unwrap().unwrap_err();
     assert_eq!(again.code(), "paused", "the pause was journaled too");
 }
 
@@ -108,15 +108,15 @@ async fn a_snapshot_shortens_recovery_to_the_journal_after_it() {
     let (engine, _) = h.start();
     stock(&engine, 2).await;
     let a = ask(&engine).await;
-    engine.send(order(a, 1)).await.unwrap().unwrap();
+    engine.markets().place_order(order(a, 1)).await.unwrap().unwrap();
     let report = engine.send(TakeSnapshot).await.unwrap().unwrap();
     assert_eq!(report.lsn, 3);
-    engine.send(order(a, 2)).await.unwrap().unwrap();
+    engine.markets().place_order(order(a, 2)).await.unwrap().unwrap();
     // Stop without a shutdown snapshot: as after a crash, the journal tail replays.
     engine.send(Shutdown { snapshot: false }).await.unwrap().unwrap();
     let (engine, startup) = h.start();
     assert_eq!((startup.snapshot_lsn, startup.replayed), (3, 1));
-    let markets = engine.send(GetMarkets).await.unwrap();
+    let markets = engine.markets().views().await.unwrap();
     assert_eq!(markets.iter().find(|m| m.key == market()).unwrap().supply_units, 40 - 4);
     // A shutdown snapshot covers everything: the next start replays nothing.
     engine.send(Shutdown { snapshot: true }).await.unwrap().unwrap();
@@ -173,7 +173,7 @@ async fn a_reload_changes_the_tick_period_live() {
     let renewals = async |over_ms: u64| {
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..over_ms / 50 {
-            let markets = engine.send(GetMarkets).await.unwrap();
+            let markets = engine.markets().views().await.unwrap();
             seen.insert(markets.iter().find(|m| m.key == market()).unwrap().quote.valid_until_ms);
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
@@ -195,9 +195,9 @@ fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
 }
 
 /// Sends requests until the engine answers again (after a restart), at most 5 s.
-async fn until_back(engine: &EngineHandle) {
+async fn until_back(engine: &Engine) {
     for _ in 0..100 {
-        if engine.send(GetMarkets).await.is_ok() {
+        if engine.markets().views().await.is_ok() {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -205,10 +205,12 @@ async fn until_back(engine: &EngineHandle) {
     panic!("the supervisor did not restart the engine within 5 s");
 }
 
-/// A panic in the engine actor: its supervisor rebuilds it from the data
-/// directory on a new arbiter. The same handle reaches it, every acknowledged
-/// fill and used nonce is back, the quote table still quotes, orders go on,
-/// and the restart is counted.
+/// A panic in the engine actor ends its incarnation: the market actors
+/// retire, and the supervisor rebuilds everything from the data directory on
+/// new arbiters. Orders sent around the panic are each either acknowledged
+/// (and then durable) or refused; the same handles reach the new actors,
+/// every acknowledged fill and used nonce is back, orders go on, and the
+/// restart is counted.
 #[actix_rt::test]
 async fn a_crashed_engine_restarts_from_durable_state() {
     let metrics = metrics();
@@ -219,30 +221,87 @@ async fn a_crashed_engine_restarts_from_durable_state() {
     let a = ask(&engine).await;
     let mut fills = Vec::new();
     for nonce in 1..=3 {
-        fills.push(engine.send(order(a, nonce)).await.unwrap().unwrap());
+        fills.push(engine.markets().place_order(order(a, nonce)).await.unwrap().unwrap());
     }
-
-    // An order whose append is on its way to disk when the actor panics is
-    // still answered once durable; one queued behind the panic is dropped or
-    // refused, and leaves no trace.
-    let (in_flight, crash, queued) = (engine.send(order(a, 4)), engine.send(Crash), engine.send(order(a, 5)));
-    let (in_flight, crash, queued) = tokio::join!(in_flight, crash, queued);
-    fills.push(in_flight.expect("answered after the crash").expect("accepted before the crash"));
+    let markets = engine.markets();
+    let (before, crash, after) =
+        tokio::join!(markets.place_order(order(a, 4)), engine.send(Crash), markets.place_order(order(a, 5)));
     assert!(crash.is_err(), "the panic drops the request");
-    assert!(queued.map_or(true, |r| r.is_err_and(|e| e.code() == "degraded")), "not executed");
+    let mut free = Vec::new();
+    for (nonce, answer) in [(4, before), (5, after)] {
+        match answer {
+            Ok(Ok(fill)) => fills.push(fill),
+            _ => free.push(nonce),
+        }
+    }
     until_back(&engine).await;
     for fill in &fills {
         let record = engine.send(GetFill(fill.fill_id)).await.unwrap().expect("an acknowledged fill survives");
         assert_eq!((&record.fill, &record.status), (fill, &FillStatus::Accepted));
     }
-    let replay = engine.send(order(a, 1)).await.unwrap().unwrap_err();
+    let replay = engine.markets().place_order(order(a, 1)).await.unwrap().unwrap_err();
     assert_eq!(replay.code(), "nonce_used", "used nonces are recovered too");
-    let markets = engine.send(GetMarkets).await.unwrap();
-    assert_eq!(markets.iter().find(|m| m.key == market()).unwrap().supply_units, 60 - 8);
+    let markets = engine.markets().views().await.unwrap();
+    let sold = 2 * fills.len() as u64;
+    assert_eq!(markets.iter().find(|m| m.key == market()).unwrap().supply_units, 60 - sold);
     let a = ask(&engine).await;
-    engine.send(order(a, 5)).await.unwrap().expect("the queued order's nonce is still free");
+    for nonce in free {
+        engine.markets().place_order(order(a, nonce)).await.unwrap().expect("a refused order's nonce is still free");
+    }
     let text = metrics.render();
     assert!(text.contains("pat_actor_restarts_total{actor=\"engine\"} 1"), "{text}");
+}
+
+/// A panic in one market actor restarts that market alone, replayed from the
+/// journal: its supply and exposure come back as they were, its fills and
+/// nonces stay, another market takes listings meanwhile, orders go on, and
+/// every market then holds what a recovery from disk gives.
+#[actix_rt::test]
+async fn a_crashed_market_actor_restarts_alone_from_the_journal() {
+    let metrics = metrics();
+    let tmp = tempfile::tempdir().unwrap();
+    let h = Harness::new(tmp.path());
+    let (engine, _) = h.start();
+    stock(&engine, 3).await;
+    let a = ask(&engine).await;
+    let fill = engine.markets().place_order(order(a, 1)).await.unwrap().unwrap();
+    let id = engine.markets().by_key(&market()).unwrap();
+    let view = |views: Vec<pat_actors::MarketView>| views.into_iter().find(|m| m.id == id).unwrap();
+    let before = view(engine.markets().views().await.unwrap());
+
+    engine.markets().actor(id).send(Crash).await.unwrap_err();
+    // Another market is not held up: a listing there is accepted at once.
+    let other = signed_segment(&key(30), "PURCHASE_INTENT", "1D", 8000, T0 - 3600, T0, 5, &testing::payload(4));
+    let listed = engine.markets().submit_segment(other).await.unwrap().unwrap();
+    assert_ne!(listed.market, market());
+    let mut back = None;
+    for _ in 0..100 {
+        if let Ok(views) = engine.markets().views().await {
+            back = Some(view(views));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let back = back.expect("the market actor is back within 5 s");
+    assert_eq!(
+        (back.supply_units, back.exposure, back.counters, back.provider_count),
+        (before.supply_units, before.exposure, before.counters, before.provider_count)
+    );
+    let replay = engine.markets().place_order(order(a, 1)).await.unwrap().unwrap_err();
+    assert_eq!(replay.code(), "nonce_used");
+    let a = ask(&engine).await;
+    engine.markets().place_order(order(a, 2)).await.unwrap().expect("orders go on");
+    assert_eq!(engine.send(GetFill(fill.fill_id)).await.unwrap().unwrap().fill, fill);
+    let text = metrics.render();
+    assert!(text.contains("pat_actor_restarts_total{actor=\"market\"} 1"), "{text}");
+
+    // What the restarted market holds is what a recovery from disk gives.
+    let state = |v: &pat_actors::MarketView| (v.id, v.supply_units, v.exposure, v.counters, v.provider_count);
+    let live: Vec<_> = engine.markets().views().await.unwrap().iter().map(state).collect();
+    engine.send(Shutdown { snapshot: false }).await.unwrap().unwrap();
+    let (engine, _) = h.start();
+    let recovered: Vec<_> = engine.markets().views().await.unwrap().iter().map(state).collect();
+    assert_eq!(live, recovered);
 }
 
 /// A panic in the quoting actor: its successor starts from the stats table
@@ -257,11 +316,11 @@ async fn a_crashed_quoting_actor_goes_on_from_the_published_seqs() {
     let mut quotes = engine.send(SubscribeQuotes).await.unwrap();
     stock(&engine, 3).await;
     let a = ask(&engine).await;
-    engine.send(order(a, 1)).await.unwrap().unwrap();
+    engine.markets().place_order(order(a, 1)).await.unwrap().unwrap();
     // The clock stands still: once the order is priced in, the quote stays.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     while quotes.try_recv().is_ok() {}
-    let view = engine.send(GetMarkets).await.unwrap().into_iter().find(|m| m.key == market()).unwrap();
+    let view = engine.markets().views().await.unwrap().into_iter().find(|m| m.key == market()).unwrap();
     let (id, seen) = (view.id, view.quote.seq);
     assert!(seen > 0, "the market quoted before the crash");
 
@@ -276,7 +335,7 @@ async fn a_crashed_quoting_actor_goes_on_from_the_published_seqs() {
     });
     assert!(after.await.unwrap() > seen, "the successor's quotes are newer than those seen before");
     let a = ask(&engine).await;
-    engine.send(order(a, 2)).await.unwrap().expect("orders go on");
+    engine.markets().place_order(order(a, 2)).await.unwrap().expect("orders go on");
     let text = metrics.render();
     assert!(text.contains("pat_actor_restarts_total{actor=\"quoting\"} 1"), "{text}");
 }
@@ -290,11 +349,11 @@ async fn fills_taken_by_a_lost_clearing_actor_are_handed_over_again() {
     let (engine, _) = h.start();
     stock(&engine, 2).await;
     let a = ask(&engine).await;
-    let first = engine.send(order(a, 1)).await.unwrap().unwrap();
+    let first = engine.markets().place_order(order(a, 1)).await.unwrap().unwrap();
     let take = || TakeDurableFills { max: 10, accepted_before_ms: u64::MAX };
     let taken = engine.send(take()).await.unwrap();
     assert_eq!(taken, vec![first.clone()]);
-    let second = engine.send(order(a, 2)).await.unwrap().unwrap();
+    let second = engine.markets().place_order(order(a, 2)).await.unwrap().unwrap();
     assert_eq!(engine.send(take()).await.unwrap(), vec![second.clone()], "each fill is handed over once");
     assert!(engine.send(take()).await.unwrap().is_empty());
     engine.send(RequeueTaken).await.unwrap();

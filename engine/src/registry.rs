@@ -157,7 +157,6 @@ pub fn market_specs(cfg: &EngineConfig) -> Vec<MarketSpec> {
     specs
 }
 
-
 /// The state between the markets of one catalogue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Registry {

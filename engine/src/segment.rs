@@ -154,6 +154,21 @@ pub fn verify_submission_signature(signed: &SignedSegment, domain: &Eip712Domain
     eip712::verify_signer(&digest, &signed.signature, signed.submission.provider).map_err(SubmitError::BadSignature)
 }
 
+/// The market a submission names, if the catalogue of `cfg` has it.
+pub fn market_key_of(s: &SegmentSubmission, cfg: &EngineConfig) -> Result<MarketKey, SubmitError> {
+    let segment_type: SegmentType =
+        s.segmentType.parse().map_err(|_| SubmitError::UnknownSegmentType(s.segmentType.clone()))?;
+    if cfg.type_params(&segment_type).is_none() {
+        return Err(SubmitError::UnknownSegmentType(s.segmentType.clone()));
+    }
+    let window: Window = s.window.parse().map_err(|_| SubmitError::UnknownWindow(s.window.clone()))?;
+    if !cfg.windows.contains(&window) {
+        return Err(SubmitError::UnknownWindow(s.window.clone()));
+    }
+    let band = cfg.band_of(s.confidenceBps).ok_or(SubmitError::ConfidenceOutsideBands(s.confidenceBps))?;
+    Ok(MarketKey::new(segment_type, window, band))
+}
+
 /// Checks everything about a submission that needs no engine state but the
 /// provider's reliability, in a fixed order, and computes its quality: the
 /// segment it would list as `id` at `now_ms` (all but the duplicate check).
@@ -167,16 +182,8 @@ pub fn check_submission(
 ) -> Result<Segment, SubmitError> {
     verify_submission_signature(signed, domain)?;
     let s = &signed.submission;
-    let segment_type: SegmentType =
-        s.segmentType.parse().map_err(|_| SubmitError::UnknownSegmentType(s.segmentType.clone()))?;
-    if cfg.type_params(&segment_type).is_none() {
-        return Err(SubmitError::UnknownSegmentType(s.segmentType.clone()));
-    }
-    let window: Window = s.window.parse().map_err(|_| SubmitError::UnknownWindow(s.window.clone()))?;
-    if !cfg.windows.contains(&window) {
-        return Err(SubmitError::UnknownWindow(s.window.clone()));
-    }
-    let band = cfg.band_of(s.confidenceBps).ok_or(SubmitError::ConfidenceOutsideBands(s.confidenceBps))?;
+    let market = market_key_of(s, cfg)?;
+    let (segment_type, window) = (market.segment_type.clone(), market.window);
     let now = now_ms / 1000;
     let latest_ok = now + cfg.ingest.clock_skew_secs;
     for (field, value) in [("windowStart", s.windowStart), ("createdAt", s.createdAt)] {
@@ -215,7 +222,7 @@ pub fn check_submission(
     Ok(Segment {
         id,
         provider: s.provider,
-        market: MarketKey::new(segment_type, window, band),
+        market,
         confidence_bps: s.confidenceBps,
         window_start_ms: s.windowStart * 1000,
         created_at_ms: s.createdAt * 1000,

@@ -77,6 +77,22 @@ impl DataDir {
     /// Rebuilds the engine: newest snapshot (or an empty exchange with
     /// `initial`), then the journal after it. A torn final record is cut off.
     pub fn recover(&self, initial: &Arc<EngineConfig>) -> Result<Recovered, RecoveryError> {
+        let recovered = self.replay(initial, u64::MAX)?;
+        if let Some(t) = &recovered.torn {
+            cut_tail(t)?;
+        }
+        Ok(recovered)
+    }
+
+    /// The state as of LSN `through`, read while the journal may be written:
+    /// the newest snapshot, then the journal records after it up to `through`,
+    /// which must be durable. Changes nothing on disk. How a crashed market
+    /// actor gets its market back.
+    pub fn replay_through(&self, initial: &Arc<EngineConfig>, through: u64) -> Result<Books, RecoveryError> {
+        Ok(self.replay(initial, through)?.books)
+    }
+
+    fn replay(&self, initial: &Arc<EngineConfig>, through: u64) -> Result<Recovered, RecoveryError> {
         let (snapshot_lsn, mut books) = match self.snapshots.latest()? {
             Some((lsn, state)) => (lsn, Books::from_state(state)),
             None => (0, Books::new(initial.clone())),
@@ -84,7 +100,7 @@ impl DataDir {
         let (mut next, mut replayed, mut last_seen) = (snapshot_lsn + 1, 0u64, 0u64);
         let end = reader::walk(&self.journal_dir(), |r| {
             last_seen = last_seen.max(r.lsn);
-            if r.lsn <= snapshot_lsn {
+            if r.lsn <= snapshot_lsn || r.lsn > through {
                 return Ok(());
             }
             let at = |path: &Path| (path.to_owned(), r.offset);
@@ -104,9 +120,6 @@ impl DataDir {
             replayed += 1;
             Ok(())
         })?;
-        if let Some(t) = &end.torn {
-            cut_tail(t)?;
-        }
         Ok(Recovered { books, next_lsn: next.max(last_seen + 1), snapshot_lsn, replayed, torn: end.torn })
     }
 

@@ -1,6 +1,6 @@
 //! The REST routes under `/v1`, `/healthz` and `/metrics`. Handlers parse and
 //! check what they can without the engine (JSON shape, hex, signatures), then
-//! ask the engine actor; its answer becomes JSON or an [`ApiError`].
+//! ask the engine actor or the market's actor; the answer becomes JSON or an [`ApiError`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,10 +12,10 @@ use alloy_primitives::{Address, B256};
 use alloy_sol_types::Eip712Domain;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pat_actors::engine::{
-    AdvancePhase, ConsumerFills, GetFill, GetMarket, GetMarkets, GetSegment, PlaceOrder, ProviderCredits,
-    SearchSegments, SetPaused, SubmitSegment,
+    AdvancePhase, ConsumerFills, GetFill, GetSegment, ProviderCredits, SearchSegments, SetPaused,
 };
-use pat_actors::{EngineActor, EngineHandle};
+use pat_actors::market::GetMarket;
+use pat_actors::{Engine, EngineActor};
 use pat_engine::order::{SignedOrder, verify_order};
 use pat_engine::{MarketKey, SegmentId, SignedSegment};
 use serde::Deserialize;
@@ -25,7 +25,7 @@ use crate::error::ApiError;
 
 /// What every handler shares.
 pub struct AppState {
-    pub engine: EngineHandle,
+    pub engine: Engine,
     /// The quote table (and the catalogue): quotes are read there, not from the engine.
     pub tables: Arc<pat_actors::quoting::Tables>,
     pub domain: Eip712Domain,
@@ -73,6 +73,14 @@ where
     Ok(state.engine.send(msg).timeout(state.engine_timeout).await?)
 }
 
+/// Waits for a market actor's answer as long as for the engine's.
+async fn routed<T>(state: &State, reply: pat_actors::market::Routed<T>) -> Result<T, ApiError> {
+    match tokio::time::timeout(state.engine_timeout, reply).await {
+        Ok(answer) => Ok(answer?),
+        Err(_) => Err(actix::MailboxError::Timeout.into()),
+    }
+}
+
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = HealthBody)))]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(HealthBody { status: "ok".into() })
@@ -95,7 +103,7 @@ async fn submit_segment(state: State, body: web::Json<SegmentRequest>) -> Result
         signature: signature_bytes(&body.signature)?,
         payload: body.payload.into_bytes(),
     };
-    let segment = ask(&state, SubmitSegment(signed)).await??;
+    let segment = routed(&state, state.engine.markets().submit_segment(signed)).await??;
     Ok(HttpResponse::Created().json(SegmentBody::from(&segment)))
 }
 
@@ -148,7 +156,8 @@ async fn get_segment(state: State, id: web::Path<String>) -> Result<HttpResponse
 
 #[utoipa::path(get, path = "/v1/markets", tag = "markets", responses((status = 200, body = [MarketBody])))]
 async fn markets(state: State) -> Result<HttpResponse, ApiError> {
-    let markets = ask(&state, GetMarkets).await?;
+    let engine = state.engine.clone();
+    let markets = routed(&state, Box::pin(async move { engine.markets().views().await })).await?;
     Ok(HttpResponse::Ok().json(markets.iter().map(MarketBody::from).collect::<Vec<_>>()))
 }
 
@@ -157,10 +166,11 @@ async fn markets(state: State) -> Result<HttpResponse, ApiError> {
     responses((status = 200, body = MarketBody), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn market(state: State, key: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let key: MarketKey = key.parse().map_err(|e| ApiError::bad_request("invalid_request", format!("{e}")))?;
-    match ask(&state, GetMarket(key.clone())).await? {
-        Some(m) => Ok(HttpResponse::Ok().json(MarketBody::from(&m))),
-        None => Err(ApiError::not_found("unknown_market", format!("no market {key}"))),
-    }
+    let Some(id) = state.engine.markets().by_key(&key) else {
+        return Err(ApiError::not_found("unknown_market", format!("no market {key}")));
+    };
+    let m = routed(&state, Box::pin(state.engine.markets().actor(id).send(GetMarket))).await?;
+    Ok(HttpResponse::Ok().json(MarketBody::from(&m)))
 }
 
 #[utoipa::path(get, path = "/v1/quotes", tag = "markets", responses((status = 200, body = [QuoteBody])))]
@@ -178,7 +188,7 @@ async fn place_order(state: State, body: web::Json<OrderRequest>) -> Result<Http
     // Signature recovery is the costly part of an order: it runs here, on the
     // HTTP worker, never on the engine's thread.
     let verified = verify_order(signed, &state.domain).map_err(pat_actors::EngineError::from)?;
-    let fill = ask(&state, PlaceOrder(verified)).await??;
+    let fill = routed(&state, state.engine.markets().place_order(verified)).await??;
     let record = pat_engine::FillRecord { fill, status: pat_engine::FillStatus::Accepted };
     Ok(HttpResponse::Created().json(FillBody::from(&record)))
 }

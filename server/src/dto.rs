@@ -191,8 +191,8 @@ pub struct MarketBody {
     pub expired_units: u64,
 }
 
-impl From<&pat_actors::engine::MarketView> for MarketBody {
-    fn from(m: &pat_actors::engine::MarketView) -> Self {
+impl From<&pat_actors::MarketView> for MarketBody {
+    fn from(m: &pat_actors::MarketView) -> Self {
         Self {
             market: m.key.to_string(),
             market_id: m.key.id(),

@@ -51,8 +51,8 @@ fn status_of(code: &str) -> StatusCode {
         "unknown_market" | "unknown_segment_type" | "unknown_window" => StatusCode::NOT_FOUND,
         "nonce_used" | "duplicate_payload" => StatusCode::CONFLICT,
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "paused" | "busy" | "degraded" | "journal_failed" => StatusCode::SERVICE_UNAVAILABLE,
-        "recovery_failed" => StatusCode::INTERNAL_SERVER_ERROR,
+        "paused" | "busy" | "degraded" | "journal_failed" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "recovery_failed" | "routing_failed" => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

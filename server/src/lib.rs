@@ -27,8 +27,8 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpServer, web};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use pat_actors::EngineHandle;
-use pat_actors::engine::{GetTables, Reconfigure};
+use pat_actors::engine::Reconfigure;
+use pat_actors::{Engine, EngineHandle};
 use pat_config::{Config, ConfigErrors};
 
 use crate::api::AppState;
@@ -125,10 +125,10 @@ fn json_error(e: JsonPayloadError) -> ApiError {
 /// the address it bound.
 pub async fn start(
     settings: ServerSettings,
-    engine: EngineHandle,
+    engine: Engine,
     domain: alloy_sol_types::Eip712Domain,
 ) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
-    let tables = engine.send(GetTables).await.map_err(|e| std::io::Error::other(format!("the engine: {e}")))?;
+    let tables = engine.tables();
     let hub = feed::start_hub(&engine, tables.clone(), settings.feed.clone()).await?;
     let state = Arc::new(AppState {
         engine,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use alloy_primitives::keccak256;
 use pat_actors::engine::system_clock;
-use pat_actors::{EngineActor, EngineHandle, EngineSettings};
+use pat_actors::{Engine, EngineActor, EngineSettings};
 use pat_config::Config;
 use pat_engine::EngineConfig;
 use pat_engine::signing::{LocalSigner, sign_listing, sign_order_for};
@@ -24,7 +24,7 @@ pub struct Api {
     pub http: reqwest::Client,
     pub cfg: EngineConfig,
     pub config_path: PathBuf,
-    pub engine: EngineHandle,
+    pub engine: Engine,
     _tmp: tempfile::TempDir,
 }
 

@@ -1,0 +1,276 @@
+//! What one incarnation of the engine shares between its engine actor and
+//! its market actors: the [`Registry`] (the state between markets: nonces,
+//! payload hashes, group exposure, fills, the ledger) and the clearing
+//! hand-off queue behind one lock, and the journal. Every change appends its
+//! event while it still holds the lock, so the journal's LSN order is the
+//! order in which the changes were made, and a replay gives the same state:
+//! segment ids follow the journal, a nonce is claimed once, a group's
+//! exposure limit holds across its markets.
+//!
+//! The incarnation ends when the last actor holding it is gone; its
+//! [`ExitNotice`], the last field, then tells the engine's supervisor.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+
+use actix::prelude::*;
+use alloy_primitives::B256;
+use pat_engine::{EngineConfig, Event, FillStatus, MarketId, Registry};
+use pat_persistence::{DataDir, Durable, Journal, JournalError};
+use tokio::sync::broadcast;
+
+use crate::engine::{Clock, EngineActor, EngineError, EngineSettings, FillUpdate, Outlets, Stop};
+use crate::supervisor::{Exit, ExitNotice, Retire};
+
+/// The state under the lock.
+pub(crate) struct SharedState {
+    pub(crate) registry: Registry,
+    /// Accepted fills not yet handed to clearing, with the LSN of their record
+    /// (0 for fills recovered from disk, durable already).
+    pub(crate) handoff: VecDeque<(u64, B256)>,
+    /// The LSN the journal gives the next append: every append happens under
+    /// the lock and LSNs are consecutive (a failed write degrades the engine).
+    next_lsn: u64,
+}
+
+impl SharedState {
+    /// The LSN of the newest append.
+    pub(crate) fn last_lsn(&self) -> u64 {
+        self.next_lsn - 1
+    }
+
+    /// The fill's current status as an update, if the fill exists.
+    pub(crate) fn fill_update(&self, id: &B256) -> Option<FillUpdate> {
+        self.registry.fill(id).map(|r| FillUpdate {
+            fill_id: r.fill.fill_id,
+            consumer: r.fill.consumer,
+            market: r.fill.market,
+            status: r.status.clone(),
+        })
+    }
+
+    /// Open (accepted or submitted) fills passing `keep`, oldest first.
+    pub(crate) fn open_fills(&self, keep: impl Fn(&B256) -> bool) -> Vec<B256> {
+        let mut open: Vec<_> = self
+            .registry
+            .fills()
+            .filter(|r| {
+                matches!(r.status, FillStatus::Accepted | FillStatus::Submitted { .. }) && keep(&r.fill.fill_id)
+            })
+            .collect();
+        open.sort_by_key(|r| (r.fill.accepted_at_ms, r.fill.fill_id));
+        open.into_iter().map(|r| r.fill.fill_id).collect()
+    }
+}
+
+/// One incarnation of the engine, shared by its actors.
+pub(crate) struct Shared {
+    state: Mutex<SharedState>,
+    degraded: Arc<AtomicBool>,
+    /// Set once the incarnation ends: no market actor may start in it.
+    closing: AtomicBool,
+    /// The engine actor, for a failed append to stop it.
+    engine: OnceLock<actix::WeakAddr<EngineActor>>,
+    pub(crate) outlets: Outlets,
+    pub(crate) clock: Clock,
+    pub(crate) settings: EngineSettings,
+    /// The config file's at the first start: what a replay starts from without a snapshot.
+    pub(crate) launch_config: Arc<EngineConfig>,
+    /// The engine actor's arbiter first, then those the market actors are spread over.
+    pub(crate) arbiters: Vec<ArbiterHandle>,
+    pub(crate) data: Arc<DataDir>,
+    market_exits: Sender<(MarketId, Exit)>,
+    /// Joins its writer when dropped, after everything above.
+    journal: Journal,
+    /// Last: tells the supervisor once everything above is released.
+    exit: Mutex<ExitNotice>,
+}
+
+/// A reply that resolves once what it reports is durable.
+pub(crate) type Reply<T> = Pin<Box<dyn Future<Output = Result<T, EngineError>>>>;
+
+pub(crate) fn refused<T: 'static>(e: EngineError) -> Reply<T> {
+    Box::pin(std::future::ready(Err(e)))
+}
+
+/// What [`Shared::new`] takes.
+pub(crate) struct SharedParts {
+    pub(crate) registry: Registry,
+    pub(crate) next_lsn: u64,
+    pub(crate) outlets: Outlets,
+    pub(crate) clock: Clock,
+    pub(crate) settings: EngineSettings,
+    pub(crate) launch_config: Arc<EngineConfig>,
+    pub(crate) arbiters: Vec<ArbiterHandle>,
+    pub(crate) data: DataDir,
+    pub(crate) journal: Journal,
+    pub(crate) market_exits: Sender<(MarketId, Exit)>,
+    pub(crate) exit: ExitNotice,
+}
+
+impl Shared {
+    /// The incarnation; every open fill waits in the hand-off queue.
+    pub(crate) fn new(p: SharedParts) -> Self {
+        let mut state = SharedState { registry: p.registry, handoff: VecDeque::new(), next_lsn: p.next_lsn };
+        state.handoff = state.open_fills(|_| true).into_iter().map(|id| (0, id)).collect();
+        Self {
+            state: Mutex::new(state),
+            market_exits: p.market_exits,
+            degraded: Arc::new(AtomicBool::new(false)),
+            closing: AtomicBool::new(false),
+            engine: OnceLock::new(),
+            outlets: p.outlets,
+            clock: p.clock,
+            settings: p.settings,
+            launch_config: p.launch_config,
+            arbiters: p.arbiters,
+            data: Arc::new(p.data),
+            journal: p.journal,
+            exit: Mutex::new(p.exit),
+        }
+    }
+
+    /// Where a market actor of this incarnation reports its end.
+    pub(crate) fn market_exits(&self) -> Sender<(MarketId, Exit)> {
+        self.market_exits.clone()
+    }
+
+    pub(crate) fn set_engine(&self, engine: actix::WeakAddr<EngineActor>) {
+        let _ = self.engine.set(engine);
+    }
+
+    /// The state, for a change. A lock poisoned by a panic may guard a
+    /// half-made change: the engine degrades and restarts from disk.
+    pub(crate) fn lock(&self) -> Result<MutexGuard<'_, SharedState>, EngineError> {
+        self.state.lock().map_err(|_| {
+            self.degrade();
+            EngineError::Degraded("an actor crashed while changing the registry".into())
+        })
+    }
+
+    /// The state, for a read (also behind a poisoned lock: the engine is restarting then).
+    pub(crate) fn read(&self) -> MutexGuard<'_, SharedState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Refuses a change when the engine is degraded or the journal is full.
+    pub(crate) fn writable(&self) -> Result<(), EngineError> {
+        // A handler panicked and its actor is being dropped: actix still runs
+        // what is queued, against state the panic may have left half-changed.
+        if std::thread::panicking() {
+            return Err(EngineError::Degraded("the actor crashed".into()));
+        }
+        if self.degraded.load(Ordering::Acquire) {
+            return Err(EngineError::Degraded("a journal write failed".into()));
+        }
+        if self.journal.is_full() {
+            return Err(EngineError::Busy);
+        }
+        Ok(())
+    }
+
+    /// Marks the engine degraded and stops it, once, for its supervisor to
+    /// start it again from disk.
+    pub(crate) fn degrade(&self) {
+        if !self.degraded.swap(true, Ordering::AcqRel) {
+            stop_engine(self.engine.get());
+        }
+    }
+
+    /// Appends an event whose change `st` already holds; the returned future
+    /// resolves once it is durable. Any failure degrades the engine.
+    pub(crate) fn append(
+        &self,
+        st: &mut SharedState,
+        event: &Event,
+    ) -> impl Future<Output = Result<(), EngineError>> + use<> {
+        let started = Instant::now();
+        let appended: Result<Durable, JournalError> = self.journal.append_event(event);
+        st.next_lsn += 1;
+        let (degraded, engine) = (self.degraded.clone(), self.engine.get().cloned());
+        async move {
+            let result = match appended {
+                Ok(durable) => durable.await,
+                Err(e) => Err(e),
+            };
+            metrics::histogram!("pat_journal_append_seconds").record(started.elapsed().as_secs_f64());
+            result.map(|_| ()).map_err(|e| {
+                metrics::counter!("pat_journal_failures_total").increment(1);
+                if !degraded.swap(true, Ordering::AcqRel) {
+                    stop_engine(engine.as_ref());
+                }
+                EngineError::Journal(e)
+            })
+        }
+    }
+
+    /// The newest LSN the journal has made durable.
+    pub(crate) fn durable_lsn(&self) -> u64 {
+        self.journal.stats().durable_lsn.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn fill_updates(&self) -> broadcast::Sender<FillUpdate> {
+        self.outlets.fill_updates.clone()
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    /// Ends the incarnation: no market actor starts in it any more, and
+    /// every running one retires.
+    pub(crate) fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        if let Some(markets) = self.outlets.markets.get() {
+            markets.each(|m| m.do_send(Retire));
+        }
+    }
+
+    /// The coming end is asked for (shutdown); `released` hears once every
+    /// actor of the incarnation is gone and the data directory is closed.
+    pub(crate) fn plan_exit(&self, released: tokio::sync::oneshot::Sender<()>) {
+        self.exit.lock().unwrap_or_else(|e| e.into_inner()).plan(Some(released));
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The arbiters still have replies to deliver: for appends that became
+        // durable, and the shutdown's own. They stop a second later.
+        let arbiters = std::mem::take(&mut self.arbiters);
+        let stopper = std::thread::Builder::new().name("pat-arbiter-stop".into()).spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            for arbiter in arbiters {
+                arbiter.stop();
+            }
+        });
+        if let Err(e) = stopper {
+            eprintln!("the arbiters of an ended engine incarnation stay: {e}");
+        }
+    }
+}
+
+fn stop_engine(engine: Option<&actix::WeakAddr<EngineActor>>) {
+    if let Some(engine) = engine.and_then(|e| e.upgrade()) {
+        engine.do_send(Stop);
+    }
+}
+
+/// Resolves once `durable` has, then sends `updates` (durable by then); no
+/// subscriber is not an error.
+pub(crate) async fn announce_when_durable(
+    durable: impl Future<Output = Result<(), EngineError>>,
+    sender: broadcast::Sender<FillUpdate>,
+    updates: Vec<FillUpdate>,
+) -> Result<(), EngineError> {
+    durable.await?;
+    for update in updates {
+        let _ = sender.send(update);
+    }
+    Ok(())
+}
