@@ -1,24 +1,29 @@
 //! # pat-actors: the engine as a running service
 //!
 //! Wires the pure engine (`pat-engine`) to time, durability and concurrency
-//! with actix actors. One [`engine::EngineActor`] owns the [`pat_engine::Books`]
-//! of every market on its own arbiter (thread): it takes orders and
-//! submissions, acknowledges them only once their events are durable in the
-//! journal, runs expiry and snapshots on timers, and writes each change's
-//! market stats into the stats table. The [`quoting::QuotingActor`], on an
-//! arbiter of its own, reprices every tick from that table into the quote
-//! table orders execute against, and publishes changed quotes on a broadcast
-//! channel. Splitting the engine into one actor per market (DESIGN.md section
-//! 6) is what remains; the messages here are the interface that split keeps.
+//! with actix actors. A [`market::MarketActor`] per market, spread over one
+//! arbiter per core, owns that market's state and takes its orders and
+//! submissions; what spans markets (the [`pat_engine::Registry`]) the actors
+//! of one engine incarnation share behind one lock, under which each change
+//! also appends its event, and replies go out once the event is durable. The
+//! [`engine::EngineActor`] boots each incarnation from disk and handles what
+//! belongs to no single market: reads, pause, phase, reloads, snapshots and
+//! the clearing hand-off. The [`quoting::QuotingActor`], on an arbiter of
+//! its own, reprices every tick from the stats table the market actors write
+//! into the quote table orders execute against, and publishes changed quotes
+//! on a broadcast channel.
 //!
 //! A [`clearing::ClearingActor`] takes the engine's durable fills, settles
 //! them on chain in batches, and records submissions and outcomes back
-//! through the engine, which journals them. Each of the three runs under a
-//! [`supervisor`] that restarts it from durable state after a crash.
+//! through the engine, which journals them. Each actor runs under a
+//! [`supervisor`] that restarts it from durable state after a crash; a
+//! market restarts alone, by replay of the journal.
 //!
 //! ## Layout
 //!
-//! - [`engine`]: the engine actor, its messages and its error type.
+//! - [`engine`]: the engine actor, its messages, its error type, and [`Engine`].
+//! - [`market`]: the market actors, their router and their supervisor.
+//! - `shared`: what one incarnation's actors share: the registry and the journal.
 //! - [`quoting`]: the stats and quote tables and the quoting actor.
 //! - [`clearing`]: the clearing actor: batches, `settleBatch`, outcomes.
 //! - [`supervisor`]: restarts, the handle that follows them, planned stops.
