@@ -24,10 +24,8 @@ use actix::prelude::*;
 use alloy_primitives::B256;
 use alloy_primitives::map::B256Map;
 use pat_engine::market::{Market, UnitCounters};
-use pat_engine::segment::market_key_of;
-use pat_engine::{
-    EngineConfig, Event, Fill, MarketId, MarketKey, OrderError, Quote, Segment, SignedSegment, VerifiedOrder,
-};
+use pat_engine::segment::{VerifiedSegment, market_key_of};
+use pat_engine::{EngineConfig, Event, Fill, MarketId, MarketKey, OrderError, Quote, Segment, VerifiedOrder};
 
 use crate::engine::{EngineError, Settlement};
 use crate::shared::{Shared, announce_when_durable, refused};
@@ -46,10 +44,11 @@ pub struct MarketView {
     pub counters: UnitCounters,
 }
 
-/// List a provider's segment; replies with the listed segment once durable.
+/// List a provider's segment (its signature checked by the sender);
+/// replies with the listed segment once durable.
 #[derive(Message)]
 #[rtype(result = "Result<Segment, EngineError>")]
-pub struct SubmitSegment(pub SignedSegment);
+pub struct SubmitSegment(pub VerifiedSegment);
 
 /// Execute a verified order; replies with the fill once durable.
 #[derive(Message)]
@@ -178,13 +177,11 @@ impl Handler<SubmitSegment> for MarketActor {
                 Box::pin(async move { durable.await.map(|()| segment) })
             }
             Err(e) => {
+                // Validly signed, so it counts against the provider: journaled.
                 metrics::counter!("pat_submissions_refused_total", "reason" => e.code()).increment(1);
-                if e.is_attributable() {
-                    let provider = msg.0.submission.provider;
-                    let durable = shared.append(&mut st, &Event::SubmissionRefused { provider });
-                    return Box::pin(async move { durable.await.and(Err(e.into())) });
-                }
-                refused(e.into())
+                let provider = msg.0.signed().submission.provider;
+                let durable = shared.append(&mut st, &Event::SubmissionRefused { provider });
+                Box::pin(async move { durable.await.and(Err(e.into())) })
             }
         }
     }
@@ -341,13 +338,14 @@ impl Markets {
         }
     }
 
-    /// Sends the submission to the actor of the market it names. One that
-    /// names no market of the catalogue goes to the first market's actor,
-    /// whose checks refuse it with the precise reason (after the signature
-    /// check, as for any other) and count it against the provider.
-    pub fn submit_segment(&self, signed: SignedSegment) -> Routed<Result<Segment, EngineError>> {
-        let id = market_key_of(&signed.submission, &self.catalogue).ok().and_then(|k| self.by_key(&k));
-        Box::pin(self.actor(id.unwrap_or(MarketId(0))).send(SubmitSegment(signed)))
+    /// Sends the verified submission to the actor of the market it names.
+    /// One that names no market of the catalogue goes to the first market's
+    /// actor, whose checks refuse it with the precise reason and count it
+    /// against the provider, as for any other refusal.
+    pub fn submit_segment(&self, verified: VerifiedSegment) -> Routed<Result<Segment, EngineError>> {
+        let named = market_key_of(&verified.signed().submission, &self.catalogue).ok();
+        let id = named.and_then(|k| self.by_key(&k)).unwrap_or(MarketId(0));
+        Box::pin(self.actor(id).send(SubmitSegment(verified)))
     }
 
     /// Every market with its quote, by [`MarketId`].

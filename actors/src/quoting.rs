@@ -348,7 +348,8 @@ mod tests {
         assert!(requote, "a new table asks for every quote");
 
         let signed = signed_segment(&key(10), "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 20, &testing::payload(3));
-        let segment = registry.check_segment(&signed, T0 * 1000).unwrap();
+        let verified = pat_engine::segment::verify_submission(signed, registry.domain()).unwrap();
+        let segment = registry.check_segment(&verified, T0 * 1000).unwrap();
         registry.list_segment(&mut markets[id.index()], segment).unwrap();
         tables.stats.write_market(&markets[id.index()], &registry);
         let (stats, changed, requote) = stats_of(&tables, id);

@@ -14,6 +14,7 @@ use pat_actors::supervisor::Crash;
 use pat_actors::{Engine, EngineActor, EngineSettings};
 use pat_chain::devnet::Devnet;
 use pat_engine::order::verify_order;
+use pat_engine::segment::verify_submission;
 use pat_engine::signing::{LocalSigner, sign_listing, sign_order_for};
 use pat_engine::{EngineConfig, FillStatus, MarketKey, testing};
 
@@ -35,7 +36,7 @@ async fn list(engine: &Engine, cfg: &EngineConfig, provider: u8) {
         r#"{{"signals":[{{"ts":{now},"intent":"PURCHASE_INTENT","confidence":0.8,"category":"p{provider}"}}]}}"#
     );
     let signed = sign_listing(&signer(provider), &market(), 5, now - 60, now, payload.into_bytes(), &cfg.domain());
-    engine.markets().submit_segment(signed).await.unwrap().unwrap();
+    engine.markets().submit_segment(verify_submission(signed, &cfg.domain()).unwrap()).await.unwrap().unwrap();
 }
 
 async fn ask(engine: &Engine) -> u128 {

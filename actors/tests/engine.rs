@@ -13,6 +13,7 @@ use pat_actors::supervisor::{Crash, CrashQuoting};
 use pat_actors::{Engine, EngineActor, EngineError, EngineSettings};
 use pat_engine::VerifiedOrder;
 use pat_engine::order::verify_order;
+use pat_engine::segment::verify_submission;
 use pat_engine::testing::{self, CONSUMER_KEY, T0, key, signed_order, signed_segment};
 use pat_engine::{FillStatus, MarketKey};
 
@@ -44,7 +45,12 @@ async fn stock(engine: &Engine, providers: u8) {
     for p in 0..providers {
         let payload = testing::payload_salted(3, u64::from(p));
         let signed = signed_segment(&key(10 + p), "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 20, &payload);
-        engine.markets().submit_segment(signed).await.unwrap().unwrap();
+        engine
+            .markets()
+            .submit_segment(verify_submission(signed, &testing::config().domain()).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
     }
 }
 
@@ -272,7 +278,12 @@ async fn a_crashed_market_actor_restarts_alone_from_the_journal() {
     engine.markets().actor(id).send(Crash).await.unwrap_err();
     // Another market is not held up: a listing there is accepted at once.
     let other = signed_segment(&key(30), "PURCHASE_INTENT", "1D", 8000, T0 - 3600, T0, 5, &testing::payload(4));
-    let listed = engine.markets().submit_segment(other).await.unwrap().unwrap();
+    let listed = engine
+        .markets()
+        .submit_segment(verify_submission(other, &testing::config().domain()).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_ne!(listed.market, market());
     let mut back = None;
     for _ in 0..100 {

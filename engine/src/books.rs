@@ -24,7 +24,7 @@ use crate::money::Amount;
 use crate::order::{OrderError, VerifiedOrder};
 use crate::params::EngineConfig;
 use crate::quoter::{Quote, TickInputs};
-use crate::segment::{Segment, SegmentId, SignedSegment, SubmitError};
+use crate::segment::{self, Segment, SegmentId, SignedSegment, SubmitError};
 
 /// All markets of a catalogue and the state between them, but their quotes.
 #[derive(Debug, Clone, PartialEq)]
@@ -188,7 +188,8 @@ impl Books {
     /// Validates a provider's submission and lists its units; returns the
     /// listed segment (what the journal records).
     pub fn submit_segment(&mut self, signed: &SignedSegment, now_ms: TimeMs) -> Result<Segment, SubmitError> {
-        let segment = self.registry.check_segment(signed, now_ms)?;
+        let verified = segment::verify_submission(signed.clone(), self.domain())?;
+        let segment = self.registry.check_segment(&verified, now_ms)?;
         self.list_segment(segment.clone()).expect("a checked segment fits the catalogue");
         Ok(segment)
     }

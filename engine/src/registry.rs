@@ -29,7 +29,7 @@ use crate::money::Amount;
 use crate::order::{LimitScope, OrderError, VerifiedOrder};
 use crate::params::EngineConfig;
 use crate::quoter::{MarketSpec, Quote};
-use crate::segment::{self, Segment, SegmentId, SignedSegment, SubmitError};
+use crate::segment::{self, Segment, SegmentId, SubmitError, VerifiedSegment};
 
 /// Why a fill's status could not change.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -346,21 +346,22 @@ impl Registry {
         Ok(())
     }
 
-    /// Validates a provider's submission and gives it the next segment id;
-    /// [`Registry::list_segment`] lists it. A refusal attributable to the
-    /// provider counts against its reliability.
-    pub fn check_segment(&mut self, signed: &SignedSegment, now_ms: TimeMs) -> Result<Segment, SubmitError> {
-        let record = self.provider(&signed.submission.provider);
+    /// Validates a provider's verified submission and gives it the next
+    /// segment id; [`Registry::list_segment`] lists it. A refusal counts
+    /// against the provider's reliability (its signature is good).
+    pub fn check_segment(&mut self, verified: &VerifiedSegment, now_ms: TimeMs) -> Result<Segment, SubmitError> {
+        let provider = verified.signed().submission.provider;
         let id = SegmentId(self.segments.len() as u64);
-        let checked = segment::check_submission(signed, &self.cfg, &self.domain, id, now_ms, record.reliability_bps())
-            .and_then(|s| match self.payload_hashes.contains(&s.payload_hash) {
-                true => Err(SubmitError::DuplicatePayload(s.payload_hash)),
-                false => Ok(s),
-            });
-        if let Err(e) = &checked
-            && e.is_attributable()
+        let reliability = self.provider(&provider).reliability_bps();
+        let checked = segment::check_submission(verified, &self.cfg, id, now_ms, reliability).and_then(|s| match self
+            .payload_hashes
+            .contains(&s.payload_hash)
         {
-            self.record_refusal(signed.submission.provider);
+            true => Err(SubmitError::DuplicatePayload(s.payload_hash)),
+            false => Ok(s),
+        });
+        if checked.is_err() {
+            self.record_refusal(provider);
         }
         checked
     }

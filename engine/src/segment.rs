@@ -126,11 +126,6 @@ impl SubmitError {
             Self::DuplicatePayload(_) => "duplicate_payload",
         }
     }
-
-    /// Whether the provider proved it made the submission (its reliability counts it).
-    pub fn is_attributable(&self) -> bool {
-        !matches!(self, Self::BadSignature(_))
-    }
 }
 
 /// One intent signal of a payload. Missing fields lower completeness.
@@ -148,10 +143,24 @@ struct Payload {
     signals: Vec<Signal>,
 }
 
-/// Checks the provider's signature alone, under the marketplace's `domain`.
-pub fn verify_submission_signature(signed: &SignedSegment, domain: &Eip712Domain) -> Result<(), SubmitError> {
+/// A submission whose provider signature checked out under the
+/// marketplace's domain; only [`verify_submission`] makes one. The costly
+/// part of a submission's checks (signature recovery), done apart from the
+/// rest so the runtime can do it off the engine's lock, on the HTTP worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedSegment(SignedSegment);
+
+impl VerifiedSegment {
+    pub fn signed(&self) -> &SignedSegment {
+        &self.0
+    }
+}
+
+/// Checks the provider's signature, under the marketplace's `domain`.
+pub fn verify_submission(signed: SignedSegment, domain: &Eip712Domain) -> Result<VerifiedSegment, SubmitError> {
     let digest = eip712::digest(&signed.submission, domain);
-    eip712::verify_signer(&digest, &signed.signature, signed.submission.provider).map_err(SubmitError::BadSignature)
+    eip712::verify_signer(&digest, &signed.signature, signed.submission.provider).map_err(SubmitError::BadSignature)?;
+    Ok(VerifiedSegment(signed))
 }
 
 /// The market a submission names, if the catalogue of `cfg` has it.
@@ -169,18 +178,18 @@ pub fn market_key_of(s: &SegmentSubmission, cfg: &EngineConfig) -> Result<Market
     Ok(MarketKey::new(segment_type, window, band))
 }
 
-/// Checks everything about a submission that needs no engine state but the
-/// provider's reliability, in a fixed order, and computes its quality: the
-/// segment it would list as `id` at `now_ms` (all but the duplicate check).
+/// Checks everything about a verified submission that needs no engine state
+/// but the provider's reliability, in a fixed order, and computes its
+/// quality: the segment it would list as `id` at `now_ms` (all but the
+/// duplicate check).
 pub fn check_submission(
-    signed: &SignedSegment,
+    verified: &VerifiedSegment,
     cfg: &EngineConfig,
-    domain: &Eip712Domain,
     id: SegmentId,
     now_ms: TimeMs,
     reliability_bps: u16,
 ) -> Result<Segment, SubmitError> {
-    verify_submission_signature(signed, domain)?;
+    let signed = verified.signed();
     let s = &signed.submission;
     let market = market_key_of(s, cfg)?;
     let (segment_type, window) = (market.segment_type.clone(), market.window);
@@ -286,7 +295,8 @@ mod tests {
 
     fn check(signed: &SignedSegment) -> Result<Segment, SubmitError> {
         let cfg = testing::config();
-        check_submission(signed, &cfg, &cfg.domain(), SegmentId(0), T0 * 1000, 10_000)
+        let verified = verify_submission(signed.clone(), &cfg.domain())?;
+        check_submission(&verified, &cfg, SegmentId(0), T0 * 1000, 10_000)
     }
 
     fn resigned(edit: impl FnOnce(&mut SegmentSubmission)) -> SignedSegment {
@@ -354,7 +364,8 @@ mod tests {
         signed.submission.payloadHash = keccak256(&payload);
         let signed = testing::sign_segment(&PROVIDER_KEY, signed.submission, payload);
         let cfg = testing::config();
-        let q = check_submission(&signed, &cfg, &cfg.domain(), SegmentId(0), T0 * 1000, 5_000).unwrap().quality;
+        let verified = verify_submission(signed, &cfg.domain()).unwrap();
+        let q = check_submission(&verified, &cfg, SegmentId(0), T0 * 1000, 5_000).unwrap().quality;
         assert_eq!(q.completeness, 5_000);
         assert_eq!(q.consistency, 5_000);
         assert_eq!(q.accuracy, 7_500); // (0.9 + 0.6) / (0.9 + 0.3 + 0.6 + 0.2)

@@ -17,6 +17,7 @@ use pat_actors::engine::{
 use pat_actors::market::GetMarket;
 use pat_actors::{Engine, EngineActor};
 use pat_engine::order::{SignedOrder, verify_order};
+use pat_engine::segment::verify_submission;
 use pat_engine::{MarketKey, SegmentId, SignedSegment};
 use serde::Deserialize;
 
@@ -103,7 +104,9 @@ async fn submit_segment(state: State, body: web::Json<SegmentRequest>) -> Result
         signature: signature_bytes(&body.signature)?,
         payload: body.payload.into_bytes(),
     };
-    let segment = routed(&state, state.engine.markets().submit_segment(signed)).await??;
+    // As for orders: signature recovery runs here, on the HTTP worker.
+    let verified = verify_submission(signed, &state.domain).map_err(pat_actors::EngineError::from)?;
+    let segment = routed(&state, state.engine.markets().submit_segment(verified)).await??;
     Ok(HttpResponse::Created().json(SegmentBody::from(&segment)))
 }
 
