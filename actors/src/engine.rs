@@ -1,6 +1,6 @@
 //! The engine actor and the running engine's front door. The engine actor
 //! boots an incarnation of the engine from disk (recovery), starts a
-//! [`MarketActor`] per market over one arbiter per core, and then handles
+//! [`MarketActor`] per market over its market arbiters, and then handles
 //! what is not one market's: reads of fills, segments and the ledger, the
 //! pause switch, the phase, config reloads, snapshots, and the clearing
 //! side's hand-off of durable fills. Changes append their [`Event`] under
@@ -48,7 +48,12 @@ pub struct EngineSettings {
     pub snapshot_every: Duration,
     /// Snapshots kept; journal files older than the oldest kept one are deleted.
     pub snapshot_retain: usize,
-    /// Requests that may wait in the actor's mailbox.
+    /// Arbiters (threads) the market actors are spread over. One by default:
+    /// every market change runs under the one registry lock, so a second
+    /// market thread adds contention and no parallelism (docs/benchmarks.md,
+    /// fourth measurement); more pay off once that lock is sharded.
+    pub market_arbiters: usize,
+    /// Requests that may wait in each actor's mailbox.
     pub mailbox_capacity: usize,
     /// Changed-quote batches the broadcast channel keeps for slow subscribers.
     pub quote_channel_capacity: usize,
@@ -65,6 +70,7 @@ impl EngineSettings {
             expiry_every: Duration::from_secs(1),
             snapshot_every: Duration::from_secs(300),
             snapshot_retain: 2,
+            market_arbiters: 1,
             mailbox_capacity: 16_384,
             quote_channel_capacity: 1_024,
             fill_channel_capacity: 16_384,
@@ -388,8 +394,7 @@ impl EngineActor {
         let stats = &launch.outlets.tables.stats;
         markets.iter().for_each(|m| stats.write_market(m, &registry));
         stats.write_switches(&registry);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let arbiters = (0..=cores)
+        let arbiters = (0..=settings.market_arbiters.max(1))
             .map(|_| Arbiter::try_new().map(|a| a.handle()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| EngineError::Start(e.to_string()))?;

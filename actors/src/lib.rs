@@ -1,8 +1,8 @@
 //! # pat-actors: the engine as a running service
 //!
 //! Wires the pure engine (`pat-engine`) to time, durability and concurrency
-//! with actix actors. A [`market::MarketActor`] per market, spread over one
-//! arbiter per core, owns that market's state and takes its orders and
+//! with actix actors. A [`market::MarketActor`] per market, spread over the
+//! market arbiters, owns that market's state and takes its orders and
 //! submissions; what spans markets (the [`pat_engine::Registry`]) the actors
 //! of one engine incarnation share behind one lock, under which each change
 //! also appends its event, and replies go out once the event is durable. The

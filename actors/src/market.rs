@@ -1,6 +1,7 @@
-//! The market actors: one [`MarketActor`] per [`MarketKey`], spread over one
-//! arbiter per core. Each owns its [`Market`] (live supply, EWMA event
-//! sums, exposure, unit counters) and is its only writer: it takes the
+//! The market actors: one [`MarketActor`] per [`MarketKey`], spread over the
+//! market arbiters (`EngineSettings::market_arbiters`). Each owns its
+//! [`Market`] (live supply, EWMA event sums, exposure, unit counters) and is
+//! its only writer: it takes the
 //! market's orders and submissions, records the chain's outcomes of its
 //! fills, sweeps its expired units on a timer, and writes its stats into the
 //! stats table after each change. What spans markets it changes through the
