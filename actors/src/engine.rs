@@ -360,9 +360,6 @@ impl EngineActor {
         let handle = Supervised::new(first.engine);
         supervisor::supervise("engine", &handle, exited, move || {
             let next = Self::boot(&launch, false).map_err(|e| e.to_string())?;
-            if let Some(markets) = launch.outlets.markets.get() {
-                markets.point(next.markets);
-            }
             Ok(next.engine)
         });
         Ok((Engine { handle, markets, tables }, first.startup))
@@ -412,13 +409,18 @@ impl EngineActor {
             market_exits: market_exits.clone(),
             exit: ExitNotice::new(launch.exits.clone()),
         }));
-        let markets = markets
+        let markets: Vec<_> = markets
             .into_iter()
             .map(|m| {
                 let exit = ExitNotice::keyed(market_exits.clone(), m.id);
                 MarketActor::launch(m, shared.clone(), exit)
             })
             .collect();
+        // A restart points the router at the new actors before any of them
+        // can be restarted alone (the first start builds the router from them).
+        if let Some(router) = launch.outlets.markets.get() {
+            router.point(markets.clone());
+        }
         market::supervise_markets(Arc::downgrade(&shared), market_exited);
         let actor = Self { shared: shared.clone() };
         let engine = Self::start_in_arbiter(&arbiters[0], |_| actor);
@@ -439,7 +441,7 @@ impl EngineActor {
         let markets = self.markets();
         let taken = async move {
             let frozen = markets?.freeze(true).await.map_err(unavailable)?;
-            let st = shared.lock()?;
+            let st = shared.begin(0)?;
             Ok::<_, EngineError>((st.registry.state(frozen.copies.into_iter().flatten().collect()), st.last_lsn()))
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -450,7 +452,7 @@ impl EngineActor {
         Box::pin(async move {
             let (state, lsn) = rx.await.map_err(|_| EngineError::Journal(JournalError::Closed))??;
             while shared.durable_lsn() < lsn {
-                shared.writable()?;
+                shared.alive()?;
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
             let started = Instant::now();
@@ -600,10 +602,7 @@ impl EngineActor {
         &self,
         change: impl FnOnce(&mut Registry) -> Result<Event, EngineError>,
     ) -> ResponseFuture<Result<(), EngineError>> {
-        if let Err(e) = self.shared.writable() {
-            return refused(e);
-        }
-        let mut st = match self.shared.lock() {
+        let mut st = match self.shared.begin(1) {
             Ok(st) => st,
             Err(e) => return refused(e),
         };
@@ -644,14 +643,14 @@ impl Handler<Reconfigure> for EngineActor {
     /// Freezes every market, so that the new config takes effect between
     /// the same two events of each market as in a replay of the journal.
     fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self.shared.writable() {
+        if let Err(e) = self.shared.alive() {
             return refused(e);
         }
         let (shared, markets, cfg) = (self.shared.clone(), self.markets(), msg.0);
         Box::pin(async move {
             let frozen = markets?.freeze(false).await.map_err(unavailable)?;
             let durable = {
-                let mut st = shared.lock()?;
+                let mut st = shared.begin(1)?;
                 st.registry.reconfigure(cfg.clone())?;
                 let durable = shared.append(&mut st, &Event::ConfigChanged(Box::new((*cfg).clone())));
                 shared.outlets.tables.stats.write_switches(&st.registry);
@@ -695,41 +694,26 @@ impl Handler<TakeDurableFills> for EngineActor {
     }
 }
 
-/// Puts fills back at the front of the hand-off queue, in their order; only
-/// durable fills are ever taken, so they go back with LSN 0.
-fn hand_back(shared: &Shared, ids: impl DoubleEndedIterator<Item = B256>) {
-    let mut st = shared.read();
-    for id in ids.rev() {
-        st.handoff.push_front((0, id));
-    }
-}
-
 impl Handler<ReturnFills> for EngineActor {
     type Result = ();
     fn handle(&mut self, msg: ReturnFills, _: &mut Context<Self>) {
-        hand_back(&self.shared, msg.0.into_iter());
+        self.shared.read().hand_back(msg.0);
     }
 }
 
 impl Handler<RequeueTaken> for EngineActor {
     type Result = ();
     fn handle(&mut self, _: RequeueTaken, _: &mut Context<Self>) {
-        let open = {
-            let st = self.shared.read();
-            let queued: alloy_primitives::map::B256Set = st.handoff.iter().map(|&(_, id)| id).collect();
-            st.open_fills(|id| !queued.contains(id))
-        };
-        hand_back(&self.shared, open.into_iter());
+        let mut st = self.shared.read();
+        let open = st.open_fills(|_| true);
+        st.hand_back(open);
     }
 }
 
 impl Handler<RecordSubmission> for EngineActor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: RecordSubmission, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self.shared.writable() {
-            return refused(e);
-        }
-        let mut st = match self.shared.lock() {
+        let mut st = match self.shared.begin(1) {
             Ok(st) => st,
             Err(e) => return refused(e),
         };
@@ -768,7 +752,7 @@ impl Handler<RecordOutcomes> for EngineActor {
                 let ids: Vec<B256> = outcomes.iter().map(|(id, _)| *id).collect();
                 let recorded = markets.actor(market).send(RecordMarketOutcomes(outcomes)).await;
                 if let Err(e) = recorded.map_err(unavailable).and_then(|r| r) {
-                    hand_back(&shared, ids.into_iter());
+                    shared.read().hand_back(ids);
                     result = Err(e);
                 }
             }

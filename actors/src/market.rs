@@ -112,10 +112,7 @@ impl MarketActor {
     }
 
     fn expire(&mut self, ctx: &mut Context<Self>) {
-        if self.shared.writable().is_err() {
-            return;
-        }
-        let Ok(mut st) = self.shared.lock() else { return };
+        let Ok(mut st) = self.shared.begin(1) else { return };
         let now = (self.shared.clock)();
         if self.market.expire(now) == 0 {
             return;
@@ -159,11 +156,8 @@ impl Handler<crate::supervisor::Crash> for MarketActor {
 impl Handler<SubmitSegment> for MarketActor {
     type Result = ResponseFuture<Result<Segment, EngineError>>;
     fn handle(&mut self, msg: SubmitSegment, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self.shared.writable() {
-            return refused(e);
-        }
         let shared = &self.shared;
-        let mut st = match shared.lock() {
+        let mut st = match shared.begin(1) {
             Ok(st) => st,
             Err(e) => return refused(e),
         };
@@ -191,11 +185,8 @@ impl Handler<SubmitSegment> for MarketActor {
 impl Handler<PlaceOrder> for MarketActor {
     type Result = ResponseFuture<Result<Fill, EngineError>>;
     fn handle(&mut self, msg: PlaceOrder, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self.shared.writable() {
-            return refused(e);
-        }
         let shared = &self.shared;
-        let mut st = match shared.lock() {
+        let mut st = match shared.begin(1) {
             Ok(st) => st,
             Err(e) => return refused(e),
         };
@@ -222,11 +213,8 @@ impl Handler<PlaceOrder> for MarketActor {
 impl Handler<RecordMarketOutcomes> for MarketActor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: RecordMarketOutcomes, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self.shared.writable() {
-            return refused(e);
-        }
         let shared = &self.shared;
-        let mut st = match shared.lock() {
+        let mut st = match shared.begin(msg.0.len()) {
             Ok(st) => st,
             Err(e) => return refused(e),
         };
@@ -437,9 +425,10 @@ pub(crate) fn supervise_markets(shared: Weak<Shared>, exits: Receiver<(MarketId,
 /// its events come only from its actor, and a config change waits for every
 /// market to freeze.
 fn restart_market(shared: &Arc<Shared>, id: MarketId) -> Result<(), String> {
-    let through = shared.lock().map_err(|e| e.to_string())?.last_lsn();
+    let router = shared.outlets.markets.get().ok_or("the market router is not set yet")?;
+    let through = shared.begin(0).map_err(|e| e.to_string())?.last_lsn();
     while shared.durable_lsn() < through {
-        shared.writable().map_err(|e| e.to_string())?;
+        shared.alive().map_err(|e| e.to_string())?;
         std::thread::sleep(Duration::from_millis(1));
     }
     let books = shared.data.replay_through(&shared.launch_config, through).map_err(|e| e.to_string())?;
@@ -448,8 +437,7 @@ fn restart_market(shared: &Arc<Shared>, id: MarketId) -> Result<(), String> {
     shared.outlets.tables.stats.write_market(&market, &shared.read().registry);
     let exit = ExitNotice::keyed(shared.market_exits(), id);
     let addr = MarketActor::launch(market, shared.clone(), exit);
-    let markets = shared.outlets.markets.get().ok_or("no market router")?;
-    markets.actor(id).point(addr.clone());
+    router.actor(id).point(addr.clone());
     // The incarnation may have ended while this one started: see `Shared::close`.
     if shared.is_closing() {
         addr.do_send(Retire);

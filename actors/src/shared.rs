@@ -21,7 +21,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use alloy_primitives::B256;
 use pat_engine::{EngineConfig, Event, FillStatus, MarketId, Registry};
-use pat_persistence::{DataDir, Durable, Journal, JournalError};
+use pat_persistence::{DataDir, Durable, Journal};
 use tokio::sync::broadcast;
 
 use crate::engine::{Clock, EngineActor, EngineError, EngineSettings, FillUpdate, Outlets, Stop};
@@ -52,6 +52,16 @@ impl SharedState {
             market: r.fill.market,
             status: r.status.clone(),
         })
+    }
+
+    /// Puts fills back at the front of the hand-off queue, in their order,
+    /// but those queued already (a fill is queued at most once). Only durable
+    /// fills are ever taken, so they go back with LSN 0.
+    pub(crate) fn hand_back(&mut self, ids: Vec<B256>) {
+        let queued: alloy_primitives::map::B256Set = self.handoff.iter().map(|&(_, id)| id).collect();
+        for id in ids.into_iter().rev().filter(|id| !queued.contains(id)) {
+            self.handoff.push_front((0, id));
+        }
     }
 
     /// Open (accepted or submitted) fills passing `keep`, oldest first.
@@ -87,6 +97,9 @@ pub(crate) struct Shared {
     market_exits: Sender<(MarketId, Exit)>,
     /// Joins its writer when dropped, after everything above.
     journal: Journal,
+    /// Stops the arbiters, after the journal is joined (so every durable
+    /// append has its answer queued) and a grace second for the answers.
+    _arbiters_stop: ArbitersStop,
     /// Last: tells the supervisor once everything above is released.
     exit: Mutex<ExitNotice>,
 }
@@ -128,9 +141,10 @@ impl Shared {
             clock: p.clock,
             settings: p.settings,
             launch_config: p.launch_config,
-            arbiters: p.arbiters,
+            arbiters: p.arbiters.clone(),
             data: Arc::new(p.data),
             journal: p.journal,
+            _arbiters_stop: ArbitersStop(p.arbiters),
             exit: Mutex::new(p.exit),
         }
     }
@@ -144,13 +158,25 @@ impl Shared {
         let _ = self.engine.set(engine);
     }
 
-    /// The state, for a change. A lock poisoned by a panic may guard a
-    /// half-made change: the engine degrades and restarts from disk.
-    pub(crate) fn lock(&self) -> Result<MutexGuard<'_, SharedState>, EngineError> {
-        self.state.lock().map_err(|_| {
+    /// The state, for a change of up to `events` events: refused when the
+    /// engine is degraded or the journal has no room for them. Checked under
+    /// the lock, since every appender takes it. A lock poisoned by a panic
+    /// may guard a half-made change: the engine degrades and restarts from disk.
+    pub(crate) fn begin(&self, events: usize) -> Result<MutexGuard<'_, SharedState>, EngineError> {
+        // A handler panicked and its actor is being dropped: actix may still
+        // poll what it spawned, against state the panic may have left half-changed.
+        if std::thread::panicking() {
+            return Err(EngineError::Degraded("the actor crashed".into()));
+        }
+        let st = self.state.lock().map_err(|_| {
             self.degrade();
             EngineError::Degraded("an actor crashed while changing the registry".into())
-        })
+        })?;
+        self.alive()?;
+        if !self.journal.has_room(events) {
+            return Err(EngineError::Busy);
+        }
+        Ok(st)
     }
 
     /// The state, for a read (also behind a poisoned lock: the engine is restarting then).
@@ -158,20 +184,13 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Refuses a change when the engine is degraded or the journal is full.
-    pub(crate) fn writable(&self) -> Result<(), EngineError> {
-        // A handler panicked and its actor is being dropped: actix still runs
-        // what is queued, against state the panic may have left half-changed.
-        if std::thread::panicking() {
-            return Err(EngineError::Degraded("the actor crashed".into()));
+    /// Refuses once the engine is degraded: a journal write failed, so
+    /// memory may hold changes that are not durable.
+    pub(crate) fn alive(&self) -> Result<(), EngineError> {
+        match self.degraded.load(Ordering::Acquire) {
+            true => Err(EngineError::Degraded("a journal write failed".into())),
+            false => Ok(()),
         }
-        if self.degraded.load(Ordering::Acquire) {
-            return Err(EngineError::Degraded("a journal write failed".into()));
-        }
-        if self.journal.is_full() {
-            return Err(EngineError::Busy);
-        }
-        Ok(())
     }
 
     /// Marks the engine degraded and stops it, once, for its supervisor to
@@ -182,22 +201,30 @@ impl Shared {
         }
     }
 
-    /// Appends an event whose change `st` already holds; the returned future
-    /// resolves once it is durable. Any failure degrades the engine.
+    /// Appends an event whose change `st` (from [`Shared::begin`]) already
+    /// holds; the returned future resolves once it is durable. Any failure
+    /// degrades the engine: at once if the append is refused (no later
+    /// change may then be journaled after it), or when the write fails.
     pub(crate) fn append(
         &self,
         st: &mut SharedState,
         event: &Event,
     ) -> impl Future<Output = Result<(), EngineError>> + use<> {
         let started = Instant::now();
-        let appended: Result<Durable, JournalError> = self.journal.append_event(event);
-        st.next_lsn += 1;
+        let appended = self.alive().and_then(|()| {
+            self.journal.append_event(event).map_err(|e| {
+                metrics::counter!("pat_journal_failures_total").increment(1);
+                self.degrade();
+                EngineError::Journal(e)
+            })
+        });
+        if appended.is_ok() {
+            st.next_lsn += 1;
+        }
         let (degraded, engine) = (self.degraded.clone(), self.engine.get().cloned());
         async move {
-            let result = match appended {
-                Ok(durable) => durable.await,
-                Err(e) => Err(e),
-            };
+            let durable: Durable = appended?;
+            let result = durable.await;
             metrics::histogram!("pat_journal_append_seconds").record(started.elapsed().as_secs_f64());
             result.map(|_| ()).map_err(|e| {
                 metrics::counter!("pat_journal_failures_total").increment(1);
@@ -238,11 +265,14 @@ impl Shared {
     }
 }
 
-impl Drop for Shared {
+/// Stops the arbiters of an ended incarnation a second after it is dropped:
+/// they still carry replies (for appends that became durable, and the
+/// shutdown's own).
+struct ArbitersStop(Vec<ArbiterHandle>);
+
+impl Drop for ArbitersStop {
     fn drop(&mut self) {
-        // The arbiters still have replies to deliver: for appends that became
-        // durable, and the shutdown's own. They stop a second later.
-        let arbiters = std::mem::take(&mut self.arbiters);
+        let arbiters = std::mem::take(&mut self.0);
         let stopper = std::thread::Builder::new().name("pat-arbiter-stop".into()).spawn(move || {
             std::thread::sleep(std::time::Duration::from_secs(1));
             for arbiter in arbiters {

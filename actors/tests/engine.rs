@@ -202,10 +202,12 @@ fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
     HANDLE.get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().unwrap())
 }
 
-/// Sends requests until the engine answers again (after a restart), at most 5 s.
+/// Sends requests until the engine actor and every market actor answer
+/// again (after a restart), at most 5 s.
 async fn until_back(engine: &Engine) {
     for _ in 0..100 {
-        if engine.markets().views().await.is_ok() {
+        let engine_back = engine.send(GetFill(alloy_primitives::B256::ZERO)).await.is_ok();
+        if engine_back && engine.markets().views().await.is_ok() {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -215,8 +217,9 @@ async fn until_back(engine: &Engine) {
 
 /// A panic in the engine actor ends its incarnation: the market actors
 /// retire, and the supervisor rebuilds everything from the data directory on
-/// new arbiters. Orders sent around the panic are each either acknowledged
-/// (and then durable) or refused; the same handles reach the new actors,
+/// new arbiters. Orders sent along with the crash (they go to the market
+/// actors, which retire only once the engine actor is gone) are each either
+/// acknowledged, and then durable, or refused; the same handles reach the new actors,
 /// every acknowledged fill and used nonce is back, orders go on, and the
 /// restart is counted.
 #[actix_rt::test]

@@ -4,10 +4,13 @@
 //! engine calls fsync on the journal.
 //!
 //! A failed write or sync never reports "durable": the group's waiters get
-//! the error. After a failed write the file is cut back to its last durable
-//! length and the writer goes on (a full disk may drain); after a failed
-//! `fdatasync` the kernel may have dropped the pages, so the journal refuses
-//! every later append (poisoned) and the process must restart and recover.
+//! the error, and the journal refuses every later append (poisoned). After a
+//! failed write the file is cut back to its last durable length; after a
+//! failed `fdatasync` the kernel may have dropped the pages. Either way the
+//! appender made the failed records' changes in memory and may have queued
+//! records that depend on them, so nothing may follow them into the file:
+//! the owner restarts and recovers from what is on disk, with a new journal
+//! (a full disk may have drained by then).
 
 use std::fs::{File, OpenOptions};
 use std::future::Future;
@@ -52,7 +55,7 @@ pub enum JournalError {
     TooLarge(usize),
     #[error("journal write failed, record not durable: {0}")]
     Write(String),
-    #[error("journal is poisoned by an earlier failed sync; restart to recover: {0}")]
+    #[error("journal is poisoned by an earlier failed write or sync; restart to recover: {0}")]
     Poisoned(String),
     #[error("journal writer has stopped")]
     Closed,
@@ -148,7 +151,7 @@ impl Journal {
             return Err(JournalError::TooLarge(payload.len()));
         }
         if self.poisoned.load(Ordering::Acquire) {
-            return Err(JournalError::Poisoned("an earlier fdatasync failed".into()));
+            return Err(JournalError::Poisoned("an earlier write or fdatasync failed".into()));
         }
         let (done, rx) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or(JournalError::Closed)?;
@@ -159,10 +162,10 @@ impl Journal {
         }
     }
 
-    /// Whether an append now would fail with `Busy`. With one appender (the
-    /// engine actor) a `false` here means its next append is queued.
-    pub fn is_full(&self) -> bool {
-        self.tx.as_ref().is_none_or(|tx| tx.is_full())
+    /// Whether `records` more appends would be queued now. Appenders that
+    /// take turns under one lock ask before a change of `records` events.
+    pub fn has_room(&self, records: usize) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.len() + records <= self.queue_max)
     }
 
     /// Encodes an engine event and appends it.
@@ -175,7 +178,7 @@ impl Journal {
         &self.stats
     }
 
-    /// Whether a failed sync has stopped the journal.
+    /// Whether a failed write or sync has stopped the journal.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Acquire)
     }
@@ -250,8 +253,9 @@ impl Writer {
             // Cut the partial group off so the file ends on a durable record.
             let len = self.durable_len;
             let cut_back = self.file.set_len(len).and_then(|()| self.file.seek(SeekFrom::Start(len))).map(|_| ());
-            if let Err(cut) = cut_back.and_then(|()| self.file.sync_data()) {
-                self.poison(format!("write failed ({e}) and the file could not be cut back ({cut})"));
+            match cut_back.and_then(|()| self.file.sync_data()) {
+                Ok(()) => self.poison(format!("a write failed: {e}")),
+                Err(cut) => self.poison(format!("write failed ({e}) and the file could not be cut back ({cut})")),
             }
             return Err(JournalError::Write(e.to_string()));
         }
