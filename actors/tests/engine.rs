@@ -265,8 +265,9 @@ async fn a_crashed_engine_restarts_from_durable_state() {
 
 /// A panic in one market actor restarts that market alone, replayed from the
 /// journal: its supply and exposure come back as they were, its fills and
-/// nonces stay, another market takes listings meanwhile, orders go on, and
-/// every market then holds what a recovery from disk gives.
+/// nonces stay, another market takes listings meanwhile, orders go on, a
+/// reload reaches every market, and the whole live state then equals a
+/// replay of the journal from an empty engine.
 #[actix_rt::test]
 async fn a_crashed_market_actor_restarts_alone_from_the_journal() {
     let metrics = metrics();
@@ -311,13 +312,26 @@ async fn a_crashed_market_actor_restarts_alone_from_the_journal() {
     let text = metrics.render();
     assert!(text.contains("pat_actor_restarts_total{actor=\"market\"} 1"), "{text}");
 
-    // What the restarted market holds is what a recovery from disk gives.
-    let state = |v: &pat_actors::MarketView| (v.id, v.supply_units, v.exposure, v.counters, v.provider_count);
-    let live: Vec<_> = engine.markets().views().await.unwrap().iter().map(state).collect();
-    engine.send(Shutdown { snapshot: false }).await.unwrap().unwrap();
-    let (engine, _) = h.start();
-    let recovered: Vec<_> = engine.markets().views().await.unwrap().iter().map(state).collect();
-    assert_eq!(live, recovered);
+    // A reload that changes every market's EWMA half-life: the markets take
+    // it between the same two of their events as a replay does.
+    let mut slower = testing::config();
+    slower.pricing.rate_half_life_secs *= 3.0;
+    engine.send(Reconfigure(Arc::new(slower))).await.unwrap().unwrap();
+    let a = ask(&engine).await;
+    engine.markets().place_order(order(a, 3)).await.unwrap().expect("orders go on after the reload");
+
+    // The whole live state (the shutdown snapshot copies every market as its
+    // actor holds it, the restarted one included) is exactly what a replay of
+    // the whole journal from an empty engine gives.
+    engine.send(Shutdown { snapshot: true }).await.unwrap().unwrap();
+    let data = pat_persistence::DataDir::open(tmp.path()).unwrap();
+    let (lsn, live) = data.snapshots().latest().unwrap().expect("the shutdown snapshot");
+    let mut replayed = pat_engine::Books::new(testing::shared_config());
+    for r in pat_persistence::reader::scan(&data.journal_dir()).unwrap().records.into_iter().filter(|r| r.lsn <= lsn) {
+        replayed.apply(pat_persistence::decode_event(&r.payload).unwrap()).unwrap();
+    }
+    replayed.check_invariants();
+    assert_eq!(replayed.state(), live, "live state = replay of the journal through LSN {lsn}");
 }
 
 /// A panic in the quoting actor: its successor starts from the stats table
