@@ -136,6 +136,8 @@ fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 /// Reloads when the file's modification time changes (polled every second).
+/// A reload the engine could not take just then (restarting) is tried again
+/// on the next poll; one it refused (an invalid file) waits for the next change.
 async fn watch_config(engine: EngineHandle, path: PathBuf) {
     let mut seen = modified(&path);
     let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -143,8 +145,11 @@ async fn watch_config(engine: EngineHandle, path: PathBuf) {
         every.tick().await;
         let now = modified(&path);
         if now != seen {
-            seen = now;
-            report_reload(pat_server::reload(&engine, &path).await, "file changed");
+            let result = pat_server::reload(&engine, &path).await;
+            if !result.as_ref().is_err_and(pat_server::ReloadError::is_transient) {
+                seen = now;
+            }
+            report_reload(result, "file changed");
         }
     }
 }

@@ -93,6 +93,18 @@ pub enum ReloadError {
     Mailbox(actix::MailboxError),
 }
 
+impl ReloadError {
+    /// Whether the engine could not take the config just then (it, or a
+    /// market, was restarting): the same file may apply a moment later.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Invalid(_) => false,
+            Self::Engine(e) => matches!(e.code(), "unavailable" | "busy" | "degraded"),
+            Self::Mailbox(_) => true,
+        }
+    }
+}
+
 /// Reads and validates `path`, then applies it live. Counted in
 /// `pat_config_reloads_total{result}`.
 pub async fn reload(engine: &EngineHandle, path: &Path) -> Result<(), ReloadError> {
@@ -163,4 +175,23 @@ pub async fn start(
     .bind(settings.listen)?;
     let addr = server.addrs()[0];
     Ok((server.run(), addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pat_actors::EngineError;
+
+    /// Only what a moment could change is tried again: a restarting engine
+    /// or market, not an invalid file or a config the engine cannot take.
+    #[test]
+    fn only_a_reload_the_engine_could_not_take_just_then_is_transient() {
+        let transient = |e: ReloadError| e.is_transient();
+        assert!(transient(ReloadError::Engine(EngineError::Unavailable("a market restarts".into()))));
+        assert!(transient(ReloadError::Engine(EngineError::Busy)));
+        assert!(transient(ReloadError::Mailbox(actix::MailboxError::Closed)));
+        assert!(!transient(ReloadError::Invalid(ConfigErrors(Vec::new()))));
+        let catalogue = pat_engine::books::ReconfigureError::CatalogueChanged;
+        assert!(!transient(ReloadError::Engine(EngineError::Reconfigure(catalogue))));
+    }
 }
