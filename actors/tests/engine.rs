@@ -383,7 +383,10 @@ async fn fills_taken_by_a_lost_clearing_actor_are_handed_over_again() {
     let take = || TakeDurableFills { max: 10, accepted_before_ms: u64::MAX };
     let taken = engine.send(take()).await.unwrap();
     assert_eq!(taken, vec![first.clone()]);
-    let second = engine.markets().place_order(order(a, 2)).await.unwrap().unwrap();
+    // A millisecond later, so that "oldest first" does not come down to the fill ids.
+    h.now.fetch_add(1, Ordering::Relaxed);
+    let second = engine.markets().place_order(order(2 * a, 2)).await.unwrap().unwrap();
+    assert!(second.accepted_at_ms > first.accepted_at_ms);
     assert_eq!(engine.send(take()).await.unwrap(), vec![second.clone()], "each fill is handed over once");
     assert!(engine.send(take()).await.unwrap().is_empty());
     engine.send(RequeueTaken).await.unwrap();
