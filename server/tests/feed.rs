@@ -260,7 +260,11 @@ async fn a_client_that_stops_reading_is_conflated_then_dropped_without_slowing_o
         (quotes, worst)
     });
 
-    let mut slow = Client::connect_with(&api, Some(2048)).await.unwrap();
+    // A small receive buffer fills fast, but not smaller than a few segments:
+    // at 2 KiB the window stays under the sender's segment size once the
+    // client reads again, and the backlog trickles out on persist probes
+    // (about 5 KB/s), too slowly to reach the close frame.
+    let mut slow = Client::connect_with(&api, Some(16 * 1024)).await.unwrap();
     let metric = async |name: &str| -> u64 {
         let (_, text) = api.get("/metrics").await;
         let text = text.as_str().unwrap().to_owned();
