@@ -31,7 +31,7 @@ use tokio::sync::broadcast;
 
 use crate::market::{self, MarketActor, Markets, RecordMarketOutcomes, Thaw};
 use crate::quoting::{QuotingActor, Tables};
-use crate::shared::{Reply, Shared, SharedParts, announce_when_durable, refused};
+use crate::shared::{Reply, Shared, SharedParts, refused};
 use crate::supervisor::{self, Exit, ExitNotice, Retire, Supervised};
 
 /// The engine actor's address across its restarts.
@@ -722,7 +722,7 @@ impl Handler<RecordSubmission> for EngineActor {
             msg.fill_ids.into_iter().filter(|id| st.registry.mark_submitted(id, msg.tx_hash).is_ok()).collect();
         let updates: Vec<_> = ids.iter().filter_map(|id| st.fill_update(id)).collect();
         let durable = self.shared.append(&mut st, &Event::FillsSubmitted { fill_ids: ids, tx_hash: msg.tx_hash });
-        Box::pin(announce_when_durable(durable, self.shared.fill_updates(), updates))
+        Box::pin(self.shared.announce_when_durable(&st, durable, updates))
     }
 }
 

@@ -29,7 +29,7 @@ use pat_engine::segment::{VerifiedSegment, market_key_of};
 use pat_engine::{EngineConfig, Event, Fill, MarketId, MarketKey, OrderError, Quote, Segment, VerifiedOrder};
 
 use crate::engine::{EngineError, Settlement};
-use crate::shared::{Shared, announce_when_durable, refused};
+use crate::shared::{Shared, refused};
 use crate::supervisor::{self, Backoff, Exit, ExitNotice, Retire, Supervised};
 
 /// A market as the API shows it.
@@ -199,7 +199,7 @@ impl Handler<PlaceOrder> for MarketActor {
                 st.handoff.push_back((lsn, fill.fill_id));
                 shared.outlets.tables.stats.write_market(&self.market, &st.registry);
                 let updates = st.fill_update(&fill.fill_id).into_iter().collect();
-                let announced = announce_when_durable(durable, shared.fill_updates(), updates);
+                let announced = shared.announce_when_durable(&st, durable, updates);
                 Box::pin(async move { announced.await.map(|()| fill) })
             }
             Err(e) => {
@@ -247,7 +247,7 @@ impl Handler<RecordMarketOutcomes> for MarketActor {
             }
             Ok(())
         };
-        Box::pin(announce_when_durable(durable, shared.fill_updates(), updates))
+        Box::pin(shared.announce_when_durable(&st, durable, updates))
     }
 }
 

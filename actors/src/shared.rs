@@ -87,6 +87,7 @@ pub(crate) struct Shared {
     /// The engine actor, for a failed append to stop it.
     engine: OnceLock<actix::WeakAddr<EngineActor>>,
     pub(crate) outlets: Outlets,
+    announcements: Arc<Announcements>,
     pub(crate) clock: Clock,
     pub(crate) settings: EngineSettings,
     /// The config file's at the first start: what a replay starts from without a snapshot.
@@ -137,6 +138,7 @@ impl Shared {
             degraded: Arc::new(AtomicBool::new(false)),
             closing: AtomicBool::new(false),
             engine: OnceLock::new(),
+            announcements: Arc::new(Announcements::new(p.outlets.fill_updates.clone())),
             outlets: p.outlets,
             clock: p.clock,
             settings: p.settings,
@@ -241,8 +243,32 @@ impl Shared {
         self.journal.stats().durable_lsn.load(Ordering::Acquire)
     }
 
-    pub(crate) fn fill_updates(&self) -> broadcast::Sender<FillUpdate> {
-        self.outlets.fill_updates.clone()
+    /// Resolves once `durable` has, then announces `updates`: the fills'
+    /// statuses after the changes `st` holds, whose records `durable` waits
+    /// for and the last of which is the newest append. Nothing is announced
+    /// if an append was refused.
+    pub(crate) fn announce_when_durable<F>(
+        &self,
+        st: &SharedState,
+        durable: F,
+        updates: Vec<FillUpdate>,
+    ) -> impl Future<Output = Result<(), EngineError>> + use<F>
+    where
+        F: Future<Output = Result<(), EngineError>>,
+    {
+        // Without updates the newest append may be another change's, not durable yet.
+        let lsn = (!updates.is_empty() && self.alive().is_ok()).then(|| {
+            self.announcements.push(st.last_lsn(), updates);
+            st.last_lsn()
+        });
+        let announcements = self.announcements.clone();
+        async move {
+            durable.await?;
+            if let Some(lsn) = lsn {
+                announcements.send_through(lsn);
+            }
+            Ok(())
+        }
     }
 
     pub(crate) fn is_closing(&self) -> bool {
@@ -291,16 +317,64 @@ fn stop_engine(engine: Option<&actix::WeakAddr<EngineActor>>) {
     }
 }
 
-/// Resolves once `durable` has, then sends `updates` (durable by then); no
-/// subscriber is not an error.
-pub(crate) async fn announce_when_durable(
-    durable: impl Future<Output = Result<(), EngineError>>,
+/// Fill updates waiting for their records to become durable, in LSN order.
+/// Whoever sees an LSN durable sends every update through it, so a
+/// subscriber hears a fill's changes in the order they were journaled
+/// (`accepted` before `submitted`), whichever waiter's thread wakes first,
+/// and a waiter that is dropped (its arbiter stopped) loses nothing.
+pub(crate) struct Announcements {
+    pending: Mutex<VecDeque<(u64, FillUpdate)>>,
     sender: broadcast::Sender<FillUpdate>,
-    updates: Vec<FillUpdate>,
-) -> Result<(), EngineError> {
-    durable.await?;
-    for update in updates {
-        let _ = sender.send(update);
+}
+
+impl Announcements {
+    pub(crate) fn new(sender: broadcast::Sender<FillUpdate>) -> Self {
+        Self { pending: Mutex::new(VecDeque::new()), sender }
     }
-    Ok(())
+
+    /// Queues updates whose records end at `lsn`; LSNs never go down.
+    fn push(&self, lsn: u64, updates: Vec<FillUpdate>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.extend(updates.into_iter().map(|u| (lsn, u)));
+    }
+
+    /// Sends, in order, every queued update whose records are durable by
+    /// `lsn`; no subscriber is not an error.
+    fn send_through(&self, lsn: u64) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((_, update)) = pending.pop_front_if(|(at, _)| *at <= lsn) {
+            let _ = self.sender.send(update);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::Address;
+
+    fn update(n: u8, status: FillStatus) -> FillUpdate {
+        FillUpdate { fill_id: B256::repeat_byte(n), consumer: Address::ZERO, market: pat_engine::MarketId(0), status }
+    }
+
+    #[test]
+    fn updates_go_out_in_lsn_order_whoever_sees_durability_first() {
+        let (sender, mut heard) = broadcast::channel(16);
+        let announcements = Announcements::new(sender);
+        let accepted = update(1, FillStatus::Accepted);
+        let submitted = update(1, FillStatus::Submitted { tx_hash: B256::repeat_byte(9) });
+        announcements.push(7, vec![accepted.clone()]);
+        announcements.push(8, vec![submitted.clone(), update(2, FillStatus::Accepted)]);
+        announcements.push(9, vec![update(3, FillStatus::Accepted)]);
+        // The waiter of LSN 8 wakes before the waiter of LSN 7.
+        announcements.send_through(8);
+        assert_eq!(heard.try_recv().unwrap(), accepted);
+        assert_eq!(heard.try_recv().unwrap(), submitted);
+        assert_eq!(heard.try_recv().unwrap(), update(2, FillStatus::Accepted));
+        assert!(heard.try_recv().is_err(), "LSN 9 is not durable yet");
+        announcements.send_through(7);
+        assert!(heard.try_recv().is_err(), "nothing is sent twice");
+        announcements.send_through(9);
+        assert_eq!(heard.try_recv().unwrap(), update(3, FillStatus::Accepted));
+    }
 }
