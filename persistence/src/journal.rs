@@ -3,8 +3,9 @@
 //! tells each waiter its record is durable (group commit). Nothing else in the
 //! engine calls fsync on the journal.
 //!
-//! A failed write or sync never reports "durable": the group's waiters get
-//! the error, and the journal refuses every later append (poisoned). After a
+//! A failed write or sync (or a new file that could not be started) never
+//! reports "durable": the group's waiters get the error, and the journal
+//! refuses every later append (poisoned). After a
 //! failed write the file is cut back to its last durable length; after a
 //! failed `fdatasync` the kernel may have dropped the pages. Either way the
 //! appender made the failed records' changes in memory and may have queued
@@ -241,7 +242,10 @@ impl Writer {
             return Err(JournalError::Poisoned(self.poison_reason.clone()));
         }
         if self.durable_len >= self.cfg.file_bytes_max {
-            self.file = Self::create_file(&self.cfg.dir, self.next_lsn)?;
+            // Poisoned too: the appender counted this group's LSNs, so no
+            // later group may be written under them.
+            self.file = Self::create_file(&self.cfg.dir, self.next_lsn)
+                .inspect_err(|e| self.poison(format!("a new journal file could not be started: {e}")))?;
             self.durable_len = frame::FILE_HEADER_LEN as u64;
         }
         let first = self.next_lsn;

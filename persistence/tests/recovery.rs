@@ -188,6 +188,28 @@ fn appends_wait_for_durability_and_refuse_when_the_queue_is_full() {
     assert!(matches!(j.append(big), Err(pat_persistence::JournalError::TooLarge(_))));
 }
 
+#[test]
+fn a_new_file_that_cannot_be_started_poisons_the_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = DataDir::open(tmp.path()).unwrap();
+    // Every group fills its file, so each append starts a new one.
+    let cfg = JournalConfig { file_bytes_max: 1, ..JournalConfig::new(data.journal_dir()) };
+    let j = data.open_journal(cfg, 1).unwrap();
+    assert_eq!(j.append_event(&refused(1)).unwrap().wait().unwrap(), 1);
+    // A directory where the next file goes: creating it fails.
+    let blocker = data.journal_dir().join(pat_persistence::journal::file_name(2));
+    std::fs::create_dir(&blocker).unwrap();
+    let failed = j.append_event(&refused(2)).unwrap().wait();
+    assert!(matches!(failed, Err(pat_persistence::JournalError::Io { .. })), "{failed:?}");
+    // The failed group's LSN is spent: nothing may be written after it, even
+    // once the file could be created.
+    std::fs::remove_dir(&blocker).unwrap();
+    let later = j.append_event(&refused(3)).and_then(|d| d.wait());
+    assert!(matches!(later, Err(pat_persistence::JournalError::Poisoned(_))), "{later:?}");
+    assert!(j.is_poisoned());
+    assert_eq!(j.stats().durable_lsn.load(std::sync::atomic::Ordering::Acquire), 1);
+}
+
 /// A step of a random engine history.
 #[derive(Debug, Clone)]
 enum Step {
