@@ -5,9 +5,10 @@
 //!
 //! A failed write or sync (or a new file that could not be started) never
 //! reports "durable": the group's waiters get the error, and the journal
-//! refuses every later append (poisoned). After a
-//! failed write the file is cut back to its last durable length; after a
-//! failed `fdatasync` the kernel may have dropped the pages. Either way the
+//! refuses every later append (poisoned). After a failed write or sync the
+//! file is cut back to its last durable length: after a failed `fdatasync`
+//! the kernel may have dropped the pages or may still serve them, and a
+//! recovery must not find records reported as failed. Either way the
 //! appender made the failed records' changes in memory and may have queued
 //! records that depend on them, so nothing may follow them into the file:
 //! the owner restarts and recovers from what is on disk, with a new journal
@@ -254,18 +255,12 @@ impl Writer {
             frame::encode(&mut self.buf, first + i as u64, &r.payload);
         }
         if let Err(e) = self.file.write_all(&self.buf) {
-            // Cut the partial group off so the file ends on a durable record.
-            let len = self.durable_len;
-            let cut_back = self.file.set_len(len).and_then(|()| self.file.seek(SeekFrom::Start(len))).map(|_| ());
-            match cut_back.and_then(|()| self.file.sync_data()) {
-                Ok(()) => self.poison(format!("a write failed: {e}")),
-                Err(cut) => self.poison(format!("write failed ({e}) and the file could not be cut back ({cut})")),
-            }
-            return Err(JournalError::Write(e.to_string()));
+            return Err(self.fail_group(format!("write: {e}")));
         }
         if let Err(e) = self.file.sync_data() {
-            self.poison(format!("fdatasync failed: {e}"));
-            return Err(JournalError::Write(e.to_string()));
+            // The pages may still be readable: a recovery in this process
+            // must not find records whose waiters were told they failed.
+            return Err(self.fail_group(format!("fdatasync: {e}")));
         }
         self.durable_len += self.buf.len() as u64;
         self.next_lsn += group.len() as u64;
@@ -274,6 +269,18 @@ impl Writer {
         self.stats.bytes.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
         self.stats.durable_lsn.store(self.next_lsn - 1, Ordering::Release);
         Ok(first)
+    }
+
+    /// Cuts the failed group off, so the file ends on its last durable
+    /// record, and poisons the journal.
+    fn fail_group(&mut self, reason: String) -> JournalError {
+        let len = self.durable_len;
+        let cut_back = self.file.set_len(len).and_then(|()| self.file.seek(SeekFrom::Start(len))).map(|_| ());
+        match cut_back.and_then(|()| self.file.sync_data()) {
+            Ok(()) => self.poison(reason.clone()),
+            Err(cut) => self.poison(format!("{reason}, and the file could not be cut back ({cut})")),
+        }
+        JournalError::Write(reason)
     }
 
     fn poison(&mut self, reason: String) {
