@@ -194,9 +194,14 @@ impl Handler<PlaceOrder> for MarketActor {
         match st.registry.execute(&mut self.market, msg.0, (shared.clock)(), |id| quotes.get(id)) {
             Ok(fill) => {
                 metrics::counter!("pat_fills_total", "status" => "accepted").increment(1);
+                let before = st.last_lsn();
                 let durable = shared.append(&mut st, &Event::FillAccepted(fill.clone()));
-                let lsn = st.last_lsn();
-                st.handoff.push_back((lsn, fill.fill_id));
+                // A refused append leaves the LSN as it was: that older,
+                // durable LSN must not carry this fill to the chain.
+                if st.last_lsn() != before {
+                    let lsn = st.last_lsn();
+                    st.handoff.push_back((lsn, fill.fill_id));
+                }
                 shared.outlets.tables.stats.write_market(&self.market, &st.registry);
                 let updates = st.fill_update(&fill.fill_id).into_iter().collect();
                 let announced = shared.announce_when_durable(&st, durable, updates);
