@@ -366,8 +366,10 @@ impl EngineActor {
     }
 
     /// Recovers and starts one incarnation. `adopt` journals the launch
-    /// config if the recovered state ran under another (a first start); a
-    /// restart keeps the recovered one.
+    /// config if the recovered state ran under another, or if the data
+    /// directory is new, so that a replay without a snapshot starts from the
+    /// config its history began under, not from what the file says by then
+    /// (a first start); a restart keeps the recovered one.
     fn boot(launch: &Launch, adopt: bool) -> Result<Booted, EngineError> {
         let (settings, cfg) = (&launch.settings, &launch.config);
         let data = DataDir::open(&settings.data_dir)?;
@@ -381,7 +383,8 @@ impl EngineActor {
         let mut books = recovered.books;
         let journal = data.open_journal(settings.journal.clone(), recovered.next_lsn).map_err(EngineError::Journal)?;
         let mut next_lsn = recovered.next_lsn;
-        if adopt && *books.config() != **cfg {
+        let new_directory = recovered.snapshot_lsn == 0 && recovered.next_lsn == 1;
+        if adopt && (new_directory || *books.config() != **cfg) {
             books.reconfigure(cfg.clone())?;
             journal.append_event(&Event::ConfigChanged(Box::new((**cfg).clone()))).map_err(EngineError::Journal)?;
             next_lsn += 1;

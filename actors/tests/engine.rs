@@ -100,9 +100,9 @@ async fn acknowledged_fills_survive_a_restart_and_refusals_leave_no_trace() {
     assert_eq!(paused, EngineError::Order(pat_engine::OrderError::Paused));
     engine.send(Shutdown { snapshot: false }).await.unwrap().unwrap();
 
-    // A second engine on the same directory: 3 listings + 1 fill + pause.
+    // A second engine on the same directory: the first config, 3 listings, 1 fill, the pause.
     let (engine, startup) = h.start();
-    assert_eq!(startup.replayed, 5);
+    assert_eq!(startup.replayed, 6);
     let record = engine.send(GetFill(fill.fill_id)).await.unwrap().expect("the acknowledged fill is back");
     assert_eq!((record.fill, record.status), (fill, FillStatus::Accepted));
     let again = engine.markets().place_order(order(a, 4)).await.unwrap().unwrap_err();
@@ -118,18 +118,47 @@ async fn a_snapshot_shortens_recovery_to_the_journal_after_it() {
     let a = ask(&engine).await;
     engine.markets().place_order(order(a, 1)).await.unwrap().unwrap();
     let report = engine.send(TakeSnapshot).await.unwrap().unwrap();
-    assert_eq!(report.lsn, 3);
+    assert_eq!(report.lsn, 4);
     engine.markets().place_order(order(a, 2)).await.unwrap().unwrap();
     // Stop without a shutdown snapshot: as after a crash, the journal tail replays.
     engine.send(Shutdown { snapshot: false }).await.unwrap().unwrap();
     let (engine, startup) = h.start();
-    assert_eq!((startup.snapshot_lsn, startup.replayed), (3, 1));
+    assert_eq!((startup.snapshot_lsn, startup.replayed), (4, 1));
     let markets = engine.markets().views().await.unwrap();
     assert_eq!(markets.iter().find(|m| m.key == market()).unwrap().supply_units, 40 - 4);
     // A shutdown snapshot covers everything: the next start replays nothing.
     engine.send(Shutdown { snapshot: true }).await.unwrap().unwrap();
     let (_, startup) = h.start();
-    assert_eq!((startup.snapshot_lsn, startup.replayed), (4, 0));
+    assert_eq!((startup.snapshot_lsn, startup.replayed), (5, 0));
+}
+
+/// A first start journals its config: a replay without a snapshot starts
+/// from the config the history began under, whatever the file says by then.
+#[actix_rt::test]
+async fn a_replay_without_a_snapshot_starts_from_the_first_config_not_the_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = Harness::new(tmp.path());
+    let (engine, _) = h.start();
+    stock(&engine, 3).await;
+    // Two fills apart in time: the second decays the first by the half-life.
+    let a = ask(&engine).await;
+    engine.markets().place_order(order(a, 1)).await.unwrap().unwrap();
+    h.now.fetch_add(30_000, Ordering::Relaxed);
+    let a = ask(&engine).await;
+    engine.markets().place_order(order(a, 2)).await.unwrap().unwrap();
+    // The file is edited and reloaded, then the engine stops without a snapshot.
+    let mut edited = testing::config();
+    edited.pricing.rate_half_life_secs *= 3.0;
+    let edited = Arc::new(edited);
+    engine.send(Reconfigure(edited.clone())).await.unwrap().unwrap();
+    engine.send(Shutdown { snapshot: false }).await.unwrap().unwrap();
+
+    let data = pat_persistence::DataDir::open(tmp.path()).unwrap();
+    let from_first = data.recover(&testing::shared_config()).unwrap();
+    let from_edited = data.recover(&edited).unwrap();
+    assert_eq!(from_first.snapshot_lsn, 0);
+    assert_eq!(from_edited.books.config(), &*edited);
+    assert_eq!(from_edited.books.state(), from_first.books.state());
 }
 
 #[actix_rt::test]
