@@ -153,8 +153,8 @@ fn serve_keeps_acknowledged_fills_across_sigkill_and_survives_a_bad_reload() {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&inspect.stdout);
-    // 3 listings + 11 fills; the refused reload journals nothing.
-    assert!(out.contains("snapshots at LSN: [14]"), "{out}");
+    // The first config, 3 listings and 11 fills; the refused reload journals nothing.
+    assert!(out.contains("snapshots at LSN: [15]"), "{out}");
 }
 
 /// With the broker's key, `serve` settles on chain: anvil with the real
