@@ -26,10 +26,10 @@ use alloy_primitives::B256;
 use alloy_primitives::map::B256Map;
 use pat_engine::market::{Market, UnitCounters};
 use pat_engine::segment::{VerifiedSegment, market_key_of};
-use pat_engine::{EngineConfig, Event, Fill, MarketId, MarketKey, OrderError, Quote, Segment, VerifiedOrder};
+use pat_engine::{EngineConfig, Event, Fill, MarketId, MarketKey, OrderError, Quote, Segment, TimeMs, VerifiedOrder};
 
 use crate::engine::{EngineError, Settlement};
-use crate::shared::{Shared, refused};
+use crate::shared::{Shared, SharedState, refused};
 use crate::supervisor::{self, Backoff, Exit, ExitNotice, Retire, Supervised};
 
 /// A market as the API shows it.
@@ -111,16 +111,24 @@ impl MarketActor {
         }
     }
 
-    fn expire(&mut self, ctx: &mut Context<Self>) {
+    fn expire(&mut self) {
         let Ok(mut st) = self.shared.begin(1) else { return };
-        let now = (self.shared.clock)();
-        if self.market.expire(now) == 0 {
-            return;
-        }
-        let durable = self.shared.append(&mut st, &Event::MarketUnitsExpired { market: self.market.id, at_ms: now });
-        self.shared.outlets.tables.stats.write_market(&self.market, &st.registry);
-        ctx.spawn(async move { durable.await.err() }.into_actor(self).map(|_, _, _| ()));
+        sweep(&self.shared, &mut st, &mut self.market, (self.shared.clock)());
     }
+}
+
+/// Removes `market`'s units whose window has ended by `now`, if any, and
+/// journals it under `st`. Nobody waits for that record: a failed write
+/// degrades the engine from a task of its own.
+fn sweep(shared: &Shared, st: &mut SharedState, market: &mut Market, now: TimeMs) {
+    if market.expire(now) == 0 {
+        return;
+    }
+    let durable = shared.append(st, &Event::MarketUnitsExpired { market: market.id, at_ms: now });
+    shared.outlets.tables.stats.write_market(market, &st.registry);
+    actix::spawn(async move {
+        let _ = durable.await;
+    });
 }
 
 impl Actor for MarketActor {
@@ -133,7 +141,7 @@ impl Actor for MarketActor {
             return;
         }
         ctx.set_mailbox_capacity(self.shared.settings.mailbox_capacity);
-        ctx.run_interval(self.shared.settings.expiry_every, |act, ctx| act.expire(ctx));
+        ctx.run_interval(self.shared.settings.expiry_every, |act, _| act.expire());
     }
 }
 
@@ -186,12 +194,17 @@ impl Handler<PlaceOrder> for MarketActor {
     type Result = ResponseFuture<Result<Fill, EngineError>>;
     fn handle(&mut self, msg: PlaceOrder, _: &mut Context<Self>) -> Self::Result {
         let shared = &self.shared;
-        let mut st = match shared.begin(1) {
+        // Room for an expiry record and the fill.
+        let mut st = match shared.begin(2) {
             Ok(st) => st,
             Err(e) => return refused(e),
         };
+        let now = (shared.clock)();
+        // Units whose window has ended are never sold: the timer sweeps only
+        // every `expiry_every`, so an order sweeps its market first.
+        sweep(shared, &mut st, &mut self.market, now);
         let quotes = &shared.outlets.tables.quotes;
-        match st.registry.execute(&mut self.market, msg.0, (shared.clock)(), |id| quotes.get(id)) {
+        match st.registry.execute(&mut self.market, msg.0, now, |id| quotes.get(id)) {
             Ok(fill) => {
                 metrics::counter!("pat_fills_total", "status" => "accepted").increment(1);
                 let before = st.last_lsn();

@@ -352,8 +352,15 @@ async fn a_crashed_market_actor_restarts_alone_from_the_journal() {
     // The whole live state (the shutdown snapshot copies every market as its
     // actor holds it, the restarted one included) is exactly what a replay of
     // the whole journal from an empty engine gives.
+    assert_live_state_is_the_journal(engine, tmp.path()).await;
+}
+
+/// Shuts the engine down with a snapshot, which copies every market as its
+/// actor holds it, and checks that a replay of the whole journal from an
+/// empty engine gives exactly that state.
+async fn assert_live_state_is_the_journal(engine: Engine, dir: &std::path::Path) {
     engine.send(Shutdown { snapshot: true }).await.unwrap().unwrap();
-    let data = pat_persistence::DataDir::open(tmp.path()).unwrap();
+    let data = pat_persistence::DataDir::open(dir).unwrap();
     let (lsn, live) = data.snapshots().latest().unwrap().expect("the shutdown snapshot");
     let mut replayed = pat_engine::Books::new(testing::shared_config());
     for r in pat_persistence::reader::scan(&data.journal_dir()).unwrap().records.into_iter().filter(|r| r.lsn <= lsn) {
@@ -361,6 +368,33 @@ async fn a_crashed_market_actor_restarts_alone_from_the_journal() {
     }
     replayed.check_invariants();
     assert_eq!(replayed.state(), live, "live state = replay of the journal through LSN {lsn}");
+}
+
+/// Units whose window has ended are never sold, even before the expiry
+/// timer sweeps them: an order sweeps its market first, and journals it.
+#[actix_rt::test]
+async fn an_order_never_draws_units_whose_window_has_ended() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut h = Harness::new(tmp.path());
+    h.settings.expiry_every = std::time::Duration::from_secs(3600);
+    let (engine, _) = h.start();
+    let domain = testing::config().domain();
+    // Provider 10's window ends a minute from now, provider 11's in days.
+    for (p, window_start) in [(10u8, T0 - 7 * 86_400 + 60), (11, T0 - 3600)] {
+        let payload = testing::payload_salted(3, u64::from(p));
+        let signed = signed_segment(&key(p), "PURCHASE_INTENT", "7D", 8000, window_start, T0, 20, &payload);
+        engine.markets().submit_segment(verify_submission(signed, &domain).unwrap()).await.unwrap().unwrap();
+    }
+    h.now.fetch_add(120_000, Ordering::Relaxed);
+    let a = ask(&engine).await;
+    let signed = signed_order(&CONSUMER_KEY, &market(), 2, a, 1, T0 + 3600);
+    let fill = engine.markets().place_order(verify_order(signed, &domain).unwrap()).await.unwrap().unwrap();
+    let ended = testing::signer(&key(10)).address();
+    assert!(fill.allocations.iter().all(|u| u.provider != ended), "{:?}", fill.allocations);
+    let id = engine.markets().by_key(&market()).unwrap();
+    let view = engine.markets().views().await.unwrap().into_iter().find(|m| m.id == id).unwrap();
+    assert_eq!((view.supply_units, view.counters.expired), (18, 20));
+    assert_live_state_is_the_journal(engine, tmp.path()).await;
 }
 
 /// A panic in the quoting actor: its successor starts from the stats table
