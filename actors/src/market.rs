@@ -207,12 +207,9 @@ impl Handler<PlaceOrder> for MarketActor {
         match st.registry.execute(&mut self.market, msg.0, now, |id| quotes.get(id)) {
             Ok(fill) => {
                 metrics::counter!("pat_fills_total", "status" => "accepted").increment(1);
-                let before = st.last_lsn();
-                let durable = shared.append(&mut st, &Event::FillAccepted(fill.clone()));
-                // A refused append leaves the LSN as it was: that older,
-                // durable LSN must not carry this fill to the chain.
-                if st.last_lsn() != before {
-                    let lsn = st.last_lsn();
+                // A refused append (the engine degrades) hands nothing to clearing.
+                let (lsn, durable) = shared.append_at(&mut st, &Event::FillAccepted(fill.clone()));
+                if let Some(lsn) = lsn {
                     st.handoff.push_back((lsn, fill.fill_id));
                 }
                 shared.outlets.tables.stats.write_market(&self.market, &st.registry);

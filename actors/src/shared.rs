@@ -212,6 +212,15 @@ impl Shared {
         st: &mut SharedState,
         event: &Event,
     ) -> impl Future<Output = Result<(), EngineError>> + use<> {
+        self.append_at(st, event).1
+    }
+
+    /// [`Shared::append`], also giving the event's LSN (`None`: refused).
+    pub(crate) fn append_at(
+        &self,
+        st: &mut SharedState,
+        event: &Event,
+    ) -> (Option<u64>, impl Future<Output = Result<(), EngineError>> + use<>) {
         let started = Instant::now();
         let appended = self.alive().and_then(|()| {
             self.journal.append_event(event).map_err(|e| {
@@ -220,11 +229,12 @@ impl Shared {
                 EngineError::Journal(e)
             })
         });
-        if appended.is_ok() {
+        let lsn = appended.is_ok().then(|| {
             st.next_lsn += 1;
-        }
+            st.last_lsn()
+        });
         let (degraded, engine) = (self.degraded.clone(), self.engine.get().cloned());
-        async move {
+        let durable = async move {
             let durable: Durable = appended?;
             let result = durable.await;
             metrics::histogram!("pat_journal_append_seconds").record(started.elapsed().as_secs_f64());
@@ -235,7 +245,8 @@ impl Shared {
                 }
                 EngineError::Journal(e)
             })
-        }
+        };
+        (lsn, durable)
     }
 
     /// The newest LSN the journal has made durable.
