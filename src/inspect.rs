@@ -43,7 +43,9 @@ fn summary(event: &Event) -> String {
 }
 
 pub fn run(dir: &Path, verbose: bool) -> anyhow::Result<ExitCode> {
-    match SnapshotStore::open(&dir.join("snapshots.redb")).and_then(|s| s.lsns()) {
+    let store = dir.join("snapshots.redb");
+    match SnapshotStore::open_read_only(&store).and_then(|s| s.lsns()) {
+        _ if !store.exists() => println!("snapshots: none"),
         Ok(lsns) if lsns.is_empty() => println!("snapshots: none"),
         Ok(lsns) => println!("snapshots at LSN: {lsns:?}"),
         Err(e) => println!("snapshots: unreadable ({e}); a running engine holds the store"),
@@ -55,7 +57,7 @@ pub fn run(dir: &Path, verbose: bool) -> anyhow::Result<ExitCode> {
     }
     for r in &scan.records {
         let file = r.path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
-        match decode_event(&r.payload) {
+        match decode_event(r.version, &r.payload) {
             Ok(event) if verbose => println!("{:>10} {file}@{} {} {event:?}", r.lsn, r.offset, event.kind()),
             Ok(event) => println!("{:>10} {file}@{} {} {}", r.lsn, r.offset, event.kind(), summary(&event)),
             Err(e) => println!("{:>10} {file}@{} UNDECODABLE ({} bytes): {e}", r.lsn, r.offset, r.payload.len()),

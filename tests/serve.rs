@@ -147,14 +147,14 @@ fn serve_keeps_acknowledged_fills_across_sigkill_and_survives_a_bad_reload() {
     let mut engine = engine;
     let status = engine.child.wait().unwrap();
     assert!(status.success(), "{status}");
-    let inspect = Command::new(env!("CARGO_BIN_EXE_pat-market"))
-        .args(["journal", "inspect"])
-        .arg(tmp.path().join("data"))
-        .output()
-        .unwrap();
+    let data = tmp.path().join("data");
+    let before = files_of(&data);
+    let inspect =
+        Command::new(env!("CARGO_BIN_EXE_pat-market")).args(["journal", "inspect"]).arg(&data).output().unwrap();
     let out = String::from_utf8_lossy(&inspect.stdout);
     // The first config, 3 listings and 11 fills; the refused reload journals nothing.
     assert!(out.contains("snapshots at LSN: [15]"), "{out}");
+    assert!(before == files_of(&data), "an inspection changed the data directory");
 }
 
 /// With the broker's key, `serve` settles on chain: anvil with the real
@@ -336,4 +336,19 @@ fn acknowledged_fills_survive_sigkill_under_load_and_settle_exactly_once() {
     eprintln!("{} fills acknowledged, {} settled across 10 SIGKILLs", acked.len(), fills.len());
     engine.child.kill().unwrap();
     engine.child.wait().unwrap();
+}
+
+/// Every file under `dir` with its bytes, to check that a read changes none.
+fn files_of(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_of(&path));
+        } else {
+            out.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    out.sort();
+    out
 }

@@ -3,7 +3,8 @@
 //! A file starts with `PATJ`, a format byte and the LSN of its first record.
 //! A record is framed as
 //! `len: u32 | crc32c: u32 | version: u8 | lsn: u64 | payload`, little endian,
-//! where `len` counts the bytes after the CRC (9 + payload) and the CRC covers
+//! where `version` is the payload's schema version (see [`crate::codec`]) and
+//! `len` counts the bytes after the CRC (9 + payload) and the CRC covers
 //! the same bytes. `lsn` (log sequence number) is one more than the record
 //! before it, across files.
 
@@ -13,8 +14,6 @@ pub const FILE_MAGIC: &[u8; 4] = b"PATJ";
 pub const FILE_FORMAT: u8 = 1;
 /// Bytes of a file header: magic, format, first LSN.
 pub const FILE_HEADER_LEN: usize = 4 + 1 + 8;
-/// Version of the record encoding (postcard of `pat_engine::Event`).
-pub const RECORD_VERSION: u8 = 1;
 /// Bytes of a frame before its payload: len, crc, version, lsn.
 pub const FRAME_OVERHEAD: usize = 4 + 4 + 1 + 8;
 /// Largest payload a record may carry.
@@ -35,13 +34,14 @@ pub fn parse_file_header(bytes: &[u8]) -> Option<u64> {
     (&h[..4] == FILE_MAGIC && h[4] == FILE_FORMAT).then(|| u64::from_le_bytes(h[5..].try_into().expect("8 bytes")))
 }
 
-/// Appends one framed record to `out`.
-pub fn encode(out: &mut Vec<u8>, lsn: u64, payload: &[u8]) {
+/// Appends one framed record to `out`; `version` is the schema version of
+/// the payload's encoding ([`crate::codec`] reads it back).
+pub fn encode(out: &mut Vec<u8>, lsn: u64, version: u8, payload: &[u8]) {
     let len = (1 + 8 + payload.len()) as u32;
     let start = out.len();
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
-    out.push(RECORD_VERSION);
+    out.push(version);
     out.extend_from_slice(&lsn.to_le_bytes());
     out.extend_from_slice(payload);
     let crc = crc32c::crc32c(&out[start + 8..]);
@@ -67,8 +67,6 @@ pub enum BadFrame {
     Length(u32),
     /// The checksum does not match.
     Checksum,
-    /// The record version is not one this code reads.
-    Version(u8),
 }
 
 impl std::fmt::Display for BadFrame {
@@ -77,7 +75,6 @@ impl std::fmt::Display for BadFrame {
             Self::Truncated => f.write_str("record cut short by the end of the file"),
             Self::Length(len) => write!(f, "impossible record length {len}"),
             Self::Checksum => f.write_str("CRC32C mismatch"),
-            Self::Version(v) => write!(f, "unknown record version {v}"),
         }
     }
 }
@@ -93,9 +90,6 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, BadFrame> {
     if crc32c::crc32c(body) != u32::from_le_bytes(header[4..].try_into().expect("4 bytes")) {
         return Err(BadFrame::Checksum);
     }
-    if body[0] != RECORD_VERSION {
-        return Err(BadFrame::Version(body[0]));
-    }
     let lsn = u64::from_le_bytes(body[1..9].try_into().expect("8 bytes"));
     Ok(Frame { lsn, version: body[0], payload: &body[9..], len: 8 + len as usize })
 }
@@ -107,8 +101,8 @@ mod tests {
     #[test]
     fn frames_round_trip_and_detect_damage() {
         let mut buf = Vec::new();
-        encode(&mut buf, 7, b"hello");
-        encode(&mut buf, 8, b"");
+        encode(&mut buf, 7, 1, b"hello");
+        encode(&mut buf, 8, 1, b"");
         let first = decode(&buf).unwrap();
         assert_eq!((first.lsn, first.payload, first.len), (7, &b"hello"[..], FRAME_OVERHEAD + 5));
         let second = decode(&buf[first.len..]).unwrap();

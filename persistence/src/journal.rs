@@ -147,7 +147,9 @@ impl Journal {
         Ok(Self { tx: Some(tx), writer: Some(handle), queue_max: cfg.queue_records_max, poisoned, stats })
     }
 
-    /// Queues a record; the returned handle resolves once it is durable.
+    /// Queues a record whose payload is an encoding of [`crate::codec::SCHEMA_VERSION`]
+    /// (as [`crate::codec::encode_event`] makes); the returned handle resolves
+    /// once it is durable.
     pub fn append(&self, payload: Vec<u8>) -> Result<Durable, JournalError> {
         if payload.len() > frame::PAYLOAD_MAX {
             return Err(JournalError::TooLarge(payload.len()));
@@ -172,7 +174,7 @@ impl Journal {
 
     /// Encodes an engine event and appends it.
     pub fn append_event(&self, event: &pat_engine::Event) -> Result<Durable, JournalError> {
-        self.append(crate::encode_event(event))
+        self.append(crate::codec::encode_event(event))
     }
 
     /// What the writer has made durable so far.
@@ -252,7 +254,7 @@ impl Writer {
         let first = self.next_lsn;
         self.buf.clear();
         for (i, r) in group.iter().enumerate() {
-            frame::encode(&mut self.buf, first + i as u64, &r.payload);
+            frame::encode(&mut self.buf, first + i as u64, crate::codec::SCHEMA_VERSION, &r.payload);
         }
         if let Err(e) = self.file.write_all(&self.buf) {
             return Err(self.fail_group(format!("write: {e}")));

@@ -7,6 +7,7 @@
 //!
 //! ## Layout
 //!
+//! - [`codec`]: versioned encodings of events and snapshots, read forever.
 //! - [`frame`]: the on-disk record frame (length, CRC32C, version, LSN).
 //! - [`journal`]: the group-commit writer thread and the `Durable` handle.
 //! - [`reader`]: reading files back, torn-tail and corruption detection.
@@ -17,21 +18,13 @@
 //! waiter is told "durable" only after its group's `fdatasync` returned; a
 //! bad record before the tail stops recovery with its file and offset.
 
+pub mod codec;
 pub mod frame;
 pub mod journal;
 pub mod reader;
 pub mod recovery;
 pub mod snapshot;
 
+pub use codec::{DecodeError, SCHEMA_VERSION, decode_event, encode_event};
 pub use journal::{Durable, Journal, JournalConfig, JournalError, JournalStats};
 pub use recovery::{DataDir, Recovered, RecoveryError, SnapshotReport};
-
-/// Encodes an event as a journal payload (postcard).
-pub fn encode_event(event: &pat_engine::Event) -> Vec<u8> {
-    postcard::to_stdvec(event).expect("events encode: no maps with non-string keys, no unsized data")
-}
-
-/// Decodes a journal payload.
-pub fn decode_event(payload: &[u8]) -> Result<pat_engine::Event, String> {
-    postcard::from_bytes(payload).map_err(|e| e.to_string())
-}

@@ -108,9 +108,9 @@ impl DataDir {
                 let (path, offset) = at(r.path);
                 return Err(RecoveryError::Gap { path, offset, expected: next, found: r.lsn, snapshot_lsn });
             }
-            let event = crate::decode_event(r.payload).map_err(|reason| {
+            let event = crate::codec::decode_event(r.version, r.payload).map_err(|e| {
                 let (path, offset) = at(r.path);
-                RecoveryError::Decode { path, offset, lsn: r.lsn, reason }
+                RecoveryError::Decode { path, offset, lsn: r.lsn, reason: e.to_string() }
             })?;
             books.apply(event).map_err(|source| {
                 let (path, offset) = at(r.path);
@@ -139,7 +139,7 @@ impl DataDir {
         retain: usize,
     ) -> Result<SnapshotReport, RecoveryError> {
         self.snapshots.write(lsn, state, retain)?;
-        let bytes = postcard::experimental::serialized_size(state).unwrap_or(0);
+        let bytes = crate::codec::snapshot_len(state);
         let oldest = self.snapshots.lsns()?.first().copied().unwrap_or(0);
         let files = reader::journal_files(&self.journal_dir())?;
         let mut removed_files = Vec::new();

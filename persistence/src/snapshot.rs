@@ -6,13 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use pat_engine::ExchangeState;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition};
 use thiserror::Error;
 
 const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
-
-/// Version byte in front of every encoded snapshot.
-const SNAPSHOT_VERSION: u8 = 1;
 
 /// Why a snapshot could not be written or read.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -25,23 +22,46 @@ pub enum SnapshotError {
 
 /// The snapshot database.
 pub struct SnapshotStore {
-    db: Database,
+    db: Db,
     path: PathBuf,
+}
+
+/// The store opened for writing (the engine), or for reading only (an
+/// operator's inspection, which must never change a data directory).
+enum Db {
+    Write(Database),
+    Read(ReadOnlyDatabase),
 }
 
 impl SnapshotStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, SnapshotError> {
         let db = Database::create(path).map_err(|e| store(path, e))?;
-        Ok(Self { db, path: path.to_owned() })
+        Ok(Self { db: Db::Write(db), path: path.to_owned() })
+    }
+
+    /// Opens an existing store without ever writing to its file; [`Self::write`]
+    /// is refused.
+    pub fn open_read_only(path: &Path) -> Result<Self, SnapshotError> {
+        let db = ReadOnlyDatabase::open(path).map_err(|e| store(path, e))?;
+        Ok(Self { db: Db::Read(db), path: path.to_owned() })
+    }
+
+    fn readable(&self) -> &dyn ReadableDatabase {
+        match &self.db {
+            Db::Write(db) => db,
+            Db::Read(db) => db,
+        }
     }
 
     /// Writes the state covering the journal through `lsn` and keeps the
     /// newest `retain` snapshots. Durable when it returns.
     pub fn write(&self, lsn: u64, state: &ExchangeState, retain: usize) -> Result<(), SnapshotError> {
-        let mut bytes = vec![SNAPSHOT_VERSION];
-        bytes.extend(postcard::to_stdvec(state).map_err(|e| store(&self.path, e))?);
-        let tx = self.db.begin_write().map_err(|e| store(&self.path, e))?;
+        let Db::Write(db) = &self.db else {
+            return Err(store(&self.path, "opened read-only"));
+        };
+        let bytes = crate::codec::encode_snapshot(state);
+        let tx = db.begin_write().map_err(|e| store(&self.path, e))?;
         {
             let mut table = tx.open_table(SNAPSHOTS).map_err(|e| store(&self.path, e))?;
             table.insert(lsn, bytes.as_slice()).map_err(|e| store(&self.path, e))?;
@@ -60,7 +80,7 @@ impl SnapshotStore {
 
     /// LSNs of the stored snapshots, oldest first.
     pub fn lsns(&self) -> Result<Vec<u64>, SnapshotError> {
-        let tx = self.db.begin_read().map_err(|e| store(&self.path, e))?;
+        let tx = self.readable().begin_read().map_err(|e| store(&self.path, e))?;
         let table = match tx.open_table(SNAPSHOTS) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -72,7 +92,7 @@ impl SnapshotStore {
 
     /// The newest snapshot and the LSN it covers.
     pub fn latest(&self) -> Result<Option<(u64, ExchangeState)>, SnapshotError> {
-        let tx = self.db.begin_read().map_err(|e| store(&self.path, e))?;
+        let tx = self.readable().begin_read().map_err(|e| store(&self.path, e))?;
         let table = match tx.open_table(SNAPSHOTS) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -82,14 +102,9 @@ impl SnapshotStore {
             return Ok(None);
         };
         let (lsn, bytes) = (entry.0.value(), entry.1.value());
-        let decode = |reason: String| SnapshotError::Decode { lsn, reason };
-        match bytes.split_first() {
-            Some((&SNAPSHOT_VERSION, body)) => {
-                postcard::from_bytes(body).map(|s| Some((lsn, s))).map_err(|e| decode(e.to_string()))
-            }
-            Some((v, _)) => Err(decode(format!("unknown snapshot version {v}"))),
-            None => Err(decode("empty snapshot".into())),
-        }
+        crate::codec::decode_snapshot(bytes)
+            .map(|state| Some((lsn, state)))
+            .map_err(|e| SnapshotError::Decode { lsn, reason: e.to_string() })
     }
 }
 

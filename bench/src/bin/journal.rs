@@ -165,7 +165,7 @@ fn floor_rate(dir: &Path, payload: &[u8], group: usize, records: u64) -> f64 {
     let mut file = std::fs::File::create(&path).unwrap();
     let mut buf = Vec::new();
     for i in 0..group {
-        frame::encode(&mut buf, i as u64, payload);
+        frame::encode(&mut buf, i as u64, pat_persistence::SCHEMA_VERSION, payload);
     }
     let groups = (records as usize).div_ceil(group).max(1);
     let start = Instant::now();
