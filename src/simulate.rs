@@ -171,7 +171,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     t.fills += 1;
                     pending.push_back((now_ms + args.settle_after_secs * 1000, fill.fill_id));
                 }
-                Err(e) => *t.rejections.entry(e.code()).or_default() += 1,
+                Err(e) => *t.rejections.entry(e.code().as_str()).or_default() += 1,
             }
         }
         if (now_secs - START_SECS).is_multiple_of(report_every) {

@@ -22,7 +22,7 @@ use actix::prelude::*;
 use alloy_primitives::{Address, B256};
 use pat_engine::books::{ReconfigureError, half_life_ms};
 use pat_engine::{
-    EngineConfig, Event, Fill, FillRecord, FillStatus, MarketId, OrderError, Quote, Registry, Segment, SegmentId,
+    Code, EngineConfig, Event, Fill, FillRecord, FillStatus, MarketId, OrderError, Quote, Registry, Segment, SegmentId,
     SubmitError, TimeMs,
 };
 use pat_persistence::{DataDir, JournalConfig, JournalError, RecoveryError, SnapshotReport};
@@ -107,19 +107,19 @@ pub enum EngineError {
 
 impl EngineError {
     /// A stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
             Self::Submit(e) => e.code(),
             Self::Order(e) => e.code(),
-            Self::Reconfigure(_) => "config_not_applicable",
-            Self::Busy => "busy",
-            Self::Degraded(_) => "degraded",
-            Self::Journal(_) => "journal_failed",
-            Self::Recovery(_) => "recovery_failed",
-            Self::Phase(_) => "invalid_phase",
-            Self::Start(_) => "start_failed",
-            Self::Unavailable(_) => "unavailable",
-            Self::Routing(_) => "routing_failed",
+            Self::Reconfigure(_) => Code::ConfigNotApplicable,
+            Self::Busy => Code::Busy,
+            Self::Degraded(_) => Code::Degraded,
+            Self::Journal(_) => Code::JournalFailed,
+            Self::Recovery(_) => Code::RecoveryFailed,
+            Self::Phase(_) => Code::InvalidPhase,
+            Self::Start(_) => Code::StartFailed,
+            Self::Unavailable(_) => Code::Unavailable,
+            Self::Routing(_) => Code::RoutingFailed,
         }
     }
 }

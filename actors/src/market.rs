@@ -181,7 +181,7 @@ impl Handler<SubmitSegment> for MarketActor {
             }
             Err(e) => {
                 // Validly signed, so it counts against the provider: journaled.
-                metrics::counter!("pat_submissions_refused_total", "reason" => e.code()).increment(1);
+                metrics::counter!("pat_submissions_refused_total", "reason" => e.code().as_str()).increment(1);
                 let provider = msg.0.signed().submission.provider;
                 let durable = shared.append(&mut st, &Event::SubmissionRefused { provider });
                 Box::pin(async move { durable.await.and(Err(e.into())) })
@@ -218,7 +218,7 @@ impl Handler<PlaceOrder> for MarketActor {
                 Box::pin(async move { announced.await.map(|()| fill) })
             }
             Err(e) => {
-                metrics::counter!("pat_orders_refused_total", "reason" => e.code()).increment(1);
+                metrics::counter!("pat_orders_refused_total", "reason" => e.code().as_str()).increment(1);
                 refused(e.into())
             }
         }

@@ -1,6 +1,6 @@
 //! [`Event`]: every change of engine state, as an outcome that can be
 //! recorded and applied again. The journal stores events; recovery applies
-//! them with [`Exchange::apply`] over a snapshot. An event carries what was
+//! them with [`Books::apply`] over a snapshot. An event carries what was
 //! decided (the listed segment, the fill with its drawn units), never the
 //! request that led to it, so applying it needs no signature, price or limit
 //! check and gives the same state whatever code decided it.

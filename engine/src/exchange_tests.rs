@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::books::{FillStateError, ProviderRecord, ReconfigureError};
+use crate::code::Code;
 use crate::event::Event;
 use crate::fill::FillStatus;
 use crate::market_key::MarketKey;
@@ -105,7 +106,7 @@ fn every_order_error_changes_nothing() {
     for (mut ex, signed, now, code) in cases {
         let before = ex.clone();
         let err = ex.submit_order(signed, now).unwrap_err();
-        assert_eq!(err.code(), code, "{err}");
+        assert_eq!(err.code().as_str(), code, "{err}");
         assert_eq!(ex, before, "{code} changed the state");
     }
     let mut paused = base.clone();
@@ -142,7 +143,7 @@ fn exposure_limits_widen_then_halt() {
     // Not at the hard limit by less than one unit: still quoting but refusing any order.
     let err =
         ex.submit_order(signed_order(&CONSUMER_KEY, &purchase_7d(), 1, u128::MAX, 4, T0 + 60), NOW + 200).unwrap_err();
-    assert_eq!(err.code(), "exposure_limit");
+    assert_eq!(err.code(), Code::ExposureLimit);
     ex.check_invariants();
 }
 
@@ -297,7 +298,7 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>) {
                 match ex.submit_segment(&signed, now) {
                     Ok(segment) => events.push(Event::SegmentListed(segment)),
                     Err(e) => {
-                        assert_eq!(e.code(), "window_ended", "{e}");
+                        assert_eq!(e.code(), Code::WindowEnded, "{e}");
                         events.push(Event::SubmissionRefused { provider: signed.submission.provider });
                     }
                 }

@@ -9,6 +9,7 @@
 //!
 //! ## Layout
 //!
+//! - [`code`]: every error code clients meet, with its HTTP status and meaning.
 //! - [`money`]: PAT amounts as `u128` base units, decimal text, the tick rounding rule.
 //! - [`market_key`]: `SegmentType`, `Window`, `ConfidenceBand`, `MarketKey` and its chain id.
 //! - [`eip712`]: the signed `Order` and `SegmentSubmission` types, the domain, recovery.
@@ -27,6 +28,7 @@
 //! - `testing` (feature `testing`): fixtures shared by tests and benches.
 
 pub mod books;
+pub mod code;
 pub mod eip712;
 pub mod event;
 pub mod ewma;
@@ -48,6 +50,7 @@ pub mod signing;
 pub mod testing;
 
 pub use books::{ApplyError, Books, ExchangeState, FillRecord, FillStateError, Registry};
+pub use code::Code;
 pub use eip712::{Order, SegmentSubmission};
 pub use event::Event;
 pub use ewma::TimeMs;

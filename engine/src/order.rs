@@ -5,6 +5,7 @@ use alloy_primitives::{Address, B256, U256};
 use alloy_sol_types::Eip712Domain;
 use thiserror::Error;
 
+use crate::code::Code;
 use crate::eip712::{self, Order, SignatureError};
 use crate::ewma::TimeMs;
 use crate::money::Amount;
@@ -111,19 +112,19 @@ pub enum OrderError {
 
 impl OrderError {
     /// A stable machine-readable code for clients and metrics.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Self::Paused => "paused",
-            Self::UnknownMarket(_) => "unknown_market",
-            Self::BadSignature(_) => "bad_signature",
-            Self::Expired { .. } => "expired",
-            Self::NonceUsed { .. } => "nonce_used",
-            Self::InvalidQuantity { .. } => "invalid_quantity",
-            Self::MarketHalted(_) => "market_halted",
-            Self::QuoteStale { .. } => "quote_stale",
-            Self::PriceAboveMax { .. } => "price_above_max",
-            Self::InsufficientSupply { .. } => "insufficient_supply",
-            Self::ExposureLimit { .. } => "exposure_limit",
+            Self::Paused => Code::Paused,
+            Self::UnknownMarket(_) => Code::UnknownMarket,
+            Self::BadSignature(_) => Code::BadSignature,
+            Self::Expired { .. } => Code::Expired,
+            Self::NonceUsed { .. } => Code::NonceUsed,
+            Self::InvalidQuantity { .. } => Code::InvalidQuantity,
+            Self::MarketHalted(_) => Code::MarketHalted,
+            Self::QuoteStale { .. } => Code::QuoteStale,
+            Self::PriceAboveMax { .. } => Code::PriceAboveMax,
+            Self::InsufficientSupply { .. } => Code::InsufficientSupply,
+            Self::ExposureLimit { .. } => Code::ExposureLimit,
         }
     }
 }

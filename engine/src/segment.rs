@@ -11,6 +11,7 @@ use alloy_sol_types::Eip712Domain;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::code::Code;
 use crate::eip712::{self, SegmentSubmission, SignatureError};
 use crate::ewma::TimeMs;
 use crate::market_key::{CONFIDENCE_MAX, ConfidenceBps, MarketKey, SegmentType, Window};
@@ -108,22 +109,22 @@ pub enum SubmitError {
 
 impl SubmitError {
     /// A stable machine-readable code for clients and metrics.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Self::BadSignature(_) => "bad_signature",
-            Self::UnknownSegmentType(_) => "unknown_segment_type",
-            Self::UnknownWindow(_) => "unknown_window",
-            Self::ConfidenceOutsideBands(_) => "confidence_outside_bands",
-            Self::WindowEnded { .. } => "window_ended",
-            Self::FutureTimestamp { .. } => "future_timestamp",
-            Self::CreatedBeforeWindow { .. } => "created_before_window",
-            Self::EmptyPayload => "empty_payload",
-            Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::PayloadHashMismatch { .. } => "payload_hash_mismatch",
-            Self::MalformedPayload(_) => "malformed_payload",
-            Self::SignalCount { .. } => "signal_count",
-            Self::UnitsOutOfRange { .. } => "units_out_of_range",
-            Self::DuplicatePayload(_) => "duplicate_payload",
+            Self::BadSignature(_) => Code::BadSignature,
+            Self::UnknownSegmentType(_) => Code::UnknownSegmentType,
+            Self::UnknownWindow(_) => Code::UnknownWindow,
+            Self::ConfidenceOutsideBands(_) => Code::ConfidenceOutsideBands,
+            Self::WindowEnded { .. } => Code::WindowEnded,
+            Self::FutureTimestamp { .. } => Code::FutureTimestamp,
+            Self::CreatedBeforeWindow { .. } => Code::CreatedBeforeWindow,
+            Self::EmptyPayload => Code::EmptyPayload,
+            Self::PayloadTooLarge { .. } => Code::PayloadTooLarge,
+            Self::PayloadHashMismatch { .. } => Code::PayloadHashMismatch,
+            Self::MalformedPayload(_) => Code::MalformedPayload,
+            Self::SignalCount { .. } => Code::SignalCount,
+            Self::UnitsOutOfRange { .. } => Code::UnitsOutOfRange,
+            Self::DuplicatePayload(_) => Code::DuplicatePayload,
         }
     }
 }
@@ -333,7 +334,7 @@ mod tests {
             (resigned(|s| s.units = 1_000_001), "units_out_of_range"),
         ];
         for (signed, code) in cases {
-            assert_eq!(check(&signed).unwrap_err().code(), code, "{:?}", signed.submission);
+            assert_eq!(check(&signed).unwrap_err().code().as_str(), code, "{:?}", signed.submission);
         }
         let payload_case = |payload: Vec<u8>| {
             let mut signed = good();

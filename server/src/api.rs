@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use alloy_primitives::{Address, B256};
 use alloy_sol_types::Eip712Domain;
@@ -18,11 +17,11 @@ use pat_actors::market::GetMarket;
 use pat_actors::{Engine, EngineActor};
 use pat_engine::order::{SignedOrder, verify_order};
 use pat_engine::segment::verify_submission;
-use pat_engine::{MarketKey, SegmentId, SignedSegment};
+use pat_engine::{Code, MarketKey, SegmentId, SignedSegment};
 use serde::Deserialize;
 
 use crate::dto::*;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCodes};
 
 /// What every handler shares.
 pub struct AppState {
@@ -94,9 +93,7 @@ async fn metrics(state: State) -> HttpResponse {
 }
 
 #[utoipa::path(post, path = "/v1/segments", tag = "segments", request_body = SegmentRequest,
-    responses((status = 201, description = "listed, once durable", body = SegmentBody),
-        (status = 400, body = ErrorBody), (status = 409, description = "a replayed payload", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 422, description = "refused by the checks", body = ErrorBody)))]
+    responses((status = 201, description = "listed, once durable", body = SegmentBody)))]
 async fn submit_segment(state: State, body: web::Json<SegmentRequest>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let signed = SignedSegment {
@@ -128,12 +125,12 @@ struct SegmentQuery {
 const SEARCH_LIMIT_MAX: usize = 1_000;
 
 #[utoipa::path(get, path = "/v1/segments", tag = "segments", params(SegmentQuery),
-    responses((status = 200, description = "newest first", body = [SegmentBody]), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "newest first", body = [SegmentBody])))]
 async fn search_segments(state: State, q: web::Query<SegmentQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let min_quality_bps = match q.min_quality {
         Some(m) if (0.0..=1.0).contains(&m) => Some((m * 10_000.0).round() as u16),
-        Some(m) => return Err(ApiError::bad_request("invalid_request", format!("min_quality {m} is not in [0, 1]"))),
+        Some(m) => return Err(ApiError::new(Code::InvalidRequest, format!("min_quality {m} is not in [0, 1]"))),
         None => None,
     };
     let search = SearchSegments {
@@ -148,12 +145,12 @@ async fn search_segments(state: State, q: web::Query<SegmentQuery>) -> Result<Ht
 }
 
 #[utoipa::path(get, path = "/v1/segments/{id}", tag = "segments", params(("id" = u64, Path)),
-    responses((status = 200, body = SegmentBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = SegmentBody)))]
 async fn get_segment(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id: u64 = id.parse().map_err(|_| ApiError::bad_request("invalid_request", "segment id is a number"))?;
+    let id: u64 = id.parse().map_err(|_| ApiError::new(Code::InvalidRequest, "segment id is a number"))?;
     match ask(&state, GetSegment(SegmentId(id))).await? {
         Some(s) => Ok(HttpResponse::Ok().json(SegmentBody::from(&s))),
-        None => Err(ApiError::not_found("unknown_segment", format!("no segment {id}"))),
+        None => Err(ApiError::new(Code::UnknownSegment, format!("no segment {id}"))),
     }
 }
 
@@ -166,11 +163,11 @@ async fn markets(state: State) -> Result<HttpResponse, ApiError> {
 
 #[utoipa::path(get, path = "/v1/markets/{key}", tag = "markets",
     params(("key" = String, Path, description = "market key, URL-encoded: PURCHASE_INTENT%7C7D%7C0.70-0.85")),
-    responses((status = 200, body = MarketBody), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = MarketBody)))]
 async fn market(state: State, key: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let key: MarketKey = key.parse().map_err(|e| ApiError::bad_request("invalid_request", format!("{e}")))?;
+    let key: MarketKey = key.parse().map_err(|e| ApiError::new(Code::InvalidRequest, format!("{e}")))?;
     let Some(id) = state.engine.markets().by_key(&key) else {
-        return Err(ApiError::not_found("unknown_market", format!("no market {key}")));
+        return Err(ApiError::new(Code::UnknownMarket, format!("no market {key}")));
     };
     let m = routed(&state, Box::pin(state.engine.markets().actor(id).send(GetMarket))).await?;
     Ok(HttpResponse::Ok().json(MarketBody::from(&m)))
@@ -182,10 +179,7 @@ async fn quotes(state: State) -> HttpResponse {
 }
 
 #[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = OrderRequest,
-    responses((status = 201, description = "filled, once durable", body = FillBody), (status = 400, body = ErrorBody),
-        (status = 409, description = "a replayed nonce", body = ErrorBody),
-        (status = 422, description = "refused: price, supply, limits, deadline", body = ErrorBody),
-        (status = 503, description = "busy or degraded", body = ErrorBody)))]
+    responses((status = 201, description = "filled, once durable", body = FillBody)))]
 async fn place_order(state: State, body: web::Json<OrderRequest>) -> Result<HttpResponse, ApiError> {
     let signed = SignedOrder { order: body.order()?, signature: signature_bytes(&body.signature)? };
     // Signature recovery is the costly part of an order: it runs here, on the
@@ -197,25 +191,25 @@ async fn place_order(state: State, body: web::Json<OrderRequest>) -> Result<Http
 }
 
 fn b256(text: &str, what: &str) -> Result<B256, ApiError> {
-    text.parse().map_err(|_| ApiError::bad_request("invalid_request", format!("{what} must be 32 bytes of hex")))
+    text.parse().map_err(|_| ApiError::new(Code::InvalidRequest, format!("{what} must be 32 bytes of hex")))
 }
 
 fn address(text: &str) -> Result<Address, ApiError> {
-    text.parse().map_err(|_| ApiError::bad_request("invalid_request", "address must be 20 bytes of hex"))
+    text.parse().map_err(|_| ApiError::new(Code::InvalidRequest, "address must be 20 bytes of hex"))
 }
 
 #[utoipa::path(get, path = "/v1/fills/{id}", tag = "orders", params(("id" = String, Path, description = "0x fill id")),
-    responses((status = 200, body = FillBody), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = FillBody)))]
 async fn get_fill(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = b256(&id, "fill id")?;
     match ask(&state, GetFill(id)).await? {
         Some(r) => Ok(HttpResponse::Ok().json(FillBody::from(&r))),
-        None => Err(ApiError::not_found("unknown_fill", format!("no fill {id}"))),
+        None => Err(ApiError::new(Code::UnknownFill, format!("no fill {id}"))),
     }
 }
 
 #[utoipa::path(get, path = "/v1/providers/{address}/earnings", tag = "accounts", params(("address" = String, Path)),
-    responses((status = 200, body = EarningsBody), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = EarningsBody)))]
 async fn provider_earnings(state: State, who: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let provider = address(&who)?;
     let credited = ask(&state, ProviderCredits(provider)).await?;
@@ -223,7 +217,7 @@ async fn provider_earnings(state: State, who: web::Path<String>) -> Result<HttpR
 }
 
 #[utoipa::path(get, path = "/v1/consumers/{address}/fills", tag = "accounts", params(("address" = String, Path)),
-    responses((status = 200, description = "oldest first", body = [FillBody]), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "oldest first", body = [FillBody])))]
 async fn consumer_fills(state: State, who: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let fills = ask(&state, ConsumerFills(address(&who)?)).await?;
     Ok(HttpResponse::Ok().json(fills.iter().map(FillBody::from).collect::<Vec<_>>()))
@@ -232,32 +226,26 @@ async fn consumer_fills(state: State, who: web::Path<String>) -> Result<HttpResp
 /// Checks the operator's bearer token, in time independent of where it differs.
 fn operator(state: &State, req: &HttpRequest) -> Result<(), ApiError> {
     let Some(token) = state.admin_token.as_deref() else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
-            "the server runs without an operator token",
-        ));
+        return Err(ApiError::new(Code::AdminDisabled, "the server runs without an operator token"));
     };
     let given = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "an operator bearer token is required")
-        })?;
+        .ok_or_else(|| ApiError::new(Code::Unauthorized, "an operator bearer token is required"))?;
     let same = given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0;
-    if same { Ok(()) } else { Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "wrong operator token")) }
+    if same { Ok(()) } else { Err(ApiError::new(Code::Forbidden, "wrong operator token")) }
 }
 
 #[utoipa::path(post, path = "/v1/admin/pause", tag = "admin", security(("operator" = [])),
-    responses((status = 200, body = PausedBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = PausedBody)))]
 async fn pause(state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     set_paused(state, req, true).await
 }
 
 #[utoipa::path(post, path = "/v1/admin/resume", tag = "admin", security(("operator" = [])),
-    responses((status = 200, body = PausedBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = PausedBody)))]
 async fn resume(state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     set_paused(state, req, false).await
 }
@@ -270,15 +258,14 @@ async fn set_paused(state: State, req: HttpRequest, paused: bool) -> Result<Http
 
 /// Re-reads and validates the config file; a bad file changes nothing.
 #[utoipa::path(post, path = "/v1/admin/reload", tag = "admin", security(("operator" = [])),
-    responses((status = 200, body = ReloadedBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 422, description = "invalid file; the running config stays", body = InvalidConfigBody)))]
+    responses((status = 200, body = ReloadedBody)))]
 async fn reload(state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     operator(&state, &req)?;
     let result = crate::reload(&state.engine, &state.config_path).await;
     match result {
         Ok(()) => Ok(HttpResponse::Ok().json(ReloadedBody { reloaded: true })),
         Err(crate::ReloadError::Invalid(errors)) => Ok(HttpResponse::UnprocessableEntity().json(InvalidConfigBody {
-            code: "invalid_config".into(),
+            code: Code::InvalidConfig.as_str().into(),
             message: "the config file is invalid; the running config stays".into(),
             errors: errors.0.iter().map(|e| ConfigErrorBody { key: e.key.clone(), reason: e.reason.clone() }).collect(),
         })),
@@ -288,8 +275,7 @@ async fn reload(state: State, req: HttpRequest) -> Result<HttpResponse, ApiError
 }
 
 #[utoipa::path(post, path = "/v1/admin/phase", tag = "admin", security(("operator" = [])), request_body = PhaseBody,
-    responses((status = 200, body = PhaseBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 422, description = "not a forward step", body = ErrorBody)))]
+    responses((status = 200, body = PhaseBody)))]
 async fn phase(state: State, req: HttpRequest, body: web::Json<PhaseBody>) -> Result<HttpResponse, ApiError> {
     operator(&state, &req)?;
     ask(&state, AdvancePhase(body.phase)).await??;
@@ -302,7 +288,8 @@ async fn phase(state: State, req: HttpRequest, body: web::Json<PhaseBody>) -> Re
     info(title = "PAT segment market", description = "Quotes, orders and fills of intent-signal segment markets."),
     paths(healthz, metrics, submit_segment, search_segments, get_segment, markets, market, quotes, place_order,
         get_fill, provider_earnings, consumer_fills, pause, resume, reload, phase, crate::feed::feed, openapi),
-    modifiers(&OperatorToken)
+    components(schemas(ErrorBody, InvalidConfigBody)),
+    modifiers(&OperatorToken, &ErrorCodes)
 )]
 pub struct ApiDoc;
 

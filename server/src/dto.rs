@@ -4,7 +4,7 @@
 
 use alloy_primitives::{Address, B256, U256};
 use pat_engine::market::MarketId;
-use pat_engine::{FillRecord, FillStatus, Order, Quote, Segment, SegmentSubmission};
+use pat_engine::{Code, FillRecord, FillStatus, Order, Quote, Segment, SegmentSubmission};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -101,7 +101,7 @@ fn uint(field: &str, text: &str) -> Result<U256, ApiError> {
     text.parse::<U256>()
         .ok()
         .filter(|_| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| ApiError::bad_request("invalid_request", format!("{field} must be a decimal integer string")))
+        .ok_or_else(|| ApiError::new(Code::InvalidRequest, format!("{field} must be a decimal integer string")))
 }
 
 impl OrderRequest {
@@ -125,7 +125,7 @@ impl OrderRequest {
     pub fn order(&self) -> Result<Order, ApiError> {
         let o = &self.order;
         let key: pat_engine::MarketKey =
-            o.market.parse().map_err(|e| ApiError::bad_request("invalid_request", format!("market: {e}")))?;
+            o.market.parse().map_err(|e| ApiError::new(Code::InvalidRequest, format!("market: {e}")))?;
         Ok(Order {
             consumer: o.consumer,
             market: key.id(),
@@ -145,7 +145,7 @@ fn hex_signature(bytes: &[u8]) -> String {
 pub fn signature_bytes(text: &str) -> Result<Vec<u8>, ApiError> {
     let hex = text.strip_prefix("0x").unwrap_or(text);
     alloy_primitives::hex::decode(hex)
-        .map_err(|e| ApiError::bad_request("invalid_request", format!("signature is not hex: {e}")))
+        .map_err(|e| ApiError::new(Code::InvalidRequest, format!("signature is not hex: {e}")))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

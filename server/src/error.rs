@@ -1,30 +1,27 @@
 //! The API's error shape: `{"code": "...", "message": "..."}` with the HTTP
-//! status that fits, for every failure a request can meet.
+//! status its [`Code`] carries, for every failure a request can meet.
 
 use crate::dto::ErrorBody;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use pat_actors::EngineError;
+use pat_engine::Code;
+use pat_engine::code::Source;
 
-/// A request that failed, as the client sees it.
+/// A request that failed, as the client sees it: the code gives the status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, message)
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.status()).expect("every code's status is a valid HTTP status")
     }
 }
 
@@ -36,46 +33,97 @@ impl std::fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(ErrorBody { code: self.code.to_owned(), message: self.message.clone() })
-    }
-}
-
-/// The status of each engine error code.
-fn status_of(code: &str) -> StatusCode {
-    match code {
-        "bad_signature" => StatusCode::UNAUTHORIZED,
-        "unknown_market" | "unknown_segment_type" | "unknown_window" => StatusCode::NOT_FOUND,
-        "nonce_used" | "duplicate_payload" => StatusCode::CONFLICT,
-        "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "paused" | "busy" | "degraded" | "journal_failed" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-        "recovery_failed" | "routing_failed" => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
+        HttpResponse::build(self.status())
+            .json(ErrorBody { code: self.code.as_str().to_owned(), message: self.message.clone() })
     }
 }
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        let code = e.code();
-        Self::new(status_of(code), code, e.to_string())
+        Self::new(e.code(), e.to_string())
     }
 }
 
 impl From<actix::MailboxError> for ApiError {
     fn from(e: actix::MailboxError) -> Self {
         match e {
-            actix::MailboxError::Timeout => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the engine did not answer in time")
-            }
+            actix::MailboxError::Timeout => Self::new(Code::Busy, "the engine did not answer in time"),
             // The actor is gone and its supervisor is starting the next one.
-            actix::MailboxError::Closed => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the engine is restarting from its journal; retry shortly",
-            ),
+            actix::MailboxError::Closed => {
+                Self::new(Code::Unavailable, "the engine is restarting from its journal; retry shortly")
+            }
+        }
+    }
+}
+
+/// The codes a route can answer with: those of its sources, and the ones
+/// it names itself. What the OpenAPI document lists under each route.
+pub fn route_codes(method: &str, path: &str) -> Vec<Code> {
+    use Code::*;
+    use Source::*;
+    const OPERATOR: &[Source] = &[Operator, Engine, Write];
+    let (sources, named): (&[Source], &[Code]) = match (method, path) {
+        ("post", "/v1/segments") => (&[Body, Request, Submission, Engine, Write], &[]),
+        ("post", "/v1/orders") => (&[Body, Request, Order, Engine, Write], &[]),
+        ("get", "/v1/segments") => (&[Request, Engine], &[]),
+        ("get", "/v1/segments/{id}") => (&[Request, Engine], &[UnknownSegment]),
+        ("get", "/v1/markets") => (&[Engine], &[]),
+        ("get", "/v1/markets/{key}") => (&[Request, Engine], &[UnknownMarket]),
+        ("get", "/v1/fills/{id}") => (&[Request, Engine], &[UnknownFill]),
+        ("get", "/v1/providers/{address}/earnings" | "/v1/consumers/{address}/fills") => (&[Request, Engine], &[]),
+        ("post", "/v1/admin/pause" | "/v1/admin/resume") => (OPERATOR, &[]),
+        ("post", "/v1/admin/reload") => (OPERATOR, &[InvalidConfig, ConfigNotApplicable]),
+        ("post", "/v1/admin/phase") => (&[Body, Operator, Engine, Write], &[InvalidPhase]),
+        ("get", "/v1/feed") => (&[], &[NotWebsocket, Internal]),
+        _ => (&[], &[]),
+    };
+    let mut codes: Vec<Code> =
+        sources.iter().flat_map(|s| Code::from_source(*s)).chain(named.iter().copied()).collect();
+    codes.sort();
+    codes.dedup();
+    codes
+}
+
+/// Writes each route's error responses into the OpenAPI document: one per
+/// status, whose description lists every code of that status the route can
+/// answer with. The handlers declare only their successes; the table above
+/// is the one place that says which errors each route meets.
+pub struct ErrorCodes;
+
+impl utoipa::Modify for ErrorCodes {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let operations = [("get", &mut item.get), ("post", &mut item.post)];
+            for (method, op) in operations {
+                let Some(op) = op.as_mut() else { continue };
+                let codes = route_codes(method, path);
+                op.responses.responses.retain(|status, _| !status.starts_with(['4', '5']));
+                let mut statuses: Vec<u16> = codes.iter().map(|c| c.status()).collect();
+                statuses.sort();
+                statuses.dedup();
+                for status in statuses {
+                    let lines: Vec<String> = codes
+                        .iter()
+                        .filter(|c| c.status() == status)
+                        .map(|c| format!("`{c}`: {}", c.description()))
+                        .collect();
+                    let body = match (path.as_str(), status) {
+                        ("/v1/admin/reload", 422) => "InvalidConfigBody",
+                        _ => "ErrorBody",
+                    };
+                    let schema = RefOr::Ref(utoipa::openapi::Ref::from_schema_name(body));
+                    let response = ResponseBuilder::new()
+                        .description(lines.join("\n\n"))
+                        .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
+                        .build();
+                    op.responses.responses.insert(status.to_string(), RefOr::T(response));
+                }
+            }
         }
     }
 }

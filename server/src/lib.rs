@@ -24,12 +24,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::http::StatusCode;
 use actix_web::{App, HttpServer, web};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use pat_actors::engine::Reconfigure;
 use pat_actors::{Engine, EngineHandle};
 use pat_config::{Config, ConfigErrors};
+use pat_engine::Code;
 
 use crate::api::AppState;
 use crate::error::ApiError;
@@ -99,7 +99,7 @@ impl ReloadError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Invalid(_) => false,
-            Self::Engine(e) => matches!(e.code(), "unavailable" | "busy" | "degraded"),
+            Self::Engine(e) => matches!(e.code(), Code::Unavailable | Code::Busy | Code::Degraded),
             Self::Mailbox(_) => true,
         }
     }
@@ -124,12 +124,10 @@ pub async fn reload(engine: &EngineHandle, path: &Path) -> Result<(), ReloadErro
 fn json_error(e: JsonPayloadError) -> ApiError {
     match e {
         JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body over {limit} bytes"))
+            ApiError::new(Code::BodyTooLarge, format!("request body over {limit} bytes"))
         }
-        JsonPayloadError::ContentType => {
-            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/json")
-        }
-        other => ApiError::bad_request("malformed_json", other.to_string()),
+        JsonPayloadError::ContentType => ApiError::new(Code::UnsupportedMediaType, "send application/json"),
+        other => ApiError::new(Code::MalformedJson, other.to_string()),
     }
 }
 
@@ -157,16 +155,17 @@ pub async fn start(
             .app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(hub.clone()))
             .app_data(web::JsonConfig::default().limit(limit).error_handler(|e, _| json_error(e).into()))
-            .app_data(web::QueryConfig::default().error_handler(|e: QueryPayloadError, _| {
-                ApiError::bad_request("invalid_request", e.to_string()).into()
-            }))
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|e: QueryPayloadError, _| ApiError::new(Code::InvalidRequest, e.to_string()).into()),
+            )
             .app_data(
                 web::PathConfig::default()
-                    .error_handler(|e: PathError, _| ApiError::bad_request("invalid_request", e.to_string()).into()),
+                    .error_handler(|e: PathError, _| ApiError::new(Code::InvalidRequest, e.to_string()).into()),
             )
             .configure(api::routes)
             .default_service(web::to(|| async {
-                Err::<actix_web::HttpResponse, _>(ApiError::not_found("not_found", "no such route"))
+                Err::<actix_web::HttpResponse, _>(ApiError::new(Code::NotFound, "no such route"))
             }))
     })
     .workers(settings.workers)

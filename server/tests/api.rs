@@ -8,6 +8,8 @@ mod common;
 use std::path::Path;
 
 use common::{Api, MARKET, TOKEN, now_secs, signer};
+use pat_engine::Code;
+use pat_engine::code::Source;
 use serde_json::{Value, json};
 
 #[actix_rt::test]
@@ -272,6 +274,44 @@ async fn the_openapi_document_describes_every_route() {
     }
     assert_eq!(doc["components"]["securitySchemes"]["operator"]["scheme"], "bearer");
     assert_eq!(schemas["FillBody"]["properties"]["fill_id"]["type"], "string");
+
+    // Each route lists its error codes under the status each code carries.
+    let mut listed = std::collections::BTreeSet::new();
+    for (method, path) in &documented {
+        let responses = doc["paths"][path][method.to_lowercase()]["responses"].as_object().unwrap();
+        for (status, response) in responses.iter().filter(|(s, _)| s.starts_with(['4', '5'])) {
+            let text = response["description"].as_str().unwrap();
+            for code in Code::ALL.iter().filter(|c| text.contains(&format!("`{c}`"))) {
+                assert_eq!(code.status().to_string(), *status, "{method} {path}: {code}");
+                listed.insert(*code);
+            }
+        }
+    }
+    let orders = doc["paths"]["/v1/orders"]["post"]["responses"]["409"]["description"].as_str().unwrap();
+    assert!(orders.contains("`nonce_used`"), "{orders}");
+    let reload = &doc["paths"]["/v1/admin/reload"]["post"]["responses"]["422"];
+    assert!(reload["content"]["application/json"]["schema"]["$ref"].as_str().unwrap().ends_with("InvalidConfigBody"));
+    // Every code a client can meet over HTTP is listed by some route, but
+    // `not_found`, which any unrouted path answers.
+    for code in Code::ALL.iter().filter(|c| c.sources() != [Source::Feed] && **c != Code::NotFound) {
+        assert!(listed.contains(code), "no route lists {code}");
+    }
+}
+
+/// `docs/protocol.md` lists every code in the row of its status (HTTP) or
+/// in the feed's table (feed-only codes).
+#[test]
+fn the_protocol_document_lists_every_code() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md")).unwrap();
+    for code in Code::ALL {
+        let name = format!("`{code}`");
+        let in_row = if code.sources() == [Source::Feed] {
+            doc.lines().any(|l| l.starts_with(&format!("| {name} |")))
+        } else {
+            doc.lines().any(|l| l.starts_with(&format!("| {} |", code.status())) && l.contains(&name))
+        };
+        assert!(in_row, "docs/protocol.md does not list {name} where its status ({}) says", code.status());
+    }
 }
 
 /// Quotes come from the quote table, not the engine: with the engine stopped

@@ -29,14 +29,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use pat_actors::EngineHandle;
 use pat_actors::engine::{FillUpdate, SubscribeFills, SubscribeQuotes};
 use pat_actors::quoting::Tables;
-use pat_engine::Quote;
+use pat_engine::{Code, Quote};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use self::hub::Hub;
 use crate::error::ApiError;
 
 /// Frames above this are refused by the WebSocket codec and close the
-/// connection; messages above `max_message_bytes` but below it get an error.
+/// connection; messages above `message_bytes_max` but below it get an error.
 pub const FRAME_BYTES_HARD_MAX: usize = 64 * 1024;
 
 /// The feed's limits and timers (config section `[feed]`).
@@ -51,10 +51,10 @@ pub struct FeedSettings {
     /// How long a client may stay behind (conflating, or its socket blocked).
     pub lag_limit: Duration,
     /// Markets one connection may subscribe to.
-    pub max_subscriptions: usize,
-    pub max_connections_per_ip: usize,
+    pub subscriptions_max: usize,
+    pub connections_per_ip_max: usize,
     /// Largest client message, bytes.
-    pub max_message_bytes: usize,
+    pub message_bytes_max: usize,
 }
 
 impl From<&pat_config::FeedParams> for FeedSettings {
@@ -64,9 +64,9 @@ impl From<&pat_config::FeedParams> for FeedSettings {
             client_timeout: Duration::from_millis(p.client_timeout_ms),
             queue_capacity: p.queue_capacity,
             lag_limit: Duration::from_millis(p.lag_limit_ms),
-            max_subscriptions: p.max_subscriptions,
-            max_connections_per_ip: p.max_connections_per_ip,
-            max_message_bytes: p.max_message_bytes,
+            subscriptions_max: p.subscriptions_max,
+            connections_per_ip_max: p.connections_per_ip_max,
+            message_bytes_max: p.message_bytes_max,
         }
     }
 }
@@ -130,11 +130,10 @@ async fn publish(
 
 /// `GET /v1/feed`: upgrades to a WebSocket and runs the connection.
 #[utoipa::path(get, path = "/v1/feed", tag = "feed",
-    responses((status = 101, description = "WebSocket upgrade; the message protocol is in docs/protocol.md"),
-        (status = 400, description = "not a WebSocket handshake", body = crate::dto::ErrorBody)))]
+    responses((status = 101, description = "WebSocket upgrade; the message protocol is in docs/protocol.md")))]
 pub async fn feed(req: HttpRequest, body: web::Payload, hub: web::Data<Arc<Hub>>) -> Result<HttpResponse, ApiError> {
     let mut response =
-        actix_http::ws::handshake(req.head()).map_err(|e| ApiError::bad_request("not_websocket", e.to_string()))?;
+        actix_http::ws::handshake(req.head()).map_err(|e| ApiError::new(Code::NotWebsocket, e.to_string()))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<web::Bytes>(session::WRITE_QUEUE);
     // The response body is whatever the connection's task hands over, as it comes.
     let body_stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -145,7 +144,7 @@ pub async fn feed(req: HttpRequest, body: web::Payload, hub: web::Data<Arc<Hub>>
     let body = actix_http::body::BodyStream::new(body_stream);
     let response = response
         .message_body(actix_web::body::BoxBody::new(body))
-        .map_err(|e| ApiError::new(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
     Ok(response.into())
 }
 

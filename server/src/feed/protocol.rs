@@ -3,7 +3,7 @@
 //! consumer signs to authenticate. Amounts are decimal strings of base units.
 
 use alloy_primitives::{Address, B256, Signature};
-use pat_engine::MarketKey;
+use pat_engine::{Code, MarketKey};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -12,18 +12,18 @@ use crate::dto::QuoteBody;
 /// Why a client message was refused; the connection stays open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedError {
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
 }
 
 impl FeedError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
         Self { code, message: message.into() }
     }
 
     /// `{"type":"error","code":...,"message":...}`.
     pub fn to_json(&self) -> String {
-        serde_json::json!({"type": "error", "code": self.code, "message": self.message}).to_string()
+        serde_json::json!({"type": "error", "code": self.code.as_str(), "message": self.message}).to_string()
     }
 }
 
@@ -43,29 +43,29 @@ pub enum ClientOp {
 /// Parses one text frame. Unknown fields are refused, as in the REST API.
 pub fn parse_op(text: &str) -> Result<ClientOp, FeedError> {
     let value: Value =
-        serde_json::from_str(text).map_err(|e| FeedError::new("malformed_message", format!("invalid JSON: {e}")))?;
+        serde_json::from_str(text).map_err(|e| FeedError::new(Code::MalformedMessage, format!("invalid JSON: {e}")))?;
     let Value::Object(mut fields) = value else {
-        return Err(FeedError::new("malformed_message", "a message is a JSON object"));
+        return Err(FeedError::new(Code::MalformedMessage, "a message is a JSON object"));
     };
     let op = match fields.remove("op") {
         Some(Value::String(op)) => op,
-        Some(_) => return Err(FeedError::new("invalid_request", "`op` must be a string")),
-        None => return Err(FeedError::new("invalid_request", "missing field `op`")),
+        Some(_) => return Err(FeedError::new(Code::InvalidRequest, "`op` must be a string")),
+        None => return Err(FeedError::new(Code::InvalidRequest, "missing field `op`")),
     };
     let allowed: &[&str] = match op.as_str() {
         "subscribe" | "unsubscribe" => &["markets"],
         "ping" => &[],
         "auth" => &["address", "signature"],
-        other => return Err(FeedError::new("unknown_op", format!("unknown op `{other}`"))),
+        other => return Err(FeedError::new(Code::UnknownOp, format!("unknown op `{other}`"))),
     };
     if let Some(extra) = fields.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(FeedError::new("invalid_request", format!("unknown field `{extra}` for op `{op}`")));
+        return Err(FeedError::new(Code::InvalidRequest, format!("unknown field `{extra}` for op `{op}`")));
     }
     let string = |fields: &serde_json::Map<String, Value>, name: &str| -> Result<String, FeedError> {
         match fields.get(name) {
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(FeedError::new("invalid_request", format!("`{name}` must be a string"))),
-            None => Err(FeedError::new("invalid_request", format!("missing field `{name}`"))),
+            Some(_) => Err(FeedError::new(Code::InvalidRequest, format!("`{name}` must be a string"))),
+            None => Err(FeedError::new(Code::InvalidRequest, format!("missing field `{name}`"))),
         }
     };
     match op.as_str() {
@@ -73,10 +73,10 @@ pub fn parse_op(text: &str) -> Result<ClientOp, FeedError> {
         "auth" => {
             let address = string(&fields, "address")?
                 .parse::<Address>()
-                .map_err(|e| FeedError::new("invalid_request", format!("`address`: {e}")))?;
+                .map_err(|e| FeedError::new(Code::InvalidRequest, format!("`address`: {e}")))?;
             let signature = string(&fields, "signature")?
                 .parse::<Signature>()
-                .map_err(|e| FeedError::new("invalid_request", format!("`signature`: {e}")))?;
+                .map_err(|e| FeedError::new(Code::InvalidRequest, format!("`signature`: {e}")))?;
             Ok(ClientOp::Auth { address, signature })
         }
         _ => {
@@ -85,11 +85,11 @@ pub fn parse_op(text: &str) -> Result<ClientOp, FeedError> {
                     .into_iter()
                     .map(|v| match v {
                         Value::String(s) => Ok(s),
-                        _ => Err(FeedError::new("invalid_request", "`markets` holds strings")),
+                        _ => Err(FeedError::new(Code::InvalidRequest, "`markets` holds strings")),
                     })
                     .collect::<Result<Vec<_>, _>>()?,
-                Some(_) => return Err(FeedError::new("invalid_request", "`markets` is a non-empty array")),
-                None => return Err(FeedError::new("invalid_request", "missing field `markets`")),
+                Some(_) => return Err(FeedError::new(Code::InvalidRequest, "`markets` is a non-empty array")),
+                None => return Err(FeedError::new(Code::InvalidRequest, "missing field `markets`")),
             };
             Ok(if op == "subscribe" { ClientOp::Subscribe(markets) } else { ClientOp::Unsubscribe(markets) })
         }
@@ -101,7 +101,10 @@ pub fn parse_op(text: &str) -> Result<ClientOp, FeedError> {
 pub fn resolve(entry: &str, keys: &[(MarketKey, [String; 3])]) -> Result<Vec<u32>, FeedError> {
     let parts: Vec<&str> = entry.split('|').collect();
     if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
-        return Err(FeedError::new("invalid_pattern", format!("`{entry}` is not TYPE|WINDOW|BAND (parts may be `*`)")));
+        return Err(FeedError::new(
+            Code::InvalidPattern,
+            format!("`{entry}` is not TYPE|WINDOW|BAND (parts may be `*`)"),
+        ));
     }
     let found: Vec<u32> = keys
         .iter()
@@ -110,7 +113,7 @@ pub fn resolve(entry: &str, keys: &[(MarketKey, [String; 3])]) -> Result<Vec<u32
         .map(|(i, _)| i as u32)
         .collect();
     if found.is_empty() {
-        return Err(FeedError::new("unknown_market", format!("no market matches `{entry}`")));
+        return Err(FeedError::new(Code::UnknownMarket, format!("no market matches `{entry}`")));
     }
     Ok(found)
 }
@@ -124,8 +127,8 @@ pub fn challenge_text(challenge: &B256) -> String {
 pub fn verify_auth(challenge: &B256, address: Address, signature: &Signature) -> Result<(), FeedError> {
     match signature.recover_address_from_msg(challenge_text(challenge)) {
         Ok(signer) if signer == address => Ok(()),
-        Ok(signer) => Err(FeedError::new("auth_failed", format!("the signature is by {signer}, not {address}"))),
-        Err(e) => Err(FeedError::new("auth_failed", format!("unrecoverable signature: {e}"))),
+        Ok(signer) => Err(FeedError::new(Code::AuthFailed, format!("the signature is by {signer}, not {address}"))),
+        Err(e) => Err(FeedError::new(Code::AuthFailed, format!("unrecoverable signature: {e}"))),
     }
 }
 
@@ -167,10 +170,10 @@ mod tests {
         assert_eq!(resolve("*|1D|*", &keys).unwrap(), vec![0, 2]);
         assert_eq!(resolve("*|*|*", &keys).unwrap(), vec![0, 1, 2]);
         assert_eq!(resolve("JOB_SEARCH|1D|0.50-0.70", &keys).unwrap(), vec![2]);
-        assert_eq!(resolve("PURCHASE*|*|*", &keys).unwrap_err().code, "unknown_market");
-        assert_eq!(resolve("JOB_SEARCH|30D|0.50-0.70", &keys).unwrap_err().code, "unknown_market");
-        assert_eq!(resolve("JOB_SEARCH|*", &keys).unwrap_err().code, "invalid_pattern");
-        assert_eq!(resolve("a||b", &keys).unwrap_err().code, "invalid_pattern");
+        assert_eq!(resolve("PURCHASE*|*|*", &keys).unwrap_err().code, Code::UnknownMarket);
+        assert_eq!(resolve("JOB_SEARCH|30D|0.50-0.70", &keys).unwrap_err().code, Code::UnknownMarket);
+        assert_eq!(resolve("JOB_SEARCH|*", &keys).unwrap_err().code, Code::InvalidPattern);
+        assert_eq!(resolve("a||b", &keys).unwrap_err().code, Code::InvalidPattern);
     }
 
     #[test]
@@ -181,15 +184,15 @@ mod tests {
             ClientOp::Subscribe(vec!["*|*|*".into()])
         );
         let code = |text: &str| parse_op(text).unwrap_err().code;
-        assert_eq!(code("{"), "malformed_message");
-        assert_eq!(code("[1]"), "malformed_message");
-        assert_eq!(code(r#"{"markets":[]}"#), "invalid_request");
-        assert_eq!(code(r#"{"op":"trade"}"#), "unknown_op");
-        assert_eq!(code(r#"{"op":"subscribe"}"#), "invalid_request");
-        assert_eq!(code(r#"{"op":"subscribe","markets":[]}"#), "invalid_request");
-        assert_eq!(code(r#"{"op":"subscribe","markets":[1]}"#), "invalid_request");
-        assert_eq!(code(r#"{"op":"ping","extra":1}"#), "invalid_request");
-        assert_eq!(code(r#"{"op":"auth","address":"0x1","signature":"0x"}"#), "invalid_request");
+        assert_eq!(code("{"), Code::MalformedMessage);
+        assert_eq!(code("[1]"), Code::MalformedMessage);
+        assert_eq!(code(r#"{"markets":[]}"#), Code::InvalidRequest);
+        assert_eq!(code(r#"{"op":"trade"}"#), Code::UnknownOp);
+        assert_eq!(code(r#"{"op":"subscribe"}"#), Code::InvalidRequest);
+        assert_eq!(code(r#"{"op":"subscribe","markets":[]}"#), Code::InvalidRequest);
+        assert_eq!(code(r#"{"op":"subscribe","markets":[1]}"#), Code::InvalidRequest);
+        assert_eq!(code(r#"{"op":"ping","extra":1}"#), Code::InvalidRequest);
+        assert_eq!(code(r#"{"op":"auth","address":"0x1","signature":"0x"}"#), Code::InvalidRequest);
     }
 
     #[test]
@@ -199,8 +202,8 @@ mod tests {
         let challenge = B256::repeat_byte(7);
         let signature = signer.sign_message_sync(challenge_text(&challenge).as_bytes()).unwrap();
         verify_auth(&challenge, signer.address(), &signature).unwrap();
-        assert_eq!(verify_auth(&challenge, Address::repeat_byte(1), &signature).unwrap_err().code, "auth_failed");
+        assert_eq!(verify_auth(&challenge, Address::repeat_byte(1), &signature).unwrap_err().code, Code::AuthFailed);
         let other = B256::repeat_byte(8);
-        assert_eq!(verify_auth(&other, signer.address(), &signature).unwrap_err().code, "auth_failed");
+        assert_eq!(verify_auth(&other, signer.address(), &signature).unwrap_err().code, Code::AuthFailed);
     }
 }
