@@ -28,7 +28,7 @@ trap cleanup EXIT
 # quote, so the feed has something to publish on most markets at every tick;
 # PRICE_TICK=config keeps the shipped ticks (a few changes per second).
 tick=${PRICE_TICK:-0.000001}
-sed -e 's/^max_connections_per_ip = .*/max_connections_per_ip = 20000/' config/default.toml > "$tmp/bench.toml"
+sed -e 's/^connections_per_ip_max = .*/connections_per_ip_max = 20000/' config/default.toml > "$tmp/bench.toml"
 [ "$tick" = config ] || sed -i -e "s/^tick = .*/tick = \"$tick\"/" "$tmp/bench.toml"
 "$bin/pat-market" serve --config "$tmp/bench.toml" --data-dir "$tmp/data" --listen 127.0.0.1:8090 2> "$tmp/serve.log" &
 pids+=($!)

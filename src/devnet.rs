@@ -113,7 +113,7 @@ async fn devnet(args: &Args) -> anyhow::Result<ExitCode> {
         let text = devnet_config(&args.config, node.url().as_str(), node.chain_id(), deployment.marketplace)?;
         std::fs::write(&config_path, text).context("writing devnet.toml")?;
     }
-    let cfg = pat_config::Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cfg = crate::serve::load_config(&config_path)?;
     let broker_wallet = node.signer(1).address();
     let consumers: Vec<_> = (3..3 + DEMO_CONSUMERS).map(|i| node.signer(i)).collect();
     let mut chain = pat_chain::ChainConfig::new(node.url(), node.chain_id(), deployment.marketplace);

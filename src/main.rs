@@ -77,6 +77,9 @@ fn main() -> ExitCode {
 fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     match pat_config::Config::load(file) {
         Ok(cfg) => {
+            for w in &cfg.warnings {
+                eprintln!("warning: {}: {w}", file.display());
+            }
             println!("OK: {} ({} markets)", file.display(), cfg.engine.market_keys().len());
             Ok(ExitCode::SUCCESS)
         }

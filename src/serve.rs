@@ -37,8 +37,18 @@ const TOKEN_VAR: &str = "PAT_OPERATOR_TOKEN";
 const BROKER_KEY_VAR: &str = "PAT_BROKER_KEY";
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let cfg = pat_config::Config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}")).context("loading config")?;
+    let cfg = load_config(&args.config).context("loading config")?;
     actix::System::new().block_on(serve(args, cfg))
+}
+
+/// Loads and validates a config file, and tells the operator about every
+/// old key name it still uses.
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<pat_config::Config> {
+    let cfg = pat_config::Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for w in &cfg.warnings {
+        eprintln!("warning: {}: {w}", path.display());
+    }
+    Ok(cfg)
 }
 
 /// Connects the settlement client when the broker's key is set.

@@ -1,5 +1,6 @@
-//! The quoting side of the runtime. The engine actor writes each market's
-//! stats into the [`StatsTable`] as they change; every tick the
+//! The quoting side of the runtime. Each market actor writes its market's
+//! stats into the [`StatsTable`] as they change (the engine actor writes the
+//! config, on a pause or reload); every tick the
 //! [`QuotingActor`] reads what changed, reprices those markets (and a slice
 //! of the rest, for the passage of time) with the engine's [`Quoter`], writes
 //! the new quotes with their `seq` into the [`QuoteTable`] and broadcasts the
@@ -7,8 +8,8 @@
 //! and reads answer from it. The actor also keeps the per-market gauges,
 //! since it holds both stats and quotes.
 //!
-//! Each table has one writer and a short lock: the engine never waits for a
-//! tick, and a tick never for an order.
+//! Each table's rows have one writer and a short lock: a market never waits
+//! for a tick, and a tick never for an order.
 
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};

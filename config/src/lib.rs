@@ -80,6 +80,9 @@ pub struct Config {
     pub engine: EngineConfig,
     pub chain: ChainSettings,
     pub feed: FeedParams,
+    /// Old key names the file still uses, each with its new name; they are
+    /// read as before, and whoever loads the file says so to the operator.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl Config {
@@ -97,8 +100,23 @@ impl Config {
             let at = e.span().map(|s| line_of(text, s.start)).map_or(String::new(), |l| format!(" (line {l})"));
             ConfigErrors::one("", format!("{reason}{at}"))
         })?;
-        validate(&file)
+        let mut cfg = validate(&file)?;
+        cfg.warnings = renamed_keys(text);
+        Ok(cfg)
     }
+}
+
+/// The old names of renamed keys that `text` (already parsed once) uses.
+fn renamed_keys(text: &str) -> Vec<ConfigError> {
+    let Ok(table) = text.parse::<toml::Table>() else { return Vec::new() };
+    schema::RENAMED
+        .iter()
+        .filter(|(section, old, _)| table.get(*section).and_then(|s| s.get(*old)).is_some())
+        .map(|(section, old, new)| ConfigError {
+            key: format!("{section}.{old}"),
+            reason: format!("renamed to {section}.{new}; the old name still works for now"),
+        })
+        .collect()
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -269,11 +287,11 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
     );
     p.check(feed.queue_capacity >= 1, "feed.queue_capacity", "must be at least 1");
     p.check(feed.lag_limit_ms >= 100, "feed.lag_limit_ms", "must be at least 100");
-    p.check(feed.max_subscriptions >= 1, "feed.max_subscriptions", "must be at least 1");
-    p.check(feed.max_connections_per_ip >= 1, "feed.max_connections_per_ip", "must be at least 1");
+    p.check(feed.subscriptions_max >= 1, "feed.subscriptions_max", "must be at least 1");
+    p.check(feed.connections_per_ip_max >= 1, "feed.connections_per_ip_max", "must be at least 1");
     p.check(
-        (256..=65_536).contains(&feed.max_message_bytes),
-        "feed.max_message_bytes",
+        (256..=65_536).contains(&feed.message_bytes_max),
+        "feed.message_bytes_max",
         "must be between 256 and 65536",
     );
 
@@ -311,6 +329,7 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
         },
         chain: ChainSettings { rpc_url: f.chain.rpc_url.clone(), confirmations: f.chain.confirmations },
         feed: f.feed.clone(),
+        warnings: Vec::new(),
     })
 }
 

@@ -140,10 +140,22 @@ pub struct Feed {
     pub client_timeout_ms: u64,
     pub queue_capacity: usize,
     pub lag_limit_ms: u64,
-    pub max_subscriptions: usize,
-    pub max_connections_per_ip: usize,
-    pub max_message_bytes: usize,
+    #[serde(alias = "max_subscriptions")]
+    pub subscriptions_max: usize,
+    #[serde(alias = "max_connections_per_ip")]
+    pub connections_per_ip_max: usize,
+    #[serde(alias = "max_message_bytes")]
+    pub message_bytes_max: usize,
 }
+
+/// Keys renamed so that units go last, as `(section, old, new)`: the old
+/// name is still read (a serde alias above), and [`crate::Config::parse`]
+/// warns about it.
+pub const RENAMED: &[(&str, &str, &str)] = &[
+    ("feed", "max_subscriptions", "subscriptions_max"),
+    ("feed", "max_connections_per_ip", "connections_per_ip_max"),
+    ("feed", "max_message_bytes", "message_bytes_max"),
+];
 
 impl Default for Feed {
     fn default() -> Self {
@@ -152,9 +164,9 @@ impl Default for Feed {
             client_timeout_ms: 30_000,
             queue_capacity: 4_096,
             lag_limit_ms: 10_000,
-            max_subscriptions: 1_024,
-            max_connections_per_ip: 64,
-            max_message_bytes: 4_096,
+            subscriptions_max: 1_024,
+            connections_per_ip_max: 64,
+            message_bytes_max: 4_096,
         }
     }
 }

@@ -63,9 +63,9 @@ fn each_mistake_names_its_key() {
         ("client_timeout_ms = 30000", "client_timeout_ms = 4000", "feed.client_timeout_ms"),
         ("queue_capacity = 4096", "queue_capacity = 0", "feed.queue_capacity"),
         ("lag_limit_ms = 10000", "lag_limit_ms = 0", "feed.lag_limit_ms"),
-        ("max_subscriptions = 1024", "max_subscriptions = 0", "feed.max_subscriptions"),
-        ("max_connections_per_ip = 64", "max_connections_per_ip = 0", "feed.max_connections_per_ip"),
-        ("max_message_bytes = 4096", "max_message_bytes = 100000", "feed.max_message_bytes"),
+        ("subscriptions_max = 1024", "subscriptions_max = 0", "feed.subscriptions_max"),
+        ("connections_per_ip_max = 64", "connections_per_ip_max = 0", "feed.connections_per_ip_max"),
+        ("message_bytes_max = 4096", "message_bytes_max = 100000", "feed.message_bytes_max"),
     ];
     for (from, to, key) in cases {
         assert!(DEFAULT.contains(from), "fixture lost: {from}");
@@ -91,4 +91,19 @@ fn syntax_errors_and_unknown_keys_say_where() {
     assert!(errors[0].reason.contains("line"), "{errors:?}");
     let missing = Config::load(Path::new("/nonexistent/pat.toml")).unwrap_err();
     assert!(missing.to_string().contains("cannot read /nonexistent/pat.toml"));
+}
+
+#[test]
+fn renamed_keys_are_still_read_and_warned_about() {
+    let old = DEFAULT.replacen("subscriptions_max = 1024", "max_subscriptions = 7", 1);
+    let cfg = Config::parse(&old).unwrap();
+    assert_eq!(cfg.feed.subscriptions_max, 7);
+    assert_eq!(cfg.warnings.len(), 1);
+    assert_eq!(cfg.warnings[0].key, "feed.max_subscriptions");
+    assert!(cfg.warnings[0].reason.contains("feed.subscriptions_max"), "{}", cfg.warnings[0]);
+    assert!(Config::parse(DEFAULT).unwrap().warnings.is_empty());
+    // Both names at once is a mistake, not a choice.
+    let both = DEFAULT.replacen("subscriptions_max = 1024", "subscriptions_max = 1024\nmax_subscriptions = 7", 1);
+    let errors = Config::parse(&both).unwrap_err();
+    assert!(errors.to_string().contains("duplicate field"), "{errors}");
 }

@@ -186,8 +186,8 @@ async fn subscribers_get_a_snapshot_then_every_change_in_seq_order() {
 #[actix_rt::test]
 async fn bad_messages_get_an_error_and_the_connection_lives_on() {
     let api = Api::start_with(|s| {
-        s.feed.max_subscriptions = 10;
-        s.feed.max_connections_per_ip = 3;
+        s.feed.subscriptions_max = 10;
+        s.feed.connections_per_ip_max = 3;
     })
     .await;
     let mut c = Client::connect(&api).await;

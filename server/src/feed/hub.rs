@@ -21,7 +21,7 @@ use actix_http::ws::{OpCode, Parser};
 use actix_web::web::{Bytes, BytesMut};
 use alloy_primitives::Address;
 use pat_actors::engine::FillUpdate;
-use pat_engine::{MarketKey, Quote};
+use pat_engine::{Code, MarketKey, Quote};
 use tokio::sync::Notify;
 
 use super::FeedSettings;
@@ -283,10 +283,10 @@ impl Hub {
     pub fn connect(&self, ip: IpAddr) -> Result<Arc<Conn>, FeedError> {
         let mut conns = self.conns();
         let count = conns.per_ip.entry(ip).or_default();
-        if *count >= self.settings.max_connections_per_ip {
+        if *count >= self.settings.connections_per_ip_max {
             return Err(FeedError::new(
-                reason::TOO_MANY_CONNECTIONS,
-                format!("at most {} connections per IP address", self.settings.max_connections_per_ip),
+                Code::TooManyConnections,
+                format!("at most {} connections per IP address", self.settings.connections_per_ip_max),
             ));
         }
         *count += 1;
@@ -336,12 +336,12 @@ impl Hub {
         let mut latest = self.latest();
         let mut out = conn.outbox();
         let added = markets.iter().filter(|&&m| !out.subscribed[m as usize]).count();
-        if out.subscriptions + added > self.settings.max_subscriptions {
+        if out.subscriptions + added > self.settings.subscriptions_max {
             return Err(FeedError::new(
-                "too_many_subscriptions",
+                Code::TooManySubscriptions,
                 format!(
                     "{} subscriptions plus {added} new would pass the limit of {}",
-                    out.subscriptions, self.settings.max_subscriptions
+                    out.subscriptions, self.settings.subscriptions_max
                 ),
             ));
         }
@@ -519,10 +519,10 @@ mod tests {
 
     #[test]
     fn connections_per_ip_are_limited_and_released() {
-        let hub = Hub::new(FeedSettings { max_connections_per_ip: 1, ..FeedSettings::default() }, Vec::new());
+        let hub = Hub::new(FeedSettings { connections_per_ip_max: 1, ..FeedSettings::default() }, Vec::new());
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let first = hub.connect(ip).unwrap();
-        assert_eq!(hub.connect(ip).err().unwrap().code, reason::TOO_MANY_CONNECTIONS);
+        assert_eq!(hub.connect(ip).err().unwrap().code, Code::TooManyConnections);
         hub.connect(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))).unwrap();
         hub.disconnect(&first);
         hub.connect(ip).unwrap();

@@ -18,6 +18,8 @@ use alloy_primitives::B256;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use pat_engine::Code;
+
 use super::FRAME_BYTES_HARD_MAX;
 use super::hub::{Conn, Drained, Hub, reason, text_frame};
 use super::protocol::{ClientOp, FeedError, challenge_text, now_us, parse_op, verify_auth};
@@ -196,29 +198,29 @@ impl Link<'_> {
             Incoming::Ping(payload) => return self.send(control(OpCode::Pong, &payload)).await,
             Incoming::TooLarge | Incoming::Invalid(_) => {
                 let detail = match incoming {
-                    Incoming::Invalid(e) => FeedError::new("protocol_error", format!("closing: {e}")),
+                    Incoming::Invalid(e) => FeedError::new(Code::ProtocolError, format!("closing: {e}")),
                     _ => FeedError::new(
-                        "frame_too_large",
+                        Code::FrameTooLarge,
                         format!("closing: frames are at most {FRAME_BYTES_HARD_MAX} bytes"),
                     ),
                 };
                 let _ = self.send_text(&detail.to_json()).await;
                 return Err(reason::PROTOCOL_ERROR);
             }
-            Incoming::Binary => Err(FeedError::new("binary_not_supported", "send JSON in text frames")),
-            Incoming::Text(text) if text.len() > settings.max_message_bytes => Err(FeedError::new(
-                "message_too_large",
-                format!("{} bytes; messages are at most {}", text.len(), settings.max_message_bytes),
+            Incoming::Binary => Err(FeedError::new(Code::BinaryNotSupported, "send JSON in text frames")),
+            Incoming::Text(text) if text.len() > settings.message_bytes_max => Err(FeedError::new(
+                Code::MessageTooLarge,
+                format!("{} bytes; messages are at most {}", text.len(), settings.message_bytes_max),
             )),
             Incoming::Text(text) => match std::str::from_utf8(&text) {
                 Ok(text) => self.on_op(parse_op(text), conn, challenge),
-                Err(_) => Err(FeedError::new("malformed_message", "text frames carry UTF-8")),
+                Err(_) => Err(FeedError::new(Code::MalformedMessage, "text frames carry UTF-8")),
             },
         };
         let text = match reply {
             Ok(value) => value.to_string(),
             Err(e) => {
-                metrics::counter!("pat_feed_client_errors_total", "code" => e.code).increment(1);
+                metrics::counter!("pat_feed_client_errors_total", "code" => e.code.as_str()).increment(1);
                 e.to_json()
             }
         };
