@@ -167,7 +167,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             };
             t.orders += 1;
             match ex.submit_order(sign_order(consumer, order, &domain), now_ms) {
-                Ok(fill) => {
+                Ok((fill, _)) => {
                     t.fills += 1;
                     pending.push_back((now_ms + args.settle_after_secs * 1000, fill.fill_id));
                 }

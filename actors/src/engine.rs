@@ -385,8 +385,8 @@ impl EngineActor {
         let mut next_lsn = recovered.next_lsn;
         let new_directory = recovered.snapshot_lsn == 0 && recovered.next_lsn == 1;
         if adopt && (new_directory || *books.config() != **cfg) {
-            books.reconfigure(cfg.clone())?;
-            journal.append_event(&Event::ConfigChanged(Box::new((**cfg).clone()))).map_err(EngineError::Journal)?;
+            let event = books.reconfigure(cfg.clone())?;
+            journal.append_event(&event).map_err(EngineError::Journal)?;
             next_lsn += 1;
         }
         let (registry, markets) = books.into_parts();
@@ -624,9 +624,8 @@ impl Handler<SetPaused> for EngineActor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: SetPaused, _: &mut Context<Self>) -> Self::Result {
         self.change(|registry| {
-            registry.set_paused(msg.0);
             metrics::gauge!("pat_paused").set(if msg.0 { 1.0 } else { 0.0 });
-            Ok(Event::PauseSet { paused: msg.0 })
+            Ok(registry.set_paused(msg.0))
         })
     }
 }
@@ -634,10 +633,7 @@ impl Handler<SetPaused> for EngineActor {
 impl Handler<AdvancePhase> for EngineActor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: AdvancePhase, _: &mut Context<Self>) -> Self::Result {
-        self.change(|registry| {
-            registry.set_phase(msg.0).map_err(|e| EngineError::Phase(e.to_string()))?;
-            Ok(Event::PhaseAdvanced { phase: msg.0 })
-        })
+        self.change(|registry| registry.set_phase(msg.0).map_err(|e| EngineError::Phase(e.to_string())))
     }
 }
 
@@ -654,8 +650,8 @@ impl Handler<Reconfigure> for EngineActor {
             let frozen = markets?.freeze(false).await.map_err(unavailable)?;
             let durable = {
                 let mut st = shared.begin(1)?;
-                st.registry.reconfigure(cfg.clone())?;
-                let durable = shared.append(&mut st, &Event::ConfigChanged(Box::new((*cfg).clone())));
+                let event = st.registry.reconfigure(cfg.clone())?;
+                let durable = shared.append(&mut st, &event);
                 shared.outlets.tables.stats.write_switches(&st.registry);
                 durable
             };
@@ -721,10 +717,12 @@ impl Handler<RecordSubmission> for EngineActor {
             Err(e) => return refused(e),
         };
         // A fill that settled or failed meanwhile (a raced retry) is left as it is.
-        let ids: Vec<B256> =
-            msg.fill_ids.into_iter().filter(|id| st.registry.mark_submitted(id, msg.tx_hash).is_ok()).collect();
-        let updates: Vec<_> = ids.iter().filter_map(|id| st.fill_update(id)).collect();
-        let durable = self.shared.append(&mut st, &Event::FillsSubmitted { fill_ids: ids, tx_hash: msg.tx_hash });
+        let event = st.registry.record_submission(msg.fill_ids, msg.tx_hash);
+        let updates: Vec<_> = match &event {
+            Event::FillsSubmitted { fill_ids, .. } => fill_ids.iter().filter_map(|id| st.fill_update(id)).collect(),
+            _ => Vec::new(),
+        };
+        let durable = self.shared.append(&mut st, &event);
         Box::pin(self.shared.announce_when_durable(&st, durable, updates))
     }
 }

@@ -26,7 +26,7 @@ use alloy_primitives::B256;
 use alloy_primitives::map::B256Map;
 use pat_engine::market::{Market, UnitCounters};
 use pat_engine::segment::{VerifiedSegment, market_key_of};
-use pat_engine::{EngineConfig, Event, Fill, MarketId, MarketKey, OrderError, Quote, Segment, TimeMs, VerifiedOrder};
+use pat_engine::{EngineConfig, Fill, MarketId, MarketKey, OrderError, Quote, Segment, TimeMs, VerifiedOrder};
 
 use crate::engine::{EngineError, Settlement};
 use crate::shared::{Shared, SharedState, refused};
@@ -121,10 +121,8 @@ impl MarketActor {
 /// journals it under `st`. Nobody waits for that record: a failed write
 /// degrades the engine from a task of its own.
 fn sweep(shared: &Shared, st: &mut SharedState, market: &mut Market, now: TimeMs) {
-    if market.expire(now) == 0 {
-        return;
-    }
-    let durable = shared.append(st, &Event::MarketUnitsExpired { market: market.id, at_ms: now });
+    let Some(event) = market.sweep(now) else { return };
+    let durable = shared.append(st, &event);
     shared.outlets.tables.stats.write_market(market, &st.registry);
     actix::spawn(async move {
         let _ = durable.await;
@@ -169,23 +167,23 @@ impl Handler<SubmitSegment> for MarketActor {
             Ok(st) => st,
             Err(e) => return refused(e),
         };
-        match st.registry.check_segment(&msg.0, (shared.clock)()) {
-            Ok(segment) => {
-                if let Err(e) = st.registry.list_segment(&mut self.market, segment.clone()) {
-                    // The router sent it to the wrong market: nothing changed.
-                    return refused(EngineError::Routing(e.to_string()));
-                }
-                let durable = shared.append(&mut st, &Event::SegmentListed(segment.clone()));
+        match st.registry.submit(&mut self.market, &msg.0, (shared.clock)()) {
+            Ok((segment, event)) => {
+                let durable = shared.append(&mut st, &event);
                 shared.outlets.tables.stats.write_market(&self.market, &st.registry);
                 Box::pin(async move { durable.await.map(|()| segment) })
             }
-            Err(e) => {
-                // Validly signed, so it counts against the provider: journaled.
-                metrics::counter!("pat_submissions_refused_total", "reason" => e.code().as_str()).increment(1);
-                let provider = msg.0.signed().submission.provider;
-                let durable = shared.append(&mut st, &Event::SubmissionRefused { provider });
-                Box::pin(async move { durable.await.and(Err(e.into())) })
-            }
+            Err(refusal) => match refusal.event() {
+                // The router sent it to the wrong market: nothing changed.
+                None => refused(EngineError::Routing(refusal.to_string())),
+                Some(event) => {
+                    // Validly signed, so it counts against the provider: journaled.
+                    let error = refusal.error;
+                    metrics::counter!("pat_submissions_refused_total", "reason" => error.code().as_str()).increment(1);
+                    let durable = shared.append(&mut st, &event);
+                    Box::pin(async move { durable.await.and(Err(error.into())) })
+                }
+            },
         }
     }
 }
@@ -205,10 +203,10 @@ impl Handler<PlaceOrder> for MarketActor {
         sweep(shared, &mut st, &mut self.market, now);
         let quotes = &shared.outlets.tables.quotes;
         match st.registry.execute(&mut self.market, msg.0, now, |id| quotes.get(id)) {
-            Ok(fill) => {
+            Ok((fill, event)) => {
                 metrics::counter!("pat_fills_total", "status" => "accepted").increment(1);
                 // A refused append (the engine degrades) hands nothing to clearing.
-                let (lsn, durable) = shared.append_at(&mut st, &Event::FillAccepted(fill.clone()));
+                let (lsn, durable) = shared.append_at(&mut st, &event);
                 if let Some(lsn) = lsn {
                     st.handoff.push_back((lsn, fill.fill_id));
                 }
@@ -236,21 +234,20 @@ impl Handler<RecordMarketOutcomes> for MarketActor {
         let now = (shared.clock)();
         let (mut durables, mut updates) = (Vec::new(), Vec::new());
         for (id, outcome) in msg.0 {
-            let event = match outcome {
+            let (event, status) = match outcome {
                 Settlement::Settled => match st.registry.settle(&mut self.market, &id) {
-                    Ok(()) => Event::FillSettled { fill_id: id },
+                    Ok(event) => (event, "settled"),
                     Err(_) => continue,
                 },
                 Settlement::Rejected(reason) => match st.registry.fail(&mut self.market, &id, &reason, now) {
-                    Ok(()) => {
+                    Ok(event) => {
                         // Reasons are the contract's reject codes: a small, fixed set.
-                        metrics::counter!("pat_fills_failed_total", "reason" => reason.clone()).increment(1);
-                        Event::FillFailed { fill_id: id, reason, at_ms: now }
+                        metrics::counter!("pat_fills_failed_total", "reason" => reason).increment(1);
+                        (event, "failed")
                     }
                     Err(_) => continue,
                 },
             };
-            let status = if matches!(event, Event::FillSettled { .. }) { "settled" } else { "failed" };
             metrics::counter!("pat_fills_total", "status" => status).increment(1);
             durables.push(shared.append(&mut st, &event));
             updates.extend(st.fill_update(&id));

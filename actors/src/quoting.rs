@@ -350,8 +350,7 @@ mod tests {
 
         let signed = signed_segment(&key(10), "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 20, &testing::payload(3));
         let verified = pat_engine::segment::verify_submission(signed, registry.domain()).unwrap();
-        let segment = registry.check_segment(&verified, T0 * 1000).unwrap();
-        registry.list_segment(&mut markets[id.index()], segment).unwrap();
+        registry.submit(&mut markets[id.index()], &verified, T0 * 1000).unwrap();
         tables.stats.write_market(&markets[id.index()], &registry);
         let (stats, changed, requote) = stats_of(&tables, id);
         assert_eq!((stats.supply_units, changed, requote), (20, true, false));

@@ -69,7 +69,7 @@ impl Engine {
             deadline: U256::from(self.now_s + 600),
         };
         let signed = signing::sign_order(&signer(consumer), order, self.exchange.domain());
-        self.exchange.submit_order(signed, self.now_ms()).unwrap()
+        self.exchange.submit_order(signed, self.now_ms()).unwrap().0
     }
 }
 
@@ -195,14 +195,15 @@ async fn a_mixed_batch_settles_to_the_base_unit_and_its_replay_changes_nothing()
 
     // The engine books the chain's decisions and keeps its invariants.
     for (fill, result) in batch.iter().zip(&report.fills) {
-        match result.outcome {
-            FillOutcome::Settled => engine.exchange.settle(&fill.fill_id).unwrap(),
+        let booked = match result.outcome {
+            FillOutcome::Settled => engine.exchange.settle(&fill.fill_id),
             FillOutcome::Rejected(reason) => {
                 let now = engine.now_ms();
-                engine.exchange.fail(&fill.fill_id, reason.name(), now).unwrap()
+                engine.exchange.fail(&fill.fill_id, reason.name(), now)
             }
             FillOutcome::AlreadySettled => unreachable!("a first submission"),
-        }
+        };
+        booked.unwrap();
     }
     engine.exchange.check_invariants();
     assert_eq!(U256::from(engine.exchange.ledger().broker_revenue), after.broker);

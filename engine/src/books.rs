@@ -12,10 +12,11 @@ use alloy_primitives::B256;
 use alloy_sol_types::Eip712Domain;
 
 pub use crate::registry::{
-    ApplyError, ExchangeState, FillRecord, FillStateError, PhaseError, ProviderRecord, ReconfigureError, Registry,
-    half_life_ms, market_specs,
+    ApplyError, ExchangeState, FillRecord, FillStateError, PhaseError, ProviderRecord, ReconfigureError, Refusal,
+    Registry, half_life_ms, market_specs,
 };
 
+use crate::event::Event;
 use crate::ewma::TimeMs;
 use crate::fill::{Fill, Ledger};
 use crate::market::{Market, MarketId, MarketSet, MarketStats};
@@ -24,7 +25,7 @@ use crate::money::Amount;
 use crate::order::{OrderError, VerifiedOrder};
 use crate::params::EngineConfig;
 use crate::quoter::{Quote, TickInputs};
-use crate::segment::{self, Segment, SegmentId, SignedSegment, SubmitError};
+use crate::segment::{self, Segment, SegmentId, SignedSegment};
 
 /// All markets of a catalogue and the state between them, but their quotes.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,7 +83,7 @@ impl Books {
     }
 
     /// Advances the market phase (1 spot .. 4 options); never backwards.
-    pub fn set_phase(&mut self, phase: u8) -> Result<(), PhaseError> {
+    pub fn set_phase(&mut self, phase: u8) -> Result<Event, PhaseError> {
         self.registry.set_phase(phase)
     }
 
@@ -137,21 +138,21 @@ impl Books {
     }
 
     /// The emergency switch: while paused no order is taken and no market quotes.
-    pub fn set_paused(&mut self, paused: bool) {
-        self.registry.set_paused(paused);
+    pub fn set_paused(&mut self, paused: bool) -> Event {
         self.requote_all = true;
+        self.registry.set_paused(paused)
     }
 
     /// Applies a new config to the same catalogue: prices, spreads, limits,
     /// bounds and cadence change live; the set of markets may not.
-    pub fn reconfigure(&mut self, cfg: Arc<EngineConfig>) -> Result<(), ReconfigureError> {
-        self.registry.reconfigure(cfg)?;
+    pub fn reconfigure(&mut self, cfg: Arc<EngineConfig>) -> Result<Event, ReconfigureError> {
+        let event = self.registry.reconfigure(cfg)?;
         let hl_ms = half_life_ms(self.registry.config());
         for m in &mut self.markets {
             m.set_half_life_ms(hl_ms);
         }
         self.requote_all = true;
-        Ok(())
+        Ok(event)
     }
 
     fn sync_stats(&mut self, id: MarketId) {
@@ -185,13 +186,21 @@ impl Books {
         }
     }
 
-    /// Validates a provider's submission and lists its units; returns the
-    /// listed segment (what the journal records).
-    pub fn submit_segment(&mut self, signed: &SignedSegment, now_ms: TimeMs) -> Result<Segment, SubmitError> {
-        let verified = segment::verify_submission(signed.clone(), self.domain())?;
-        let segment = self.registry.check_segment(&verified, now_ms)?;
-        self.list_segment(segment.clone()).expect("a checked segment fits the catalogue");
-        Ok(segment)
+    /// Verifies a provider's submission and lists its units in the market it
+    /// names; returns the listed segment and its event. A badly signed one
+    /// is refused with no change and no event.
+    pub fn submit_segment(&mut self, signed: &SignedSegment, now_ms: TimeMs) -> Result<(Segment, Event), Refusal> {
+        let verified = segment::verify_submission(signed.clone(), self.domain())
+            .map_err(|error| Refusal { error, provider: None })?;
+        // As the runtime's router: one that names no market goes to the first,
+        // whose checks refuse it with the reason.
+        let named = segment::market_key_of(&verified.signed().submission, self.config()).ok();
+        let id = named.and_then(|key| self.market_by_key(&key)).unwrap_or(MarketId(0));
+        let listed = self.registry.submit(&mut self.markets[id.index()], &verified, now_ms);
+        if listed.is_ok() {
+            self.sync_stats(id);
+        }
+        listed
     }
 
     /// Counts a validly signed but refused submission against its provider.
@@ -215,15 +224,15 @@ impl Books {
         v: VerifiedOrder,
         now_ms: TimeMs,
         quote_of: impl FnOnce(MarketId) -> Quote,
-    ) -> Result<Fill, OrderError> {
+    ) -> Result<(Fill, Event), OrderError> {
         if self.registry.is_paused() {
             return Err(OrderError::Paused);
         }
         let market = v.order().market;
         let id = self.registry.market_by_chain_id(&market).ok_or(OrderError::UnknownMarket(market))?;
-        let fill = self.registry.execute(&mut self.markets[id.index()], v, now_ms, quote_of)?;
+        let filled = self.registry.execute(&mut self.markets[id.index()], v, now_ms, quote_of)?;
         self.sync_stats(id);
-        Ok(fill)
+        Ok(filled)
     }
 
     /// Books a fill accepted earlier (from the journal): takes exactly its
@@ -236,8 +245,14 @@ impl Books {
         Ok(())
     }
 
+    /// Records that the open fills among `ids` went to the chain in one batch
+    /// transaction `tx_hash`; the event names those it marked.
+    pub fn record_submission(&mut self, ids: impl IntoIterator<Item = B256>, tx_hash: B256) -> Event {
+        self.registry.record_submission(ids, tx_hash)
+    }
+
     /// Records that an open fill went to the chain in transaction `tx_hash`
-    /// (again, for a resubmission).
+    /// (a replayed [`Event::FillsSubmitted`]).
     pub fn mark_submitted(&mut self, id: &B256, tx_hash: B256) -> Result<(), FillStateError> {
         self.registry.mark_submitted(id, tx_hash)
     }
@@ -248,34 +263,36 @@ impl Books {
     }
 
     /// Marks an open fill settled on chain and releases its exposure.
-    pub fn settle(&mut self, id: &B256) -> Result<(), FillStateError> {
+    pub fn settle(&mut self, id: &B256) -> Result<Event, FillStateError> {
         let market = self.market_of(id)?;
-        self.registry.settle(&mut self.markets[market.index()], id)?;
+        let event = self.registry.settle(&mut self.markets[market.index()], id)?;
         self.sync_stats(market);
-        Ok(())
+        Ok(event)
     }
 
     /// Marks an open fill failed: its units return to supply (or expire),
     /// its exposure is released and its money refunded in the ledger.
-    pub fn fail(&mut self, id: &B256, reason: &str, now_ms: TimeMs) -> Result<(), FillStateError> {
+    pub fn fail(&mut self, id: &B256, reason: &str, now_ms: TimeMs) -> Result<Event, FillStateError> {
         let market = self.market_of(id)?;
-        self.registry.fail(&mut self.markets[market.index()], id, reason, now_ms)?;
+        let event = self.registry.fail(&mut self.markets[market.index()], id, reason, now_ms)?;
         self.sync_stats(market);
-        Ok(())
+        Ok(event)
     }
 
-    /// Removes every unit of market `id` whose window ended by `now_ms`; returns how many.
-    pub fn expire_market(&mut self, id: MarketId, now_ms: TimeMs) -> u64 {
-        let expired = self.markets[id.index()].expire(now_ms);
-        if expired > 0 {
-            self.sync_stats(id);
-        }
-        expired
+    /// Removes every unit of market `id` whose window ended by `now_ms`; the
+    /// event that records it, when there were any.
+    pub fn expire_market(&mut self, id: MarketId, now_ms: TimeMs) -> Option<Event> {
+        let event = self.markets[id.index()].sweep(now_ms)?;
+        self.sync_stats(id);
+        Some(event)
     }
 
-    /// Removes every unit whose window ended by `now_ms`; returns how many.
-    pub fn expire(&mut self, now_ms: TimeMs) -> u64 {
-        (0..self.markets.len() as u32).map(|i| self.expire_market(MarketId(i), now_ms)).sum()
+    /// Removes every unit of every market whose window ended by `now_ms`, in
+    /// one sweep (the simulator's); the event that records it, when there
+    /// were any.
+    pub fn expire(&mut self, now_ms: TimeMs) -> Option<Event> {
+        let swept = (0..self.markets.len() as u32).filter(|&i| self.expire_market(MarketId(i), now_ms).is_some());
+        (swept.count() > 0).then_some(Event::UnitsExpired { at_ms: now_ms })
     }
 
     /// Panics if any invariant of the books or the ledger is broken.

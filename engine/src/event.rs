@@ -57,6 +57,21 @@ pub enum Event {
 }
 
 impl Event {
+    /// Every [`Event::kind`], for tests that check a history holds them all.
+    pub const KINDS: [&'static str; 11] = [
+        "segment_listed",
+        "submission_refused",
+        "fill_accepted",
+        "fills_submitted",
+        "fill_settled",
+        "fill_failed",
+        "units_expired",
+        "config_changed",
+        "pause_set",
+        "phase_advanced",
+        "market_units_expired",
+    ];
+
     /// A short stable name, for logs and `journal inspect`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -89,8 +104,12 @@ impl Books {
                     self.mark_submitted(id, tx_hash)?;
                 }
             }
-            Event::FillSettled { fill_id } => self.settle(&fill_id)?,
-            Event::FillFailed { fill_id, reason, at_ms } => self.fail(&fill_id, &reason, at_ms)?,
+            Event::FillSettled { fill_id } => {
+                self.settle(&fill_id)?;
+            }
+            Event::FillFailed { fill_id, reason, at_ms } => {
+                self.fail(&fill_id, &reason, at_ms)?;
+            }
             Event::UnitsExpired { at_ms } => {
                 self.expire(at_ms);
             }
@@ -100,9 +119,15 @@ impl Books {
                 }
                 self.expire_market(market, at_ms);
             }
-            Event::ConfigChanged(cfg) => self.reconfigure(std::sync::Arc::new(*cfg))?,
-            Event::PauseSet { paused } => self.set_paused(paused),
-            Event::PhaseAdvanced { phase } => self.set_phase(phase)?,
+            Event::ConfigChanged(cfg) => {
+                self.reconfigure(std::sync::Arc::new(*cfg))?;
+            }
+            Event::PauseSet { paused } => {
+                self.set_paused(paused);
+            }
+            Event::PhaseAdvanced { phase } => {
+                self.set_phase(phase)?;
+            }
         }
         Ok(())
     }

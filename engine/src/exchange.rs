@@ -11,6 +11,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use crate::books::{Books, ExchangeState};
+use crate::event::Event;
 use crate::ewma::TimeMs;
 use crate::fill::Fill;
 use crate::market::MarketId;
@@ -75,7 +76,7 @@ impl Exchange {
     }
 
     /// Verifies and executes a consumer's order.
-    pub fn submit_order(&mut self, signed: SignedOrder, now_ms: TimeMs) -> Result<Fill, OrderError> {
+    pub fn submit_order(&mut self, signed: SignedOrder, now_ms: TimeMs) -> Result<(Fill, Event), OrderError> {
         if self.books.is_paused() {
             return Err(OrderError::Paused);
         }
@@ -84,7 +85,7 @@ impl Exchange {
     }
 
     /// Executes a verified order against its market's current quote.
-    pub fn execute(&mut self, v: VerifiedOrder, now_ms: TimeMs) -> Result<Fill, OrderError> {
+    pub fn execute(&mut self, v: VerifiedOrder, now_ms: TimeMs) -> Result<(Fill, Event), OrderError> {
         let quoter = &self.quoter;
         self.books.execute(v, now_ms, |id| quoter.quote(id))
     }

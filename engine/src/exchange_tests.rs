@@ -44,7 +44,8 @@ fn ask(ex: &Exchange) -> Amount {
 fn a_fill_moves_money_exactly_and_settles() {
     let mut ex = stocked(3, 10);
     let a = ask(&ex);
-    let fill = ex.submit_order(signed_order(&CONSUMER_KEY, &purchase_7d(), 4, a, 1, T0 + 60), NOW).unwrap();
+    let (fill, event) = ex.submit_order(signed_order(&CONSUMER_KEY, &purchase_7d(), 4, a, 1, T0 + 60), NOW).unwrap();
+    assert_eq!(event, Event::FillAccepted(fill.clone()));
     fill.check_invariants();
     assert_eq!(fill.ask_paid, 4 * a);
     assert!(fill.bid < a && fill.broker_spread == 4 * (a - fill.bid));
@@ -53,7 +54,7 @@ fn a_fill_moves_money_exactly_and_settles() {
     assert_eq!(ex.market(id).stats().exposure, fill.ask_paid);
     assert_eq!(ex.group_exposure_of(id), fill.ask_paid);
     ex.check_invariants();
-    ex.settle(&fill.fill_id).unwrap();
+    assert_eq!(ex.settle(&fill.fill_id), Ok(Event::FillSettled { fill_id: fill.fill_id }));
     assert_eq!(ex.market(id).stats().exposure, 0);
     let settled = FillStatus::Settled { tx_hash: None };
     assert_eq!(ex.settle(&fill.fill_id), Err(FillStateError::NotAccepted(fill.fill_id, settled)));
@@ -64,8 +65,10 @@ fn a_fill_moves_money_exactly_and_settles() {
 #[test]
 fn a_failed_fill_returns_units_and_refunds() {
     let mut ex = stocked(2, 5);
-    let fill = ex.submit_order(signed_order(&CONSUMER_KEY, &purchase_7d(), 3, ask(&ex), 1, T0 + 60), NOW).unwrap();
-    ex.fail(&fill.fill_id, "insufficient escrow", NOW + 1).unwrap();
+    let (fill, _) = ex.submit_order(signed_order(&CONSUMER_KEY, &purchase_7d(), 3, ask(&ex), 1, T0 + 60), NOW).unwrap();
+    let event = ex.fail(&fill.fill_id, "insufficient escrow", NOW + 1).unwrap();
+    let reason = "insufficient escrow".to_owned();
+    assert_eq!(event, Event::FillFailed { fill_id: fill.fill_id, reason, at_ms: NOW + 1 });
     let id = ex.market_by_key(&purchase_7d()).unwrap();
     assert_eq!(ex.market(id).supply_units(), 10);
     assert_eq!(ex.ledger().refunds, fill.ask_paid);
@@ -212,8 +215,8 @@ fn expiry_removes_unsold_units_at_window_end() {
     let mut ex = stocked(2, 5);
     let id = ex.market_by_key(&purchase_7d()).unwrap();
     let end = (T0 - 3600 + 7 * 86_400) * 1000;
-    assert_eq!(ex.expire(end - 1), 0);
-    assert_eq!(ex.expire(end), 10);
+    assert_eq!(ex.expire(end - 1), None);
+    assert_eq!(ex.expire(end), Some(Event::UnitsExpired { at_ms: end }));
     assert_eq!(ex.market(id).supply_units(), 0);
     assert_eq!(ex.market(id).counters().expired, 10);
     ex.check_invariants();
@@ -227,14 +230,16 @@ fn duplicate_payloads_are_refused_and_count_against_reliability() {
     ex.submit_segment(&signed, NOW).unwrap();
     let again = signed_segment(&PROVIDER_KEY, "PURCHASE_INTENT", "1D", 8000, T0 - 3600, T0, 5, &payload);
     let err = ex.submit_segment(&again, NOW).unwrap_err();
-    assert_eq!(err, SubmitError::DuplicatePayload(alloy_primitives::keccak256(&payload)));
-    assert_eq!(ex.registry().segments().len(), 1);
+    assert_eq!(err.error, SubmitError::DuplicatePayload(alloy_primitives::keccak256(&payload)));
     let provider = testing::signer(&PROVIDER_KEY).address();
+    assert_eq!(err.event(), Some(Event::SubmissionRefused { provider }));
+    assert_eq!(ex.registry().segments().len(), 1);
     assert_eq!(ex.provider(&provider), ProviderRecord { accepted: 1, rejected: 1 });
     let next = testing::payload(4);
     let third = signed_segment(&PROVIDER_KEY, "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 5, &next);
-    let id = ex.submit_segment(&third, NOW).unwrap();
-    assert_eq!(ex.segment(id.id).unwrap().quality.reliability, 5_000);
+    let (listed, event) = ex.submit_segment(&third, NOW).unwrap();
+    assert_eq!(event, Event::SegmentListed(listed.clone()));
+    assert_eq!(ex.segment(listed.id).unwrap().quality.reliability, 5_000);
 }
 
 /// Histories touch the first markets of the catalogue: PURCHASE_INTENT's
@@ -251,6 +256,10 @@ enum Op {
     Settle { pick: usize },
     Fail { pick: usize },
     Expire,
+    ExpireMarket { market: usize },
+    Pause(bool),
+    Phase(u8),
+    HalfLife { secs: u32 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -264,11 +273,15 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(|pick| Op::Settle { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Fail { pick }),
         1 => Just(Op::Expire),
+        1 => (0usize..MARKETS).prop_map(|market| Op::ExpireMarket { market }),
+        1 => prop_oneof![3 => Just(false), 1 => Just(true)].prop_map(Op::Pause),
+        1 => (1u8..=5).prop_map(Op::Phase),
+        1 => (60u32..20_000).prop_map(|secs| Op::HalfLife { secs }),
     ]
 }
 
 /// Runs a history; returns the exchange, every fill, every quote change and
-/// every event (what the runtime would journal).
+/// every event the engine made (what the runtime journals).
 fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>) {
     let cfg = testing::shared_config();
     let keys = cfg.market_keys();
@@ -296,10 +309,10 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>) {
                     &payload,
                 );
                 match ex.submit_segment(&signed, now) {
-                    Ok(segment) => events.push(Event::SegmentListed(segment)),
-                    Err(e) => {
-                        assert_eq!(e.code(), Code::WindowEnded, "{e}");
-                        events.push(Event::SubmissionRefused { provider: signed.submission.provider });
+                    Ok((_, event)) => events.push(event),
+                    Err(refusal) => {
+                        assert_eq!(refusal.error.code(), Code::WindowEnded, "{refusal}");
+                        events.push(refusal.event().expect("a validly signed refusal is journaled"));
                     }
                 }
             }
@@ -313,9 +326,9 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>) {
                 let max = quote.ask + quote.ask * slack_bps as u128 / 10_000;
                 let signed =
                     signed_order(&testing::key(200 + consumer), &keys[market], qty, max, nonce, now / 1000 + 60);
-                if let Ok(fill) = ex.submit_order(signed, now) {
+                if let Ok((fill, event)) = ex.submit_order(signed, now) {
                     open.push(fill.fill_id);
-                    events.push(Event::FillAccepted(fill.clone()));
+                    events.push(event);
                     fills.push(fill);
                 }
             }
@@ -328,22 +341,24 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>) {
             Op::Settle { pick } if !open.is_empty() => {
                 let id = open.swap_remove(pick % open.len());
                 if pick % 2 == 0 {
-                    let tx_hash = alloy_primitives::keccak256(id);
-                    ex.mark_submitted(&id, tx_hash).unwrap();
-                    events.push(Event::FillsSubmitted { fill_ids: vec![id], tx_hash });
+                    events.push(ex.record_submission([id], alloy_primitives::keccak256(id)));
                 }
-                ex.settle(&id).unwrap();
-                events.push(Event::FillSettled { fill_id: id });
+                events.push(ex.settle(&id).unwrap());
             }
             Op::Fail { pick } if !open.is_empty() => {
                 let id = open.swap_remove(pick % open.len());
-                ex.fail(&id, "rejected", now).unwrap();
-                events.push(Event::FillFailed { fill_id: id, reason: "rejected".into(), at_ms: now });
+                events.push(ex.fail(&id, "rejected", now).unwrap());
             }
             Op::Settle { .. } | Op::Fail { .. } => {}
-            Op::Expire => {
-                ex.expire(now);
-                events.push(Event::UnitsExpired { at_ms: now });
+            Op::Expire => events.extend(ex.expire(now)),
+            Op::ExpireMarket { market } => events.extend(ex.expire_market(MarketId(market as u32), now)),
+            Op::Pause(paused) => events.push(ex.set_paused(paused)),
+            // Backwards or past 4 is refused, with no event.
+            Op::Phase(phase) => events.extend(ex.set_phase(phase).ok()),
+            Op::HalfLife { secs } => {
+                let mut cfg = ex.config().clone();
+                cfg.pricing.rate_half_life_secs = f64::from(secs);
+                events.push(ex.reconfigure(Arc::new(cfg)).unwrap());
             }
         }
         ex.check_invariants();
@@ -355,16 +370,19 @@ fn histories() -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(op(), 1..120)
 }
 
-/// The generator reaches every path: fills, settlements, failures, expiry.
+/// The generator reaches every path: fills, settlements, failures, expiry,
+/// and every kind of event.
 #[test]
 fn random_histories_exercise_every_path() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let (mut fills, mut refunds, mut settled, mut expired) = (0, 0, 0, 0);
+    let mut kinds = std::collections::BTreeSet::new();
     for _ in 0..24 {
         let ops = histories().new_tree(&mut runner).unwrap().current();
-        let (ex, f, _, _) = run(&ops);
+        let (ex, f, _, events) = run(&ops);
+        kinds.extend(events.iter().map(Event::kind));
         fills += f.len();
         refunds += ex.ledger().refunds;
         settled +=
@@ -372,6 +390,7 @@ fn random_histories_exercise_every_path() {
         expired += ex.markets().iter().map(|m| m.counters().expired).sum::<u64>();
     }
     assert!(fills > 50 && refunds > 0 && settled > 10 && expired > 0, "{fills} {refunds} {settled} {expired}");
+    assert_eq!(kinds.len(), Event::KINDS.len(), "{kinds:?}");
 }
 
 proptest! {

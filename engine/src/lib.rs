@@ -49,7 +49,7 @@ pub mod signing;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use books::{ApplyError, Books, ExchangeState, FillRecord, FillStateError, Registry};
+pub use books::{ApplyError, Books, ExchangeState, FillRecord, FillStateError, Refusal, Registry};
 pub use code::Code;
 pub use eip712::{Order, SegmentSubmission};
 pub use event::Event;

@@ -14,6 +14,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::event::Event;
 use crate::ewma::{DecayedSum, TimeMs};
 use crate::market_key::MarketKey;
 use crate::money::Amount;
@@ -331,6 +332,12 @@ impl Market {
                 self.insert_lot(alloc.provider, Lot { units: alloc.units, ..*lot });
             }
         }
+    }
+
+    /// Removes the units whose window ended by `now_ms`, as a market's own
+    /// sweep does; the event that records it, when there were any.
+    pub fn sweep(&mut self, now_ms: TimeMs) -> Option<Event> {
+        (self.expire(now_ms) > 0).then_some(Event::MarketUnitsExpired { market: self.id, at_ms: now_ms })
     }
 
     /// Removes every unit whose window has ended by `now_ms`; returns how many.

@@ -21,6 +21,7 @@ use alloy_sol_types::Eip712Domain;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::event::Event;
 use crate::ewma::TimeMs;
 use crate::fill::{Fill, FillStatus, Ledger};
 use crate::market::{Lot, Market, MarketId, MissingUnits};
@@ -81,6 +82,28 @@ pub enum ReconfigureError {
     CatalogueChanged,
     #[error("the chain id or marketplace address changed; that needs a restart")]
     DomainChanged,
+}
+
+/// A submission that was not listed. A validly signed one counts against its
+/// `provider`, and [`Refusal::event`] records that; one that was badly signed,
+/// or for another market, changed nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub error: SubmitError,
+    pub provider: Option<Address>,
+}
+
+impl Refusal {
+    /// The event that records the refusal, when it changed something.
+    pub fn event(&self) -> Option<Event> {
+        self.provider.map(|provider| Event::SubmissionRefused { provider })
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
 }
 
 /// A provider's submission history, for its reliability.
@@ -253,12 +276,12 @@ impl Registry {
     }
 
     /// Advances the market phase (1 spot .. 4 options); never backwards.
-    pub fn set_phase(&mut self, phase: u8) -> Result<(), PhaseError> {
+    pub fn set_phase(&mut self, phase: u8) -> Result<Event, PhaseError> {
         if phase <= self.phase || phase > 4 {
             return Err(PhaseError { current: self.phase, requested: phase });
         }
         self.phase = phase;
-        Ok(())
+        Ok(Event::PhaseAdvanced { phase })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -328,13 +351,14 @@ impl Registry {
     }
 
     /// The emergency switch: while paused no order is taken and no market quotes.
-    pub fn set_paused(&mut self, paused: bool) {
+    pub fn set_paused(&mut self, paused: bool) -> Event {
         self.paused = paused;
+        Event::PauseSet { paused }
     }
 
     /// Checks that `cfg` keeps the catalogue and the signing domain, and takes
     /// it; the caller gives every market the new [`half_life_ms`].
-    pub fn reconfigure(&mut self, cfg: Arc<EngineConfig>) -> Result<(), ReconfigureError> {
+    pub fn reconfigure(&mut self, cfg: Arc<EngineConfig>) -> Result<Event, ReconfigureError> {
         if cfg.market_keys() != self.cfg.market_keys() {
             return Err(ReconfigureError::CatalogueChanged);
         }
@@ -342,14 +366,36 @@ impl Registry {
             return Err(ReconfigureError::DomainChanged);
         }
         self.specs = market_specs(&cfg);
+        let event = Event::ConfigChanged(Box::new((*cfg).clone()));
         self.cfg = cfg;
-        Ok(())
+        Ok(event)
+    }
+
+    /// Validates a provider's verified submission and lists it in `market`,
+    /// which must be the market its type, window and confidence name. A
+    /// refusal counts against the provider's reliability (its signature is
+    /// good), and its [`Refusal`] gives the event that records that; a
+    /// submission for another market is refused with no change and no event.
+    pub fn submit(
+        &mut self,
+        market: &mut Market,
+        verified: &VerifiedSegment,
+        now_ms: TimeMs,
+    ) -> Result<(Segment, Event), Refusal> {
+        let provider = verified.signed().submission.provider;
+        let segment =
+            self.check_segment(verified, now_ms).map_err(|error| Refusal { error, provider: Some(provider) })?;
+        if segment.market != market.key {
+            return Err(Refusal { error: SubmitError::OtherMarket { market: segment.market }, provider: None });
+        }
+        self.list_segment(market, segment.clone()).expect("a checked segment of this market fits it");
+        let event = Event::SegmentListed(segment.clone());
+        Ok((segment, event))
     }
 
     /// Validates a provider's verified submission and gives it the next
-    /// segment id; [`Registry::list_segment`] lists it. A refusal counts
-    /// against the provider's reliability (its signature is good).
-    pub fn check_segment(&mut self, verified: &VerifiedSegment, now_ms: TimeMs) -> Result<Segment, SubmitError> {
+    /// segment id. A refusal counts against the provider's reliability.
+    fn check_segment(&mut self, verified: &VerifiedSegment, now_ms: TimeMs) -> Result<Segment, SubmitError> {
         let provider = verified.signed().submission.provider;
         let id = SegmentId(self.segments.len() as u64);
         let reliability = self.provider(&provider).reliability_bps();
@@ -396,14 +442,15 @@ impl Registry {
 
     /// Executes a verified order for `market` against that market's current
     /// quote: every check, then the uniform draw of units, the ledger and
-    /// exposure. An order for another market is refused as unknown.
+    /// exposure. An order for another market is refused as unknown. The fill
+    /// comes with the event that records it.
     pub fn execute(
         &mut self,
         market: &mut Market,
         v: VerifiedOrder,
         now_ms: TimeMs,
         quote: impl FnOnce(MarketId) -> Quote,
-    ) -> Result<Fill, OrderError> {
+    ) -> Result<(Fill, Event), OrderError> {
         if self.paused {
             return Err(OrderError::Paused);
         }
@@ -472,7 +519,8 @@ impl Registry {
             signature: v.signature().to_vec(),
         };
         self.book(fill.clone());
-        Ok(fill)
+        let event = Event::FillAccepted(fill.clone());
+        Ok((fill, event))
     }
 
     /// Books a fill accepted earlier (from the journal) in `market`, its
@@ -508,8 +556,16 @@ impl Registry {
         }
     }
 
-    /// Records that an open fill went to the chain in transaction `tx_hash`
-    /// (again, for a resubmission).
+    /// Records that the open fills among `ids` went to the chain in one batch
+    /// transaction `tx_hash` (again, for a resubmission); a fill that settled
+    /// or failed meanwhile (a raced retry) is left as it is. The event names
+    /// the fills it marked.
+    pub fn record_submission(&mut self, ids: impl IntoIterator<Item = B256>, tx_hash: B256) -> Event {
+        let fill_ids = ids.into_iter().filter(|id| self.mark_submitted(id, tx_hash).is_ok()).collect();
+        Event::FillsSubmitted { fill_ids, tx_hash }
+    }
+
+    /// Records that an open fill went to the chain in transaction `tx_hash`.
     pub fn mark_submitted(&mut self, id: &B256, tx_hash: B256) -> Result<(), FillStateError> {
         let market = self.fills.get(id).ok_or(FillStateError::UnknownFill(*id))?.fill.market;
         self.take_open(market, id)?.status = FillStatus::Submitted { tx_hash };
@@ -522,7 +578,7 @@ impl Registry {
     }
 
     /// Marks an open fill of `market` settled on chain and releases its exposure.
-    pub fn settle(&mut self, market: &mut Market, id: &B256) -> Result<(), FillStateError> {
+    pub fn settle(&mut self, market: &mut Market, id: &B256) -> Result<Event, FillStateError> {
         let record = self.take_open(market.id, id)?;
         let tx_hash = match record.status {
             FillStatus::Submitted { tx_hash } => Some(tx_hash),
@@ -531,12 +587,18 @@ impl Registry {
         record.status = FillStatus::Settled { tx_hash };
         let notional = record.fill.ask_paid;
         self.release(market, notional);
-        Ok(())
+        Ok(Event::FillSettled { fill_id: *id })
     }
 
     /// Marks an open fill of `market` failed: its units return to supply (or
     /// expire), its exposure is released and its money refunded in the ledger.
-    pub fn fail(&mut self, market: &mut Market, id: &B256, reason: &str, now_ms: TimeMs) -> Result<(), FillStateError> {
+    pub fn fail(
+        &mut self,
+        market: &mut Market,
+        id: &B256,
+        reason: &str,
+        now_ms: TimeMs,
+    ) -> Result<Event, FillStateError> {
         let record = self.take_open(market.id, id)?;
         record.status = FillStatus::Failed { reason: reason.to_owned() };
         let fill = record.fill.clone();
@@ -557,7 +619,7 @@ impl Registry {
         market.restore(&returned, now_ms);
         self.ledger.refund(&fill);
         self.release(market, fill.ask_paid);
-        Ok(())
+        Ok(Event::FillFailed { fill_id: *id, reason: reason.to_owned(), at_ms: now_ms })
     }
 
     /// Panics if any invariant of the registry with `markets`, every market

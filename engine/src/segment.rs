@@ -105,6 +105,8 @@ pub enum SubmitError {
     UnitsOutOfRange { units: u32, max: u32 },
     #[error("a segment with payload hash {0} is already listed")]
     DuplicatePayload(B256),
+    #[error("the submission is for market {market}, which another actor owns (a routing bug; nothing changed)")]
+    OtherMarket { market: MarketKey },
 }
 
 impl SubmitError {
@@ -125,6 +127,7 @@ impl SubmitError {
             Self::SignalCount { .. } => Code::SignalCount,
             Self::UnitsOutOfRange { .. } => Code::UnitsOutOfRange,
             Self::DuplicatePayload(_) => Code::DuplicatePayload,
+            Self::OtherMarket { .. } => Code::RoutingFailed,
         }
     }
 }

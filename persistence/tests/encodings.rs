@@ -42,7 +42,6 @@ fn kind_index(event: &Event) -> usize {
         Event::MarketUnitsExpired { .. } => 10,
     }
 }
-const KINDS: usize = 11;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -69,47 +68,37 @@ struct History {
 fn history() -> History {
     let cfg = testing::shared_config();
     let mut ex = Exchange::new(cfg.clone());
-    let mut events = vec![Event::ConfigChanged(Box::new((*cfg).clone()))];
+    // A new data directory starts with its config, as `serve` journals it.
+    let mut events = vec![ex.reconfigure(cfg.clone()).unwrap()];
     let week = market("PURCHASE_INTENT|7D|0.70-0.85");
     let day = market("RESEARCH_INTENT|1D|0.50-0.70");
     for p in 0..3u8 {
         let payload = testing::payload_salted(2 + p as usize, p as u64);
         let signed = signed_segment(&key(10 + p), "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 20, &payload);
-        events.push(Event::SegmentListed(ex.submit_segment(&signed, NOW).unwrap()));
+        events.push(ex.submit_segment(&signed, NOW).unwrap().1);
     }
     let payload = testing::payload_salted(3, 9);
     let signed = signed_segment(&key(13), "RESEARCH_INTENT", "1D", 6000, T0 - 3600, T0, 5, &payload);
-    events.push(Event::SegmentListed(ex.submit_segment(&signed, NOW).unwrap()));
+    events.push(ex.submit_segment(&signed, NOW).unwrap().1);
     // The same payload again: validly signed, refused, counted against its provider.
     let again = signed_segment(&key(13), "RESEARCH_INTENT", "1D", 6000, T0 - 3600, T0, 5, &payload);
-    ex.submit_segment(&again, NOW).unwrap_err();
-    events.push(Event::SubmissionRefused { provider: again.submission.provider });
+    events.push(ex.submit_segment(&again, NOW).unwrap_err().event().unwrap());
 
     ex.tick(NOW, &mut Vec::new());
     let ask = ex.quote(ex.market_by_key(&week).unwrap()).ask;
     let mut fills = Vec::new();
     for nonce in 1..=4 {
         let order = signed_order(&CONSUMER_KEY, &week, nonce, ask, nonce, T0 + 60);
-        let fill = ex.submit_order(order, NOW + nonce).unwrap();
-        events.push(Event::FillAccepted(fill.clone()));
+        let (fill, event) = ex.submit_order(order, NOW + nonce).unwrap();
+        events.push(event);
         fills.push(fill.fill_id);
     }
-    let tx_hash = B256::repeat_byte(0xa1);
-    for fill in &fills[..3] {
-        ex.mark_submitted(fill, tx_hash).unwrap();
-    }
-    events.push(Event::FillsSubmitted { fill_ids: fills[..3].to_vec(), tx_hash });
-    ex.settle(&fills[0]).unwrap();
-    events.push(Event::FillSettled { fill_id: fills[0] });
-    let reason = "insufficient escrow";
-    ex.fail(&fills[1], reason, NOW + HOUR_MS).unwrap();
-    events.push(Event::FillFailed { fill_id: fills[1], reason: reason.into(), at_ms: NOW + HOUR_MS });
-    for paused in [true, false] {
-        ex.set_paused(paused);
-        events.push(Event::PauseSet { paused });
-    }
-    ex.set_phase(2).unwrap();
-    events.push(Event::PhaseAdvanced { phase: 2 });
+    events.push(ex.record_submission(fills[..3].to_vec(), B256::repeat_byte(0xa1)));
+    events.push(ex.settle(&fills[0]).unwrap());
+    events.push(ex.fail(&fills[1], "insufficient escrow", NOW + HOUR_MS).unwrap());
+    events.push(ex.set_paused(true));
+    events.push(ex.set_paused(false));
+    events.push(ex.set_phase(2).unwrap());
     let snapshot_after = events.len();
     let snapshot = ex.state();
     let states: std::collections::HashSet<_> =
@@ -117,27 +106,15 @@ fn history() -> History {
     assert_eq!(states.len(), 4, "the snapshot holds a fill in each state");
 
     // The tail after the snapshot: recovery replays these over it.
-    ex.fail(&fills[2], "order deadline passed on chain", NOW + 2 * HOUR_MS).unwrap();
-    events.push(Event::FillFailed {
-        fill_id: fills[2],
-        reason: "order deadline passed on chain".into(),
-        at_ms: NOW + 2 * HOUR_MS,
-    });
-    let at_ms = NOW + 25 * HOUR_MS;
+    events.push(ex.fail(&fills[2], "order deadline passed on chain", NOW + 2 * HOUR_MS).unwrap());
     let id = ex.market_by_key(&day).unwrap();
-    assert_eq!(ex.expire_market(id, at_ms), 5);
-    events.push(Event::MarketUnitsExpired { market: id, at_ms });
-    let at_ms = NOW + 8 * 24 * HOUR_MS;
-    assert!(ex.expire(at_ms) > 0);
-    events.push(Event::UnitsExpired { at_ms });
+    events.push(ex.expire_market(id, NOW + 25 * HOUR_MS).expect("the 1D window ended"));
+    events.push(ex.expire(NOW + 8 * 24 * HOUR_MS).expect("the 7D window ended"));
     let mut changed: EngineConfig = (*cfg).clone();
     changed.pricing.rate_half_life_secs = 7_200.0;
-    ex.reconfigure(Arc::new(changed.clone())).unwrap();
-    events.push(Event::ConfigChanged(Box::new(changed)));
-    ex.mark_submitted(&fills[3], B256::repeat_byte(0xb2)).unwrap();
-    events.push(Event::FillsSubmitted { fill_ids: vec![fills[3]], tx_hash: B256::repeat_byte(0xb2) });
-    ex.settle(&fills[3]).unwrap();
-    events.push(Event::FillSettled { fill_id: fills[3] });
+    events.push(ex.reconfigure(Arc::new(changed)).unwrap());
+    events.push(ex.record_submission([fills[3]], B256::repeat_byte(0xb2)));
+    events.push(ex.settle(&fills[3]).unwrap());
     ex.check_invariants();
     History { events, snapshot_after, snapshot, end: ex.state() }
 }
@@ -200,7 +177,7 @@ fn every_committed_data_directory_recovers() {
             assert_eq!(r.version, version, "LSN {}", r.lsn);
             kinds.insert(kind_index(&decode_event(r.version, &r.payload).unwrap()));
         }
-        assert_eq!(kinds.len(), KINDS, "v{version}: the fixture holds every kind of event");
+        assert_eq!(kinds.len(), Event::KINDS.len(), "v{version}: the fixture holds every kind of event");
 
         // Snapshot + tail, as start-up does.
         let data = DataDir::open(&root).unwrap();

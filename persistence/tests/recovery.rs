@@ -255,8 +255,8 @@ fn history(steps: &[Step]) -> (Exchange, Vec<Event>) {
                     &payload,
                 );
                 match ex.submit_segment(&signed, now) {
-                    Ok(segment) => events.push(Event::SegmentListed(segment)),
-                    Err(_) => events.push(Event::SubmissionRefused { provider: signed.submission.provider }),
+                    Ok((_, event)) => events.push(event),
+                    Err(refusal) => events.extend(refusal.event()),
                 }
             }
             Step::Order { consumer, market, qty } => {
@@ -264,33 +264,28 @@ fn history(steps: &[Step]) -> (Exchange, Vec<Event>) {
                 nonce += 1;
                 let signed =
                     signed_order(&key(60 + consumer), &keys[market as usize], qty, u128::MAX, nonce, now / 1000 + 60);
-                if let Ok(fill) = ex.submit_order(signed, now) {
+                if let Ok((fill, event)) = ex.submit_order(signed, now) {
                     open.push(fill.fill_id);
-                    events.push(Event::FillAccepted(fill));
+                    events.push(event);
                 }
             }
             Step::Settle(pick) if !open.is_empty() => {
                 let id = open.swap_remove(pick % open.len());
                 let tx_hash = B256::repeat_byte(pick as u8);
-                ex.mark_submitted(&id, tx_hash).unwrap();
-                ex.settle(&id).unwrap();
-                events.push(Event::FillsSubmitted { fill_ids: vec![id], tx_hash });
-                events.push(Event::FillSettled { fill_id: id });
+                events.push(ex.record_submission([id], tx_hash));
+                events.push(ex.settle(&id).unwrap());
             }
             Step::Fail(pick) if !open.is_empty() => {
                 let id = open.swap_remove(pick % open.len());
-                ex.fail(&id, "escrow", now).unwrap();
-                events.push(Event::FillFailed { fill_id: id, reason: "escrow".into(), at_ms: now });
+                events.push(ex.fail(&id, "escrow", now).unwrap());
             }
             Step::Settle(_) | Step::Fail(_) => {}
             Step::Expire { advance_hours } => {
                 now += advance_hours * 3_600_000;
-                ex.expire(now);
-                events.push(Event::UnitsExpired { at_ms: now });
+                events.extend(ex.expire(now));
             }
             Step::Pause(paused) => {
-                ex.set_paused(paused);
-                events.push(Event::PauseSet { paused });
+                events.push(ex.set_paused(paused));
             }
         }
     }

@@ -98,7 +98,7 @@ impl Engine {
             deadline: U256::from(self.now_s + 3_600),
         };
         let signed = signing::sign_order(consumer, order, self.exchange.domain());
-        let fill = self.exchange.submit_order(signed, now_ms).expect("an executable order");
+        let (fill, _) = self.exchange.submit_order(signed, now_ms).expect("an executable order");
         assert_eq!(fill.provider_credits().len(), 2, "two providers per fill");
         fill
     }
