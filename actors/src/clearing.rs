@@ -126,7 +126,7 @@ async fn settle_round(
         Ok(submission) => {
             let tx_hash: B256 = submission.tx_hash;
             recorded = Some(tx_hash);
-            let ids = submission.fill_ids.clone();
+            let ids = submission.carries.clone();
             if engine.send(RecordSubmission { fill_ids: ids, tx_hash }).await.is_err() {
                 return Ok(());
             }

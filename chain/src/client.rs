@@ -1,6 +1,6 @@
 //! [`SettlementClient`]: the broker's connection to the `DataMarketplace`. It submits batches of
-//! accepted fills with `settleBatch` (explicit nonce, EIP-1559 fees, signed locally), waits for the
-//! receipt to the configured confirmation depth, turns the receipt's events into one outcome per
+//! accepted fills with `settleBatch` through the broker's one [`Sender`] (which owns nonces,
+//! fees, signing, receipts and replacement), turns the receipt's events into one outcome per
 //! fill, and retries without ever settling a fill twice: a retry first asks `noncesUsed` which
 //! fills already went through (a fill id is its order's digest, so its consumer's nonce is the
 //! key), and replaces a stuck transaction by reusing its nonce.
@@ -10,20 +10,17 @@
 
 use std::collections::HashMap;
 use std::future::IntoFuture;
+use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::eips::BlockId;
-use alloy::eips::eip2718::Encodable2718;
-use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
+use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, Bytes, TxHash, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::{SolCall, SolInterface};
+use alloy::sol_types::SolCall;
 use alloy::transports::{RpcError, TransportErrorKind};
 use pat_engine::Fill;
 use thiserror::Error;
-use tokio::sync::Mutex;
 
 use crate::bindings::DataMarketplace::{self, DataMarketplaceErrors, DataMarketplaceInstance};
 use crate::bindings::{PAT, settle_batch_call};
@@ -31,6 +28,7 @@ use crate::merkle::AccessRecord;
 use crate::outcome::{
     BatchCommitment, FillOutcome, FillResult, OutcomeError, RejectReason, commitment_from_logs, outcomes_from_logs,
 };
+use crate::sender::{BrokerSender, Call, Sender, Submission, rpc};
 
 /// The contract's `MAX_BATCH`: a larger batch reverts whole.
 pub const MAX_BATCH: usize = 1000;
@@ -44,10 +42,6 @@ pub const DEFAULT_RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Attempts of [`SettlementClient::settle_with_retry`], the first included.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
-/// Gas limit above the estimate: the state may change between estimate and inclusion.
-pub const GAS_HEADROOM_PERCENT: u64 = 20;
-/// Fee increase of a replacement transaction (nodes demand at least 10%).
-pub const REPLACEMENT_FEE_BUMP_PERCENT: u128 = 15;
 
 /// Where and how to settle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,19 +95,6 @@ impl std::fmt::Display for Revert {
     }
 }
 
-/// A `settleBatch` transaction as broadcast: what a retry needs to replace it or find its
-/// receipt. Journal it before waiting, so a restart can resume with [`SettlementClient::resubmit`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Submission {
-    pub tx_hash: TxHash,
-    pub nonce: u64,
-    pub gas_limit: u64,
-    pub max_fee_per_gas: u128,
-    pub max_priority_fee_per_gas: u128,
-    /// The fills this transaction carries, in its order.
-    pub fill_ids: Vec<B256>,
-}
-
 /// The final word on a batch: one result per fill, in the order the fills were given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchReport {
@@ -155,11 +136,11 @@ pub enum ChainError {
     },
     #[error("{what}: no answer within {after:?}")]
     RpcTimeout { what: &'static str, after: Duration },
-    #[error("settleBatch reverts: {0}")]
+    #[error("the transaction would revert: {0}")]
     Reverted(Revert),
-    #[error("settleBatch transaction {tx_hash} reverted on chain: {reason}")]
+    #[error("transaction {tx_hash} reverted on chain: {reason}")]
     RevertedOnChain { tx_hash: TxHash, reason: Revert },
-    #[error("settleBatch transaction {tx_hash} ran out of gas (limit {gas_limit})")]
+    #[error("transaction {tx_hash} ran out of gas (limit {gas_limit})")]
     OutOfGas { tx_hash: TxHash, gas_limit: u64 },
     #[error("transaction {} (nonce {}) not confirmed to depth {confirmations} within {waited:?}", submission.tx_hash, submission.nonce)]
     NotConfirmed { submission: Submission, confirmations: u64, waited: Duration },
@@ -213,44 +194,43 @@ pub fn wallet_provider(rpc_url: alloy::transports::http::reqwest::Url, signer: P
         .erased()
 }
 
-/// The broker's settlement connection. One batch is broadcast at a time per client (the nonce
-/// lock); waiting for receipts runs concurrently.
+/// The broker's settlement connection. Its transactions go through the broker's one
+/// [`Sender`], shared with every other sender of the broker's transactions; reads go to the
+/// node directly.
 #[derive(Debug)]
 pub struct SettlementClient {
     config: ChainConfig,
     provider: DynProvider,
-    wallet: EthereumWallet,
-    broker: Address,
+    sender: Arc<dyn Sender>,
     marketplace: DataMarketplaceInstance<DynProvider>,
     pat: Address,
-    nonce_lock: Mutex<()>,
 }
 
 impl SettlementClient {
-    /// Connects as `broker` and checks the node's chain id and the marketplace's code.
+    /// Connects as `broker` with a sender of its own, and checks the node's chain id and the
+    /// marketplace's code.
     pub async fn connect(config: ChainConfig, broker: PrivateKeySigner) -> Result<Self, ChainError> {
-        let provider =
-            ProviderBuilder::new().disable_recommended_fillers().connect_http(config.rpc_url.clone()).erased();
+        let sender = BrokerSender::connect(config.clone(), broker).await?;
+        let provider = sender.provider().clone();
+        Self::over(config, provider, sender).await
+    }
+
+    /// Settles through `sender` (the broker's, shared with its other transactions) and reads
+    /// through `provider`; checks the marketplace's code.
+    pub async fn over(config: ChainConfig, provider: DynProvider, sender: Arc<dyn Sender>) -> Result<Self, ChainError> {
         let t = config.rpc_timeout;
-        let actual = rpc(t, "eth_chainId", provider.get_chain_id()).await?;
-        if actual != config.chain_id {
-            return Err(ChainError::ChainIdMismatch { expected: config.chain_id, actual });
-        }
         let code = rpc(t, "eth_getCode", provider.get_code_at(config.marketplace)).await?;
         if code.is_empty() {
             return Err(ChainError::NoContract(config.marketplace));
         }
         let marketplace = DataMarketplace::new(config.marketplace, provider.clone());
         let pat = contract(t, "pat()", marketplace.pat().call()).await?;
-        Ok(Self {
-            broker: broker.address(),
-            wallet: EthereumWallet::from(broker),
-            marketplace,
-            pat,
-            provider,
-            config,
-            nonce_lock: Mutex::new(()),
-        })
+        Ok(Self { marketplace, pat, provider, sender, config })
+    }
+
+    /// The broker's transaction sender, for the broker's other transactions.
+    pub fn sender(&self) -> &Arc<dyn Sender> {
+        &self.sender
     }
 
     pub fn config(&self) -> &ChainConfig {
@@ -258,7 +238,7 @@ impl SettlementClient {
     }
 
     pub fn broker(&self) -> Address {
-        self.broker
+        self.sender.broker()
     }
 
     pub fn marketplace(&self) -> Address {
@@ -310,7 +290,7 @@ impl SettlementClient {
     /// (the engine never accepts two orders with one nonce), and is reported `AlreadySettled` too.
     pub async fn resubmit(&self, fills: &[Fill], previous: Option<&Submission>) -> Result<BatchReport, ChainError> {
         let mined = match previous {
-            Some(prev) => self.receipt(prev.tx_hash).await?.is_some_and(|r| r.status()),
+            Some(prev) => self.sender.receipt(prev.tx_hash).await?.is_some_and(|r| r.status()),
             None => false,
         };
         let report = match (previous, mined) {
@@ -323,7 +303,7 @@ impl SettlementClient {
                     BatchReport { tx_hash: None, block_number: None, gas_used: 0, fills: Vec::new(), batch: None }
                 } else {
                     let replace = match previous {
-                        Some(prev) if self.mined_nonce().await? <= prev.nonce => Some(prev),
+                        Some(prev) if self.sender.mined_nonce().await? <= prev.nonce => Some(prev),
                         _ => None,
                     };
                     let submission = self.submit(&remaining, replace).await?;
@@ -363,95 +343,26 @@ impl SettlementClient {
         Ok(report)
     }
 
-    /// Signs and broadcasts `settleBatch(fills)`. With `replace`, reuses its nonce with fees at
-    /// least [`REPLACEMENT_FEE_BUMP_PERCENT`] higher, so at most one of the two can be mined.
-    /// A batch that would revert (paused, not the broker) is refused before broadcast.
+    /// Signs and broadcasts `settleBatch(fills)`. With `replace`, reuses its nonce with higher
+    /// fees, so at most one of the two can be mined. A batch that would revert (paused, not the
+    /// broker) is refused before broadcast.
     pub async fn submit(&self, fills: &[Fill], replace: Option<&Submission>) -> Result<Submission, ChainError> {
         if fills.is_empty() || fills.len() > MAX_BATCH {
             return Err(ChainError::BatchSize(fills.len()));
         }
-        let t = self.config.rpc_timeout;
-        let input = Bytes::from(settle_batch_call(fills).abi_encode());
-        let request = TransactionRequest::default()
-            .with_from(self.broker)
-            .with_to(self.config.marketplace)
-            .with_input(input)
-            .with_chain_id(self.config.chain_id);
-        // Estimated on the latest block, not the pending one: a transaction this one replaces
-        // must not count (it would make every fill look settled, and the estimate too low).
-        let estimate = self.provider.estimate_gas(request.clone()).block(BlockId::latest());
-        let estimate = rpc(t, "eth_estimateGas", estimate).await.map_err(revert_of)?;
-        let gas_limit = estimate + estimate * GAS_HEADROOM_PERCENT / 100;
-        let fees = rpc(t, "eth_feeHistory", self.provider.estimate_eip1559_fees()).await?;
-        let (mut max_fee, mut priority_fee) = (fees.max_fee_per_gas, fees.max_priority_fee_per_gas);
-        if let Some(prev) = replace {
-            let bump = |fee: u128| fee + fee * REPLACEMENT_FEE_BUMP_PERCENT / 100 + 1;
-            max_fee = max_fee.max(bump(prev.max_fee_per_gas));
-            priority_fee = priority_fee.max(bump(prev.max_priority_fee_per_gas));
-        }
-        let _guard = self.nonce_lock.lock().await;
-        let nonce = match replace {
-            Some(prev) => prev.nonce,
-            None => {
-                rpc(t, "eth_getTransactionCount", self.provider.get_transaction_count(self.broker).pending()).await?
-            }
+        let call = Call {
+            to: self.config.marketplace,
+            input: Bytes::from(settle_batch_call(fills).abi_encode()),
+            carries: fills.iter().map(|f| f.fill_id).collect(),
         };
-        let envelope = request
-            .with_nonce(nonce)
-            .with_gas_limit(gas_limit)
-            .with_max_fee_per_gas(max_fee)
-            .with_max_priority_fee_per_gas(priority_fee)
-            .build(&self.wallet)
-            .await
-            .map_err(|e| ChainError::Signing(e.to_string()))?;
-        let tx_hash = *envelope.tx_hash();
-        let raw = envelope.encoded_2718();
-        let submission = Submission {
-            tx_hash,
-            nonce,
-            gas_limit,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: priority_fee,
-            fill_ids: fills.iter().map(|f| f.fill_id).collect(),
-        };
-        // The node may have taken the transaction even if its answer is lost: the error keeps
-        // the submission so that a retry checks or replaces it instead of doubling it.
-        match rpc(t, "eth_sendRawTransaction", self.provider.send_raw_transaction(&raw)).await {
-            Ok(_) => Ok(submission),
-            Err(e) => Err(ChainError::Broadcast { submission, source: Box::new(e) }),
-        }
+        self.sender.send(&call, replace).await
     }
 
-    /// Waits for `submission`'s receipt at the configured depth and decodes its outcomes. A
-    /// receipt that a reorganisation removes is waited for again.
+    /// Waits for `submission`'s receipt at the configured depth and decodes the outcome of each
+    /// fill it carries.
     pub async fn wait(&self, submission: &Submission) -> Result<BatchReport, ChainError> {
-        let depth = self.config.confirmations.max(1);
-        let waited = self.config.receipt_timeout;
-        let deadline = tokio::time::Instant::now() + waited;
-        // A node that fails to answer a poll is polled again until the deadline: the
-        // transaction is out, and only the chain can say what became of it.
-        let receipt = loop {
-            if let Ok(Some(r)) = self.receipt(submission.tx_hash).await
-                && let Some(block) = r.block_number
-                && let Ok(head) =
-                    rpc(self.config.rpc_timeout, "eth_blockNumber", self.provider.get_block_number()).await
-                && head + 1 >= block + depth
-            {
-                break r;
-            }
-            if tokio::time::Instant::now() + self.config.poll_interval > deadline {
-                return Err(ChainError::NotConfirmed { submission: submission.clone(), confirmations: depth, waited });
-            }
-            tokio::time::sleep(self.config.poll_interval).await;
-        };
-        if !receipt.status() && receipt.gas_used >= submission.gas_limit {
-            return Err(ChainError::OutOfGas { tx_hash: submission.tx_hash, gas_limit: submission.gas_limit });
-        }
-        if !receipt.status() {
-            let reason = self.replay_revert(submission, receipt.block_number).await;
-            return Err(ChainError::RevertedOnChain { tx_hash: submission.tx_hash, reason });
-        }
-        let fills = outcomes_from_logs(self.config.marketplace, &submission.fill_ids, receipt.logs())?;
+        let receipt = self.sender.wait(submission).await?;
+        let fills = outcomes_from_logs(self.config.marketplace, &submission.carries, receipt.logs())?;
         Ok(BatchReport {
             tx_hash: Some(submission.tx_hash),
             block_number: receipt.block_number,
@@ -459,33 +370,6 @@ impl SettlementClient {
             fills,
             batch: commitment_from_logs(self.config.marketplace, receipt.logs()),
         })
-    }
-
-    /// Why a mined batch reverted: the same call replayed on the state of its block.
-    async fn replay_revert(&self, submission: &Submission, block: Option<u64>) -> Revert {
-        let Ok(Some(tx)) = self.provider.get_transaction_by_hash(submission.tx_hash).await else {
-            return Revert::Other { message: "transaction not found".into(), data: None };
-        };
-        let request = TransactionRequest::default()
-            .with_from(self.broker)
-            .with_to(self.config.marketplace)
-            .with_input(alloy::consensus::Transaction::input(&tx).clone());
-        let call = self.provider.call(request).block(block.map_or(Default::default(), Into::into));
-        match rpc(self.config.rpc_timeout, "eth_call", call).await.map_err(revert_of) {
-            Err(ChainError::Reverted(reason)) => reason,
-            Err(e) => Revert::Other { message: e.to_string(), data: None },
-            Ok(_) => Revert::Other { message: "the call does not revert when replayed".into(), data: None },
-        }
-    }
-
-    async fn receipt(&self, tx_hash: TxHash) -> Result<Option<TransactionReceipt>, ChainError> {
-        rpc(self.config.rpc_timeout, "eth_getTransactionReceipt", self.provider.get_transaction_receipt(tx_hash)).await
-    }
-
-    /// The broker's transactions mined so far (the next nonce the chain will accept).
-    async fn mined_nonce(&self) -> Result<u64, ChainError> {
-        let count = self.provider.get_transaction_count(self.broker).latest();
-        rpc(self.config.rpc_timeout, "eth_getTransactionCount", count).await
     }
 
     /// Which of `fills` have settled: whether each one's (consumer, nonce) is used on chain
@@ -556,18 +440,6 @@ impl SettlementClient {
     }
 }
 
-/// Runs an RPC future with a timeout.
-async fn rpc<T>(
-    after: Duration,
-    what: &'static str,
-    fut: impl IntoFuture<Output = Result<T, RpcError<TransportErrorKind>>>,
-) -> Result<T, ChainError> {
-    match tokio::time::timeout(after, fut.into_future()).await {
-        Ok(result) => result.map_err(|source| ChainError::Rpc { what, source }),
-        Err(_) => Err(ChainError::RpcTimeout { what, after }),
-    }
-}
-
 /// Runs a contract read with a timeout.
 async fn contract<T>(
     after: Duration,
@@ -577,21 +449,5 @@ async fn contract<T>(
     match tokio::time::timeout(after, fut.into_future()).await {
         Ok(result) => result.map_err(|source| ChainError::Contract { what, source }),
         Err(_) => Err(ChainError::RpcTimeout { what, after }),
-    }
-}
-
-/// Turns an RPC error that is an execution revert into [`ChainError::Reverted`], decoding the
-/// marketplace's custom error; any other error is returned as it was.
-fn revert_of(e: ChainError) -> ChainError {
-    let ChainError::Rpc { source, what } = e else { return e };
-    match source.as_error_resp() {
-        Some(payload) if payload.message.contains("revert") => {
-            let data = payload.as_revert_data();
-            ChainError::Reverted(match data.as_deref().map(|d| DataMarketplaceErrors::abi_decode(d)) {
-                Some(Ok(decoded)) => Revert::Marketplace(decoded),
-                _ => Revert::Other { message: payload.message.to_string(), data },
-            })
-        }
-        _ => ChainError::Rpc { what, source },
     }
 }

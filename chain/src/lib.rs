@@ -3,8 +3,10 @@
 //! The broker's side of on-chain settlement (DESIGN.md section 8), built on `alloy`:
 //!
 //! - [`bindings`]: bindings generated from the committed artifacts; engine fill → contract fill.
-//! - [`client`]: [`SettlementClient`]: connect (chain id checked), submit `settleBatch`, wait to
-//!   a confirmation depth, per-fill outcomes, retries that never double-settle, balance reads.
+//! - [`sender`]: [`BrokerSender`], the one sender of the broker's transactions (nonces, fees,
+//!   signing, receipts to a confirmation depth, replacement), behind the [`Sender`] trait.
+//! - [`client`]: [`SettlementClient`]: connect (chain id checked), submit `settleBatch` through
+//!   the sender, per-fill outcomes, retries that never double-settle, balance reads.
 //! - [`outcome`]: the contract's rejection codes and the decoding of a batch's events.
 //! - [`merkle`]: a settled batch's Merkle tree: provider credit claims and access proofs.
 //! - [`deploy`]: token, implementation and initialised proxy, for local chains.
@@ -20,8 +22,10 @@ pub mod devnet;
 pub mod merkle;
 pub mod outcome;
 pub mod permit;
+pub mod sender;
 
-pub use client::{BatchReport, ChainConfig, ChainError, Revert, SettlementClient, Submission, wallet_provider};
+pub use client::{BatchReport, ChainConfig, ChainError, Revert, SettlementClient, wallet_provider};
 pub use deploy::{DeployParams, Deployment, deploy};
 pub use merkle::{BatchTree, MerkleError};
 pub use outcome::{BatchCommitment, FillOutcome, FillResult, RejectReason};
+pub use sender::{BrokerSender, Call, Sender, Submission};

@@ -431,3 +431,46 @@ async fn mine_after_replacement(devnet: &Devnet, nonce: u64, mut first: Option<B
     }
     devnet.mine().await.unwrap();
 }
+
+/// Settlement and another sender of the broker's transactions share one
+/// [`BrokerSender`]: sent at the same moment, every transaction gets its own
+/// nonce, in a row, and all are mined.
+#[tokio::test]
+async fn settlement_and_other_broker_transactions_share_one_nonce_sequence() {
+    use alloy::sol_types::SolCall;
+    use pat_chain::bindings::PAT as Token;
+    use pat_chain::{BrokerSender, Call, Sender};
+    let devnet = Devnet::start().await.unwrap();
+    let fills = funded_fills(&devnet, 2).await;
+    let sender = BrokerSender::connect(devnet.chain_config(), devnet.owner.clone()).await.unwrap();
+    let shared: Arc<dyn Sender> = sender.clone();
+    let client =
+        SettlementClient::over(devnet.chain_config(), sender.provider().clone(), shared.clone()).await.unwrap();
+    let first = devnet.owner_provider.get_transaction_count(client.broker()).await.unwrap();
+    // Stand-ins for payouts: approvals of the token, from the broker.
+    let approvals: Vec<Call> = (1..=4u8)
+        .map(|i| {
+            let input = Token::approveCall { spender: Address::repeat_byte(i), value: U256::from(i) }.abi_encode();
+            Call { to: client.pat(), input: Bytes::from(input), carries: Vec::new() }
+        })
+        .collect();
+    let settle = client.settle_batch(&fills);
+    let others = futures_util::future::join_all(approvals.iter().map(|call| async {
+        let submission = shared.send(call, None).await.unwrap();
+        shared.wait(&submission).await.unwrap();
+        submission.nonce
+    }));
+    let (report, mut nonces) = tokio::join!(settle, others);
+    assert_eq!(report.unwrap().settled(), 2, "the batch settled beside the others");
+    let settled_in = devnet.owner_provider.get_transaction_count(client.broker()).await.unwrap();
+    assert_eq!(settled_in, first + 5, "five transactions, none lost or replaced");
+    nonces.sort_unstable();
+    nonces.dedup();
+    assert_eq!(nonces.len(), 4, "each approval had its own nonce");
+    assert!(nonces.iter().all(|n| (first..first + 5).contains(n)), "{nonces:?} within {first}..{}", first + 5);
+    for i in 1..=4u8 {
+        let token = Token::new(client.pat(), client.provider());
+        let allowance = token.allowance(client.broker(), Address::repeat_byte(i)).call().await.unwrap();
+        assert_eq!(allowance, U256::from(i));
+    }
+}
