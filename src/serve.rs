@@ -14,8 +14,10 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use pat_actors::engine::{Shutdown, system_clock};
-use pat_actors::{EngineActor, EngineHandle, EngineSettings};
+use pat_actors::clearing::ClearingSettings;
+use pat_actors::clock::system_clock;
+use pat_actors::services::{Services, Settlement};
+use pat_actors::{EngineHandle, EngineSettings};
 use pat_server::ServerSettings;
 
 #[derive(ClapArgs, Debug)]
@@ -85,12 +87,10 @@ pub async fn run_engine(
     let feed = pat_server::feed::FeedSettings::from(&cfg.feed);
     // The recorder first, so that the engine's first metrics are kept.
     pat_server::metrics_handle();
-    let (engine, startup) = EngineActor::start(EngineSettings::new(data_dir), Arc::new(cfg.engine), system_clock())
+    let settlement = client.map(|client| Settlement { client, settings: ClearingSettings::default() });
+    let services = Services::start(EngineSettings::new(data_dir), Arc::new(cfg.engine), system_clock(), settlement)
         .context("recovering the data directory")?;
-    let clearing = client.map(|client| {
-        let settings = pat_actors::clearing::ClearingSettings::default();
-        pat_actors::clearing::ClearingActor::start((*engine).clone(), client, settings, system_clock())
-    });
+    let (engine, startup) = (services.engine.clone(), &services.startup);
     eprintln!(
         "recovered {}: snapshot at LSN {}, {} records replayed, {} torn bytes cut; next LSN {}",
         data_dir.display(),
@@ -123,11 +123,7 @@ pub async fn run_engine(
     eprintln!("stopping: no new requests, then a snapshot");
     handle.stop(true).await;
     let _ = server.await;
-    if let Some(clearing) = &clearing {
-        // A batch in flight is settled again after the restart, never twice.
-        let _ = clearing.send(pat_actors::supervisor::Retire).await;
-    }
-    engine.send(Shutdown { snapshot: true }).await?.context("final snapshot")?;
+    services.stop(true).await.context("final snapshot")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -16,10 +16,10 @@ use actix::prelude::*;
 use alloy_primitives::B256;
 use pat_chain::{ChainError, FillOutcome, SettlementClient};
 
-use crate::engine::{
-    Clock, EngineHandle, RecordOutcomes, RecordSubmission, RequeueTaken, ReturnFills, Settlement, TakeDurableFills,
-};
-use crate::supervisor::{self, ExitNotice, Retire, Supervised};
+use crate::clock::Clock;
+use crate::engine::EngineHandle;
+use crate::messages::{RecordOutcomes, RecordSubmission, RequeueTaken, ReturnFills, Settlement, TakeDurableFills};
+use crate::supervisor::{self, ExitNotice, Home, Supervised};
 
 /// Batching and pacing of settlement.
 #[derive(Debug, Clone)]
@@ -65,25 +65,17 @@ impl ClearingActor {
         client: SettlementClient,
         settings: ClearingSettings,
         clock: Clock,
-    ) -> Supervised<Self> {
+    ) -> Result<Supervised<Self>, String> {
         let client = Arc::new(client);
-        let (exits, exited) = supervisor::exit_channel();
-        let make = move || Self {
+        supervisor::start("clearing", Home::Here, move |exit| Self {
             engine: engine.clone(),
             client: client.clone(),
             settings: settings.clone(),
             clock: clock.clone(),
             in_flight: false,
             paused_until: None,
-            exit: ExitNotice::new(exits.clone()),
-        };
-        let handle = Supervised::new(Actor::start(make()));
-        let arbiter = Arbiter::current();
-        supervisor::supervise("clearing", &handle, exited, move || {
-            let actor = make();
-            Ok(Self::start_in_arbiter(&arbiter, move |_| actor))
-        });
-        handle
+            exit,
+        })
     }
 
     fn round(&mut self, ctx: &mut Context<Self>) {
@@ -186,18 +178,4 @@ impl Actor for ClearingActor {
     }
 }
 
-impl Handler<Retire> for ClearingActor {
-    type Result = ();
-    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
-        self.exit.plan(None);
-        ctx.stop();
-    }
-}
-
-#[cfg(feature = "fault-injection")]
-impl Handler<supervisor::Crash> for ClearingActor {
-    type Result = ();
-    fn handle(&mut self, _: supervisor::Crash, _: &mut Context<Self>) {
-        panic!("injected fault: the clearing actor panics");
-    }
-}
+supervisor::supervised_handlers!(ClearingActor, |_me| "the clearing actor");

@@ -14,257 +14,35 @@
 //! Callers hold an [`Engine`], whose handles follow the restarts;
 //! subscribers keep their channels, and quote `seq`s continue.
 
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use alloy_primitives::{Address, B256};
-use pat_engine::books::{ReconfigureError, half_life_ms};
-use pat_engine::{
-    Code, EngineConfig, Event, Fill, FillRecord, FillStatus, MarketId, OrderError, Quote, Registry, Segment, SegmentId,
-    SubmitError, TimeMs,
-};
-use pat_persistence::{DataDir, JournalConfig, JournalError, RecoveryError, SnapshotReport};
-use thiserror::Error;
+use alloy_primitives::B256;
+use pat_engine::books::half_life_ms;
+use pat_engine::{EngineConfig, Event, FillRecord, FillStatus, MarketId, Registry, Segment};
+use pat_persistence::{DataDir, JournalError, SnapshotReport};
 use tokio::sync::broadcast;
 
+use crate::clock::Clock;
+use crate::error::EngineError;
 use crate::market::{self, MarketActor, Markets, RecordMarketOutcomes, Thaw};
+use crate::messages::*;
 use crate::quoting::{QuotingActor, Tables};
-use crate::shared::{Reply, Shared, SharedParts, refused};
+use crate::settings::EngineSettings;
+use crate::shared::{Outlets, Reply, Shared, SharedParts, refused};
 use crate::supervisor::{self, Exit, ExitNotice, Retire, Supervised};
 
 /// The engine actor's address across its restarts.
 pub type EngineHandle = Supervised<EngineActor>;
 
-/// Where the engine keeps its data and how often its timers fire.
-#[derive(Debug, Clone)]
-pub struct EngineSettings {
-    pub data_dir: PathBuf,
-    pub journal: JournalConfig,
-    /// Interval of expiry sweeps.
-    pub expiry_every: Duration,
-    /// Interval of snapshots.
-    pub snapshot_every: Duration,
-    /// Snapshots kept; journal files older than the oldest kept one are deleted.
-    pub snapshot_retain: usize,
-    /// Arbiters (threads) the market actors are spread over. One by default:
-    /// every market change runs under the one registry lock, so a second
-    /// market thread adds contention and no parallelism (docs/benchmarks.md,
-    /// fourth measurement); more pay off once that lock is sharded.
-    pub market_arbiters: usize,
-    /// Requests that may wait in each actor's mailbox.
-    pub mailbox_capacity: usize,
-    /// Changed-quote batches the broadcast channel keeps for slow subscribers.
-    pub quote_channel_capacity: usize,
-    /// Fill status changes the broadcast channel keeps for slow subscribers.
-    pub fill_channel_capacity: usize,
-}
-
-impl EngineSettings {
-    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        let data_dir = data_dir.into();
-        Self {
-            journal: JournalConfig::new(data_dir.join("journal")),
-            data_dir,
-            expiry_every: Duration::from_secs(1),
-            snapshot_every: Duration::from_secs(300),
-            snapshot_retain: 2,
-            market_arbiters: 1,
-            mailbox_capacity: 16_384,
-            quote_channel_capacity: 1_024,
-            fill_channel_capacity: 16_384,
-        }
-    }
-}
-
-/// Why a request to the engine failed. Nothing changed unless it says so.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum EngineError {
-    #[error(transparent)]
-    Submit(#[from] SubmitError),
-    #[error(transparent)]
-    Order(#[from] OrderError),
-    #[error(transparent)]
-    Reconfigure(#[from] ReconfigureError),
-    #[error("engine busy: the journal queue is full, retry later")]
-    Busy,
-    #[error("the journal failed, so the engine takes no more changes until it restarts: {0}")]
-    Degraded(String),
-    #[error("journal: {0}")]
-    Journal(JournalError),
-    #[error("recovery: {0}")]
-    Recovery(#[from] RecoveryError),
-    #[error("phase: {0}")]
-    Phase(String),
-    #[error("the engine could not start: {0}")]
-    Start(String),
-    #[error("unavailable: {0}; retry shortly")]
-    Unavailable(String),
-    #[error("a request reached the wrong market actor: {0}")]
-    Routing(String),
-}
-
-impl EngineError {
-    /// A stable machine-readable code.
-    pub fn code(&self) -> Code {
-        match self {
-            Self::Submit(e) => e.code(),
-            Self::Order(e) => e.code(),
-            Self::Reconfigure(_) => Code::ConfigNotApplicable,
-            Self::Busy => Code::Busy,
-            Self::Degraded(_) => Code::Degraded,
-            Self::Journal(_) => Code::JournalFailed,
-            Self::Recovery(_) => Code::RecoveryFailed,
-            Self::Phase(_) => Code::InvalidPhase,
-            Self::Start(_) => Code::StartFailed,
-            Self::Unavailable(_) => Code::Unavailable,
-            Self::Routing(_) => Code::RoutingFailed,
-        }
-    }
-}
-
-/// The clock the engine reads; tests pass their own.
-pub type Clock = Arc<dyn Fn() -> TimeMs + Send + Sync>;
-
-/// Milliseconds since the Unix epoch from the system clock.
-pub fn system_clock() -> Clock {
-    Arc::new(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as TimeMs))
-}
-
-/// One fill and its status.
-#[derive(Message)]
-#[rtype(result = "Option<FillRecord>")]
-pub struct GetFill(pub B256);
-
-/// One segment.
-#[derive(Message)]
-#[rtype(result = "Option<Segment>")]
-pub struct GetSegment(pub SegmentId);
-
-/// Segments matching a filter, newest first, at most `limit`.
-#[derive(Message, Debug, Clone, Default)]
-#[rtype(result = "Vec<Segment>")]
-pub struct SearchSegments {
-    pub segment_type: Option<String>,
-    pub window: Option<String>,
-    pub band: Option<String>,
-    pub min_quality_bps: Option<u16>,
-    pub limit: usize,
-}
-
-/// Fills of one consumer, and credits of one provider.
-#[derive(Message)]
-#[rtype(result = "Vec<FillRecord>")]
-pub struct ConsumerFills(pub Address);
-
-/// PAT credited to a provider by accepted fills (settled or not), base units.
-#[derive(Message)]
-#[rtype(result = "u128")]
-pub struct ProviderCredits(pub Address);
-
-/// The emergency switch: journaled, then applied.
-#[derive(Message)]
-#[rtype(result = "Result<(), EngineError>")]
-pub struct SetPaused(pub bool);
-
-/// Advance the market phase: journaled, then applied.
-#[derive(Message)]
-#[rtype(result = "Result<(), EngineError>")]
-pub struct AdvancePhase(pub u8);
-
-/// Apply a validated config live: journaled, then applied.
-#[derive(Message)]
-#[rtype(result = "Result<(), EngineError>")]
-pub struct Reconfigure(pub Arc<EngineConfig>);
-
-/// Write a snapshot now (also done on a timer).
-#[derive(Message)]
-#[rtype(result = "Result<SnapshotReport, EngineError>")]
-pub struct TakeSnapshot;
-
-/// Stop the actor and its arbiter, after a snapshot if `snapshot`; replies
-/// once the data directory is released (the actor dropped), so another engine
-/// may open it.
-#[derive(Message)]
-#[rtype(result = "Result<(), EngineError>")]
-pub struct Shutdown {
-    pub snapshot: bool,
-}
-
-/// Hands the clearing side up to `max` accepted fills that are durable and
-/// were accepted no later than `accepted_before_ms`, oldest first. Each fill
-/// is handed over once per run (and again after a restart, while still open).
-#[derive(Message)]
-#[rtype(result = "Vec<Fill>")]
-pub struct TakeDurableFills {
-    pub max: usize,
-    pub accepted_before_ms: TimeMs,
-}
-
-/// Gives back fills the clearing side took but could not submit.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ReturnFills(pub Vec<B256>);
-
-/// Hands over again, first, every open fill that the clearing side took and
-/// neither gave back nor settled: every clearing actor sends it before it
-/// takes anything (after a crash, what its predecessor held died with it).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RequeueTaken;
-
-/// Records that fills went to the chain in `tx_hash`; replies once durable.
-#[derive(Message)]
-#[rtype(result = "Result<(), EngineError>")]
-pub struct RecordSubmission {
-    pub fill_ids: Vec<B256>,
-    pub tx_hash: B256,
-}
-
-/// The chain's decision on one fill.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Settlement {
-    Settled,
-    /// Rejected by the contract, with its reason: the fill fails and its units return.
-    Rejected(String),
-}
-
-/// Records the chain's decisions; replies once they are durable.
-#[derive(Message)]
-#[rtype(result = "Result<(), EngineError>")]
-pub struct RecordOutcomes(pub Vec<(B256, Settlement)>);
-
-/// A receiver of the markets whose quotes changed, one batch per tick.
-#[derive(Message)]
-#[rtype(result = "broadcast::Receiver<Arc<Vec<Quote>>>")]
-pub struct SubscribeQuotes;
-
-/// A receiver of fill status changes, each sent once its event is durable.
-#[derive(Message)]
-#[rtype(result = "broadcast::Receiver<FillUpdate>")]
-pub struct SubscribeFills;
-
-/// A fill's new status, durable: `accepted`, `submitted`, `settled` or `failed`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FillUpdate {
-    pub fill_id: B256,
-    pub consumer: Address,
-    pub market: MarketId,
-    pub status: FillStatus,
-}
-
-/// What outlives one incarnation of the engine: its subscribers' channels,
-/// the tables shared with the quoting actor, that actor, and the market router.
-#[derive(Clone)]
-pub(crate) struct Outlets {
-    pub(crate) quotes: broadcast::Sender<Arc<Vec<Quote>>>,
-    pub(crate) fill_updates: broadcast::Sender<FillUpdate>,
-    pub(crate) tables: Arc<Tables>,
-    /// Set once, right after the first incarnation started.
-    pub(crate) quoting: Arc<OnceLock<Supervised<QuotingActor>>>,
-    /// Set once, right after the first incarnation started.
-    pub(crate) markets: Arc<OnceLock<Arc<Markets>>>,
+/// The actors that outlive one incarnation of the engine, and that each
+/// incarnation's engine actor reaches: set once, right after the first
+/// incarnation started.
+#[derive(Clone, Default)]
+struct Lasting {
+    quoting: Arc<OnceLock<Supervised<QuotingActor>>>,
+    markets: Arc<OnceLock<Arc<Markets>>>,
 }
 
 /// Everything needed to start an incarnation, again after a crash.
@@ -274,12 +52,14 @@ struct Launch {
     config: Arc<EngineConfig>,
     clock: Clock,
     outlets: Outlets,
+    lasting: Lasting,
     exits: std::sync::mpsc::Sender<((), Exit)>,
 }
 
 /// The engine actor: one per incarnation, on its own arbiter.
 pub struct EngineActor {
     shared: Arc<Shared>,
+    lasting: Lasting,
 }
 
 /// The running engine: the engine actor's handle (through `Deref`), the
@@ -340,23 +120,17 @@ impl EngineActor {
         let (quotes, _) = broadcast::channel(settings.quote_channel_capacity);
         let (fill_updates, _) = broadcast::channel(settings.fill_channel_capacity);
         let tables = Arc::new(Tables::new(&cfg));
-        let outlets = Outlets {
-            quotes,
-            fill_updates,
-            tables: tables.clone(),
-            quoting: Arc::new(OnceLock::new()),
-            markets: Arc::new(OnceLock::new()),
-        };
+        let outlets = Outlets { quotes, fill_updates, tables: tables.clone() };
         let (exits, exited) = supervisor::exit_channel();
-        let launch = Launch { settings, config: cfg.clone(), clock, outlets, exits };
+        let launch = Launch { settings, config: cfg.clone(), clock, outlets, lasting: Lasting::default(), exits };
         let first = Self::boot(&launch, true)?;
         let markets = Arc::new(Markets::new(first.markets, cfg));
-        let _ = launch.outlets.markets.set(markets.clone());
+        let _ = launch.lasting.markets.set(markets.clone());
         // After the boot, so that the quoting actor starts from the recovered stats.
         let out = &launch.outlets;
         let quoting = QuotingActor::start(out.tables.clone(), out.quotes.clone(), launch.clock.clone())
             .map_err(EngineError::Start)?;
-        let _ = out.quoting.set(quoting);
+        let _ = launch.lasting.quoting.set(quoting);
         let handle = Supervised::new(first.engine);
         supervisor::supervise("engine", &handle, exited, move || {
             let next = Self::boot(&launch, false).map_err(|e| e.to_string())?;
@@ -421,18 +195,18 @@ impl EngineActor {
             .collect();
         // A restart points the router at the new actors before any of them
         // can be restarted alone (the first start builds the router from them).
-        if let Some(router) = launch.outlets.markets.get() {
+        if let Some(router) = launch.lasting.markets.get() {
             router.point(markets.clone());
         }
-        market::supervise_markets(Arc::downgrade(&shared), market_exited);
-        let actor = Self { shared: shared.clone() };
+        market::supervise_markets(Arc::downgrade(&shared), launch.lasting.markets.clone(), market_exited);
+        let actor = Self { shared: shared.clone(), lasting: launch.lasting.clone() };
         let engine = Self::start_in_arbiter(&arbiters[0], |_| actor);
-        shared.set_engine(engine.downgrade());
+        shared.set_engine(engine.clone().recipient().downgrade());
         Ok(Booted { engine, markets, startup })
     }
 
     fn markets(&self) -> Result<Arc<Markets>, EngineError> {
-        self.shared.outlets.markets.get().cloned().ok_or_else(|| EngineError::Unavailable("starting".into()))
+        self.lasting.markets.get().cloned().ok_or_else(|| EngineError::Unavailable("starting".into()))
     }
 
     /// Freezes every market and copies the state with the LSN of the newest
@@ -497,6 +271,9 @@ impl Drop for EngineActor {
     /// its incarnation ends with it: the market actors retire.
     fn drop(&mut self) {
         self.shared.close();
+        if let Some(markets) = self.lasting.markets.get() {
+            markets.each(|m| m.do_send(Retire));
+        }
     }
 }
 
@@ -506,7 +283,7 @@ impl Handler<Shutdown> for EngineActor {
         let snapshot = msg.snapshot.then(|| self.snapshot(ctx));
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.shared.plan_exit(tx);
-        if let Some(quoting) = self.shared.outlets.quoting.get() {
+        if let Some(quoting) = self.lasting.quoting.get() {
             quoting.do_send(Retire);
         }
         let addr = ctx.address();
@@ -522,12 +299,6 @@ impl Handler<Shutdown> for EngineActor {
     }
 }
 
-/// Stops the actor: sent by `Shutdown` once its snapshot is written (planned),
-/// and by a failed append (for the supervisor to restart it from disk).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Stop;
-
 impl Handler<Stop> for EngineActor {
     type Result = ();
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
@@ -539,7 +310,7 @@ impl Handler<Stop> for EngineActor {
 impl Handler<crate::supervisor::CrashQuoting> for EngineActor {
     type Result = ();
     fn handle(&mut self, _: crate::supervisor::CrashQuoting, _: &mut Context<Self>) {
-        if let Some(quoting) = self.shared.outlets.quoting.get() {
+        if let Some(quoting) = self.lasting.quoting.get() {
             quoting.do_send(crate::supervisor::Crash);
         }
     }

@@ -21,24 +21,37 @@
 //!
 //! ## Layout
 //!
-//! - [`engine`]: the engine actor, its messages, its error type, and [`Engine`].
+//! - [`engine`]: the engine actor (boot, snapshots, what no single market owns) and [`Engine`].
+//! - [`messages`]: the engine actor's messages and their replies.
+//! - [`error`]: [`EngineError`], each case with its code.
+//! - [`settings`]: [`EngineSettings`]: data directory, timers, queue bounds.
+//! - [`clock`]: the [`clock::Clock`] the runtime reads.
 //! - [`market`]: the market actors, their router and their supervisor.
 //! - `shared`: what one incarnation's actors share: the registry and the journal.
 //! - [`quoting`]: the stats and quote tables and the quoting actor.
 //! - [`clearing`]: the clearing actor: batches, `settleBatch`, outcomes.
-//! - [`supervisor`]: restarts, the handle that follows them, planned stops.
+//! - [`services`]: [`services::Services`]: the start and retire order of every long-running actor.
+//! - [`supervisor`]: restarts, the handle that follows them, planned stops, the handlers and
+//!   start-up every supervised actor shares.
 //! - [`gauges`]: per-market quote, supply and exposure gauges, and risk limits.
 
 pub mod clearing;
+pub mod clock;
 pub mod engine;
+pub mod error;
 pub mod gauges;
 pub mod market;
+pub mod messages;
 pub mod quoting;
+pub mod services;
+pub mod settings;
 mod shared;
 pub mod supervisor;
 
-pub use engine::{Engine, EngineActor, EngineError, EngineHandle, EngineSettings};
+pub use engine::{Engine, EngineActor, EngineHandle};
+pub use error::EngineError;
 pub use market::{MarketActor, MarketView, Markets};
+pub use settings::EngineSettings;
 
 /// Registers the name, unit and help text of every metric the actors record,
 /// for the exporter the binary installs (Prometheus needs the help text).

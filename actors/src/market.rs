@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -28,7 +28,8 @@ use pat_engine::market::{Market, UnitCounters};
 use pat_engine::segment::{VerifiedSegment, market_key_of};
 use pat_engine::{EngineConfig, Fill, MarketId, MarketKey, OrderError, Quote, Segment, TimeMs, VerifiedOrder};
 
-use crate::engine::{EngineError, Settlement};
+use crate::error::EngineError;
+use crate::messages::Settlement;
 use crate::shared::{Shared, SharedState, refused};
 use crate::supervisor::{self, Backoff, Exit, ExitNotice, Retire, Supervised};
 
@@ -143,21 +144,7 @@ impl Actor for MarketActor {
     }
 }
 
-impl Handler<Retire> for MarketActor {
-    type Result = ();
-    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
-        self.exit.plan(None);
-        ctx.stop();
-    }
-}
-
-#[cfg(feature = "fault-injection")]
-impl Handler<crate::supervisor::Crash> for MarketActor {
-    type Result = ();
-    fn handle(&mut self, _: crate::supervisor::Crash, _: &mut Context<Self>) {
-        panic!("injected fault: market actor {} panics", self.market.key);
-    }
-}
+supervisor::supervised_handlers!(MarketActor, |me| format!("market actor {}", me.market.key));
 
 impl Handler<SubmitSegment> for MarketActor {
     type Result = ResponseFuture<Result<Segment, EngineError>>;
@@ -399,7 +386,11 @@ impl Frozen {
 /// market actor that crashes, alone, from durable state, until the
 /// incarnation ends. A crash that left the registry half-changed (its lock
 /// poisoned) instead degrades the engine, which restarts whole.
-pub(crate) fn supervise_markets(shared: Weak<Shared>, exits: Receiver<(MarketId, Exit)>) {
+pub(crate) fn supervise_markets(
+    shared: Weak<Shared>,
+    router: Arc<OnceLock<Arc<Markets>>>,
+    exits: Receiver<(MarketId, Exit)>,
+) {
     supervisor::spawn_supervisor("markets", move || {
         let mut backoffs: HashMap<MarketId, Backoff> = HashMap::new();
         while let Ok((id, exit)) = exits.recv() {
@@ -416,7 +407,7 @@ pub(crate) fn supervise_markets(shared: Weak<Shared>, exits: Receiver<(MarketId,
                 if shared.is_closing() || !supervisor::system_alive() {
                     break;
                 }
-                match restart_market(&shared, id) {
+                match restart_market(&shared, &router, id) {
                     Ok(()) => {
                         eprintln!("market actor {} restarted", id.0);
                         break;
@@ -436,8 +427,8 @@ pub(crate) fn supervise_markets(shared: Weak<Shared>, exits: Receiver<(MarketId,
 /// starts its actor again. Nothing else appends for the market meanwhile:
 /// its events come only from its actor, and a config change waits for every
 /// market to freeze.
-fn restart_market(shared: &Arc<Shared>, id: MarketId) -> Result<(), String> {
-    let router = shared.outlets.markets.get().ok_or("the market router is not set yet")?;
+fn restart_market(shared: &Arc<Shared>, router: &OnceLock<Arc<Markets>>, id: MarketId) -> Result<(), String> {
+    let router = router.get().ok_or("the market router is not set yet")?;
     let through = shared.begin(0).map_err(|e| e.to_string())?.last_lsn();
     while shared.durable_lsn() < through {
         shared.alive().map_err(|e| e.to_string())?;

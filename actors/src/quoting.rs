@@ -22,9 +22,9 @@ use pat_engine::quoter::{MarketSpec, Quoter, TickInputs};
 use pat_engine::{Amount, EngineConfig, MarketId, MarketKey, MarketStats, Quote, Registry, TimeMs};
 use tokio::sync::broadcast;
 
-use crate::engine::Clock;
+use crate::clock::Clock;
 use crate::gauges::{self, MarketGauges};
-use crate::supervisor::{self, ExitNotice, Retire, Supervised};
+use crate::supervisor::{self, ExitNotice, Home, Supervised};
 
 /// The inputs of quoting as the engine actor last wrote them.
 struct StatsRows {
@@ -173,21 +173,9 @@ impl QuotingActor {
         published: broadcast::Sender<Arc<Vec<Quote>>>,
         clock: Clock,
     ) -> Result<Supervised<Self>, String> {
-        let (exits, exited) = supervisor::exit_channel();
-        let make = move || Self::new(tables.clone(), published.clone(), clock.clone(), ExitNotice::new(exits.clone()));
-        let launch = move || -> Result<(Addr<Self>, ArbiterHandle), String> {
-            let arbiter = Arbiter::try_new().map_err(|e| e.to_string())?.handle();
-            let actor = make();
-            Ok((Self::start_in_arbiter(&arbiter, move |_| actor), arbiter))
-        };
-        let (addr, mut arbiter) = launch()?;
-        let handle = Supervised::new(addr);
-        supervisor::supervise("quoting", &handle, exited, move || {
-            let (addr, next) = launch()?;
-            std::mem::replace(&mut arbiter, next).stop();
-            Ok(addr)
-        });
-        Ok(handle)
+        supervisor::start("quoting", Home::Own, move |exit| {
+            Self::new(tables.clone(), published.clone(), clock.clone(), exit)
+        })
     }
 
     /// A quoter that goes on from the quote table's `seq`s, with a full copy
@@ -308,21 +296,7 @@ impl Actor for QuotingActor {
     }
 }
 
-impl Handler<Retire> for QuotingActor {
-    type Result = ();
-    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
-        self.exit.plan(None);
-        ctx.stop();
-    }
-}
-
-#[cfg(feature = "fault-injection")]
-impl Handler<supervisor::Crash> for QuotingActor {
-    type Result = ();
-    fn handle(&mut self, _: supervisor::Crash, _: &mut Context<Self>) {
-        panic!("injected fault: the quoting actor panics");
-    }
-}
+supervisor::supervised_handlers!(QuotingActor, |_me| "the quoting actor");
 
 #[cfg(test)]
 mod tests {

@@ -20,12 +20,16 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use alloy_primitives::B256;
-use pat_engine::{EngineConfig, Event, FillStatus, MarketId, Registry};
+use pat_engine::{EngineConfig, Event, FillStatus, MarketId, Quote, Registry};
 use pat_persistence::{DataDir, Durable, Journal};
 use tokio::sync::broadcast;
 
-use crate::engine::{Clock, EngineActor, EngineError, EngineSettings, FillUpdate, Outlets, Stop};
-use crate::supervisor::{Exit, ExitNotice, Retire};
+use crate::clock::Clock;
+use crate::error::EngineError;
+use crate::messages::{FillUpdate, Stop};
+use crate::quoting::Tables;
+use crate::settings::EngineSettings;
+use crate::supervisor::{Exit, ExitNotice};
 
 /// The state under the lock.
 pub(crate) struct SharedState {
@@ -78,6 +82,15 @@ impl SharedState {
     }
 }
 
+/// What outlives one incarnation of the engine: its subscribers' channels
+/// and the tables shared with the quoting actor.
+#[derive(Clone)]
+pub(crate) struct Outlets {
+    pub(crate) quotes: broadcast::Sender<Arc<Vec<Quote>>>,
+    pub(crate) fill_updates: broadcast::Sender<FillUpdate>,
+    pub(crate) tables: Arc<Tables>,
+}
+
 /// One incarnation of the engine, shared by its actors.
 pub(crate) struct Shared {
     state: Mutex<SharedState>,
@@ -85,7 +98,7 @@ pub(crate) struct Shared {
     /// Set once the incarnation ends: no market actor may start in it.
     closing: AtomicBool,
     /// The engine actor, for a failed append to stop it.
-    engine: OnceLock<actix::WeakAddr<EngineActor>>,
+    engine: OnceLock<actix::WeakRecipient<Stop>>,
     pub(crate) outlets: Outlets,
     announcements: Arc<Announcements>,
     pub(crate) clock: Clock,
@@ -156,7 +169,7 @@ impl Shared {
         self.market_exits.clone()
     }
 
-    pub(crate) fn set_engine(&self, engine: actix::WeakAddr<EngineActor>) {
+    pub(crate) fn set_engine(&self, engine: actix::WeakRecipient<Stop>) {
         let _ = self.engine.set(engine);
     }
 
@@ -286,13 +299,10 @@ impl Shared {
         self.closing.load(Ordering::SeqCst)
     }
 
-    /// Ends the incarnation: no market actor starts in it any more, and
-    /// every running one retires.
+    /// Ends the incarnation: no market actor starts in it any more (the
+    /// engine actor then retires the running ones).
     pub(crate) fn close(&self) {
         self.closing.store(true, Ordering::SeqCst);
-        if let Some(markets) = self.outlets.markets.get() {
-            markets.each(|m| m.do_send(Retire));
-        }
     }
 
     /// The coming end is asked for (shutdown); `released` hears once every
@@ -322,7 +332,7 @@ impl Drop for ArbitersStop {
     }
 }
 
-fn stop_engine(engine: Option<&actix::WeakAddr<EngineActor>>) {
+fn stop_engine(engine: Option<&actix::WeakRecipient<Stop>>) {
     if let Some(engine) = engine.and_then(|e| e.upgrade()) {
         engine.do_send(Stop);
     }

@@ -228,6 +228,72 @@ where
     });
 }
 
+/// Where a supervised actor runs: on the arbiter that starts it, or on an
+/// arbiter of its own, a new one for each incarnation (the old one stopped).
+pub(crate) enum Home {
+    Here,
+    Own,
+}
+
+/// Starts the actor `make` builds under a supervisor named `actor` (in logs
+/// and metrics) that builds and starts a fresh one after each crash; `make`
+/// gets the [`ExitNotice`] its actor keeps as its last field. What a
+/// one-of-a-kind actor (quoting, clearing) needs to be supervised.
+pub(crate) fn start<A, F>(actor: &'static str, home: Home, make: F) -> Result<Supervised<A>, String>
+where
+    A: Actor<Context = Context<A>> + Send,
+    F: Fn(ExitNotice) -> A + Send + 'static,
+{
+    let (exits, exited) = exit_channel();
+    let here = Arbiter::current();
+    let launch = move || -> Result<(Addr<A>, Option<ArbiterHandle>), String> {
+        let actor = make(ExitNotice::new(exits.clone()));
+        match home {
+            Home::Here => Ok((A::start_in_arbiter(&here, move |_| actor), None)),
+            Home::Own => {
+                let arbiter = Arbiter::try_new().map_err(|e| e.to_string())?.handle();
+                Ok((A::start_in_arbiter(&arbiter, move |_| actor), Some(arbiter)))
+            }
+        }
+    };
+    let (addr, mut arbiter) = launch()?;
+    let handle = Supervised::new(addr);
+    supervise(actor, &handle, exited, move || {
+        let (addr, next) = launch()?;
+        if let Some(old) = std::mem::replace(&mut arbiter, next) {
+            old.stop();
+        }
+        Ok(addr)
+    });
+    Ok(handle)
+}
+
+/// The two handlers every supervised actor has, alike for each: [`Retire`]
+/// plans the exit (no restart) and stops the actor; [`Crash`] (fault
+/// injection, for tests) panics as a bug in one of its handlers would, with
+/// `$what` naming the actor. The actor keeps its [`ExitNotice`] in `exit`.
+macro_rules! supervised_handlers {
+    ($actor:ty, |$me:ident| $what:expr) => {
+        impl actix::Handler<$crate::supervisor::Retire> for $actor {
+            type Result = ();
+            fn handle(&mut self, _: $crate::supervisor::Retire, ctx: &mut actix::Context<Self>) {
+                self.exit.plan(None);
+                actix::ActorContext::stop(ctx);
+            }
+        }
+
+        #[cfg(feature = "fault-injection")]
+        impl actix::Handler<$crate::supervisor::Crash> for $actor {
+            type Result = ();
+            fn handle(&mut self, _: $crate::supervisor::Crash, _: &mut actix::Context<Self>) {
+                let $me = &*self;
+                panic!("injected fault: {} panics", $what);
+            }
+        }
+    };
+}
+pub(crate) use supervised_handlers;
+
 /// Runs `body` on a thread of its own, in the current actix system.
 pub(crate) fn spawn_supervisor(actor: &str, body: impl FnOnce() + Send + 'static) {
     let system = System::current();

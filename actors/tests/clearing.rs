@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_primitives::{U256, keccak256};
-use pat_actors::clearing::{ClearingActor, ClearingSettings};
-use pat_actors::engine::{GetFill, system_clock};
+use pat_actors::clearing::ClearingSettings;
+use pat_actors::clock::system_clock;
+use pat_actors::messages::GetFill;
+use pat_actors::services::{Services, Settlement};
 use pat_actors::supervisor::Crash;
-use pat_actors::{Engine, EngineActor, EngineSettings};
+use pat_actors::{Engine, EngineSettings};
 use pat_chain::devnet::Devnet;
 use pat_engine::order::verify_order;
 use pat_engine::segment::verify_submission;
@@ -76,10 +78,12 @@ async fn fills_settle_on_chain_and_rejections_return_units() {
     cfg.marketplace = devnet.deployment.marketplace;
     cfg.broker_margin_cap_bps = 3_000;
     let tmp = tempfile::tempdir().unwrap();
-    let (engine, _) =
-        EngineActor::start(EngineSettings::new(tmp.path()), Arc::new(cfg.clone()), system_clock()).unwrap();
     let settings = ClearingSettings { batch_every: Duration::from_millis(100), ..ClearingSettings::default() };
-    let clearing = ClearingActor::start((*engine).clone(), devnet.client().await.unwrap(), settings, system_clock());
+    let settlement = Settlement { client: devnet.client().await.unwrap(), settings };
+    let services =
+        Services::start(EngineSettings::new(tmp.path()), Arc::new(cfg.clone()), system_clock(), Some(settlement))
+            .unwrap();
+    let (engine, clearing) = (services.engine.clone(), services.clearing().unwrap().clone());
     for p in 0..3 {
         list(&engine, &cfg, p).await;
     }
@@ -109,4 +113,5 @@ async fn fills_settle_on_chain_and_rejections_return_units() {
     let next = buy(&engine, &cfg, &rich, a, 2).await;
     assert!(matches!(status(&engine, &next).await, FillStatus::Settled { tx_hash: Some(_) }));
     assert_eq!(client.escrow_of(rich.address()).await.unwrap(), escrow - U256::from(paid.ask_paid + next.ask_paid));
+    services.stop(false).await.unwrap();
 }

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pat_actors::engine::{
-    Clock, GetFill, Reconfigure, RequeueTaken, SetPaused, Shutdown, SubscribeQuotes, TakeDurableFills, TakeSnapshot,
+use pat_actors::clock::Clock;
+use pat_actors::messages::{
+    GetFill, Reconfigure, RequeueTaken, SetPaused, Shutdown, SubscribeQuotes, TakeDurableFills, TakeSnapshot,
 };
 use pat_actors::supervisor::{Crash, CrashQuoting};
 use pat_actors::{Engine, EngineActor, EngineError, EngineSettings};

@@ -10,10 +10,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use alloy_primitives::{Address, B256};
 use alloy_sol_types::Eip712Domain;
 use metrics_exporter_prometheus::PrometheusHandle;
-use pat_actors::engine::{
+use pat_actors::market::GetMarket;
+use pat_actors::messages::{
     AdvancePhase, ConsumerFills, GetFill, GetSegment, ProviderCredits, SearchSegments, SetPaused,
 };
-use pat_actors::market::GetMarket;
 use pat_actors::{Engine, EngineActor};
 use pat_engine::order::{SignedOrder, verify_order};
 use pat_engine::segment::verify_submission;

@@ -26,7 +26,7 @@ use std::time::Duration;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{App, HttpServer, web};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use pat_actors::engine::Reconfigure;
+use pat_actors::messages::Reconfigure;
 use pat_actors::{Engine, EngineHandle};
 use pat_config::{Config, ConfigErrors};
 use pat_engine::Code;

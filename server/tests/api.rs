@@ -322,7 +322,7 @@ async fn quotes_are_served_while_the_engine_is_down() {
     let api = Api::start().await;
     api.post("/v1/segments", api.segment(0, 10, 0)).await;
     let ask = api.ask().await;
-    api.engine.send(pat_actors::engine::Shutdown { snapshot: false }).await.unwrap().unwrap();
+    api.engine.send(pat_actors::messages::Shutdown { snapshot: false }).await.unwrap().unwrap();
     let (status, quotes) = api.get("/v1/quotes").await;
     assert_eq!(status, 200, "{quotes}");
     let quote = quotes.as_array().unwrap().iter().find(|q| q["market"] == MARKET).unwrap().clone();

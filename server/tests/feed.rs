@@ -12,7 +12,7 @@ use alloy_primitives::B256;
 use alloy_signer::SignerSync;
 use common::{Api, MARKET, now_secs, signer};
 use futures_util::{SinkExt, StreamExt};
-use pat_actors::engine::{RecordOutcomes, RecordSubmission, Settlement};
+use pat_actors::messages::{RecordOutcomes, RecordSubmission, Settlement};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};

@@ -20,7 +20,7 @@ use std::time::Instant;
 use actix_http::ws::{OpCode, Parser};
 use actix_web::web::{Bytes, BytesMut};
 use alloy_primitives::Address;
-use pat_actors::engine::FillUpdate;
+use pat_actors::messages::FillUpdate;
 use pat_engine::{Code, MarketKey, Quote};
 use tokio::sync::Notify;
 

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use pat_actors::EngineHandle;
-use pat_actors::engine::{FillUpdate, SubscribeFills, SubscribeQuotes};
+use pat_actors::messages::{FillUpdate, SubscribeFills, SubscribeQuotes};
 use pat_actors::quoting::Tables;
 use pat_engine::{Code, Quote};
 use tokio::sync::broadcast::{self, error::RecvError};

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use alloy_primitives::keccak256;
-use pat_actors::engine::system_clock;
+use pat_actors::clock::system_clock;
 use pat_actors::{Engine, EngineActor, EngineSettings};
 use pat_config::Config;
 use pat_engine::EngineConfig;
