@@ -327,38 +327,28 @@ impl Handler<crate::supervisor::Crash> for EngineActor {
 impl Handler<GetFill> for EngineActor {
     type Result = Option<FillRecord>;
     fn handle(&mut self, msg: GetFill, _: &mut Context<Self>) -> Self::Result {
-        self.shared.read().registry.fill(&msg.0).cloned()
+        self.shared.reads.fill(&msg.0)
     }
 }
 
 impl Handler<GetSegment> for EngineActor {
     type Result = Option<Segment>;
     fn handle(&mut self, msg: GetSegment, _: &mut Context<Self>) -> Self::Result {
-        self.shared.read().registry.segment(msg.0).cloned()
+        self.shared.reads.segment(msg.0)
     }
 }
 
 impl Handler<SearchSegments> for EngineActor {
     type Result = MessageResult<SearchSegments>;
     fn handle(&mut self, q: SearchSegments, _: &mut Context<Self>) -> Self::Result {
-        let matches = |s: &&Segment| {
-            q.segment_type.as_deref().is_none_or(|t| s.market.segment_type.as_str() == t)
-                && q.window.as_deref().is_none_or(|w| s.market.window.to_string() == w)
-                && q.band.as_deref().is_none_or(|b| s.market.band.to_string() == b)
-                && q.min_quality_bps.is_none_or(|m| s.quality.score() >= m)
-        };
-        let st = self.shared.read();
-        MessageResult(st.registry.segments().iter().rev().filter(matches).take(q.limit).cloned().collect())
+        MessageResult(self.shared.reads.search(&q))
     }
 }
 
 impl Handler<ConsumerFills> for EngineActor {
     type Result = MessageResult<ConsumerFills>;
     fn handle(&mut self, msg: ConsumerFills, _: &mut Context<Self>) -> Self::Result {
-        let st = self.shared.read();
-        let mut fills: Vec<FillRecord> = st.registry.fills().filter(|r| r.fill.consumer == msg.0).cloned().collect();
-        fills.sort_by_key(|r| r.fill.accepted_at_ms);
-        MessageResult(fills)
+        MessageResult(self.shared.reads.consumer_fills(&msg.0))
     }
 }
 

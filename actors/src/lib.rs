@@ -28,6 +28,7 @@
 //! - [`clock`]: the [`clock::Clock`] the runtime reads.
 //! - [`market`]: the market actors, their router and their supervisor.
 //! - `shared`: what one incarnation's actors share: the registry and the journal.
+//! - `reads`: the read view the read routes answer from, off the lock orders take.
 //! - [`quoting`]: the stats and quote tables and the quoting actor.
 //! - [`clearing`]: the clearing actor: batches, `settleBatch`, outcomes.
 //! - [`services`]: [`services::Services`]: the start and retire order of every long-running actor.
@@ -43,6 +44,7 @@ pub mod gauges;
 pub mod market;
 pub mod messages;
 pub mod quoting;
+mod reads;
 pub mod services;
 pub mod settings;
 mod shared;

@@ -28,6 +28,7 @@ use crate::clock::Clock;
 use crate::error::EngineError;
 use crate::messages::{FillUpdate, Stop};
 use crate::quoting::Tables;
+use crate::reads::ReadView;
 use crate::settings::EngineSettings;
 use crate::supervisor::{Exit, ExitNotice};
 
@@ -100,6 +101,8 @@ pub(crate) struct Shared {
     /// The engine actor, for a failed append to stop it.
     engine: OnceLock<actix::WeakRecipient<Stop>>,
     pub(crate) outlets: Outlets,
+    /// What the read routes answer from, off `state`'s lock.
+    pub(crate) reads: ReadView,
     announcements: Arc<Announcements>,
     pub(crate) clock: Clock,
     pub(crate) settings: EngineSettings,
@@ -146,6 +149,7 @@ impl Shared {
         let mut state = SharedState { registry: p.registry, handoff: VecDeque::new(), next_lsn: p.next_lsn };
         state.handoff = state.open_fills(|_| true).into_iter().map(|id| (0, id)).collect();
         Self {
+            reads: ReadView::new(&state.registry),
             state: Mutex::new(state),
             market_exits: p.market_exits,
             degraded: Arc::new(AtomicBool::new(false)),
@@ -235,6 +239,7 @@ impl Shared {
         event: &Event,
     ) -> (Option<u64>, impl Future<Output = Result<(), EngineError>> + use<>) {
         let started = Instant::now();
+        self.reads.project(event, &st.registry);
         let appended = self.alive().and_then(|()| {
             self.journal.append_event(event).map_err(|e| {
                 metrics::counter!("pat_journal_failures_total").increment(1);

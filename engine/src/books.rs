@@ -122,7 +122,7 @@ impl Books {
 
     /// Every fill, in no particular order.
     pub fn fills(&self) -> impl Iterator<Item = &FillRecord> {
-        self.registry.fills()
+        self.registry.fills().map(|f| &**f)
     }
 
     pub fn fill(&self, id: &B256) -> Option<&FillRecord> {

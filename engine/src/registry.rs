@@ -189,12 +189,15 @@ pub struct Registry {
     by_chain_id: B256Map<MarketId>,
     by_key: HashMap<MarketKey, MarketId>,
     group_exposure: Vec<Amount>,
-    segments: Vec<Segment>,
+    /// Shared (`Arc`) with the runtime's read view, which lists them without this lock.
+    segments: Vec<Arc<Segment>>,
     payload_hashes: B256Set,
     providers: AddressMap<ProviderRecord>,
     used_nonces: HashSet<(Address, U256)>,
-    /// Boxed: a fill is a few hundred bytes, and the map moves its values when it grows.
-    fills: B256Map<Box<FillRecord>>,
+    /// Behind an `Arc`: a fill is a few hundred bytes, and the map moves its values when it
+    /// grows; the runtime's read view shares each record, and a change of status copies it
+    /// (`Arc::make_mut`) while the view still holds the old one.
+    fills: B256Map<Arc<FillRecord>>,
     ledger: Ledger,
     paused: bool,
     phase: u8,
@@ -243,7 +246,7 @@ impl Registry {
         ExchangeState {
             config: (*self.cfg).clone(),
             markets,
-            segments: self.segments.clone(),
+            segments: self.segments.iter().map(|s| (**s).clone()).collect(),
             providers,
             used_nonces,
             fills,
@@ -261,10 +264,10 @@ impl Registry {
             registry.group_exposure[registry.specs[m.id.index()].group as usize] += m.stats().exposure;
         }
         registry.payload_hashes = state.segments.iter().map(|s| s.payload_hash).collect();
-        registry.segments = state.segments;
+        registry.segments = state.segments.into_iter().map(Arc::new).collect();
         registry.providers = state.providers.into_iter().collect();
         registry.used_nonces = state.used_nonces.into_iter().collect();
-        registry.fills = state.fills.into_iter().map(|f| (f.fill.fill_id, Box::new(f))).collect();
+        registry.fills = state.fills.into_iter().map(|f| (f.fill.fill_id, Arc::new(f))).collect();
         registry.ledger = state.ledger;
         registry.paused = state.paused;
         registry.phase = state.phase;
@@ -322,10 +325,11 @@ impl Registry {
     }
 
     pub fn segment(&self, id: SegmentId) -> Option<&Segment> {
-        self.segments.get(id.0 as usize)
+        self.segments.get(id.0 as usize).map(|s| &**s)
     }
 
-    pub fn segments(&self) -> &[Segment] {
+    /// Every segment by id, shared.
+    pub fn segments(&self) -> &[Arc<Segment>] {
         &self.segments
     }
 
@@ -333,9 +337,15 @@ impl Registry {
         self.providers.get(provider).copied().unwrap_or_default()
     }
 
-    /// Every fill, in no particular order.
-    pub fn fills(&self) -> impl Iterator<Item = &FillRecord> {
-        self.fills.values().map(|f| &**f)
+    /// Every fill, in no particular order, shared.
+    pub fn fills(&self) -> impl Iterator<Item = &Arc<FillRecord>> {
+        self.fills.values()
+    }
+
+    /// Fill `id`'s record as it is now, shared (a later change of status
+    /// copies it, so this one stays as it was).
+    pub fn fill_record(&self, id: &B256) -> Option<&Arc<FillRecord>> {
+        self.fills.get(id)
     }
 
     pub fn fill(&self, id: &B256) -> Option<&FillRecord> {
@@ -436,7 +446,7 @@ impl Registry {
         market.list(segment.provider, lot, segment.listed_at_ms);
         self.providers.entry(segment.provider).or_default().accepted += 1;
         self.payload_hashes.insert(segment.payload_hash);
-        self.segments.push(segment);
+        self.segments.push(Arc::new(segment));
         Ok(())
     }
 
@@ -543,12 +553,12 @@ impl Registry {
     fn book(&mut self, fill: Fill) {
         self.used_nonces.insert((fill.consumer, fill.nonce));
         self.ledger.accept(&fill);
-        self.fills.insert(fill.fill_id, Box::new(FillRecord { fill, status: FillStatus::Accepted }));
+        self.fills.insert(fill.fill_id, Arc::new(FillRecord { fill, status: FillStatus::Accepted }));
     }
 
     /// A fill of `market` still waiting for the chain: accepted or submitted.
     fn take_open(&mut self, market: MarketId, id: &B256) -> Result<&mut FillRecord, FillStateError> {
-        let record = self.fills.get_mut(id).ok_or(FillStateError::UnknownFill(*id))?;
+        let record = Arc::make_mut(self.fills.get_mut(id).ok_or(FillStateError::UnknownFill(*id))?);
         match record.status {
             _ if record.fill.market != market => Err(FillStateError::OtherMarket(*id)),
             FillStatus::Accepted | FillStatus::Submitted { .. } => Ok(record),

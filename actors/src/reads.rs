@@ -1,0 +1,180 @@
+//! [`ReadView`]: what the read routes (segment search, a segment, a fill, a
+//! consumer's fills) answer from, off the lock that orders take. It is a
+//! projection of the journaled events: each append under the shared lock
+//! hands its event to [`ReadView::project`], which takes the segment or the
+//! fill record it names from the registry. Segments and fill records are
+//! shared with the registry (`Arc`), not copied: a change of a fill's status
+//! copies that one record, and the view takes the new one. Readers hold the
+//! view's own lock for as long as they copy their answer.
+//!
+//! The catalog (PostgreSQL) will take the history over; this view keeps the
+//! reads off the order path until then.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use alloy_primitives::map::{AddressMap, B256Map};
+use alloy_primitives::{Address, B256};
+use pat_engine::{Event, FillRecord, Registry, Segment, SegmentId};
+
+use crate::messages::SearchSegments;
+
+/// The reads of one engine incarnation.
+#[derive(Debug, Default)]
+pub(crate) struct ReadView(RwLock<Views>);
+
+#[derive(Debug, Default)]
+struct Views {
+    /// By segment id.
+    segments: Vec<Arc<Segment>>,
+    /// Each consumer's fills, in the order they were accepted.
+    by_consumer: AddressMap<Vec<Arc<FillRecord>>>,
+    /// Where each fill is in its consumer's list.
+    position: B256Map<(Address, usize)>,
+}
+
+impl Views {
+    fn put(&mut self, record: &Arc<FillRecord>) {
+        let (id, consumer) = (record.fill.fill_id, record.fill.consumer);
+        match self.position.get(&id) {
+            Some(&(owner, at)) => {
+                self.by_consumer.get_mut(&owner).expect("a placed fill's consumer")[at] = record.clone()
+            }
+            None => {
+                let list = self.by_consumer.entry(consumer).or_default();
+                self.position.insert(id, (consumer, list.len()));
+                list.push(record.clone());
+            }
+        }
+    }
+}
+
+impl ReadView {
+    /// The view of `registry` as recovered.
+    pub(crate) fn new(registry: &Registry) -> Self {
+        let mut views = Views { segments: registry.segments().to_vec(), ..Views::default() };
+        let mut fills: Vec<&Arc<FillRecord>> = registry.fills().collect();
+        fills.sort_by_key(|r| (r.fill.accepted_at_ms, r.fill.fill_id));
+        for record in fills {
+            views.put(record);
+        }
+        Self(RwLock::new(views))
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Views> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes in what `event`, just appended, changed in `registry`.
+    pub(crate) fn project(&self, event: &Event, registry: &Registry) {
+        let mut views = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let mut put = |id: &B256| {
+            if let Some(record) = registry.fill_record(id) {
+                views.put(record);
+            }
+        };
+        match event {
+            Event::FillAccepted(fill) => put(&fill.fill_id),
+            Event::FillsSubmitted { fill_ids, .. } => fill_ids.iter().for_each(put),
+            Event::FillSettled { fill_id } | Event::FillFailed { fill_id, .. } => put(fill_id),
+            Event::SegmentListed(segment) => {
+                let listed =
+                    registry.segments().get(segment.id.0 as usize).expect("a listed segment is in the registry");
+                views.segments.push(listed.clone());
+            }
+            Event::SubmissionRefused { .. }
+            | Event::UnitsExpired { .. }
+            | Event::MarketUnitsExpired { .. }
+            | Event::ConfigChanged(_)
+            | Event::PauseSet { .. }
+            | Event::PhaseAdvanced { .. } => {}
+        }
+    }
+
+    pub(crate) fn segment(&self, id: SegmentId) -> Option<Segment> {
+        self.read().segments.get(id.0 as usize).map(|s| (**s).clone())
+    }
+
+    /// The newest segments that match `q`, newest first, at most `q.limit`.
+    pub(crate) fn search(&self, q: &SearchSegments) -> Vec<Segment> {
+        let matches = |s: &&Arc<Segment>| {
+            q.segment_type.as_deref().is_none_or(|t| s.market.segment_type.as_str() == t)
+                && q.window.as_deref().is_none_or(|w| s.market.window.to_string() == w)
+                && q.band.as_deref().is_none_or(|b| s.market.band.to_string() == b)
+                && q.min_quality_bps.is_none_or(|m| s.quality.score() >= m)
+        };
+        self.read().segments.iter().rev().filter(matches).take(q.limit).map(|s| (**s).clone()).collect()
+    }
+
+    pub(crate) fn fill(&self, id: &B256) -> Option<FillRecord> {
+        let views = self.read();
+        let &(consumer, at) = views.position.get(id)?;
+        Some((*views.by_consumer[&consumer][at]).clone())
+    }
+
+    /// `consumer`'s fills, oldest first.
+    pub(crate) fn consumer_fills(&self, consumer: &Address) -> Vec<FillRecord> {
+        let mut fills: Vec<FillRecord> = match self.read().by_consumer.get(consumer) {
+            Some(list) => list.iter().map(|r| (**r).clone()).collect(),
+            None => Vec::new(),
+        };
+        fills.sort_by_key(|r| r.fill.accepted_at_ms);
+        fills
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pat_engine::testing::{self, CONSUMER_KEY, T0, key, signed_order, signed_segment};
+    use pat_engine::{Exchange, FillStatus};
+
+    /// The view follows every change by its event, shows what the registry
+    /// shows, and a view built from the registry afresh (a restart) is equal.
+    #[test]
+    fn the_view_projects_listings_and_every_status_of_a_fill() {
+        let mut ex = Exchange::new(testing::shared_config());
+        let view = ReadView::new(ex.registry());
+        let market: pat_engine::MarketKey = "PURCHASE_INTENT|7D|0.70-0.85".parse().unwrap();
+        for p in 0..2u8 {
+            let payload = testing::payload_salted(3, p as u64);
+            let signed = signed_segment(&key(10 + p), "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 10, &payload);
+            let (_, event) = ex.submit_segment(&signed, T0 * 1000).unwrap();
+            view.project(&event, ex.registry());
+        }
+        ex.tick(T0 * 1000, &mut Vec::new());
+        let ask = ex.quote(ex.market_by_key(&market).unwrap()).ask;
+        let mut ids = Vec::new();
+        for nonce in 1..=2 {
+            let order = signed_order(&CONSUMER_KEY, &market, 1, ask, nonce, T0 + 60);
+            let (fill, event) = ex.submit_order(order, T0 * 1000 + nonce).unwrap();
+            view.project(&event, ex.registry());
+            ids.push(fill.fill_id);
+        }
+        let consumer = testing::signer(&CONSUMER_KEY).address();
+        let event = ex.record_submission([ids[0]], B256::repeat_byte(7));
+        view.project(&event, ex.registry());
+        let submitted = view.fill(&ids[0]).unwrap().status;
+        let event = ex.settle(&ids[0]).unwrap();
+        view.project(&event, ex.registry());
+        let event = ex.fail(&ids[1], "rejected", T0 * 1000 + 9).unwrap();
+        view.project(&event, ex.registry());
+
+        assert_eq!(submitted, FillStatus::Submitted { tx_hash: B256::repeat_byte(7) });
+        let fills = view.consumer_fills(&consumer);
+        assert_eq!(fills.iter().map(|r| r.fill.fill_id).collect::<Vec<_>>(), ids, "oldest first");
+        assert_eq!(fills[0].status, FillStatus::Settled { tx_hash: Some(B256::repeat_byte(7)) });
+        assert_eq!(fills[1].status, FillStatus::Failed { reason: "rejected".into() });
+        assert_eq!(view.fill(&ids[1]).as_ref(), ex.fill(&ids[1]));
+        assert!(view.consumer_fills(&Address::ZERO).is_empty());
+        let all = SearchSegments { limit: 10, ..SearchSegments::default() };
+        let found: Vec<u64> = view.search(&all).iter().map(|s| s.id.0).collect();
+        assert_eq!(found, [1, 0], "newest first");
+        let none = SearchSegments { window: Some("1D".into()), ..all.clone() };
+        assert!(view.search(&none).is_empty());
+        assert_eq!(view.segment(SegmentId(1)).as_ref(), ex.segment(SegmentId(1)));
+
+        let rebuilt = ReadView::new(ex.registry());
+        assert_eq!(rebuilt.consumer_fills(&consumer), fills);
+        assert_eq!(rebuilt.search(&all), view.search(&all));
+    }
+}
