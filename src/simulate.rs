@@ -107,17 +107,17 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut now_secs = START_SECS;
     while now_secs <= end {
         let now_ms = now_secs * 1000;
-        ex.expire(now_ms);
+        ex.state.expire(now_ms);
         while let Some(&(due, id)) = pending.front() {
             if due > now_ms {
                 break;
             }
             pending.pop_front();
             if rng.random::<f64>() < args.fail_rate {
-                ex.fail(&id, "simulated chain rejection", now_ms)?;
+                ex.state.fail(&id, "simulated chain rejection", now_ms)?;
                 t.failed += 1;
             } else {
-                ex.settle(&id)?;
+                ex.state.settle(&id)?;
                 t.settled += 1;
             }
         }
@@ -145,7 +145,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 payloadHash: keccak256(&payload),
             };
             t.submitted += 1;
-            if ex.submit_segment(&sign_segment(provider, submission, payload, &domain), now_ms).is_err() {
+            if ex.state.submit_segment(&sign_segment(provider, submission, payload, &domain), now_ms).is_err() {
                 t.refused += 1;
             }
         }
@@ -181,7 +181,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         now_secs += args.step_secs;
     }
     print!("{}", summary(&ex, &t));
-    ex.check_invariants();
+    ex.state.check_invariants();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -211,7 +211,7 @@ fn report(ex: &Exchange, now_secs: u64, only: Option<&str>) -> String {
         "{:<36} {:>10} {:>10} {:>7} {:>7} {:>6} {:>12} {:>6}",
         "market", "bid", "ask", "spread", "supply", "sold", "exposure", "seq"
     );
-    for (m, q) in ex.markets().iter().zip(ex.quotes()) {
+    for (m, q) in ex.state.markets().iter().zip(ex.quotes()) {
         let key = m.key.to_string();
         if only.is_some_and(|o| !key.contains(o)) || m.counters().listed == 0 {
             continue;
@@ -234,7 +234,7 @@ fn report(ex: &Exchange, now_secs: u64, only: Option<&str>) -> String {
 }
 
 fn summary(ex: &Exchange, t: &Totals) -> String {
-    let l = ex.ledger();
+    let l = ex.state.registry().ledger();
     let mut out = String::from("\n== summary ==\n");
     let _ = writeln!(out, "segments submitted {} (refused {})", t.submitted, t.refused);
     let _ = writeln!(out, "orders {} -> fills {} (settled {}, failed {})", t.orders, t.fills, t.settled, t.failed);

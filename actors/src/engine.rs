@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use alloy_primitives::B256;
-use pat_engine::books::half_life_ms;
-use pat_engine::{EngineConfig, Event, FillRecord, FillStatus, MarketId, Registry, Segment};
+use pat_engine::state::half_life_ms;
+use pat_engine::{Catalogue, EngineConfig, Event, FillRecord, FillStatus, MarketId, Registry, Segment};
 use pat_persistence::{DataDir, JournalError, SnapshotReport};
 use tokio::sync::broadcast;
 
@@ -119,12 +119,13 @@ impl EngineActor {
     ) -> Result<(Engine, Startup), EngineError> {
         let (quotes, _) = broadcast::channel(settings.quote_channel_capacity);
         let (fill_updates, _) = broadcast::channel(settings.fill_channel_capacity);
-        let tables = Arc::new(Tables::new(&cfg));
+        let catalogue = Arc::new(Catalogue::new(&cfg));
+        let tables = Arc::new(Tables::new(&cfg, catalogue.clone()));
         let outlets = Outlets { quotes, fill_updates, tables: tables.clone() };
         let (exits, exited) = supervisor::exit_channel();
         let launch = Launch { settings, config: cfg.clone(), clock, outlets, lasting: Lasting::default(), exits };
         let first = Self::boot(&launch, true)?;
-        let markets = Arc::new(Markets::new(first.markets, cfg));
+        let markets = Arc::new(Markets::new(first.markets, catalogue));
         let _ = launch.lasting.markets.set(markets.clone());
         // After the boot, so that the quoting actor starts from the recovered stats.
         let out = &launch.outlets;
@@ -158,7 +159,7 @@ impl EngineActor {
         let journal = data.open_journal(settings.journal.clone(), recovered.next_lsn).map_err(EngineError::Journal)?;
         let mut next_lsn = recovered.next_lsn;
         let new_directory = recovered.snapshot_lsn == 0 && recovered.next_lsn == 1;
-        if adopt && (new_directory || *books.config() != **cfg) {
+        if adopt && (new_directory || *books.registry().config() != **cfg) {
             let event = books.reconfigure(cfg.clone())?;
             journal.append_event(&event).map_err(EngineError::Journal)?;
             next_lsn += 1;
@@ -219,7 +220,7 @@ impl EngineActor {
         let taken = async move {
             let frozen = markets?.freeze(true).await.map_err(unavailable)?;
             let st = shared.begin(0)?;
-            Ok::<_, EngineError>((st.registry.state(frozen.copies.into_iter().flatten().collect()), st.last_lsn()))
+            Ok::<_, EngineError>((st.registry.snapshot(frozen.copies.into_iter().flatten().collect()), st.last_lsn()))
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         ctx.wait(taken.into_actor(self).map(move |taken, _, _| {
@@ -361,7 +362,8 @@ impl Handler<ProviderCredits> for EngineActor {
 
 impl EngineActor {
     /// Makes a change of the registry alone (no market's), appends its event
-    /// under the same lock, and replies once it is durable.
+    /// under the same lock, and replies once it is durable. Only a pause
+    /// that switched has every market repriced (a phase changes no price).
     fn change(
         &self,
         change: impl FnOnce(&mut Registry) -> Result<Event, EngineError>,
@@ -370,10 +372,13 @@ impl EngineActor {
             Ok(st) => st,
             Err(e) => return refused(e),
         };
+        let paused = st.registry.is_paused();
         match change(&mut st.registry) {
             Ok(event) => {
                 let durable = self.shared.append(&mut st, &event);
-                self.shared.outlets.tables.stats.write_switches(&st.registry);
+                if st.registry.is_paused() != paused {
+                    self.shared.outlets.tables.stats.write_switches(&st.registry);
+                }
                 Box::pin(durable)
             }
             Err(e) => refused(e),

@@ -1,7 +1,7 @@
 //! [`EngineError`]: why a request to the running engine failed, each case
 //! with its [`Code`] (and so its HTTP status). Nothing changed unless it says so.
 
-use pat_engine::books::ReconfigureError;
+use pat_engine::state::ReconfigureError;
 use pat_engine::{Code, OrderError, SubmitError};
 use pat_persistence::{JournalError, RecoveryError};
 use thiserror::Error;

@@ -23,10 +23,9 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use alloy_primitives::B256;
-use alloy_primitives::map::B256Map;
 use pat_engine::market::{Market, UnitCounters};
-use pat_engine::segment::{VerifiedSegment, market_key_of};
-use pat_engine::{EngineConfig, Fill, MarketId, MarketKey, OrderError, Quote, Segment, TimeMs, VerifiedOrder};
+use pat_engine::segment::VerifiedSegment;
+use pat_engine::{Catalogue, Fill, MarketId, MarketKey, OrderError, Quote, Segment, TimeMs, VerifiedOrder};
 
 use crate::error::EngineError;
 use crate::messages::Settlement;
@@ -276,24 +275,15 @@ pub type Routed<T> = Pin<Box<dyn Future<Output = Result<T, MailboxError>>>>;
 /// It outlives the actors: each handle follows its market's restarts.
 pub struct Markets {
     actors: Vec<Supervised<MarketActor>>,
-    by_chain_id: B256Map<MarketId>,
-    by_key: HashMap<MarketKey, MarketId>,
-    /// The catalogue (fixed while the process runs), to route submissions.
-    catalogue: Arc<EngineConfig>,
+    /// The markets (fixed while the process runs), to route requests.
+    catalogue: Arc<Catalogue>,
     /// Held from a freeze to its thaw.
     freezing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Markets {
-    pub(crate) fn new(addrs: Vec<Addr<MarketActor>>, catalogue: Arc<EngineConfig>) -> Self {
-        let keys = catalogue.market_keys();
-        Self {
-            actors: addrs.into_iter().map(Supervised::new).collect(),
-            by_chain_id: keys.iter().enumerate().map(|(i, k)| (k.id(), MarketId(i as u32))).collect(),
-            by_key: keys.into_iter().enumerate().map(|(i, k)| (k, MarketId(i as u32))).collect(),
-            catalogue,
-            freezing: Arc::default(),
-        }
+    pub(crate) fn new(addrs: Vec<Addr<MarketActor>>, catalogue: Arc<Catalogue>) -> Self {
+        Self { actors: addrs.into_iter().map(Supervised::new).collect(), catalogue, freezing: Arc::default() }
     }
 
     /// Points every handle at a new incarnation's actors.
@@ -313,15 +303,15 @@ impl Markets {
     }
 
     pub fn by_key(&self, key: &MarketKey) -> Option<MarketId> {
-        self.by_key.get(key).copied()
+        self.catalogue.by_key(key)
     }
 
     /// Sends the order to its market's actor; an order for no market of the
     /// catalogue is refused here.
     pub fn place_order(&self, v: VerifiedOrder) -> Routed<Result<Fill, EngineError>> {
         let market = v.order().market;
-        match self.by_chain_id.get(&market) {
-            Some(id) => Box::pin(self.actor(*id).send(PlaceOrder(v))),
+        match self.catalogue.by_chain_id(&market) {
+            Some(id) => Box::pin(self.actor(id).send(PlaceOrder(v))),
             None => Box::pin(std::future::ready(Ok(Err(OrderError::UnknownMarket(market).into())))),
         }
     }
@@ -331,7 +321,7 @@ impl Markets {
     /// actor, whose checks refuse it with the precise reason and count it
     /// against the provider, as for any other refusal.
     pub fn submit_segment(&self, verified: VerifiedSegment) -> Routed<Result<Segment, EngineError>> {
-        let named = market_key_of(&verified.signed().submission, &self.catalogue).ok();
+        let named = self.catalogue.key_of(&verified.signed().submission).ok();
         let id = named.and_then(|k| self.by_key(&k)).unwrap_or(MarketId(0));
         Box::pin(self.actor(id).send(SubmitSegment(verified)))
     }

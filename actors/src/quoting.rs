@@ -15,11 +15,11 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use pat_engine::books::market_specs;
 use pat_engine::market::Market;
 use pat_engine::market::MarketSet;
 use pat_engine::quoter::{MarketSpec, Quoter, TickInputs};
-use pat_engine::{Amount, EngineConfig, MarketId, MarketKey, MarketStats, Quote, Registry, TimeMs};
+use pat_engine::state::market_specs;
+use pat_engine::{Amount, Catalogue, EngineConfig, MarketId, MarketKey, MarketStats, Quote, Registry, TimeMs};
 use tokio::sync::broadcast;
 
 use crate::clock::Clock;
@@ -130,19 +130,19 @@ impl QuoteTable {
 pub struct Tables {
     pub stats: StatsTable,
     pub quotes: QuoteTable,
-    /// Every market's key, by [`MarketId`] (the catalogue is fixed while the process runs).
-    pub keys: Vec<MarketKey>,
+    /// The markets (fixed while the process runs), shared with the router.
+    pub catalogue: Arc<Catalogue>,
 }
 
 impl Tables {
-    pub(crate) fn new(cfg: &Arc<EngineConfig>) -> Self {
-        let keys = cfg.market_keys();
-        Self { stats: StatsTable::new(cfg, keys.len()), quotes: QuoteTable::new(keys.len()), keys }
+    pub(crate) fn new(cfg: &Arc<EngineConfig>, catalogue: Arc<Catalogue>) -> Self {
+        let n = catalogue.len();
+        Self { stats: StatsTable::new(cfg, n), quotes: QuoteTable::new(n), catalogue }
     }
 
     /// Every market's key with its current quote.
     pub fn quoted(&self) -> impl Iterator<Item = (&MarketKey, Quote)> {
-        self.keys.iter().zip(self.quotes.all())
+        self.catalogue.keys().iter().zip(self.quotes.all())
     }
 }
 
@@ -271,7 +271,7 @@ impl QuotingActor {
     fn flush_gauges(&mut self) {
         let Self { gauges, tables, quoter, stats, specs, group_exposure, .. } = self;
         gauges.flush(|id| gauges::Row {
-            key: &tables.keys[id.index()],
+            key: tables.catalogue.key(id),
             quote: quoter.quote(id),
             stats: &stats[id.index()],
             group_exposure: group_exposure[specs[id.index()].group as usize],
@@ -315,15 +315,15 @@ mod tests {
     #[test]
     fn the_stats_table_takes_what_changed_in_the_books() {
         let cfg = testing::shared_config();
-        let tables = Tables::new(&cfg);
-        let (mut registry, mut markets) = pat_engine::Books::new(cfg.clone()).into_parts();
+        let tables = Tables::new(&cfg, Arc::new(pat_engine::Catalogue::new(&cfg)));
+        let (mut registry, mut markets) = pat_engine::EngineState::new(cfg.clone()).into_parts();
         let market: MarketKey = "PURCHASE_INTENT|7D|0.70-0.85".parse().unwrap();
-        let id = registry.market_by_key(&market).unwrap();
+        let id = registry.catalogue().by_key(&market).unwrap();
         let (_, _, requote) = stats_of(&tables, id);
         assert!(requote, "a new table asks for every quote");
 
         let signed = signed_segment(&key(10), "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 20, &testing::payload(3));
-        let verified = pat_engine::segment::verify_submission(signed, registry.domain()).unwrap();
+        let verified = pat_engine::segment::verify_submission(signed, registry.catalogue().domain()).unwrap();
         registry.submit(&mut markets[id.index()], &verified, T0 * 1000).unwrap();
         tables.stats.write_market(&markets[id.index()], &registry);
         let (stats, changed, requote) = stats_of(&tables, id);
@@ -340,13 +340,13 @@ mod tests {
     #[test]
     fn the_quote_table_serves_the_last_written_quotes() {
         let cfg = testing::shared_config();
-        let tables = Tables::new(&cfg);
+        let tables = Tables::new(&cfg, Arc::new(pat_engine::Catalogue::new(&cfg)));
         let quote = Quote { bid: 90, ask: 110, seq: 7, halted: None, ..Quote::unquoted(MarketId(3)) };
         tables.quotes.write(&[quote], 5_000);
         assert_eq!(tables.quotes.get(MarketId(3)), Quote { valid_until_ms: 5_000, ..quote });
         assert_eq!(tables.quotes.get(MarketId(0)).halted, Some(pat_engine::HaltReason::NotYetQuoted));
         let seqs = tables.quotes.seqs();
-        assert_eq!((seqs.len(), seqs[3], seqs[0]), (tables.keys.len(), 7, 0));
+        assert_eq!((seqs.len(), seqs[3], seqs[0]), (tables.catalogue.len(), 7, 0));
         assert!(tables.quoted().all(|(_, q)| q.valid_until_ms == 5_000));
     }
 }

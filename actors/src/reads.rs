@@ -133,47 +133,47 @@ mod tests {
     #[test]
     fn the_view_projects_listings_and_every_status_of_a_fill() {
         let mut ex = Exchange::new(testing::shared_config());
-        let view = ReadView::new(ex.registry());
+        let view = ReadView::new(ex.state.registry());
         let market: pat_engine::MarketKey = "PURCHASE_INTENT|7D|0.70-0.85".parse().unwrap();
         for p in 0..2u8 {
             let payload = testing::payload_salted(3, p as u64);
             let signed = signed_segment(&key(10 + p), "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 10, &payload);
-            let (_, event) = ex.submit_segment(&signed, T0 * 1000).unwrap();
-            view.project(&event, ex.registry());
+            let (_, event) = ex.state.submit_segment(&signed, T0 * 1000).unwrap();
+            view.project(&event, ex.state.registry());
         }
         ex.tick(T0 * 1000, &mut Vec::new());
-        let ask = ex.quote(ex.market_by_key(&market).unwrap()).ask;
+        let ask = ex.quote(ex.state.catalogue().by_key(&market).unwrap()).ask;
         let mut ids = Vec::new();
         for nonce in 1..=2 {
             let order = signed_order(&CONSUMER_KEY, &market, 1, ask, nonce, T0 + 60);
             let (fill, event) = ex.submit_order(order, T0 * 1000 + nonce).unwrap();
-            view.project(&event, ex.registry());
+            view.project(&event, ex.state.registry());
             ids.push(fill.fill_id);
         }
         let consumer = testing::signer(&CONSUMER_KEY).address();
-        let event = ex.record_submission([ids[0]], B256::repeat_byte(7));
-        view.project(&event, ex.registry());
+        let event = ex.state.record_submission([ids[0]], B256::repeat_byte(7));
+        view.project(&event, ex.state.registry());
         let submitted = view.fill(&ids[0]).unwrap().status;
-        let event = ex.settle(&ids[0]).unwrap();
-        view.project(&event, ex.registry());
-        let event = ex.fail(&ids[1], "rejected", T0 * 1000 + 9).unwrap();
-        view.project(&event, ex.registry());
+        let event = ex.state.settle(&ids[0]).unwrap();
+        view.project(&event, ex.state.registry());
+        let event = ex.state.fail(&ids[1], "rejected", T0 * 1000 + 9).unwrap();
+        view.project(&event, ex.state.registry());
 
         assert_eq!(submitted, FillStatus::Submitted { tx_hash: B256::repeat_byte(7) });
         let fills = view.consumer_fills(&consumer);
         assert_eq!(fills.iter().map(|r| r.fill.fill_id).collect::<Vec<_>>(), ids, "oldest first");
         assert_eq!(fills[0].status, FillStatus::Settled { tx_hash: Some(B256::repeat_byte(7)) });
         assert_eq!(fills[1].status, FillStatus::Failed { reason: "rejected".into() });
-        assert_eq!(view.fill(&ids[1]).as_ref(), ex.fill(&ids[1]));
+        assert_eq!(view.fill(&ids[1]).as_ref(), ex.state.registry().fill(&ids[1]));
         assert!(view.consumer_fills(&Address::ZERO).is_empty());
         let all = SearchSegments { limit: 10, ..SearchSegments::default() };
         let found: Vec<u64> = view.search(&all).iter().map(|s| s.id.0).collect();
         assert_eq!(found, [1, 0], "newest first");
         let none = SearchSegments { window: Some("1D".into()), ..all.clone() };
         assert!(view.search(&none).is_empty());
-        assert_eq!(view.segment(SegmentId(1)).as_ref(), ex.segment(SegmentId(1)));
+        assert_eq!(view.segment(SegmentId(1)).as_ref(), ex.state.registry().segment(SegmentId(1)));
 
-        let rebuilt = ReadView::new(ex.registry());
+        let rebuilt = ReadView::new(ex.state.registry());
         assert_eq!(rebuilt.consumer_fills(&consumer), fills);
         assert_eq!(rebuilt.search(&all), view.search(&all));
     }

@@ -158,8 +158,8 @@ async fn a_replay_without_a_snapshot_starts_from_the_first_config_not_the_files(
     let from_first = data.recover(&testing::shared_config()).unwrap();
     let from_edited = data.recover(&edited).unwrap();
     assert_eq!(from_first.snapshot_lsn, 0);
-    assert_eq!(from_edited.books.config(), &*edited);
-    assert_eq!(from_edited.books.state(), from_first.books.state());
+    assert_eq!(from_edited.books.registry().config(), &*edited);
+    assert_eq!(from_edited.books.snapshot(), from_first.books.snapshot());
 }
 
 #[actix_rt::test]
@@ -363,12 +363,12 @@ async fn assert_live_state_is_the_journal(engine: Engine, dir: &std::path::Path)
     engine.send(Shutdown { snapshot: true }).await.unwrap().unwrap();
     let data = pat_persistence::DataDir::open(dir).unwrap();
     let (lsn, live) = data.snapshots().latest().unwrap().expect("the shutdown snapshot");
-    let mut replayed = pat_engine::Books::new(testing::shared_config());
+    let mut replayed = pat_engine::EngineState::new(testing::shared_config());
     for r in pat_persistence::reader::scan(&data.journal_dir()).unwrap().records.into_iter().filter(|r| r.lsn <= lsn) {
         replayed.apply(pat_persistence::decode_event(r.version, &r.payload).unwrap()).unwrap();
     }
     replayed.check_invariants();
-    assert_eq!(replayed.state(), live, "live state = replay of the journal through LSN {lsn}");
+    assert_eq!(replayed.snapshot(), live, "live state = replay of the journal through LSN {lsn}");
 }
 
 /// Units whose window has ended are never sold, even before the expiry

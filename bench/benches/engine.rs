@@ -79,11 +79,11 @@ fn orders(c: &mut Criterion) {
     for p in 0..10u8 {
         let payload = testing::payload_salted(5, u64::from(p));
         let signed = signed_segment(&key(10 + p), "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 100_000, &payload);
-        ex.submit_segment(&signed, now_ms).unwrap();
+        ex.state.submit_segment(&signed, now_ms).unwrap();
     }
     ex.tick(now_ms, &mut Vec::new());
     let signed = signed_order(&testing::CONSUMER_KEY, &market, 3, u128::MAX, 1, T0 + 3600);
-    let domain = ex.domain().clone();
+    let domain = ex.state.catalogue().domain().clone();
     let mut group = c.benchmark_group("order");
     group.bench_function("verify_signature", |b| b.iter(|| verify_order(black_box(signed.clone()), &domain).unwrap()));
     let verified = verify_order(signed, &domain).unwrap();

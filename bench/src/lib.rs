@@ -7,11 +7,11 @@
 
 use std::sync::Arc;
 
-use pat_engine::books::market_specs;
 use pat_engine::market::MarketStats;
 use pat_engine::money::{Amount, ONE_PAT};
 use pat_engine::params::{EngineConfig, TypeParams};
 use pat_engine::quoter::{MarketSpec, Quote};
+use pat_engine::state::market_specs;
 use pat_engine::testing;
 
 /// Start of the synthetic history, milliseconds.

@@ -51,15 +51,16 @@ impl Engine {
             units,
             payloadHash: keccak256(&payload),
         };
-        let signed = signing::sign_segment(&signer(provider), submission, payload, self.exchange.domain());
+        let signed =
+            signing::sign_segment(&signer(provider), submission, payload, self.exchange.state.catalogue().domain());
         let now = self.now_ms();
-        self.exchange.submit_segment(&signed, now).unwrap();
+        self.exchange.state.submit_segment(&signed, now).unwrap();
         self.exchange.tick(self.now_ms(), &mut Vec::new());
     }
 
     /// Consumer `key` buys `qty` units at the current ask.
     fn buy(&mut self, consumer: &[u8; 32], qty: u64, nonce: u64) -> Fill {
-        let id = self.exchange.market_by_key(&market_key()).unwrap();
+        let id = self.exchange.state.catalogue().by_key(&market_key()).unwrap();
         let order = Order {
             consumer: signer(consumer).address(),
             market: market_key().id(),
@@ -68,7 +69,7 @@ impl Engine {
             nonce: U256::from(nonce),
             deadline: U256::from(self.now_s + 600),
         };
-        let signed = signing::sign_order(&signer(consumer), order, self.exchange.domain());
+        let signed = signing::sign_order(&signer(consumer), order, self.exchange.state.catalogue().domain());
         self.exchange.submit_order(signed, self.now_ms()).unwrap().0
     }
 }
@@ -196,17 +197,17 @@ async fn a_mixed_batch_settles_to_the_base_unit_and_its_replay_changes_nothing()
     // The engine books the chain's decisions and keeps its invariants.
     for (fill, result) in batch.iter().zip(&report.fills) {
         let booked = match result.outcome {
-            FillOutcome::Settled => engine.exchange.settle(&fill.fill_id),
+            FillOutcome::Settled => engine.exchange.state.settle(&fill.fill_id),
             FillOutcome::Rejected(reason) => {
                 let now = engine.now_ms();
-                engine.exchange.fail(&fill.fill_id, reason.name(), now)
+                engine.exchange.state.fail(&fill.fill_id, reason.name(), now)
             }
             FillOutcome::AlreadySettled => unreachable!("a first submission"),
         };
         booked.unwrap();
     }
-    engine.exchange.check_invariants();
-    assert_eq!(U256::from(engine.exchange.ledger().broker_revenue), after.broker);
+    engine.exchange.state.check_invariants();
+    assert_eq!(U256::from(engine.exchange.state.registry().ledger().broker_revenue), after.broker);
 
     // The same batch again: the settled fills' nonces are used, the others fail as before;
     // nothing moves, and no batch is recorded.

@@ -1,6 +1,6 @@
 //! [`Event`]: every change of engine state, as an outcome that can be
 //! recorded and applied again. The journal stores events; recovery applies
-//! them with [`Books::apply`] over a snapshot. An event carries what was
+//! them with [`EngineState::apply`] over a snapshot. An event carries what was
 //! decided (the listed segment, the fill with its drawn units), never the
 //! request that led to it, so applying it needs no signature, price or limit
 //! check and gives the same state whatever code decided it.
@@ -8,12 +8,12 @@
 use alloy_primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
 
-use crate::books::{ApplyError, Books};
 use crate::ewma::TimeMs;
 use crate::fill::Fill;
 use crate::market::MarketId;
 use crate::params::EngineConfig;
 use crate::segment::Segment;
+use crate::state::{ApplyError, EngineState};
 
 /// One change of engine state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,7 +90,7 @@ impl Event {
     }
 }
 
-impl Books {
+impl EngineState {
     /// Applies a recorded event. An error means the event does not fit this
     /// state (the journal and the snapshot disagree); the state may then be
     /// partly changed and must not be used.

@@ -1,16 +1,12 @@
-//! [`Exchange`]: the [`Books`] and a [`Quoter`] in one single-threaded value,
-//! what the simulator, the benches and the tests drive. Orders execute
-//! against the quoter's current quote; a tick first hands the quoter the
-//! markets whose stats changed. The runtime keeps the two apart (the books in
-//! the engine actor, the quoter in the quoting actor) with the same calls.
-//!
-//! Everything of the books is reachable through `Deref`; what involves quotes
-//! is here.
+//! [`Exchange`]: an [`EngineState`] and a [`Quoter`] in one single-threaded
+//! value, what the simulator, the benches and the tests drive. Orders
+//! execute against the quoter's current quote; a tick first hands the quoter
+//! the markets whose stats changed. The runtime keeps the two apart (the
+//! state in the market and engine actors, the quoter in the quoting actor)
+//! with the same calls. Everything but quotes is a call on [`Exchange::state`].
 
-use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use crate::books::{Books, ExchangeState};
 use crate::event::Event;
 use crate::ewma::TimeMs;
 use crate::fill::Fill;
@@ -18,42 +14,30 @@ use crate::market::MarketId;
 use crate::order::{self, OrderError, SignedOrder, VerifiedOrder};
 use crate::params::EngineConfig;
 use crate::quoter::{Quote, Quoter};
+use crate::state::{EngineState, Snapshot};
 
-/// All markets of a catalogue, their books and their quotes.
+/// All markets of a catalogue, their state and their quotes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exchange {
-    books: Books,
+    pub state: EngineState,
     quoter: Quoter,
 }
 
-impl Deref for Exchange {
-    type Target = Books;
-    fn deref(&self) -> &Books {
-        &self.books
-    }
-}
-
-impl DerefMut for Exchange {
-    fn deref_mut(&mut self) -> &mut Books {
-        &mut self.books
-    }
-}
-
-impl From<Books> for Exchange {
-    fn from(books: Books) -> Self {
-        let n = books.markets().len();
-        Self { books, quoter: Quoter::new(n) }
+impl From<EngineState> for Exchange {
+    fn from(state: EngineState) -> Self {
+        let n = state.markets().len();
+        Self { state, quoter: Quoter::new(n) }
     }
 }
 
 impl Exchange {
     pub fn new(cfg: Arc<EngineConfig>) -> Self {
-        Books::new(cfg).into()
+        EngineState::new(cfg).into()
     }
 
     /// Rebuilds an exchange from a snapshot; every market is quoted afresh on the next tick.
-    pub fn from_state(state: ExchangeState) -> Self {
-        Books::from_state(state).into()
+    pub fn from_snapshot(snapshot: Snapshot) -> Self {
+        EngineState::from_snapshot(snapshot).into()
     }
 
     pub fn quote(&self, id: MarketId) -> Quote {
@@ -68,26 +52,23 @@ impl Exchange {
     /// markets whose stats changed; pushes the changed markets onto `changed`.
     pub fn tick(&mut self, now_ms: TimeMs, changed: &mut Vec<MarketId>) {
         let quoter = &mut self.quoter;
-        self.books.take_stats_changed(|id, _| quoter.mark_dirty(id));
-        if self.books.take_requote_all() {
+        self.state.take_stats_changed(|id, _| quoter.mark_dirty(id));
+        if self.state.take_requote_all() {
             quoter.mark_all_dirty();
         }
-        quoter.tick(&self.books.tick_inputs(now_ms), changed);
+        quoter.tick(&self.state.tick_inputs(now_ms), changed);
     }
 
     /// Verifies and executes a consumer's order.
     pub fn submit_order(&mut self, signed: SignedOrder, now_ms: TimeMs) -> Result<(Fill, Event), OrderError> {
-        if self.books.is_paused() {
-            return Err(OrderError::Paused);
-        }
-        let verified = order::verify_order(signed, self.books.domain())?;
+        let verified = order::verify_order(signed, self.state.catalogue().domain())?;
         self.execute(verified, now_ms)
     }
 
     /// Executes a verified order against its market's current quote.
     pub fn execute(&mut self, v: VerifiedOrder, now_ms: TimeMs) -> Result<(Fill, Event), OrderError> {
         let quoter = &self.quoter;
-        self.books.execute(v, now_ms, |id| quoter.quote(id))
+        self.state.execute(v, now_ms, |id| quoter.quote(id))
     }
 }
 

@@ -3,7 +3,6 @@
 //! invariant and replay identically.
 
 use super::*;
-use crate::books::{FillStateError, ProviderRecord, ReconfigureError};
 use crate::code::Code;
 use crate::event::Event;
 use crate::fill::FillStatus;
@@ -13,6 +12,7 @@ use crate::money::ONE_PAT;
 use crate::order::HaltReason;
 use crate::order::LimitScope;
 use crate::segment::SubmitError;
+use crate::state::{FillStateError, ProviderRecord, ReconfigureError};
 use crate::testing::{self, CONSUMER_KEY, PROVIDER_KEY, T0, key, signed_order, signed_segment};
 use alloy_primitives::{Address, B256, U256};
 use proptest::prelude::*;
@@ -30,14 +30,14 @@ fn stocked(providers: u8, units: u32) -> Exchange {
     for p in 0..providers {
         let payload = testing::payload(2 + p as usize);
         let signed = signed_segment(&key(10 + p), "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, units, &payload);
-        ex.submit_segment(&signed, NOW).unwrap();
+        ex.state.submit_segment(&signed, NOW).unwrap();
     }
     ex.tick(NOW, &mut Vec::new());
     ex
 }
 
 fn ask(ex: &Exchange) -> Amount {
-    ex.quote(ex.market_by_key(&purchase_7d()).unwrap()).ask
+    ex.quote(ex.state.catalogue().by_key(&purchase_7d()).unwrap()).ask
 }
 
 #[test]
@@ -49,32 +49,32 @@ fn a_fill_moves_money_exactly_and_settles() {
     fill.check_invariants();
     assert_eq!(fill.ask_paid, 4 * a);
     assert!(fill.bid < a && fill.broker_spread == 4 * (a - fill.bid));
-    let id = ex.market_by_key(&purchase_7d()).unwrap();
-    assert_eq!(ex.market(id).supply_units(), 26);
-    assert_eq!(ex.market(id).stats().exposure, fill.ask_paid);
-    assert_eq!(ex.group_exposure_of(id), fill.ask_paid);
-    ex.check_invariants();
-    assert_eq!(ex.settle(&fill.fill_id), Ok(Event::FillSettled { fill_id: fill.fill_id }));
-    assert_eq!(ex.market(id).stats().exposure, 0);
+    let id = ex.state.catalogue().by_key(&purchase_7d()).unwrap();
+    assert_eq!(ex.state.market(id).supply_units(), 26);
+    assert_eq!(ex.state.market(id).stats().exposure, fill.ask_paid);
+    assert_eq!(ex.state.registry().group_exposure_of(id), fill.ask_paid);
+    ex.state.check_invariants();
+    assert_eq!(ex.state.settle(&fill.fill_id), Ok(Event::FillSettled { fill_id: fill.fill_id }));
+    assert_eq!(ex.state.market(id).stats().exposure, 0);
     let settled = FillStatus::Settled { tx_hash: None };
-    assert_eq!(ex.settle(&fill.fill_id), Err(FillStateError::NotAccepted(fill.fill_id, settled)));
-    assert_eq!(ex.settle(&B256::ZERO), Err(FillStateError::UnknownFill(B256::ZERO)));
-    ex.check_invariants();
+    assert_eq!(ex.state.settle(&fill.fill_id), Err(FillStateError::NotAccepted(fill.fill_id, settled)));
+    assert_eq!(ex.state.settle(&B256::ZERO), Err(FillStateError::UnknownFill(B256::ZERO)));
+    ex.state.check_invariants();
 }
 
 #[test]
 fn a_failed_fill_returns_units_and_refunds() {
     let mut ex = stocked(2, 5);
     let (fill, _) = ex.submit_order(signed_order(&CONSUMER_KEY, &purchase_7d(), 3, ask(&ex), 1, T0 + 60), NOW).unwrap();
-    let event = ex.fail(&fill.fill_id, "insufficient escrow", NOW + 1).unwrap();
+    let event = ex.state.fail(&fill.fill_id, "insufficient escrow", NOW + 1).unwrap();
     let reason = "insufficient escrow".to_owned();
     assert_eq!(event, Event::FillFailed { fill_id: fill.fill_id, reason, at_ms: NOW + 1 });
-    let id = ex.market_by_key(&purchase_7d()).unwrap();
-    assert_eq!(ex.market(id).supply_units(), 10);
-    assert_eq!(ex.ledger().refunds, fill.ask_paid);
-    assert_eq!((ex.ledger().provider_credits, ex.ledger().broker_revenue), (0, 0));
-    assert!(matches!(ex.fill(&fill.fill_id).unwrap().status, FillStatus::Failed { .. }));
-    ex.check_invariants();
+    let id = ex.state.catalogue().by_key(&purchase_7d()).unwrap();
+    assert_eq!(ex.state.market(id).supply_units(), 10);
+    assert_eq!(ex.state.registry().ledger().refunds, fill.ask_paid);
+    assert_eq!((ex.state.registry().ledger().provider_credits, ex.state.registry().ledger().broker_revenue), (0, 0));
+    assert!(matches!(ex.state.registry().fill(&fill.fill_id).unwrap().status, FillStatus::Failed { .. }));
+    ex.state.check_invariants();
 }
 
 #[test]
@@ -93,7 +93,8 @@ fn every_order_error_changes_nothing() {
     tampered.order.qty = U256::from(2);
     let mut unknown = order(1, a, 1, T0 + 60);
     unknown.order.market = B256::repeat_byte(7);
-    let unknown = crate::signing::sign_order(&testing::signer(&CONSUMER_KEY), unknown.order, base.domain());
+    let unknown =
+        crate::signing::sign_order(&testing::signer(&CONSUMER_KEY), unknown.order, base.state.catalogue().domain());
     let cases: Vec<(Exchange, SignedOrder, TimeMs, &str)> = vec![
         (base.clone(), tampered, NOW, "bad_signature"),
         (base.clone(), unknown, NOW, "unknown_market"),
@@ -113,7 +114,7 @@ fn every_order_error_changes_nothing() {
         assert_eq!(ex, before, "{code} changed the state");
     }
     let mut paused = base.clone();
-    paused.set_paused(true);
+    paused.state.set_paused(true);
     let before = paused.clone();
     assert_eq!(paused.submit_order(order(1, a, 1, T0 + 60), NOW), Err(OrderError::Paused));
     assert_eq!(paused, before);
@@ -122,7 +123,7 @@ fn every_order_error_changes_nothing() {
 #[test]
 fn exposure_limits_widen_then_halt() {
     let mut ex = stocked(4, 1_000);
-    let id = ex.market_by_key(&purchase_7d()).unwrap();
+    let id = ex.state.catalogue().by_key(&purchase_7d()).unwrap();
     let calm_spread = ex.quote(id).spread_bps;
     let a = ask(&ex);
     // Up to the soft limit (500 PAT) then past it.
@@ -138,16 +139,16 @@ fn exposure_limits_widen_then_halt() {
     assert!(matches!(err, OrderError::ExposureLimit { scope: LimitScope::Market, .. }), "{err}");
     assert_eq!(ex, before);
     // ...and at the hard limit the market stops quoting.
-    let fill_to_limit = ((1_000 * ONE_PAT - ex.market(id).stats().exposure) / a) as u64;
+    let fill_to_limit = ((1_000 * ONE_PAT - ex.state.market(id).stats().exposure) / a) as u64;
     ex.submit_order(signed_order(&CONSUMER_KEY, &purchase_7d(), fill_to_limit, a, 3, T0 + 60), NOW + 100).unwrap();
-    let rest = 1_000 * ONE_PAT - ex.market(id).stats().exposure;
+    let rest = 1_000 * ONE_PAT - ex.state.market(id).stats().exposure;
     assert!(rest < a);
     ex.tick(NOW + 200, &mut Vec::new());
     // Not at the hard limit by less than one unit: still quoting but refusing any order.
     let err =
         ex.submit_order(signed_order(&CONSUMER_KEY, &purchase_7d(), 1, u128::MAX, 4, T0 + 60), NOW + 200).unwrap_err();
     assert_eq!(err.code(), Code::ExposureLimit);
-    ex.check_invariants();
+    ex.state.check_invariants();
 }
 
 #[test]
@@ -162,25 +163,25 @@ fn hard_limits_halt_quoting_and_group_limits_span_bands() {
     for (i, conf) in [(0u8, 8000u16), (1, 9000)] {
         let payload = testing::payload(3 + i as usize);
         let signed = signed_segment(&key(20 + i), "PURCHASE_INTENT", "7D", conf, T0 - 3600, T0, 100, &payload);
-        ex.submit_segment(&signed, NOW).unwrap();
+        ex.state.submit_segment(&signed, NOW).unwrap();
     }
     ex.tick(NOW, &mut Vec::new());
-    let id = ex.market_by_key(&purchase_7d()).unwrap();
+    let id = ex.state.catalogue().by_key(&purchase_7d()).unwrap();
     let a = ex.quote(id).ask;
     let qty = (10 * ONE_PAT / a) as u64;
     ex.submit_order(signed_order(&CONSUMER_KEY, &purchase_7d(), qty, a, 1, T0 + 60), NOW).unwrap();
     // Fill the rest of the market limit exactly is impossible on ticks; push the group instead.
-    let hid = ex.market_by_key(&high).unwrap();
+    let hid = ex.state.catalogue().by_key(&high).unwrap();
     let ha = ex.quote(hid).ask;
-    let room = 15 * ONE_PAT - ex.group_exposure_of(hid);
+    let room = 15 * ONE_PAT - ex.state.registry().group_exposure_of(hid);
     let err =
         ex.submit_order(signed_order(&CONSUMER_KEY, &high, (room / ha) as u64 + 1, ha, 2, T0 + 60), NOW).unwrap_err();
     assert!(matches!(err, OrderError::ExposureLimit { scope: LimitScope::Group, .. }), "{err}");
     // Lower the hard limit to what is already exposed: the tick halts the market.
     let mut cfg = testing::config();
-    cfg.risk.market_hard = ex.market(id).stats().exposure;
+    cfg.risk.market_hard = ex.state.market(id).stats().exposure;
     cfg.risk.market_soft = cfg.risk.market_hard / 2;
-    ex.reconfigure(Arc::new(cfg)).unwrap();
+    ex.state.reconfigure(Arc::new(cfg)).unwrap();
     let mut changed = Vec::new();
     ex.tick(NOW + 100, &mut changed);
     assert!(changed.contains(&id));
@@ -193,7 +194,7 @@ fn hard_limits_halt_quoting_and_group_limits_span_bands() {
 #[test]
 fn seq_moves_only_when_the_quote_changes() {
     let mut ex = stocked(2, 50);
-    let id = ex.market_by_key(&purchase_7d()).unwrap();
+    let id = ex.state.catalogue().by_key(&purchase_7d()).unwrap();
     let seq = ex.quote(id).seq;
     let mut changed = Vec::new();
     ex.tick(NOW + 1, &mut changed);
@@ -204,7 +205,7 @@ fn seq_moves_only_when_the_quote_changes() {
     ex.tick(NOW + 2, &mut changed);
     assert!(changed.contains(&id));
     assert_eq!(ex.quote(id).seq, seq + 1);
-    ex.set_paused(true);
+    ex.state.set_paused(true);
     ex.tick(NOW + 3, &mut changed);
     assert_eq!(ex.quote(id).halted, Some(HaltReason::Paused));
     assert_eq!(ex.quote(id).seq, seq + 2);
@@ -213,13 +214,13 @@ fn seq_moves_only_when_the_quote_changes() {
 #[test]
 fn expiry_removes_unsold_units_at_window_end() {
     let mut ex = stocked(2, 5);
-    let id = ex.market_by_key(&purchase_7d()).unwrap();
+    let id = ex.state.catalogue().by_key(&purchase_7d()).unwrap();
     let end = (T0 - 3600 + 7 * 86_400) * 1000;
-    assert_eq!(ex.expire(end - 1), None);
-    assert_eq!(ex.expire(end), Some(Event::UnitsExpired { at_ms: end }));
-    assert_eq!(ex.market(id).supply_units(), 0);
-    assert_eq!(ex.market(id).counters().expired, 10);
-    ex.check_invariants();
+    assert_eq!(ex.state.expire(end - 1), None);
+    assert_eq!(ex.state.expire(end), Some(Event::UnitsExpired { at_ms: end }));
+    assert_eq!(ex.state.market(id).supply_units(), 0);
+    assert_eq!(ex.state.market(id).counters().expired, 10);
+    ex.state.check_invariants();
 }
 
 #[test]
@@ -227,19 +228,19 @@ fn duplicate_payloads_are_refused_and_count_against_reliability() {
     let mut ex = Exchange::new(testing::shared_config());
     let payload = testing::payload(3);
     let signed = signed_segment(&PROVIDER_KEY, "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 5, &payload);
-    ex.submit_segment(&signed, NOW).unwrap();
+    ex.state.submit_segment(&signed, NOW).unwrap();
     let again = signed_segment(&PROVIDER_KEY, "PURCHASE_INTENT", "1D", 8000, T0 - 3600, T0, 5, &payload);
-    let err = ex.submit_segment(&again, NOW).unwrap_err();
+    let err = ex.state.submit_segment(&again, NOW).unwrap_err();
     assert_eq!(err.error, SubmitError::DuplicatePayload(alloy_primitives::keccak256(&payload)));
     let provider = testing::signer(&PROVIDER_KEY).address();
     assert_eq!(err.event(), Some(Event::SubmissionRefused { provider }));
-    assert_eq!(ex.registry().segments().len(), 1);
-    assert_eq!(ex.provider(&provider), ProviderRecord { accepted: 1, rejected: 1 });
+    assert_eq!(ex.state.registry().segments().len(), 1);
+    assert_eq!(ex.state.registry().provider(&provider), ProviderRecord { accepted: 1, rejected: 1 });
     let next = testing::payload(4);
     let third = signed_segment(&PROVIDER_KEY, "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 5, &next);
-    let (listed, event) = ex.submit_segment(&third, NOW).unwrap();
+    let (listed, event) = ex.state.submit_segment(&third, NOW).unwrap();
     assert_eq!(event, Event::SegmentListed(listed.clone()));
-    assert_eq!(ex.segment(listed.id).unwrap().quality.reliability, 5_000);
+    assert_eq!(ex.state.registry().segment(listed.id).unwrap().quality.reliability, 5_000);
 }
 
 /// Histories touch the first markets of the catalogue: PURCHASE_INTENT's
@@ -308,7 +309,7 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>) {
                     units,
                     &payload,
                 );
-                match ex.submit_segment(&signed, now) {
+                match ex.state.submit_segment(&signed, now) {
                     Ok((_, event)) => events.push(event),
                     Err(refusal) => {
                         assert_eq!(refusal.error.code(), Code::WindowEnded, "{refusal}");
@@ -341,27 +342,27 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>) {
             Op::Settle { pick } if !open.is_empty() => {
                 let id = open.swap_remove(pick % open.len());
                 if pick % 2 == 0 {
-                    events.push(ex.record_submission([id], alloy_primitives::keccak256(id)));
+                    events.push(ex.state.record_submission([id], alloy_primitives::keccak256(id)));
                 }
-                events.push(ex.settle(&id).unwrap());
+                events.push(ex.state.settle(&id).unwrap());
             }
             Op::Fail { pick } if !open.is_empty() => {
                 let id = open.swap_remove(pick % open.len());
-                events.push(ex.fail(&id, "rejected", now).unwrap());
+                events.push(ex.state.fail(&id, "rejected", now).unwrap());
             }
             Op::Settle { .. } | Op::Fail { .. } => {}
-            Op::Expire => events.extend(ex.expire(now)),
-            Op::ExpireMarket { market } => events.extend(ex.expire_market(MarketId(market as u32), now)),
-            Op::Pause(paused) => events.push(ex.set_paused(paused)),
+            Op::Expire => events.extend(ex.state.expire(now)),
+            Op::ExpireMarket { market } => events.extend(ex.state.expire_market(MarketId(market as u32), now)),
+            Op::Pause(paused) => events.push(ex.state.set_paused(paused)),
             // Backwards or past 4 is refused, with no event.
-            Op::Phase(phase) => events.extend(ex.set_phase(phase).ok()),
+            Op::Phase(phase) => events.extend(ex.state.set_phase(phase).ok()),
             Op::HalfLife { secs } => {
-                let mut cfg = ex.config().clone();
+                let mut cfg = ex.state.registry().config().clone();
                 cfg.pricing.rate_half_life_secs = f64::from(secs);
-                events.push(ex.reconfigure(Arc::new(cfg)).unwrap());
+                events.push(ex.state.reconfigure(Arc::new(cfg)).unwrap());
             }
         }
-        ex.check_invariants();
+        ex.state.check_invariants();
     }
     (ex, fills, quotes, events)
 }
@@ -384,10 +385,12 @@ fn random_histories_exercise_every_path() {
         let (ex, f, _, events) = run(&ops);
         kinds.extend(events.iter().map(Event::kind));
         fills += f.len();
-        refunds += ex.ledger().refunds;
-        settled +=
-            f.iter().filter(|f| matches!(ex.fill(&f.fill_id).unwrap().status, FillStatus::Settled { .. })).count();
-        expired += ex.markets().iter().map(|m| m.counters().expired).sum::<u64>();
+        refunds += ex.state.registry().ledger().refunds;
+        settled += f
+            .iter()
+            .filter(|f| matches!(ex.state.registry().fill(&f.fill_id).unwrap().status, FillStatus::Settled { .. }))
+            .count();
+        expired += ex.state.markets().iter().map(|m| m.counters().expired).sum::<u64>();
     }
     assert!(fills > 50 && refunds > 0 && settled > 10 && expired > 0, "{fills} {refunds} {settled} {expired}");
     assert_eq!(kinds.len(), Event::KINDS.len(), "{kinds:?}");
@@ -401,11 +404,11 @@ proptest! {
     #[test]
     fn random_histories_conserve_and_replay(ops in histories()) {
         let (ex, fills, quotes, events) = run(&ops);
-        let ledger = ex.ledger();
+        let ledger = ex.state.registry().ledger();
         prop_assert_eq!(ledger.consumer_debits, ledger.provider_credits + ledger.broker_revenue + ledger.refunds);
         let debits: Amount = fills.iter().map(|f| f.ask_paid).sum();
         prop_assert_eq!(debits, ledger.consumer_debits);
-        for m in ex.markets() {
+        for m in ex.state.markets() {
             let c = m.counters();
             prop_assert_eq!(c.listed, c.sold + c.expired + m.supply_units());
         }
@@ -420,32 +423,32 @@ proptest! {
         prop_assert!(ex == again);
         // Applying the recorded events to a fresh exchange (journal replay),
         // or to a snapshot taken at any point, rebuilds the same state.
-        let state = ex.state();
+        let state = ex.state.snapshot();
         let mut replayed = Exchange::new(testing::shared_config());
         let cut = events.len() / 2;
         for e in &events[..cut] {
-            replayed.apply(e.clone()).unwrap();
+            replayed.state.apply(e.clone()).unwrap();
         }
-        let mut resumed = Exchange::from_state(replayed.state());
+        let mut resumed = Exchange::from_snapshot(replayed.state.snapshot());
         for e in &events[cut..] {
-            replayed.apply(e.clone()).unwrap();
-            resumed.apply(e.clone()).unwrap();
+            replayed.state.apply(e.clone()).unwrap();
+            resumed.state.apply(e.clone()).unwrap();
         }
-        prop_assert_eq!(&replayed.state(), &state);
-        prop_assert_eq!(&resumed.state(), &state);
-        resumed.check_invariants();
+        prop_assert_eq!(&replayed.state.snapshot(), &state);
+        prop_assert_eq!(&resumed.state.snapshot(), &state);
+        resumed.state.check_invariants();
     }
 }
 
 #[test]
 fn reconfigure_changes_prices_live_but_not_the_catalogue() {
     let mut ex = stocked(2, 50);
-    let id = ex.market_by_key(&purchase_7d()).unwrap();
+    let id = ex.state.catalogue().by_key(&purchase_7d()).unwrap();
     let before = ex.quote(id);
     let mut cfg = testing::config();
     cfg.spread.base_bps += 300;
     cfg.spread.min_bps += 300;
-    ex.reconfigure(Arc::new(cfg)).unwrap();
+    ex.state.reconfigure(Arc::new(cfg)).unwrap();
     let mut changed = Vec::new();
     ex.tick(NOW + 100, &mut changed);
     assert!(changed.contains(&id));
@@ -453,9 +456,9 @@ fn reconfigure_changes_prices_live_but_not_the_catalogue() {
     let mut fewer = testing::config();
     fewer.bands.pop();
     let snapshot = ex.clone();
-    assert_eq!(ex.reconfigure(Arc::new(fewer)), Err(ReconfigureError::CatalogueChanged));
+    assert_eq!(ex.state.reconfigure(Arc::new(fewer)), Err(ReconfigureError::CatalogueChanged));
     let mut moved = testing::config();
     moved.marketplace = Address::repeat_byte(9);
-    assert_eq!(ex.reconfigure(Arc::new(moved)), Err(ReconfigureError::DomainChanged));
+    assert_eq!(ex.state.reconfigure(Arc::new(moved)), Err(ReconfigureError::DomainChanged));
     assert_eq!(ex, snapshot);
 }

@@ -95,7 +95,7 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Books an accepted fill.
+    /// EngineState an accepted fill.
     pub fn accept(&mut self, fill: &Fill) {
         self.consumer_debits += fill.ask_paid;
         self.provider_credits += fill.bid_credited;

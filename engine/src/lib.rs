@@ -13,6 +13,7 @@
 //! - [`money`]: PAT amounts as `u128` base units, decimal text, the tick rounding rule.
 //! - [`market_key`]: `SegmentType`, `Window`, `ConfidenceBand`, `MarketKey` and its chain id.
 //! - [`eip712`]: the signed `Order` and `SegmentSubmission` types, the domain, recovery.
+//! - [`catalogue`]: the fixed markets of a config, their lookups and the signing domain.
 //! - [`params`]: the engine's typed parameters (built and validated by `pat-config`).
 //! - [`ewma`]: decayed event sums, the rates behind demand pressure and scarcity.
 //! - [`pricing`]: the price factors and the spread, one pure function each.
@@ -21,13 +22,14 @@
 //! - [`quoter`]: the tick that turns stats into sequenced quotes.
 //! - [`order`]: order verification and the errors of execution.
 //! - [`fill`]: fills and the ledger that proves conservation of money.
-//! - [`books`]: all markets together and the state between them, but quotes.
-//! - [`exchange`]: the books with a quoter; what the simulator and tests drive.
+//! - [`registry`]: the changing state between markets: segments, providers, nonces, fills, the ledger.
+//! - [`state`]: [`EngineState`]: every market and the registry in one value; what recovery rebuilds.
+//! - [`exchange`]: an engine state with a quoter; what the simulator, benches and tests drive.
 //! - [`event`]: every state change as a recordable outcome, and how to apply it.
 //! - `signing` (feature `signing`): signing with a local key, for clients.
 //! - `testing` (feature `testing`): fixtures shared by tests and benches.
 
-pub mod books;
+pub mod catalogue;
 pub mod code;
 pub mod eip712;
 pub mod event;
@@ -43,13 +45,14 @@ pub mod pricing;
 pub mod quoter;
 pub mod registry;
 pub mod segment;
+pub mod state;
 
 #[cfg(feature = "signing")]
 pub mod signing;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use books::{ApplyError, Books, ExchangeState, FillRecord, FillStateError, Refusal, Registry};
+pub use catalogue::Catalogue;
 pub use code::Code;
 pub use eip712::{Order, SegmentSubmission};
 pub use event::Event;
@@ -63,3 +66,4 @@ pub use order::{HaltReason, OrderError, SignedOrder, VerifiedOrder};
 pub use params::EngineConfig;
 pub use quoter::Quote;
 pub use segment::{Segment, SegmentId, SignedSegment, SubmitError};
+pub use state::{ApplyError, EngineState, FillRecord, FillStateError, Refusal, Registry, Snapshot};

@@ -292,8 +292,8 @@ fn compute(i: usize, state: &QuoteState, inputs: &TickInputs<'_>) -> Computed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::books::market_specs;
     use crate::money::ONE_PAT;
+    use crate::state::market_specs;
     use crate::testing;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;

@@ -1,8 +1,8 @@
-//! [`Registry`]: the state between markets: the catalogue's lookups, segments
-//! and their payload hashes, provider records, used nonces, fills, the
+//! [`Registry`]: the changing state between markets (the fixed markets are its
+//! [`Catalogue`]): segments and their payload hashes, provider records, used nonces, fills, the
 //! ledger, exposure per (window, type), the pause switch and the phase.
 //! Every change that touches a market takes that [`Market`] by `&mut`: the
-//! caller owns it. [`crate::books::Books`] owns every market in one value;
+//! caller owns it. [`crate::state::EngineState`] owns every market in one value;
 //! the runtime gives each market to its own actor, and the actors share the
 //! registry behind one lock, so that a nonce is claimed once, a group's
 //! exposure limit holds across its markets, and segment ids follow the
@@ -12,20 +12,18 @@
 //! an error has changed nothing (but a provider's reliability count, which is
 //! what a refused submission is recorded for).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use alloy_primitives::map::{AddressMap, B256Map, B256Set, HashSet};
 use alloy_primitives::{Address, B256, U256};
-use alloy_sol_types::Eip712Domain;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::catalogue::Catalogue;
 use crate::event::Event;
 use crate::ewma::TimeMs;
 use crate::fill::{Fill, FillStatus, Ledger};
 use crate::market::{Lot, Market, MarketId, MissingUnits};
-use crate::market_key::MarketKey;
 use crate::money::Amount;
 use crate::order::{LimitScope, OrderError, VerifiedOrder};
 use crate::params::EngineConfig;
@@ -134,7 +132,7 @@ pub struct FillRecord {
 /// what a snapshot holds. Collections are sorted, so equal states are equal
 /// values and encode to equal bytes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExchangeState {
+pub struct Snapshot {
     pub config: EngineConfig,
     pub markets: Vec<Market>,
     pub segments: Vec<Segment>,
@@ -183,11 +181,9 @@ pub fn market_specs(cfg: &EngineConfig) -> Vec<MarketSpec> {
 /// The state between the markets of one catalogue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Registry {
+    catalogue: Arc<Catalogue>,
     cfg: Arc<EngineConfig>,
-    domain: Eip712Domain,
     specs: Vec<MarketSpec>,
-    by_chain_id: B256Map<MarketId>,
-    by_key: HashMap<MarketKey, MarketId>,
     group_exposure: Vec<Amount>,
     /// Shared (`Arc`) with the runtime's read view, which lists them without this lock.
     segments: Vec<Arc<Segment>>,
@@ -216,11 +212,9 @@ impl Registry {
         let markets: Vec<Market> =
             keys.iter().enumerate().map(|(i, k)| Market::new(MarketId(i as u32), k.clone(), hl_ms)).collect();
         let registry = Self {
-            domain: cfg.domain(),
+            catalogue: Arc::new(Catalogue::new(&cfg)),
             group_exposure: vec![0; cfg.types.len() * cfg.windows.len()],
             specs: market_specs(&cfg),
-            by_chain_id: keys.iter().enumerate().map(|(i, k)| (k.id(), MarketId(i as u32))).collect(),
-            by_key: keys.iter().enumerate().map(|(i, k)| (k.clone(), MarketId(i as u32))).collect(),
             cfg,
             segments: Vec::new(),
             payload_hashes: B256Set::default(),
@@ -236,14 +230,14 @@ impl Registry {
 
     /// The state to snapshot, with `markets`, every market of the catalogue
     /// as of the same moment.
-    pub fn state(&self, markets: Vec<Market>) -> ExchangeState {
+    pub fn snapshot(&self, markets: Vec<Market>) -> Snapshot {
         let mut providers: Vec<_> = self.providers.iter().map(|(a, r)| (*a, *r)).collect();
         providers.sort_unstable_by_key(|p| p.0);
         let mut used_nonces: Vec<_> = self.used_nonces.iter().copied().collect();
         used_nonces.sort_unstable();
         let mut fills: Vec<_> = self.fills.values().map(|f| (**f).clone()).collect();
         fills.sort_unstable_by_key(|f| f.fill.fill_id);
-        ExchangeState {
+        Snapshot {
             config: (*self.cfg).clone(),
             markets,
             segments: self.segments.iter().map(|s| (**s).clone()).collect(),
@@ -257,7 +251,7 @@ impl Registry {
     }
 
     /// Rebuilds the registry and the markets from a snapshot; derived tables are recomputed.
-    pub fn from_state(state: ExchangeState) -> (Self, Vec<Market>) {
+    pub fn from_snapshot(state: Snapshot) -> (Self, Vec<Market>) {
         let (mut registry, fresh) = Self::new(Arc::new(state.config));
         assert_eq!(fresh.len(), state.markets.len(), "a snapshot holds every market of its config");
         for m in &state.markets {
@@ -296,22 +290,14 @@ impl Registry {
         &self.cfg
     }
 
-    pub fn domain(&self) -> &Eip712Domain {
-        &self.domain
+    /// The fixed markets and their lookups, shared with the runtime.
+    pub fn catalogue(&self) -> &Arc<Catalogue> {
+        &self.catalogue
     }
 
     /// The fixed facts of every market, by [`MarketId`].
     pub fn specs(&self) -> &[MarketSpec] {
         &self.specs
-    }
-
-    pub fn market_by_key(&self, key: &MarketKey) -> Option<MarketId> {
-        self.by_key.get(key).copied()
-    }
-
-    /// The market whose on-chain id (keccak256 of its key) is `id`.
-    pub fn market_by_chain_id(&self, id: &B256) -> Option<MarketId> {
-        self.by_chain_id.get(id).copied()
     }
 
     /// Exposure of the (window, type) group of market `id`.
@@ -369,12 +355,7 @@ impl Registry {
     /// Checks that `cfg` keeps the catalogue and the signing domain, and takes
     /// it; the caller gives every market the new [`half_life_ms`].
     pub fn reconfigure(&mut self, cfg: Arc<EngineConfig>) -> Result<Event, ReconfigureError> {
-        if cfg.market_keys() != self.cfg.market_keys() {
-            return Err(ReconfigureError::CatalogueChanged);
-        }
-        if (cfg.chain_id, cfg.marketplace) != (self.cfg.chain_id, self.cfg.marketplace) {
-            return Err(ReconfigureError::DomainChanged);
-        }
+        self.catalogue.admits(&cfg)?;
         self.specs = market_specs(&cfg);
         let event = Event::ConfigChanged(Box::new((*cfg).clone()));
         self.cfg = cfg;
@@ -409,13 +390,14 @@ impl Registry {
         let provider = verified.signed().submission.provider;
         let id = SegmentId(self.segments.len() as u64);
         let reliability = self.provider(&provider).reliability_bps();
-        let checked = segment::check_submission(verified, &self.cfg, id, now_ms, reliability).and_then(|s| match self
-            .payload_hashes
-            .contains(&s.payload_hash)
-        {
-            true => Err(SubmitError::DuplicatePayload(s.payload_hash)),
-            false => Ok(s),
-        });
+        let checked = self
+            .catalogue
+            .key_of(&verified.signed().submission)
+            .and_then(|market| segment::check_submission(verified, &self.cfg, market, id, now_ms, reliability))
+            .and_then(|s| match self.payload_hashes.contains(&s.payload_hash) {
+                true => Err(SubmitError::DuplicatePayload(s.payload_hash)),
+                false => Ok(s),
+            });
         if checked.is_err() {
             self.record_refusal(provider);
         }
@@ -466,7 +448,7 @@ impl Registry {
         }
         let o = v.order();
         let id = market.id;
-        if self.market_by_chain_id(&o.market) != Some(id) {
+        if self.catalogue.by_chain_id(&o.market) != Some(id) {
             return Err(OrderError::UnknownMarket(o.market));
         }
         let now_secs = now_ms / 1000;
@@ -533,7 +515,7 @@ impl Registry {
         Ok((fill, event))
     }
 
-    /// Books a fill accepted earlier (from the journal) in `market`, its
+    /// EngineState a fill accepted earlier (from the journal) in `market`, its
     /// market: takes exactly its units and moves its money and exposure,
     /// with no checks of price or limits.
     pub fn apply_fill(&mut self, market: &mut Market, fill: Fill) -> Result<(), ApplyError> {

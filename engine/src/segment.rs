@@ -167,35 +167,21 @@ pub fn verify_submission(signed: SignedSegment, domain: &Eip712Domain) -> Result
     Ok(VerifiedSegment(signed))
 }
 
-/// The market a submission names, if the catalogue of `cfg` has it.
-pub fn market_key_of(s: &SegmentSubmission, cfg: &EngineConfig) -> Result<MarketKey, SubmitError> {
-    let segment_type: SegmentType =
-        s.segmentType.parse().map_err(|_| SubmitError::UnknownSegmentType(s.segmentType.clone()))?;
-    if cfg.type_params(&segment_type).is_none() {
-        return Err(SubmitError::UnknownSegmentType(s.segmentType.clone()));
-    }
-    let window: Window = s.window.parse().map_err(|_| SubmitError::UnknownWindow(s.window.clone()))?;
-    if !cfg.windows.contains(&window) {
-        return Err(SubmitError::UnknownWindow(s.window.clone()));
-    }
-    let band = cfg.band_of(s.confidenceBps).ok_or(SubmitError::ConfidenceOutsideBands(s.confidenceBps))?;
-    Ok(MarketKey::new(segment_type, window, band))
-}
-
-/// Checks everything about a verified submission that needs no engine state
+/// Checks everything about a verified submission for `market` (the one it
+/// names, [`crate::catalogue::Catalogue::key_of`]) that needs no engine state
 /// but the provider's reliability, in a fixed order, and computes its
 /// quality: the segment it would list as `id` at `now_ms` (all but the
 /// duplicate check).
 pub fn check_submission(
     verified: &VerifiedSegment,
     cfg: &EngineConfig,
+    market: MarketKey,
     id: SegmentId,
     now_ms: TimeMs,
     reliability_bps: u16,
 ) -> Result<Segment, SubmitError> {
     let signed = verified.signed();
     let s = &signed.submission;
-    let market = market_key_of(s, cfg)?;
     let (segment_type, window) = (market.segment_type.clone(), market.window);
     let now = now_ms / 1000;
     let latest_ok = now + cfg.ingest.clock_skew_secs;
@@ -291,6 +277,7 @@ fn quality_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalogue::Catalogue;
     use crate::testing::{self, PROVIDER_KEY, T0};
 
     fn good() -> SignedSegment {
@@ -298,9 +285,14 @@ mod tests {
     }
 
     fn check(signed: &SignedSegment) -> Result<Segment, SubmitError> {
+        check_at(signed, 10_000)
+    }
+
+    fn check_at(signed: &SignedSegment, reliability_bps: u16) -> Result<Segment, SubmitError> {
         let cfg = testing::config();
         let verified = verify_submission(signed.clone(), &cfg.domain())?;
-        check_submission(&verified, &cfg, SegmentId(0), T0 * 1000, 10_000)
+        let market = Catalogue::new(&cfg).key_of(&signed.submission)?;
+        check_submission(&verified, &cfg, market, SegmentId(0), T0 * 1000, reliability_bps)
     }
 
     fn resigned(edit: impl FnOnce(&mut SegmentSubmission)) -> SignedSegment {
@@ -367,9 +359,7 @@ mod tests {
         let mut signed = good();
         signed.submission.payloadHash = keccak256(&payload);
         let signed = testing::sign_segment(&PROVIDER_KEY, signed.submission, payload);
-        let cfg = testing::config();
-        let verified = verify_submission(signed, &cfg.domain()).unwrap();
-        let q = check_submission(&verified, &cfg, SegmentId(0), T0 * 1000, 5_000).unwrap().quality;
+        let q = check_at(&signed, 5_000).unwrap().quality;
         assert_eq!(q.completeness, 5_000);
         assert_eq!(q.consistency, 5_000);
         assert_eq!(q.accuracy, 7_500); // (0.9 + 0.6) / (0.9 + 0.3 + 0.6 + 0.2)

@@ -1,5 +1,5 @@
 //! Versioned encodings: how journal records ([`Event`]) and snapshots
-//! ([`ExchangeState`]) become bytes, and how bytes of every version ever
+//! ([`Snapshot`]) become bytes, and how bytes of every version ever
 //! written become today's types again.
 //!
 //! Every record frame and every snapshot carries the schema version of its
@@ -9,7 +9,7 @@
 //! refused with a message that says so, never guessed at.
 //!
 //! The rule for a change of shape (docs/decisions.md, "Versioned encodings"):
-//! any change to a type reachable from `Event` or `ExchangeState` (a field, a
+//! any change to a type reachable from `Event` or `Snapshot` (a field, a
 //! variant, a config key, a reorder) bumps [`SCHEMA_VERSION`]; the old shape
 //! is copied into the module of the version that wrote it, with a conversion
 //! into today's type, and that version's decoder goes through it. Two tests
@@ -17,7 +17,7 @@
 //! of today's types with the golden file of [`SCHEMA_VERSION`], and recovers
 //! the committed data directory of every older version.
 
-use pat_engine::{Event, ExchangeState};
+use pat_engine::{Event, Snapshot};
 use thiserror::Error;
 
 /// The schema version this build writes.
@@ -52,14 +52,14 @@ pub fn decode_event(version: u8, payload: &[u8]) -> Result<Event, DecodeError> {
 }
 
 /// Encodes a snapshot: its schema version, then the state.
-pub fn encode_snapshot(state: &ExchangeState) -> Vec<u8> {
+pub fn encode_snapshot(state: &Snapshot) -> Vec<u8> {
     let mut bytes = vec![SCHEMA_VERSION];
     postcard::to_io(state, &mut bytes).expect("a snapshot encodes: no maps with non-string keys, no unsized data");
     bytes
 }
 
 /// Decodes a snapshot of any schema version up to [`SCHEMA_VERSION`].
-pub fn decode_snapshot(bytes: &[u8]) -> Result<ExchangeState, DecodeError> {
+pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
     let malformed = |e: postcard::Error| DecodeError::Malformed { version, reason: e.to_string() };
     match version {
@@ -70,7 +70,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<ExchangeState, DecodeError> {
 }
 
 /// Bytes a snapshot of `state` takes, version byte included.
-pub fn snapshot_len(state: &ExchangeState) -> usize {
+pub fn snapshot_len(state: &Snapshot) -> usize {
     1 + postcard::experimental::serialized_size(state).unwrap_or(0)
 }
 
@@ -79,13 +79,13 @@ pub fn snapshot_len(state: &ExchangeState) -> usize {
 /// so it decodes straight into them. When a shape changes, the old shape moves
 /// here and these functions decode it and convert.
 mod v1 {
-    use super::{Event, ExchangeState};
+    use super::{Event, Snapshot};
 
     pub(super) fn event(payload: &[u8]) -> Result<Event, postcard::Error> {
         postcard::from_bytes(payload)
     }
 
-    pub(super) fn snapshot(body: &[u8]) -> Result<ExchangeState, postcard::Error> {
+    pub(super) fn snapshot(body: &[u8]) -> Result<Snapshot, postcard::Error> {
         postcard::from_bytes(body)
     }
 }

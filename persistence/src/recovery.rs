@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pat_engine::{ApplyError, Books, EngineConfig, ExchangeState};
+use pat_engine::{ApplyError, EngineConfig, EngineState, Snapshot};
 use thiserror::Error;
 
 use crate::journal::{Journal, JournalConfig, JournalError};
@@ -32,7 +32,7 @@ pub enum RecoveryError {
 
 /// The rebuilt state and where the journal goes on.
 pub struct Recovered {
-    pub books: Books,
+    pub books: EngineState,
     /// The LSN the next appended record must get.
     pub next_lsn: u64,
     /// LSN covered by the snapshot recovery started from (0: none).
@@ -88,14 +88,14 @@ impl DataDir {
     /// the newest snapshot, then the journal records after it up to `through`,
     /// which must be durable. Changes nothing on disk. How a crashed market
     /// actor gets its market back.
-    pub fn replay_through(&self, initial: &Arc<EngineConfig>, through: u64) -> Result<Books, RecoveryError> {
+    pub fn replay_through(&self, initial: &Arc<EngineConfig>, through: u64) -> Result<EngineState, RecoveryError> {
         Ok(self.replay(initial, through)?.books)
     }
 
     fn replay(&self, initial: &Arc<EngineConfig>, through: u64) -> Result<Recovered, RecoveryError> {
         let (snapshot_lsn, mut books) = match self.snapshots.latest()? {
-            Some((lsn, state)) => (lsn, Books::from_state(state)),
-            None => (0, Books::new(initial.clone())),
+            Some((lsn, state)) => (lsn, EngineState::from_snapshot(state)),
+            None => (0, EngineState::new(initial.clone())),
         };
         let (mut next, mut replayed, mut last_seen) = (snapshot_lsn + 1, 0u64, 0u64);
         let end = reader::walk(&self.journal_dir(), |r| {
@@ -132,12 +132,7 @@ impl DataDir {
     /// Writes a snapshot of `state` covering the journal through `lsn`, keeps
     /// the newest `retain` snapshots, and deletes journal files that the
     /// oldest retained snapshot covers entirely.
-    pub fn write_snapshot(
-        &self,
-        lsn: u64,
-        state: &ExchangeState,
-        retain: usize,
-    ) -> Result<SnapshotReport, RecoveryError> {
+    pub fn write_snapshot(&self, lsn: u64, state: &Snapshot, retain: usize) -> Result<SnapshotReport, RecoveryError> {
         self.snapshots.write(lsn, state, retain)?;
         let bytes = crate::codec::snapshot_len(state);
         let oldest = self.snapshots.lsns()?.first().copied().unwrap_or(0);

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pat_engine::ExchangeState;
+use pat_engine::Snapshot;
 use redb::{Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition};
 use thiserror::Error;
 
@@ -56,7 +56,7 @@ impl SnapshotStore {
 
     /// Writes the state covering the journal through `lsn` and keeps the
     /// newest `retain` snapshots. Durable when it returns.
-    pub fn write(&self, lsn: u64, state: &ExchangeState, retain: usize) -> Result<(), SnapshotError> {
+    pub fn write(&self, lsn: u64, state: &Snapshot, retain: usize) -> Result<(), SnapshotError> {
         let Db::Write(db) = &self.db else {
             return Err(store(&self.path, "opened read-only"));
         };
@@ -91,7 +91,7 @@ impl SnapshotStore {
     }
 
     /// The newest snapshot and the LSN it covers.
-    pub fn latest(&self) -> Result<Option<(u64, ExchangeState)>, SnapshotError> {
+    pub fn latest(&self) -> Result<Option<(u64, Snapshot)>, SnapshotError> {
         let tx = self.readable().begin_read().map_err(|e| store(&self.path, e))?;
         let table = match tx.open_table(SNAPSHOTS) {
             Ok(t) => t,

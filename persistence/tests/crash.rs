@@ -59,7 +59,7 @@ fn run_child(
 fn recovered_ids(data: &Path) -> BTreeSet<u64> {
     let dir = DataDir::open(data).unwrap();
     let recovered = dir.recover(&testing::shared_config()).unwrap();
-    let state = recovered.books.state();
+    let state = recovered.books.snapshot();
     state
         .providers
         .iter()

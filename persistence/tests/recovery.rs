@@ -124,14 +124,14 @@ fn a_missing_snapshot_is_a_full_replay_or_a_clear_gap() {
         let data = DataDir::open(root).unwrap();
         let mut ex = Exchange::new(testing::shared_config());
         for e in &events[..30] {
-            ex.apply(e.clone()).unwrap();
+            ex.state.apply(e.clone()).unwrap();
         }
-        let report = data.write_snapshot(30, &ex.state(), 1).unwrap();
+        let report = data.write_snapshot(30, &ex.state.snapshot(), 1).unwrap();
         assert!(!report.removed_files.is_empty());
     }
     let rec = recover(root).unwrap();
     assert_eq!((rec.snapshot_lsn, rec.replayed, rec.next_lsn), (30, 10, 41));
-    assert_eq!(rec.books.state().providers.len(), 40);
+    assert_eq!(rec.books.snapshot().providers.len(), 40);
     // ...so that without the snapshot the journal has a hole, and says so.
     std::fs::remove_file(root.join("snapshots.redb")).unwrap();
     match recover(root) {
@@ -149,17 +149,17 @@ fn a_snapshot_newer_than_the_journal_wins_and_the_journal_continues_after_it() {
     journal(&data, &events[..5], 1, 1 << 20, 64);
     let mut ex = Exchange::new(testing::shared_config());
     for e in &events[..8] {
-        ex.apply(e.clone()).unwrap();
+        ex.state.apply(e.clone()).unwrap();
     }
-    data.write_snapshot(8, &ex.state(), 2).unwrap();
+    data.write_snapshot(8, &ex.state.snapshot(), 2).unwrap();
     drop(data);
     let rec = recover(root).unwrap();
     assert_eq!((rec.snapshot_lsn, rec.replayed, rec.next_lsn), (8, 0, 9));
-    assert_eq!(rec.books.state(), ex.state());
+    assert_eq!(rec.books.snapshot(), ex.state.snapshot());
     journal(&DataDir::open(root).unwrap(), &events[8..], rec.next_lsn, 1 << 20, 64);
     let rec = recover(root).unwrap();
     assert_eq!((rec.replayed, rec.next_lsn), (4, 13));
-    assert_eq!(rec.books.state().providers.len(), 12);
+    assert_eq!(rec.books.snapshot().providers.len(), 12);
 }
 
 #[test]
@@ -254,7 +254,7 @@ fn history(steps: &[Step]) -> (Exchange, Vec<Event>) {
                     units,
                     &payload,
                 );
-                match ex.submit_segment(&signed, now) {
+                match ex.state.submit_segment(&signed, now) {
                     Ok((_, event)) => events.push(event),
                     Err(refusal) => events.extend(refusal.event()),
                 }
@@ -272,20 +272,20 @@ fn history(steps: &[Step]) -> (Exchange, Vec<Event>) {
             Step::Settle(pick) if !open.is_empty() => {
                 let id = open.swap_remove(pick % open.len());
                 let tx_hash = B256::repeat_byte(pick as u8);
-                events.push(ex.record_submission([id], tx_hash));
-                events.push(ex.settle(&id).unwrap());
+                events.push(ex.state.record_submission([id], tx_hash));
+                events.push(ex.state.settle(&id).unwrap());
             }
             Step::Fail(pick) if !open.is_empty() => {
                 let id = open.swap_remove(pick % open.len());
-                events.push(ex.fail(&id, "escrow", now).unwrap());
+                events.push(ex.state.fail(&id, "escrow", now).unwrap());
             }
             Step::Settle(_) | Step::Fail(_) => {}
             Step::Expire { advance_hours } => {
                 now += advance_hours * 3_600_000;
-                events.extend(ex.expire(now));
+                events.extend(ex.state.expire(now));
             }
             Step::Pause(paused) => {
-                events.push(ex.set_paused(paused));
+                events.push(ex.state.set_paused(paused));
             }
         }
     }
@@ -306,15 +306,15 @@ proptest! {
         let at = cut.index(events.len() + 1);
         let mut prefix = Exchange::new(testing::shared_config());
         for e in &events[..at] {
-            prefix.apply(e.clone()).unwrap();
+            prefix.state.apply(e.clone()).unwrap();
         }
         if at > 0 {
-            data.write_snapshot(at as u64, &prefix.state(), 1).unwrap();
+            data.write_snapshot(at as u64, &prefix.state.snapshot(), 1).unwrap();
         }
         let rec = data.recover(&testing::shared_config()).unwrap();
         prop_assert_eq!(rec.replayed as usize, events.len() - at);
         prop_assert_eq!(rec.next_lsn as usize, events.len() + 1);
-        prop_assert_eq!(rec.books.state(), ex.state());
+        prop_assert_eq!(rec.books.snapshot(), ex.state.snapshot());
         rec.books.check_invariants();
     }
 }

@@ -190,7 +190,7 @@ mod tests {
         assert!(transient(ReloadError::Engine(EngineError::Busy)));
         assert!(transient(ReloadError::Mailbox(actix::MailboxError::Closed)));
         assert!(!transient(ReloadError::Invalid(ConfigErrors(Vec::new()))));
-        let catalogue = pat_engine::books::ReconfigureError::CatalogueChanged;
+        let catalogue = pat_engine::state::ReconfigureError::CatalogueChanged;
         assert!(!transient(ReloadError::Engine(EngineError::Reconfigure(catalogue))));
     }
 }

@@ -189,7 +189,7 @@ fn recovery(dir: &Path, fills: u64, reuse: bool) {
     let rec = DataDir::open(&root).unwrap().recover(&testing::shared_config()).unwrap();
     let took = start.elapsed();
     assert_eq!(rec.replayed, fills + PROVIDERS);
-    rec.books.ledger().check_conservation();
+    rec.books.registry().ledger().check_conservation();
     println!(
         "recovery: {} records ({:.0} MB) replayed in {:.3} s ({:.0} records/s)",
         rec.replayed,
@@ -228,7 +228,7 @@ fn snapshot(dir: &Path, markets: usize) {
     let root = fresh(dir, "snapshot");
     let data = DataDir::open(&root).unwrap();
     let ex = Exchange::new(pat_bench::catalogue(markets));
-    let state = ex.state();
+    let state = ex.state.snapshot();
     let start = Instant::now();
     let report = data.write_snapshot(1, &state, 2).unwrap();
     let write = start.elapsed();

@@ -81,14 +81,14 @@ impl Engine {
             units: 1,
             payloadHash: keccak256(&payload),
         };
-        let signed = signing::sign_segment(provider, submission, payload, self.exchange.domain());
-        self.exchange.submit_segment(&signed, self.now_s * 1000).expect("a valid submission");
+        let signed = signing::sign_segment(provider, submission, payload, self.exchange.state.catalogue().domain());
+        self.exchange.state.submit_segment(&signed, self.now_s * 1000).expect("a valid submission");
     }
 
     fn buy(&mut self, consumer: &LocalSigner, nonce: u64) -> Fill {
         let now_ms = self.now_s * 1000;
         self.exchange.tick(now_ms, &mut Vec::new());
-        let id = self.exchange.market_by_key(&market_key()).expect("listed market");
+        let id = self.exchange.state.catalogue().by_key(&market_key()).expect("listed market");
         let order = Order {
             consumer: consumer.address(),
             market: market_key().id(),
@@ -97,7 +97,7 @@ impl Engine {
             nonce: U256::from(nonce),
             deadline: U256::from(self.now_s + 3_600),
         };
-        let signed = signing::sign_order(consumer, order, self.exchange.domain());
+        let signed = signing::sign_order(consumer, order, self.exchange.state.catalogue().domain());
         let (fill, _) = self.exchange.submit_order(signed, now_ms).expect("an executable order");
         assert_eq!(fill.provider_credits().len(), 2, "two providers per fill");
         fill

@@ -1,45 +1,45 @@
-//! [`Books`]: every market of the catalogue and the [`Registry`] between
+//! [`EngineState`]: every market of the catalogue and the [`Registry`] between
 //! them in one single-threaded value; everything but the quotes. Orders
 //! execute against a quote the caller supplies (in [`crate::exchange::Exchange`]
-//! its own quoter). The books keep a per-market stats table and say which
+//! its own quoter). The state keeps a per-market stats table and says which
 //! markets' stats changed, which is all a quoter needs. Recovery rebuilds
-//! the books; the runtime then splits them ([`Books::into_parts`]), one
-//! market per actor, with the same per-market calls on the registry.
+//! it; the runtime then splits it ([`EngineState::into_parts`]), one market
+//! per actor, with the same per-market calls on the registry. Reads go to
+//! [`EngineState::registry`] and [`EngineState::catalogue`]: nothing here
+//! forwards them.
 
 use std::sync::Arc;
 
 use alloy_primitives::B256;
-use alloy_sol_types::Eip712Domain;
 
 pub use crate::registry::{
-    ApplyError, ExchangeState, FillRecord, FillStateError, PhaseError, ProviderRecord, ReconfigureError, Refusal,
-    Registry, half_life_ms, market_specs,
+    ApplyError, FillRecord, FillStateError, PhaseError, ProviderRecord, ReconfigureError, Refusal, Registry, Snapshot,
+    half_life_ms, market_specs,
 };
 
+use crate::catalogue::Catalogue;
 use crate::event::Event;
 use crate::ewma::TimeMs;
-use crate::fill::{Fill, Ledger};
+use crate::fill::Fill;
 use crate::market::{Market, MarketId, MarketSet, MarketStats};
-use crate::market_key::MarketKey;
-use crate::money::Amount;
 use crate::order::{OrderError, VerifiedOrder};
 use crate::params::EngineConfig;
 use crate::quoter::{Quote, TickInputs};
-use crate::segment::{self, Segment, SegmentId, SignedSegment};
+use crate::segment::{self, Segment, SignedSegment};
 
 /// All markets of a catalogue and the state between them, but their quotes.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Books {
+pub struct EngineState {
     registry: Registry,
     markets: Vec<Market>,
     stats: Vec<MarketStats>,
-    /// Markets whose stats changed since [`Books::take_stats_changed`].
+    /// Markets whose stats changed since [`EngineState::take_stats_changed`].
     stats_changed: MarketSet,
-    /// Every quote needs redoing (pause switched, config changed) since [`Books::take_requote_all`].
+    /// Every quote needs redoing (pause switched, config changed) since [`EngineState::take_requote_all`].
     requote_all: bool,
 }
 
-impl Books {
+impl EngineState {
     pub fn new(cfg: Arc<EngineConfig>) -> Self {
         let (registry, markets) = Registry::new(cfg);
         Self::from_parts(registry, markets)
@@ -61,15 +61,15 @@ impl Books {
         (self.registry, self.markets)
     }
 
-    /// The state to snapshot.
-    pub fn state(&self) -> ExchangeState {
-        self.registry.state(self.markets.clone())
+    /// What a snapshot holds.
+    pub fn snapshot(&self) -> Snapshot {
+        self.registry.snapshot(self.markets.clone())
     }
 
-    /// Rebuilds the books from a snapshot; derived tables are recomputed and
+    /// Rebuilds the state from a snapshot; derived tables are recomputed and
     /// every market's stats count as changed.
-    pub fn from_state(state: ExchangeState) -> Self {
-        let (registry, markets) = Registry::from_state(state);
+    pub fn from_snapshot(snapshot: Snapshot) -> Self {
+        let (registry, markets) = Registry::from_snapshot(snapshot);
         Self::from_parts(registry, markets)
     }
 
@@ -78,21 +78,14 @@ impl Books {
         &self.registry
     }
 
-    pub fn phase(&self) -> u8 {
-        self.registry.phase()
-    }
-
     /// Advances the market phase (1 spot .. 4 options); never backwards.
     pub fn set_phase(&mut self, phase: u8) -> Result<Event, PhaseError> {
         self.registry.set_phase(phase)
     }
 
-    pub fn config(&self) -> &EngineConfig {
-        self.registry.config()
-    }
-
-    pub fn domain(&self) -> &Eip712Domain {
-        self.registry.domain()
+    /// The fixed markets and their lookups.
+    pub fn catalogue(&self) -> &Arc<Catalogue> {
+        self.registry.catalogue()
     }
 
     pub fn markets(&self) -> &[Market] {
@@ -101,40 +94,6 @@ impl Books {
 
     pub fn market(&self, id: MarketId) -> &Market {
         &self.markets[id.index()]
-    }
-
-    pub fn market_by_key(&self, key: &MarketKey) -> Option<MarketId> {
-        self.registry.market_by_key(key)
-    }
-
-    /// Exposure of the (window, type) group of market `id`.
-    pub fn group_exposure_of(&self, id: MarketId) -> Amount {
-        self.registry.group_exposure_of(id)
-    }
-
-    pub fn segment(&self, id: SegmentId) -> Option<&Segment> {
-        self.registry.segment(id)
-    }
-
-    pub fn provider(&self, provider: &alloy_primitives::Address) -> ProviderRecord {
-        self.registry.provider(provider)
-    }
-
-    /// Every fill, in no particular order.
-    pub fn fills(&self) -> impl Iterator<Item = &FillRecord> {
-        self.registry.fills().map(|f| &**f)
-    }
-
-    pub fn fill(&self, id: &B256) -> Option<&FillRecord> {
-        self.registry.fill(id)
-    }
-
-    pub fn ledger(&self) -> &Ledger {
-        self.registry.ledger()
-    }
-
-    pub fn is_paused(&self) -> bool {
-        self.registry.is_paused()
     }
 
     /// The emergency switch: while paused no order is taken and no market quotes.
@@ -190,12 +149,13 @@ impl Books {
     /// names; returns the listed segment and its event. A badly signed one
     /// is refused with no change and no event.
     pub fn submit_segment(&mut self, signed: &SignedSegment, now_ms: TimeMs) -> Result<(Segment, Event), Refusal> {
-        let verified = segment::verify_submission(signed.clone(), self.domain())
+        let verified = segment::verify_submission(signed.clone(), self.catalogue().domain())
             .map_err(|error| Refusal { error, provider: None })?;
         // As the runtime's router: one that names no market goes to the first,
         // whose checks refuse it with the reason.
-        let named = segment::market_key_of(&verified.signed().submission, self.config()).ok();
-        let id = named.and_then(|key| self.market_by_key(&key)).unwrap_or(MarketId(0));
+        let catalogue = self.registry.catalogue();
+        let named = catalogue.key_of(&verified.signed().submission).ok();
+        let id = named.and_then(|key| catalogue.by_key(&key)).unwrap_or(MarketId(0));
         let listed = self.registry.submit(&mut self.markets[id.index()], &verified, now_ms);
         if listed.is_ok() {
             self.sync_stats(id);
@@ -210,7 +170,7 @@ impl Books {
 
     /// Lists a segment that passed its checks (now, or when it was journaled).
     pub fn list_segment(&mut self, segment: Segment) -> Result<(), ApplyError> {
-        let id = self.market_by_key(&segment.market).ok_or(ApplyError::UnknownMarket(segment.id))?;
+        let id = self.catalogue().by_key(&segment.market).ok_or(ApplyError::UnknownMarket(segment.id))?;
         self.registry.list_segment(&mut self.markets[id.index()], segment)?;
         self.sync_stats(id);
         Ok(())
@@ -225,17 +185,14 @@ impl Books {
         now_ms: TimeMs,
         quote_of: impl FnOnce(MarketId) -> Quote,
     ) -> Result<(Fill, Event), OrderError> {
-        if self.registry.is_paused() {
-            return Err(OrderError::Paused);
-        }
         let market = v.order().market;
-        let id = self.registry.market_by_chain_id(&market).ok_or(OrderError::UnknownMarket(market))?;
+        let id = self.catalogue().by_chain_id(&market).ok_or(OrderError::UnknownMarket(market))?;
         let filled = self.registry.execute(&mut self.markets[id.index()], v, now_ms, quote_of)?;
         self.sync_stats(id);
         Ok(filled)
     }
 
-    /// Books a fill accepted earlier (from the journal): takes exactly its
+    /// EngineState a fill accepted earlier (from the journal): takes exactly its
     /// units and moves its money and exposure, with no checks of price or limits.
     pub fn apply_fill(&mut self, fill: Fill) -> Result<(), ApplyError> {
         let id = fill.market;
