@@ -44,10 +44,13 @@ fn summary(event: &Event) -> String {
 
 pub fn run(dir: &Path, verbose: bool) -> anyhow::Result<ExitCode> {
     let store = dir.join("snapshots.redb");
-    match SnapshotStore::open_read_only(&store).and_then(|s| s.lsns()) {
+    match snapshot_lsns(&store) {
         _ if !store.exists() => println!("snapshots: none"),
-        Ok(lsns) if lsns.is_empty() => println!("snapshots: none"),
-        Ok(lsns) => println!("snapshots at LSN: {lsns:?}"),
+        Ok((lsns, _)) if lsns.is_empty() => println!("snapshots: none"),
+        Ok((lsns, false)) => println!("snapshots at LSN: {lsns:?}"),
+        Ok((lsns, true)) => {
+            println!("snapshots at LSN: {lsns:?} (the store was not closed cleanly: read from a repaired copy)")
+        }
         Err(e) => println!("snapshots: unreadable ({e}); a running engine holds the store"),
     }
     let scan =
@@ -74,4 +77,19 @@ pub fn run(dir: &Path, verbose: bool) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The snapshot LSNs of `store`, opened read-only. A store its engine did not
+/// close (a crash) needs a repair, which writes: that is done on a copy, so
+/// an inspection never changes the data directory. Says whether it was.
+fn snapshot_lsns(store: &Path) -> Result<(Vec<u64>, bool), pat_persistence::snapshot::SnapshotError> {
+    let direct = SnapshotStore::open_read_only(store).and_then(|s| s.lsns());
+    let Err(first) = direct else { return direct.map(|lsns| (lsns, false)) };
+    let copy = std::env::temp_dir().join(format!("pat-inspect-{}.redb", std::process::id()));
+    if std::fs::copy(store, &copy).is_err() {
+        return Err(first);
+    }
+    let repaired = SnapshotStore::open(&copy).and_then(|s| s.lsns()).map(|lsns| (lsns, true));
+    let _ = std::fs::remove_file(&copy);
+    repaired.or(Err(first))
 }

@@ -126,7 +126,6 @@ fn serve_keeps_acknowledged_fills_across_sigkill_and_survives_a_bad_reload() {
     let mut engine = engine;
     engine.child.kill().unwrap();
     engine.child.wait().unwrap();
-
     let engine = Engine::start(tmp.path(), port);
     for id in &acked {
         let (status, fill) = engine.get(&format!("/v1/fills/{id}"));
@@ -148,13 +147,28 @@ fn serve_keeps_acknowledged_fills_across_sigkill_and_survives_a_bad_reload() {
     let status = engine.child.wait().unwrap();
     assert!(status.success(), "{status}");
     let data = tmp.path().join("data");
-    let before = files_of(&data);
-    let inspect =
-        Command::new(env!("CARGO_BIN_EXE_pat-market")).args(["journal", "inspect"]).arg(&data).output().unwrap();
-    let out = String::from_utf8_lossy(&inspect.stdout);
     // The first config, 3 listings and 11 fills; the refused reload journals nothing.
+    let out = inspect_unchanged(&data);
     assert!(out.contains("snapshots at LSN: [15]"), "{out}");
-    assert!(before == files_of(&data), "an inspection changed the data directory");
+
+    // A crash leaves the snapshot store open: an operator's inspection still
+    // reads it (from a repaired copy), and changes nothing.
+    std::fs::write(&config, &text).unwrap();
+    let mut engine = Engine::start(tmp.path(), port);
+    engine.child.kill().unwrap();
+    engine.child.wait().unwrap();
+    let out = inspect_unchanged(&data);
+    assert!(out.contains("snapshots at LSN: [15] (the store was not closed cleanly"), "{out}");
+}
+
+/// `journal inspect` of `data`, checking that it changed no file; its output.
+fn inspect_unchanged(data: &Path) -> String {
+    let before = files_of(data);
+    let inspect =
+        Command::new(env!("CARGO_BIN_EXE_pat-market")).args(["journal", "inspect"]).arg(data).output().unwrap();
+    assert!(inspect.status.success(), "{inspect:?}");
+    assert!(before == files_of(data), "an inspection changed the data directory");
+    String::from_utf8_lossy(&inspect.stdout).into_owned()
 }
 
 /// With the broker's key, `serve` settles on chain: anvil with the real

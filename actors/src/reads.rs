@@ -1,11 +1,14 @@
 //! [`ReadView`]: what the read routes (segment search, a segment, a fill, a
 //! consumer's fills) answer from, off the lock that orders take. It is a
-//! projection of the journaled events: each append under the shared lock
-//! hands its event to [`ReadView::project`], which takes the segment or the
-//! fill record it names from the registry. Segments and fill records are
-//! shared with the registry (`Arc`), not copied: a change of a fill's status
-//! copies that one record, and the view takes the new one. Readers hold the
-//! view's own lock for as long as they copy their answer.
+//! projection of the events the actors append: each append under the shared
+//! lock hands its event to [`ReadView::project`] (before the journal takes
+//! it; a refused append degrades the engine, which rebuilds the view), which
+//! takes the segment or the fill record it names from the registry. Segments
+//! and fill records are shared with the registry (`Arc`), not copied: a
+//! change of a fill's status copies that one record, and the view takes the
+//! new one. Readers hold the view's own lock only to copy pointers, and
+//! filter and clone outside it, so a projection (and the order behind it)
+//! never waits for a long read.
 //!
 //! The catalog (PostgreSQL) will take the history over; this view keeps the
 //! reads off the order path until then.
@@ -66,27 +69,27 @@ impl ReadView {
 
     /// Takes in what `event`, just appended, changed in `registry`.
     pub(crate) fn project(&self, event: &Event, registry: &Registry) {
-        let mut views = self.0.write().unwrap_or_else(|e| e.into_inner());
-        let mut put = |id: &B256| {
-            if let Some(record) = registry.fill_record(id) {
-                views.put(record);
-            }
-        };
-        match event {
-            Event::FillAccepted(fill) => put(&fill.fill_id),
-            Event::FillsSubmitted { fill_ids, .. } => fill_ids.iter().for_each(put),
-            Event::FillSettled { fill_id } | Event::FillFailed { fill_id, .. } => put(fill_id),
+        let fills: &[B256] = match event {
+            Event::FillAccepted(fill) => std::slice::from_ref(&fill.fill_id),
+            Event::FillsSubmitted { fill_ids, .. } => fill_ids,
+            Event::FillSettled { fill_id } | Event::FillFailed { fill_id, .. } => std::slice::from_ref(fill_id),
             Event::SegmentListed(segment) => {
                 let listed =
                     registry.segments().get(segment.id.0 as usize).expect("a listed segment is in the registry");
-                views.segments.push(listed.clone());
+                self.0.write().unwrap_or_else(|e| e.into_inner()).segments.push(listed.clone());
+                return;
             }
+            // Nothing a read shows: the view's lock is not taken.
             Event::SubmissionRefused { .. }
             | Event::UnitsExpired { .. }
             | Event::MarketUnitsExpired { .. }
             | Event::ConfigChanged(_)
             | Event::PauseSet { .. }
-            | Event::PhaseAdvanced { .. } => {}
+            | Event::PhaseAdvanced { .. } => return,
+        };
+        let mut views = self.0.write().unwrap_or_else(|e| e.into_inner());
+        for record in fills.iter().filter_map(|id| registry.fill_record(id)) {
+            views.put(record);
         }
     }
 
@@ -102,7 +105,8 @@ impl ReadView {
                 && q.band.as_deref().is_none_or(|b| s.market.band.to_string() == b)
                 && q.min_quality_bps.is_none_or(|m| s.quality.score() >= m)
         };
-        self.read().segments.iter().rev().filter(matches).take(q.limit).map(|s| (**s).clone()).collect()
+        let segments = self.read().segments.clone();
+        segments.iter().rev().filter(matches).take(q.limit).map(|s| (**s).clone()).collect()
     }
 
     pub(crate) fn fill(&self, id: &B256) -> Option<FillRecord> {
@@ -113,10 +117,8 @@ impl ReadView {
 
     /// `consumer`'s fills, oldest first.
     pub(crate) fn consumer_fills(&self, consumer: &Address) -> Vec<FillRecord> {
-        let mut fills: Vec<FillRecord> = match self.read().by_consumer.get(consumer) {
-            Some(list) => list.iter().map(|r| (**r).clone()).collect(),
-            None => Vec::new(),
-        };
+        let list = self.read().by_consumer.get(consumer).cloned().unwrap_or_default();
+        let mut fills: Vec<FillRecord> = list.iter().map(|r| (**r).clone()).collect();
         fills.sort_by_key(|r| r.fill.accepted_at_ms);
         fills
     }

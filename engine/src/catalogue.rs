@@ -2,9 +2,10 @@
 //! [`MarketKey`] by its [`MarketId`], the lookups by key and by on-chain id,
 //! the market a submission names, and the EIP-712 domain everything is
 //! signed under. It is fixed for an engine's life (a config that changes any
-//! of it needs a restart: [`Catalogue::admits`]), so it is built once and
-//! shared without a lock (`Arc<Catalogue>`) by the registry, the market
-//! actors' router and quoting.
+//! of it needs a restart: [`Catalogue::admits`]), so the runtime builds it
+//! once and shares it without a lock (`Arc<Catalogue>`) between the market
+//! actors' router, the tables and quoting; each registry (rebuilt by every
+//! recovery) holds an equal one of its own.
 
 use std::collections::HashMap;
 

@@ -33,6 +33,9 @@ pub enum Source {
     Engine,
     /// A change the engine journals.
     Write,
+    /// The engine's start-up and recovery; no route answers with it (the
+    /// binary reports it and exits, or the supervisor retries).
+    Boot,
     /// A WebSocket feed message (sent as `{"type":"error"}`, not as an HTTP response).
     Feed,
 }
@@ -117,9 +120,9 @@ codes! {
     Unavailable = "unavailable", 503, [Engine], "the engine, or the request's market, is restarting after a crash; retry";
     Degraded = "degraded", 503, [Write], "a journal write failed; the engine restarts from its journal";
     JournalFailed = "journal_failed", 503, [Write], "the journal refused the record";
-    StartFailed = "start_failed", 503, [Engine], "the engine could not start; retry";
-    RecoveryFailed = "recovery_failed", 500, [Engine], "the engine could not rebuild its state from disk";
-    RoutingFailed = "routing_failed", 500, [Write], "a request reached the wrong market's actor (a bug); nothing changed";
+    StartFailed = "start_failed", 503, [Boot], "the engine could not start; retry";
+    RecoveryFailed = "recovery_failed", 500, [Boot], "the engine could not rebuild its state from disk";
+    RoutingFailed = "routing_failed", 500, [Submission], "a request reached the wrong market's actor (a bug); nothing changed";
     MalformedMessage = "malformed_message", 400, [Feed], "a feed message is not JSON, or not an object";
     UnknownOp = "unknown_op", 400, [Feed], "the feed message's op is not one the feed knows";
     InvalidPattern = "invalid_pattern", 400, [Feed], "a market pattern is not three |-separated non-empty parts";

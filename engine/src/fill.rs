@@ -95,7 +95,7 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// EngineState an accepted fill.
+    /// Books an accepted fill.
     pub fn accept(&mut self, fill: &Fill) {
         self.consumer_debits += fill.ask_paid;
         self.provider_credits += fill.bid_credited;

@@ -515,7 +515,7 @@ impl Registry {
         Ok((fill, event))
     }
 
-    /// EngineState a fill accepted earlier (from the journal) in `market`, its
+    /// Books a fill accepted earlier (from the journal) in `market`, its
     /// market: takes exactly its units and moves its money and exposure,
     /// with no checks of price or limits.
     pub fn apply_fill(&mut self, market: &mut Market, fill: Fill) -> Result<(), ApplyError> {
@@ -540,10 +540,11 @@ impl Registry {
 
     /// A fill of `market` still waiting for the chain: accepted or submitted.
     fn take_open(&mut self, market: MarketId, id: &B256) -> Result<&mut FillRecord, FillStateError> {
-        let record = Arc::make_mut(self.fills.get_mut(id).ok_or(FillStateError::UnknownFill(*id))?);
-        match record.status {
-            _ if record.fill.market != market => Err(FillStateError::OtherMarket(*id)),
-            FillStatus::Accepted | FillStatus::Submitted { .. } => Ok(record),
+        let shared = self.fills.get_mut(id).ok_or(FillStateError::UnknownFill(*id))?;
+        match shared.status {
+            _ if shared.fill.market != market => Err(FillStateError::OtherMarket(*id)),
+            // Copied (while the read view holds the old one) only for a change that happens.
+            FillStatus::Accepted | FillStatus::Submitted { .. } => Ok(Arc::make_mut(shared)),
             ref other => Err(FillStateError::NotAccepted(*id, other.clone())),
         }
     }

@@ -192,7 +192,7 @@ impl EngineState {
         Ok(filled)
     }
 
-    /// EngineState a fill accepted earlier (from the journal): takes exactly its
+    /// Books a fill accepted earlier (from the journal): takes exactly its
     /// units and moves its money and exposure, with no checks of price or limits.
     pub fn apply_fill(&mut self, fill: Fill) -> Result<(), ApplyError> {
         let id = fill.market;

@@ -14,11 +14,14 @@
 //!   types, which postcard never writes. `PAT_WRITE_GOLDEN=1` writes the one
 //!   of [`SCHEMA_VERSION`] if missing.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use alloy_primitives::B256;
+use common::copy_dir;
 use pat_engine::testing::{self, CONSUMER_KEY, T0, key, signed_order, signed_segment};
 use pat_engine::{EngineConfig, Event, Exchange, FillStatus, MarketKey, Snapshot};
 use pat_persistence::{DataDir, JournalConfig, SCHEMA_VERSION, decode_event, reader};
@@ -119,21 +122,6 @@ fn history() -> History {
     events.push(ex.state.settle(&fills[3]).unwrap());
     ex.state.check_invariants();
     History { events, snapshot_after, snapshot, end: ex.state.snapshot() }
-}
-
-/// Copies a committed fixture, so that recovery (which may cut a torn tail)
-/// never touches the committed files.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// The config the fixture's first record carries: recovery from an empty

@@ -3,9 +3,12 @@
 //! newer than the journal; and a property test that any history, snapshotted
 //! at any point and recovered, gives the state of applying it without a crash.
 
+mod common;
+
 use std::path::Path;
 
 use alloy_primitives::{Address, B256};
+use common::copy_dir;
 use pat_engine::testing::{self, T0, key, signed_order, signed_segment};
 use pat_engine::{Event, Exchange};
 use pat_persistence::reader::{self, ReadError};
@@ -25,19 +28,6 @@ fn journal(data: &DataDir, events: &[Event], first_lsn: u64, file_bytes_max: u64
         let pending: Vec<_> = chunk.iter().map(|e| j.append_event(e).unwrap()).collect();
         for (i, d) in pending.into_iter().enumerate() {
             assert_eq!(d.wait().unwrap(), first_lsn + (c * group + i) as u64);
-        }
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
         }
     }
 }

@@ -96,6 +96,7 @@ async fn every_bad_input_gets_its_code_and_changes_nothing() {
     for (path, body, status, code) in cases {
         let (got, err) = api.post(path, body).await;
         assert_eq!((got, err["code"].as_str()), (status, Some(code)), "{err}");
+        assert_documented("post", path, code);
         assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
         assert_eq!(api.state().await, before, "{code} changed the market");
     }
@@ -104,18 +105,21 @@ async fn every_bad_input_gets_its_code_and_changes_nothing() {
     let huge = json!({"order": {"market": "x".repeat(70_000)}, "signature": "0x"});
     let (status, err) = api.post("/v1/orders", huge).await;
     assert_eq!((status, err["code"].as_str()), (413, Some("body_too_large")));
-    for (path, status, code) in [
-        ("/v1/fills/0x12", 400, "invalid_request"),
-        ("/v1/fills/0x0000000000000000000000000000000000000000000000000000000000000001", 404, "unknown_fill"),
-        ("/v1/markets/NOPE%7C7D%7C0.70-0.85", 404, "unknown_market"),
-        ("/v1/segments/999", 404, "unknown_segment"),
-        ("/v1/segments?min_quality=2", 400, "invalid_request"),
-        ("/v1/providers/0x12/earnings", 400, "invalid_request"),
-        ("/v1/nowhere", 404, "not_found"),
+    let one = "0x0000000000000000000000000000000000000000000000000000000000000001";
+    for (path, route, status, code) in [
+        ("/v1/fills/0x12", "/v1/fills/{id}", 400, "invalid_request"),
+        (&format!("/v1/fills/{one}"), "/v1/fills/{id}", 404, "unknown_fill"),
+        ("/v1/markets/NOPE%7C7D%7C0.70-0.85", "/v1/markets/{key}", 404, "unknown_market"),
+        ("/v1/segments/999", "/v1/segments/{id}", 404, "unknown_segment"),
+        ("/v1/segments?min_quality=2", "/v1/segments", 400, "invalid_request"),
+        ("/v1/providers/0x12/earnings", "/v1/providers/{address}/earnings", 400, "invalid_request"),
     ] {
         let (got, err) = api.get(path).await;
         assert_eq!((got, err["code"].as_str()), (status, Some(code)), "{path}: {err}");
+        assert_documented("get", route, code);
     }
+    let (got, err) = api.get("/v1/nowhere").await;
+    assert_eq!((got, err["code"].as_str()), (404, Some("not_found")), "{err}");
     // Admin routes: no token, a wrong token, then the right one.
     let (status, err) = api.call(reqwest::Method::POST, "/v1/admin/pause", None, None).await;
     assert_eq!((status, err["code"].as_str()), (401, Some("unauthorized")));
@@ -292,10 +296,18 @@ async fn the_openapi_document_describes_every_route() {
     let reload = &doc["paths"]["/v1/admin/reload"]["post"]["responses"]["422"];
     assert!(reload["content"]["application/json"]["schema"]["$ref"].as_str().unwrap().ends_with("InvalidConfigBody"));
     // Every code a client can meet over HTTP is listed by some route, but
-    // `not_found`, which any unrouted path answers.
-    for code in Code::ALL.iter().filter(|c| c.sources() != [Source::Feed] && **c != Code::NotFound) {
+    // `not_found`, which any unrouted path answers (feed-only and start-up
+    // codes reach no HTTP client).
+    let unrouted = |c: &Code| [[Source::Feed], [Source::Boot]].iter().any(|s| c.sources() == s) || *c == Code::NotFound;
+    for code in Code::ALL.iter().filter(|c| !unrouted(c)) {
         assert!(listed.contains(code), "no route lists {code}");
     }
+}
+
+/// A code a route answered with is one its OpenAPI entry lists.
+fn assert_documented(method: &str, route: &str, code: &str) {
+    let listed = pat_server::error::route_codes(method, route);
+    assert!(listed.iter().any(|c| c.as_str() == code), "{method} {route} answered {code}, which it does not document");
 }
 
 /// `docs/protocol.md` lists every code in the row of its status (HTTP) or
