@@ -90,7 +90,7 @@ codes! {
     InvalidConfig = "invalid_config", 422, [Admin], "the config file fails validation; the running config stays";
     ConfigNotApplicable = "config_not_applicable", 422, [Admin], "the new config changes what needs a restart (catalogue, chain id, marketplace)";
     InvalidPhase = "invalid_phase", 422, [Admin], "a phase goes forward only, from 1 to 4";
-    BadSignature = "bad_signature", 401, [Submission, Order], "the order or submission is not signed by its consumer or provider";
+    BadSignature = "bad_signature", 401, [Submission, Order], "the order or submission is not signed by its consumer or provider, or its signature breaks the rule (65 bytes, low s, v 27 or 28)";
     UnknownSegmentType = "unknown_segment_type", 404, [Submission], "the segment type is not in the config";
     UnknownWindow = "unknown_window", 404, [Submission], "the window is not in the config";
     ConfidenceOutsideBands = "confidence_outside_bands", 422, [Submission], "the confidence is outside every configured band";
@@ -129,7 +129,7 @@ codes! {
     TooManySubscriptions = "too_many_subscriptions", 400, [Feed], "the subscribe would pass feed.subscriptions_max markets";
     MessageTooLarge = "message_too_large", 413, [Feed], "a feed message is over feed.message_bytes_max; the connection stays";
     BinaryNotSupported = "binary_not_supported", 400, [Feed], "the feed takes text frames only";
-    AuthFailed = "auth_failed", 401, [Feed], "the signature does not recover to the address for this connection's challenge";
+    AuthFailed = "auth_failed", 401, [Feed], "the signature breaks the signature rule, or does not recover to the address for this connection's challenge";
     ProtocolError = "protocol_error", 400, [Feed], "the client broke the WebSocket protocol; the connection closes";
     FrameTooLarge = "frame_too_large", 413, [Feed], "a feed frame is over 64 KiB; the connection closes";
     TooManyConnections = "too_many_connections", 429, [Feed], "the IP is at its feed connection limit; the connection closes";

@@ -58,6 +58,8 @@ pub enum SignatureError {
     Malformed,
     #[error("signature has a high s value (malleable); the contract refuses it")]
     HighS,
+    #[error("signature's v is {0}; only 27 or 28 are taken, as by the contract's ECDSA.tryRecover")]
+    V(u8),
     #[error("signature recovers to {recovered}, not the signer {expected}")]
     WrongSigner { expected: Address, recovered: Address },
 }
@@ -67,16 +69,28 @@ pub fn digest<T: SolStruct>(value: &T, domain: &Eip712Domain) -> B256 {
     value.eip712_signing_hash(domain)
 }
 
-/// Checks that the 65-byte `signature` over `digest` was made by `expected`,
-/// by the rules of OpenZeppelin's `ECDSA.tryRecover` (low s only).
-pub fn verify_signer(digest: &B256, signature: &[u8], expected: Address) -> Result<(), SignatureError> {
-    if signature.len() != 65 {
-        return Err(SignatureError::Length(signature.len()));
+/// The one signature rule of every route (orders, submissions, feed `auth`),
+/// the contract's (OpenZeppelin's `ECDSA.tryRecover`): 65 bytes `r | s | v`,
+/// s in the lower half of the curve order, v 27 or 28. A signature the
+/// contract would refuse could never settle, so none is taken.
+pub fn parse_signature(bytes: &[u8]) -> Result<Signature, SignatureError> {
+    if bytes.len() != 65 {
+        return Err(SignatureError::Length(bytes.len()));
     }
-    let sig = Signature::from_raw(signature).map_err(|_| SignatureError::Malformed)?;
+    if !matches!(bytes[64], 27 | 28) {
+        return Err(SignatureError::V(bytes[64]));
+    }
+    let sig = Signature::from_raw(bytes).map_err(|_| SignatureError::Malformed)?;
     if sig.normalize_s().is_some() {
         return Err(SignatureError::HighS);
     }
+    Ok(sig)
+}
+
+/// Checks that `signature` over `digest` was made by `expected`, under
+/// [`parse_signature`]'s rule.
+pub fn verify_signer(digest: &B256, signature: &[u8], expected: Address) -> Result<(), SignatureError> {
+    let sig = parse_signature(signature)?;
     let recovered = sig.recover_address_from_prehash(digest).map_err(|_| SignatureError::Malformed)?;
     if recovered == expected { Ok(()) } else { Err(SignatureError::WrongSigner { expected, recovered }) }
 }
@@ -132,7 +146,19 @@ mod tests {
         let n = U256::from_be_bytes(b256!("0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141").0);
         let high = Signature::new(parsed.r(), n - parsed.s(), !parsed.v()).as_bytes();
         assert_eq!(verify_signer(&digest, &high, order.consumer), Err(SignatureError::HighS));
-        assert_eq!(verify_signer(&digest, &[0u8; 65], order.consumer), Err(SignatureError::Malformed));
+        let mut zero = [0u8; 65];
+        zero[64] = 27;
+        assert_eq!(verify_signer(&digest, &zero, order.consumer), Err(SignatureError::Malformed));
+        // Only v = 27 or 28, as the contract: every other byte, however the
+        // rest of the signature recovers, is refused by name.
+        for v in (0..=255u8).filter(|v| !matches!(v, 27 | 28)) {
+            let mut other_v = sig;
+            other_v[64] = v;
+            assert_eq!(verify_signer(&digest, &other_v, order.consumer), Err(SignatureError::V(v)), "v = {v}");
+        }
+        let mut flipped = sig;
+        flipped[64] = if sig[64] == 27 { 28 } else { 27 };
+        assert!(matches!(verify_signer(&digest, &flipped, order.consumer), Err(SignatureError::WrongSigner { .. })));
     }
 
     /// The vector pinned on both sides: `contracts/test/OrderHash.t.sol` asserts

@@ -76,8 +76,19 @@ async fn every_bad_input_gets_its_code_and_changes_nothing() {
     bad_amount["order"]["max_price"] = json!("1.5");
     let mut bad_segment_sig = api.segment(5, 10, 99);
     bad_segment_sig["submission"]["units"] = json!(11);
+    // The contract takes v = 27 or 28 only: every other v is refused, though it recovers the signer.
+    let with_v = |mut body: Value, v: u8| {
+        let sig = body["signature"].as_str().unwrap().to_owned();
+        body["signature"] = json!(format!("{}{v:02x}", &sig[..sig.len() - 2]));
+        body
+    };
     let cases: Vec<(&str, Value, u16, &str)> = vec![
         ("/v1/orders", tampered, 401, "bad_signature"),
+        ("/v1/orders", with_v(api.order(50, 1, ask, 9, deadline), 0), 401, "bad_signature"),
+        ("/v1/orders", with_v(api.order(50, 1, ask, 9, deadline), 1), 401, "bad_signature"),
+        ("/v1/orders", with_v(api.order(50, 1, ask, 9, deadline), 36), 401, "bad_signature"),
+        ("/v1/orders", with_v(api.order(50, 1, ask, 9, deadline), 255), 401, "bad_signature"),
+        ("/v1/segments", with_v(api.segment(7, 10, 98), 0), 401, "bad_signature"),
         ("/v1/orders", api.order(50, 1, ask, 1, deadline), 409, "nonce_used"),
         ("/v1/orders", api.order(50, 1, ask, 4, now_secs() - 10), 422, "expired"),
         ("/v1/orders", api.order(50, 1, ask - 1, 5, deadline), 422, "price_above_max"),

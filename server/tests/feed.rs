@@ -204,6 +204,12 @@ async fn bad_messages_get_an_error_and_the_connection_lives_on() {
     let forged = signer(51).sign_message_sync(c.sign.as_bytes()).unwrap();
     let auth = json!({"op": "auth", "address": signer(50).address(), "signature": forged.to_string()});
     c.expect_error(Message::text(auth.to_string()), "auth_failed").await;
+    // The right signer, but v = 0: the one signature rule (v 27 or 28, low s) holds on the feed too.
+    let mut v0 = signer(50).sign_message_sync(c.sign.as_bytes()).unwrap().as_bytes();
+    v0[64] -= 27;
+    let auth =
+        json!({"op": "auth", "address": signer(50).address(), "signature": alloy_primitives::hex::encode_prefixed(v0)});
+    c.expect_error(Message::text(auth.to_string()), "auth_failed").await;
     // Nothing above changed the subscriptions: one market now is exactly one snapshot.
     let snapshots = c.subscribe(&[MARKET]).await;
     assert_eq!(snapshots.len(), 1);

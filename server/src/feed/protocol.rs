@@ -2,7 +2,7 @@
 //! server messages serialized to JSON, market patterns, and the challenge a
 //! consumer signs to authenticate. Amounts are decimal strings of base units.
 
-use alloy_primitives::{Address, B256, Signature};
+use alloy_primitives::{Address, B256};
 use pat_engine::{Code, MarketKey};
 use serde::Serialize;
 use serde_json::Value;
@@ -36,7 +36,8 @@ pub enum ClientOp {
     /// EIP-191 signature of [`challenge_text`] by `address`.
     Auth {
         address: Address,
-        signature: Signature,
+        /// As sent; [`verify_auth`] holds it to the signature rule.
+        signature: Vec<u8>,
     },
 }
 
@@ -74,9 +75,8 @@ pub fn parse_op(text: &str) -> Result<ClientOp, FeedError> {
             let address = string(&fields, "address")?
                 .parse::<Address>()
                 .map_err(|e| FeedError::new(Code::InvalidRequest, format!("`address`: {e}")))?;
-            let signature = string(&fields, "signature")?
-                .parse::<Signature>()
-                .map_err(|e| FeedError::new(Code::InvalidRequest, format!("`signature`: {e}")))?;
+            let signature = alloy_primitives::hex::decode(string(&fields, "signature")?)
+                .map_err(|e| FeedError::new(Code::InvalidRequest, format!("`signature` is not hex: {e}")))?;
             Ok(ClientOp::Auth { address, signature })
         }
         _ => {
@@ -123,8 +123,12 @@ pub fn challenge_text(challenge: &B256) -> String {
     format!("PAT feed authentication\nchallenge: {challenge}")
 }
 
-/// Checks that `signature` over the connection's challenge recovers to `address`.
-pub fn verify_auth(challenge: &B256, address: Address, signature: &Signature) -> Result<(), FeedError> {
+/// Checks that `signature` over the connection's challenge recovers to
+/// `address`, under the one signature rule of every route
+/// ([`pat_engine::eip712::parse_signature`]).
+pub fn verify_auth(challenge: &B256, address: Address, signature: &[u8]) -> Result<(), FeedError> {
+    let signature = pat_engine::eip712::parse_signature(signature)
+        .map_err(|e| FeedError::new(Code::AuthFailed, format!("refused signature: {e}")))?;
     match signature.recover_address_from_msg(challenge_text(challenge)) {
         Ok(signer) if signer == address => Ok(()),
         Ok(signer) => Err(FeedError::new(Code::AuthFailed, format!("the signature is by {signer}, not {address}"))),
@@ -200,10 +204,16 @@ mod tests {
         use alloy_signer::SignerSync;
         let signer = alloy_signer_local::PrivateKeySigner::random();
         let challenge = B256::repeat_byte(7);
-        let signature = signer.sign_message_sync(challenge_text(&challenge).as_bytes()).unwrap();
+        let signature = signer.sign_message_sync(challenge_text(&challenge).as_bytes()).unwrap().as_bytes();
         verify_auth(&challenge, signer.address(), &signature).unwrap();
         assert_eq!(verify_auth(&challenge, Address::repeat_byte(1), &signature).unwrap_err().code, Code::AuthFailed);
         let other = B256::repeat_byte(8);
         assert_eq!(verify_auth(&other, signer.address(), &signature).unwrap_err().code, Code::AuthFailed);
+        // v = 0 or 1 recovers the same signer, but the contract's rule refuses it, so does the feed.
+        let mut v0 = signature;
+        v0[64] -= 27;
+        let refused = verify_auth(&challenge, signer.address(), &v0).unwrap_err();
+        assert_eq!(refused.code, Code::AuthFailed);
+        assert!(refused.message.contains("only 27 or 28"), "{}", refused.message);
     }
 }
