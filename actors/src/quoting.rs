@@ -104,6 +104,11 @@ impl QuoteTable {
         Quote { valid_until_ms: rows.valid_until_ms, ..rows.quotes[id.index()] }
     }
 
+    /// Until when the quotes are executable (one validity for the table, moved every tick).
+    pub fn valid_until_ms(&self) -> TimeMs {
+        self.rows.read().unwrap_or_else(|e| e.into_inner()).valid_until_ms
+    }
+
     /// Every market's quote, by [`MarketId`].
     pub fn all(&self) -> Vec<Quote> {
         let rows = self.rows.read().unwrap_or_else(|e| e.into_inner());

@@ -181,6 +181,15 @@ async fn subscribers_get_a_snapshot_then_every_change_in_seq_order() {
     }
     let after = all.collect(Duration::from_millis(400)).await;
     assert!(quotes_for(&after, MARKET).is_empty(), "no quotes after unsubscribing: {after:?}");
+
+    // Seconds later, a quiet market's snapshot states the table's validity
+    // now and the time it is sent, not those of its last change.
+    let mut late = Client::connect(&api).await;
+    let quiet = late.subscribe(&["JOB_SEARCH|1D|0.50-0.70"]).await.remove(0);
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let (valid_until_ms, ts_ms) = (quiet["valid_until_ms"].as_u64().unwrap(), quiet["ts"].as_u64().unwrap() / 1000);
+    assert!(valid_until_ms + 200 >= now_ms, "valid {} ms ago: {quiet}", now_ms.saturating_sub(valid_until_ms));
+    assert!(now_ms.abs_diff(ts_ms) < 1_000, "sent at {ts_ms}, now {now_ms}: {quiet}");
 }
 
 #[actix_rt::test]

@@ -177,9 +177,11 @@ impl Conn {
 struct Latest {
     seq: u64,
     body: QuoteBody,
-    ts: u64,
-    snapshot: Option<Bytes>,
 }
+
+/// The quote table's current validity (it moves every tick, while a quiet
+/// market's latest quote stays as it was published).
+pub type Validity = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 #[derive(Default)]
 struct Conns {
@@ -194,18 +196,17 @@ pub struct Hub {
     /// Market keys by market index, with their three parts as text for patterns.
     markets: Vec<(MarketKey, [String; 3])>,
     latest: Mutex<Vec<Latest>>,
+    valid_until_ms: Validity,
     conns: Mutex<Conns>,
     next_id: AtomicU64,
 }
 
 impl Hub {
-    /// A hub for `markets` (in market-index order) with their current quotes.
-    pub fn new(settings: FeedSettings, markets: Vec<(MarketKey, Quote)>) -> Self {
-        let ts = now_us();
-        let latest = markets
-            .iter()
-            .map(|(key, quote)| Latest { seq: quote.seq, body: QuoteBody::new(key, quote), ts, snapshot: None })
-            .collect();
+    /// A hub for `markets` (in market-index order) with their current quotes;
+    /// `valid_until_ms` gives the quote table's validity for snapshots.
+    pub fn new(settings: FeedSettings, markets: Vec<(MarketKey, Quote)>, valid_until_ms: Validity) -> Self {
+        let latest =
+            markets.iter().map(|(key, quote)| Latest { seq: quote.seq, body: QuoteBody::new(key, quote) }).collect();
         let markets = markets
             .into_iter()
             .map(|(key, _)| {
@@ -213,7 +214,8 @@ impl Hub {
                 (key, parts)
             })
             .collect();
-        Self { settings, markets, latest: Mutex::new(latest), conns: Mutex::default(), next_id: AtomicU64::new(1) }
+        let (latest, next_id) = (Mutex::new(latest), AtomicU64::new(1));
+        Self { settings, markets, latest, valid_until_ms, conns: Mutex::default(), next_id }
     }
 
     fn latest(&self) -> MutexGuard<'_, Vec<Latest>> {
@@ -240,7 +242,7 @@ impl Hub {
             let body = QuoteBody::new(&self.markets[i].0, quote);
             let text =
                 serde_json::to_string(&QuoteMessage { kind: "quote", quote: &body, ts }).expect("a quote serializes");
-            *entry = Latest { seq: quote.seq, body, ts, snapshot: None };
+            *entry = Latest { seq: quote.seq, body };
             frames.push(Frame::new(&text, i as u32, now));
         }
         if frames.is_empty() {
@@ -333,7 +335,7 @@ impl Hub {
     /// snapshot of each; all or nothing. Returns the markets' keys.
     pub fn subscribe(&self, conn: &Conn, entries: &[String]) -> Result<Vec<String>, FeedError> {
         let markets = self.resolve_all(entries)?;
-        let mut latest = self.latest();
+        let latest = self.latest();
         let mut out = conn.outbox();
         let added = markets.iter().filter(|&&m| !out.subscribed[m as usize]).count();
         if out.subscriptions + added > self.settings.subscriptions_max {
@@ -347,8 +349,10 @@ impl Hub {
         }
         out.subscriptions += added;
         let now = Instant::now();
+        // As of now: the validity the quote table gives, and the time it is sent.
+        let (valid_until_ms, ts) = ((self.valid_until_ms)(), now_us());
         for &m in &markets {
-            let frame = self.snapshot(&mut latest[m as usize], m);
+            let frame = snapshot(&latest[m as usize], m, valid_until_ms, ts);
             out.subscribed[m as usize] = true;
             // Queued or conflated like a quote: a conflated quote is older than
             // the snapshot and a queued one is sent before it.
@@ -400,16 +404,15 @@ impl Hub {
         markets.dedup();
         Ok(markets)
     }
+}
 
-    fn snapshot(&self, latest: &mut Latest, market: u32) -> Frame {
-        let wire = latest.snapshot.get_or_insert_with(|| {
-            text_frame(
-                &serde_json::to_string(&QuoteMessage { kind: "snapshot", quote: &latest.body, ts: latest.ts })
-                    .expect("a quote serializes"),
-            )
-        });
-        Frame { wire: wire.clone(), published: Instant::now(), market }
-    }
+/// A market's snapshot: its latest quote, with the table's current validity
+/// and the time it is sent. Serialized per subscribe: a cached one would
+/// carry the validity and time of the first subscriber.
+fn snapshot(latest: &Latest, market: u32, valid_until_ms: u64, ts: u64) -> Frame {
+    let body = QuoteBody { valid_until_ms, ..latest.body.clone() };
+    let text = serde_json::to_string(&QuoteMessage { kind: "snapshot", quote: &body, ts }).expect("a quote serializes");
+    Frame { wire: text_frame(&text), published: Instant::now(), market }
 }
 
 fn remove_owner(conns: &mut Conns, consumer: Address, id: u64) {
@@ -435,7 +438,7 @@ mod tests {
     fn hub(queue_capacity: usize, lag_limit: Duration) -> Hub {
         let settings = FeedSettings { queue_capacity, lag_limit, ..FeedSettings::default() };
         let markets = KEYS.iter().enumerate().map(|(i, k)| (k.parse().unwrap(), quote(i, 1))).collect();
-        Hub::new(settings, markets)
+        Hub::new(settings, markets, Arc::new(|| 5_000))
     }
 
     fn quote(market: usize, seq: u64) -> Quote {
@@ -519,7 +522,8 @@ mod tests {
 
     #[test]
     fn connections_per_ip_are_limited_and_released() {
-        let hub = Hub::new(FeedSettings { connections_per_ip_max: 1, ..FeedSettings::default() }, Vec::new());
+        let hub =
+            Hub::new(FeedSettings { connections_per_ip_max: 1, ..FeedSettings::default() }, Vec::new(), Arc::new(|| 0));
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let first = hub.connect(ip).unwrap();
         assert_eq!(hub.connect(ip).err().unwrap().code, Code::TooManyConnections);

@@ -89,7 +89,9 @@ pub async fn start_hub(
     // or ignored by its `seq`.
     let quotes = engine.send(SubscribeQuotes).await.map_err(ask)?;
     let fills = engine.send(SubscribeFills).await.map_err(ask)?;
-    let hub = Arc::new(Hub::new(settings, tables.quoted().map(|(key, quote)| (key.clone(), quote)).collect()));
+    let markets = tables.quoted().map(|(key, quote)| (key.clone(), quote)).collect();
+    let validity = tables.clone();
+    let hub = Arc::new(Hub::new(settings, markets, Arc::new(move || validity.quotes.valid_until_ms())));
     let publisher = hub.clone();
     std::thread::Builder::new().name("pat-feed-hub".into()).spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
