@@ -45,7 +45,7 @@ impl Devnet {
             .unwrap();
         let d = Self { child, base: format!("http://127.0.0.1:{port}"), http: reqwest::blocking::Client::new() };
         // It comes up in about 8 s; once, with the whole suite on two cores, it
-        // took over 60, so the bound is wide and the child's exit is reported.
+        // took over 60, so the bound is wide.
         let deadline = Instant::now() + Duration::from_secs(180);
         while d.http.get(format!("{}/healthz", d.base)).send().is_err() {
             assert!(Instant::now() < deadline, "devnet did not come up within 180 s");
