@@ -114,10 +114,6 @@ impl BrokerSender {
         }))
     }
 
-    pub fn config(&self) -> &ChainConfig {
-        &self.config
-    }
-
     /// The node connection, for reads.
     pub fn provider(&self) -> &DynProvider {
         &self.provider
