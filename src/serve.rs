@@ -85,6 +85,7 @@ pub async fn run_engine(
 ) -> anyhow::Result<ExitCode> {
     let domain = cfg.engine.domain();
     let feed = pat_server::feed::FeedSettings::from(&cfg.feed);
+    let http = pat_server::HttpSettings::from(&cfg.http);
     // The recorder first, so that the engine's first metrics are kept.
     pat_server::metrics_handle();
     let settlement = client.map(|client| Settlement { client, settings: ClearingSettings::default() });
@@ -102,6 +103,7 @@ pub async fn run_engine(
     let mut settings = ServerSettings::new(listen, config_path.to_owned());
     settings.admin_token = std::env::var(TOKEN_VAR).ok().filter(|t| !t.is_empty());
     settings.feed = feed;
+    settings.http = http;
     if settings.admin_token.is_none() {
         eprintln!("{TOKEN_VAR} is not set: admin routes refuse every call");
     }

@@ -74,12 +74,17 @@ pub struct ChainSettings {
 /// They apply at start-up; a reload does not change them.
 pub type FeedParams = schema::Feed;
 
+/// The HTTP server's limits and timers, as written (validated by
+/// [`Config::parse`]). They apply at start-up; a reload does not change them.
+pub type HttpParams = schema::Http;
+
 /// A validated config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub engine: EngineConfig,
     pub chain: ChainSettings,
     pub feed: FeedParams,
+    pub http: HttpParams,
     /// Old key names the file still uses, each with its new name; they are
     /// read as before, and whoever loads the file says so to the operator.
     pub warnings: Vec<ConfigError>,
@@ -294,6 +299,15 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
         "feed.message_bytes_max",
         "must be between 256 and 65536",
     );
+    let http = &f.http;
+    p.check(http.body_bytes_max >= 1024, "http.body_bytes_max", "must be at least 1024");
+    p.check(http.header_read_timeout_ms >= 100, "http.header_read_timeout_ms", "must be at least 100");
+    p.check(http.body_read_timeout_ms >= 100, "http.body_read_timeout_ms", "must be at least 100");
+    p.check(
+        http.bodies_held_bytes_max >= http.body_bytes_max,
+        "http.bodies_held_bytes_max",
+        "must be at least http.body_bytes_max",
+    );
 
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
@@ -329,6 +343,7 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
         },
         chain: ChainSettings { rpc_url: f.chain.rpc_url.clone(), confirmations: f.chain.confirmations },
         feed: f.feed.clone(),
+        http: f.http.clone(),
         warnings: Vec::new(),
     })
 }

@@ -23,6 +23,8 @@ pub struct File {
     pub quoting: Quoting,
     #[serde(default)]
     pub feed: Feed,
+    #[serde(default)]
+    pub http: Http,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,6 +148,31 @@ pub struct Feed {
     pub connections_per_ip_max: usize,
     #[serde(alias = "max_message_bytes")]
     pub message_bytes_max: usize,
+}
+
+/// The HTTP server's limits and timers, against slow or oversized requests.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Largest request body, bytes.
+    pub body_bytes_max: usize,
+    /// A request's head must arrive within this.
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive within this, counted from its head.
+    pub body_read_timeout_ms: u64,
+    /// Bytes all unfinished request bodies may hold together.
+    pub bodies_held_bytes_max: usize,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            body_bytes_max: 512 * 1024,
+            header_read_timeout_ms: 5_000,
+            body_read_timeout_ms: 10_000,
+            bodies_held_bytes_max: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// Keys renamed so that units go last, as `(section, old, new)`: the old

@@ -23,6 +23,7 @@ fn default_config_is_valid_and_realistic() {
     assert_eq!(cfg.engine.quoting.reprice_interval_ms, 1_000);
     assert_eq!(cfg.engine.risk.market_hard, 5_000 * pat_engine::money::ONE_PAT);
     assert_eq!(cfg.feed, crate::FeedParams::default(), "the file spells out the defaults");
+    assert_eq!(cfg.http, crate::HttpParams::default(), "the file spells out the defaults");
 }
 
 #[test]
@@ -66,6 +67,10 @@ fn each_mistake_names_its_key() {
         ("subscriptions_max = 1024", "subscriptions_max = 0", "feed.subscriptions_max"),
         ("connections_per_ip_max = 64", "connections_per_ip_max = 0", "feed.connections_per_ip_max"),
         ("message_bytes_max = 4096", "message_bytes_max = 100000", "feed.message_bytes_max"),
+        ("body_bytes_max = 524288", "body_bytes_max = 10", "http.body_bytes_max"),
+        ("header_read_timeout_ms = 5000", "header_read_timeout_ms = 0", "http.header_read_timeout_ms"),
+        ("body_read_timeout_ms = 10000", "body_read_timeout_ms = 0", "http.body_read_timeout_ms"),
+        ("bodies_held_bytes_max = 67108864", "bodies_held_bytes_max = 1024", "http.bodies_held_bytes_max"),
     ];
     for (from, to, key) in cases {
         assert!(DEFAULT.contains(from), "fixture lost: {from}");

@@ -81,7 +81,10 @@ codes! {
     InvalidRequest = "invalid_request", 400, [Request, Feed], "a field, path or query value is malformed: bad hex, market key, amount string or encoding";
     BodyTooLarge = "body_too_large", 413, [Body], "the request body is over the server's limit";
     UnsupportedMediaType = "unsupported_media_type", 415, [Body], "the body is not application/json";
+    RequestTimeout = "request_timeout", 408, [Body], "the request body did not arrive within http.body_read_timeout_ms of its head; the connection closes";
+    Overloaded = "overloaded", 503, [Body], "unfinished request bodies hold http.bodies_held_bytes_max bytes already; the connection closes; retry";
     NotFound = "not_found", 404, [Route], "no such route";
+    MethodNotAllowed = "method_not_allowed", 405, [Route], "the path exists but not with this method; the Allow header lists those it takes";
     NotWebsocket = "not_websocket", 400, [Route], "the feed route was asked without a WebSocket upgrade";
     Internal = "internal", 500, [Route], "the server could not complete a WebSocket handshake";
     Unauthorized = "unauthorized", 401, [Operator], "an operator bearer token is required";

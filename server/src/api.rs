@@ -41,27 +41,51 @@ pub struct AppState {
 type State = web::Data<Arc<AppState>>;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/metrics", web::get().to(metrics))
-        .route("/openapi.json", web::get().to(openapi))
+    cfg.service(path("/healthz", "GET, HEAD").route(read().to(healthz)))
+        .service(path("/metrics", "GET, HEAD").route(read().to(metrics)))
+        .service(path("/openapi.json", "GET, HEAD").route(read().to(openapi)))
         .service(
             web::scope("/v1")
-                .route("/segments", web::post().to(submit_segment))
-                .route("/segments", web::get().to(search_segments))
-                .route("/segments/{id}", web::get().to(get_segment))
-                .route("/markets", web::get().to(markets))
-                .route("/markets/{key}", web::get().to(market))
-                .route("/quotes", web::get().to(quotes))
-                .route("/feed", web::get().to(crate::feed::feed))
-                .route("/orders", web::post().to(place_order))
-                .route("/fills/{id}", web::get().to(get_fill))
-                .route("/providers/{address}/earnings", web::get().to(provider_earnings))
-                .route("/consumers/{address}/fills", web::get().to(consumer_fills))
-                .route("/admin/pause", web::post().to(pause))
-                .route("/admin/resume", web::post().to(resume))
-                .route("/admin/reload", web::post().to(reload))
-                .route("/admin/phase", web::post().to(phase)),
+                .service(
+                    path("/segments", "GET, HEAD, POST")
+                        .route(web::post().to(submit_segment))
+                        .route(read().to(search_segments)),
+                )
+                .service(path("/segments/{id}", "GET, HEAD").route(read().to(get_segment)))
+                .service(path("/markets", "GET, HEAD").route(read().to(markets)))
+                .service(path("/markets/{key}", "GET, HEAD").route(read().to(market)))
+                .service(path("/quotes", "GET, HEAD").route(read().to(quotes)))
+                .service(path("/feed", "GET").route(web::get().to(crate::feed::feed)))
+                .service(path("/orders", "POST").route(web::post().to(place_order)))
+                .service(path("/fills/{id}", "GET, HEAD").route(read().to(get_fill)))
+                .service(path("/providers/{address}/earnings", "GET, HEAD").route(read().to(provider_earnings)))
+                .service(path("/consumers/{address}/fills", "GET, HEAD").route(read().to(consumer_fills)))
+                .service(path("/admin/pause", "POST").route(web::post().to(pause)))
+                .service(path("/admin/resume", "POST").route(web::post().to(resume)))
+                .service(path("/admin/reload", "POST").route(web::post().to(reload)))
+                .service(path("/admin/phase", "POST").route(web::post().to(phase))),
         );
+}
+
+/// GET, and HEAD wherever GET is served: actix-http answers a HEAD with the
+/// GET's status and headers and no body, so a load balancer's HEAD check
+/// sees what a GET would.
+fn read() -> actix_web::Route {
+    use actix_web::guard;
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
+/// A path whose other methods get `405 method_not_allowed`, with `allow` (the
+/// methods its routes take) in the `Allow` header.
+fn path(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        use actix_web::ResponseError;
+        let mut response =
+            ApiError::new(Code::MethodNotAllowed, format!("this path takes {allow} only")).error_response();
+        let value = actix_web::http::header::HeaderValue::from_static(allow);
+        response.headers_mut().insert(actix_web::http::header::ALLOW, value);
+        response
+    }))
 }
 
 async fn ask<M>(state: &State, msg: M) -> Result<M::Result, ApiError>

@@ -9,11 +9,13 @@
 //! ## Layout
 //!
 //! - [`api`]: routes and handlers.
+//! - [`body`]: request bodies under a deadline and a shared byte budget.
 //! - [`dto`]: request and response bodies.
 //! - [`error`]: the error shape and the status of every engine error.
 //! - [`feed`]: the WebSocket quote feed at `/v1/feed`.
 
 pub mod api;
+pub mod body;
 pub mod dto;
 pub mod error;
 pub mod feed;
@@ -41,8 +43,7 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     pub config_path: PathBuf,
     pub admin_token: Option<String>,
-    /// Largest request body, bytes.
-    pub body_bytes_max: usize,
+    pub http: HttpSettings,
     pub workers: usize,
     pub engine_timeout: Duration,
     pub feed: FeedSettings,
@@ -54,11 +55,41 @@ impl ServerSettings {
             listen,
             config_path,
             admin_token: None,
-            body_bytes_max: 512 * 1024,
+            http: HttpSettings::default(),
             workers: 2,
             engine_timeout: Duration::from_secs(5),
             feed: FeedSettings::default(),
         }
+    }
+}
+
+/// The HTTP server's limits and timers (config section `[http]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Largest request body, bytes.
+    pub body_bytes_max: usize,
+    /// A request's head must arrive within this, or the connection closes.
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive within this of its head: `408` otherwise.
+    pub body_read_timeout: Duration,
+    /// Bytes all unfinished request bodies may hold together: `503` above it.
+    pub bodies_held_bytes_max: usize,
+}
+
+impl From<&pat_config::HttpParams> for HttpSettings {
+    fn from(p: &pat_config::HttpParams) -> Self {
+        Self {
+            body_bytes_max: p.body_bytes_max,
+            header_read_timeout: Duration::from_millis(p.header_read_timeout_ms),
+            body_read_timeout: Duration::from_millis(p.body_read_timeout_ms),
+            bodies_held_bytes_max: p.bodies_held_bytes_max,
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self::from(&pat_config::HttpParams::default())
     }
 }
 
@@ -127,6 +158,10 @@ fn json_error(e: JsonPayloadError) -> ApiError {
             ApiError::new(Code::BodyTooLarge, format!("request body over {limit} bytes"))
         }
         JsonPayloadError::ContentType => ApiError::new(Code::UnsupportedMediaType, "send application/json"),
+        JsonPayloadError::Payload(e) => match body::BodyCut::of(&e) {
+            Some(cut) => cut.to_api(),
+            None => ApiError::new(Code::MalformedJson, format!("reading the body: {e}")),
+        },
         other => ApiError::new(Code::MalformedJson, other.to_string()),
     }
 }
@@ -149,9 +184,17 @@ pub async fn start(
         metrics: metrics_handle(),
         engine_timeout: settings.engine_timeout,
     });
-    let limit = settings.body_bytes_max;
+    let http = settings.http.clone();
+    let limit = http.body_bytes_max;
+    let budget = body::Budget::new(http.bodies_held_bytes_max);
     let server = HttpServer::new(move || {
+        let (budget, timeout) = (budget.clone(), http.body_read_timeout);
         App::new()
+            .wrap_fn(move |mut req, srv| {
+                let cut = body::limit(&mut req, timeout, &budget);
+                let answer = actix_web::dev::Service::call(srv, req);
+                async move { Ok(body::close_if_cut(answer.await?, cut)) }
+            })
             .app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(hub.clone()))
             .app_data(web::JsonConfig::default().limit(limit).error_handler(|e, _| json_error(e).into()))
@@ -169,6 +212,7 @@ pub async fn start(
             }))
     })
     .workers(settings.workers)
+    .client_request_timeout(settings.http.header_read_timeout)
     // The binary owns signals: it stops the server first, then snapshots the engine.
     .disable_signals()
     .bind(settings.listen)?;

@@ -45,8 +45,16 @@ impl Reader {
     }
 
     /// The next complete message. Cancel-safe: bytes are kept between calls.
+    ///
+    /// A frame declaring more than [`FRAME_BYTES_HARD_MAX`] is refused from
+    /// its header, before any of its payload is read, so what a connection
+    /// buffers is at most one frame of that size (actix-http's decoder would
+    /// wait for the whole frame first).
     async fn next(&mut self) -> Incoming {
         loop {
+            if declared_length(&self.buf).is_some_and(|len| len > FRAME_BYTES_HARD_MAX as u64) {
+                return Incoming::TooLarge;
+            }
             match self.codec.decode(&mut self.buf) {
                 Ok(Some(frame)) => {
                     if let Some(message) = self.message(frame) {
@@ -93,6 +101,16 @@ impl Reader {
                 return None;
             }
         })
+    }
+}
+
+/// The payload length a frame's header declares (RFC 6455 section 5.2), once
+/// `buf` holds enough of the header to say.
+fn declared_length(buf: &[u8]) -> Option<u64> {
+    match *buf.get(1)? & 0x7F {
+        126 => Some(u64::from(u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?))),
+        127 => Some(u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)),
+        len => Some(u64::from(len)),
     }
 }
 
@@ -298,5 +316,21 @@ impl Link<'_> {
     fn count(&mut self) {
         metrics::counter!("pat_feed_messages_sent_total").increment(std::mem::take(&mut self.sent));
         metrics::counter!("pat_feed_bytes_sent_total").increment(std::mem::take(&mut self.bytes));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::declared_length;
+
+    #[test]
+    fn a_frame_length_is_read_from_its_header_alone() {
+        assert_eq!(declared_length(&[0x81]), None);
+        assert_eq!(declared_length(&[0x81, 0x85]), Some(5));
+        assert_eq!(declared_length(&[0x81, 0xFE, 0x01]), None);
+        assert_eq!(declared_length(&[0x81, 0xFE, 0x01, 0x00]), Some(256));
+        assert_eq!(declared_length(&[0x81, 0xFF, 0, 0, 0, 0, 0x40, 0, 0]), None);
+        // The frame: masked text declaring 2^30 bytes.
+        assert_eq!(declared_length(&[0x81, 0xFF, 0, 0, 0, 0, 0x40, 0, 0, 0]), Some(1 << 30));
     }
 }

@@ -54,7 +54,7 @@ impl Api {
                 .unwrap();
         let mut settings = ServerSettings::new("127.0.0.1:0".parse::<SocketAddr>().unwrap(), config_path.clone());
         settings.admin_token = Some(TOKEN.into());
-        settings.body_bytes_max = 64 * 1024;
+        settings.http.body_bytes_max = 64 * 1024;
         adjust(&mut settings);
         let (server, addr) = pat_server::start(settings, engine.clone(), cfg.domain()).await.unwrap();
         actix_rt::spawn(server);
