@@ -13,6 +13,7 @@ use alloy_primitives::{U256, keccak256};
 use pat_chain::devnet::Devnet;
 use pat_engine::signing::{LocalSigner, sign_listing, sign_order_for};
 use pat_engine::{EngineConfig, MarketKey};
+use pat_engine::{SignalRecord, encode_payload};
 use pat_server::dto::{OrderRequest, SegmentRequest};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -90,18 +91,13 @@ async fn list(
 ) -> Result<(), String> {
     let now = now_ms() / 1_000;
     let confidence = f64::from(market.band.lo() + market.band.hi()) / 20_000.0;
-    let signals: Vec<String> = (0..3)
+    let signals: Vec<SignalRecord> = (0..3)
         .map(|i| {
-            format!(
-                r#"{{"ts":{},"intent":"{}","confidence":{confidence:.2},"category":"agent-{}-{i}"}}"#,
-                now - 30 + i,
-                market.segment_type,
-                agent.address()
-            )
+            let category = format!("agent-{}-{i}", agent.address());
+            SignalRecord::new(now - 30 + i, market.segment_type.as_str(), confidence, category)
         })
         .collect();
-    let payload = format!(r#"{{"signals":[{}]}}"#, signals.join(","));
-    let signed = sign_listing(agent, market, units, now - 60, now, payload.into_bytes(), domain);
+    let signed = sign_listing(agent, market, units, now - 60, now, encode_payload(&signals), domain);
     let body = SegmentRequest::from_signed(&signed).map_err(|e| e.to_string())?;
     answer(http.post(format!("{base}/v1/segments")).json(&body).send().await).await.map(|_| ())
 }

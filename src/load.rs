@@ -14,6 +14,7 @@ use anyhow::Context;
 use clap::Args as ClapArgs;
 use pat_engine::MarketKey;
 use pat_engine::signing::{LocalSigner, sign_listing, sign_order_for};
+use pat_engine::{SignalRecord, encode_payload};
 use pat_server::dto::{OrderRequest, SegmentRequest};
 use serde_json::Value;
 
@@ -66,11 +67,9 @@ async fn load(args: &Args, cfg: pat_engine::EngineConfig) -> anyhow::Result<Exit
     for (i, market) in keys.iter().enumerate() {
         let provider = key(args.seed, 1, (i % 250) as u8)?;
         let now = now_secs();
-        let payload = format!(
-            r#"{{"signals":[{{"ts":{now},"intent":"{}","confidence":0.9,"category":"load-{}-{i}"}}]}}"#,
-            market.segment_type, args.seed
-        );
-        let signed = sign_listing(&provider, market, units, now - 60, now, payload.into_bytes(), &domain);
+        let category = format!("load-{}-{i}", args.seed);
+        let payload = encode_payload(&[SignalRecord::new(now, market.segment_type.as_str(), 0.9, category)]);
+        let signed = sign_listing(&provider, market, units, now - 60, now, payload, &domain);
         let body = SegmentRequest::from_signed(&signed)?;
         let resp = http.post(format!("{}/v1/segments", args.url)).json(&body).send().await?;
         anyhow::ensure!(resp.status().is_success(), "listing in {market}: {}", resp.text().await?);

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
 use pat_engine::money::{Amount, format_pat};
 use pat_engine::signing::{LocalSigner, sign_order, sign_segment};
-use pat_engine::{Exchange, MarketId, Order, SegmentSubmission, TimeMs};
+use pat_engine::{Exchange, MarketId, Order, SegmentSubmission, SignalRecord, TimeMs, encode_payload};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -187,16 +187,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
 fn synthetic_payload(segment_type: &str, from: u64, to: u64, signals: u64, provider: usize, step: u64) -> Vec<u8> {
     let span = (to - from).max(1);
-    let items: Vec<String> = (0..signals)
+    let items: Vec<SignalRecord> = (0..signals)
         .map(|j| {
-            format!(
-                r#"{{"ts":{},"intent":"{segment_type}","confidence":0.{},"category":"p{provider}-s{step}-{j}"}}"#,
-                from + span * j / signals,
-                50 + (j * 7) % 50
-            )
+            let confidence = (50 + (j * 7) % 50) as f64 / 100.0;
+            SignalRecord::new(from + span * j / signals, segment_type, confidence, format!("p{provider}-s{step}-{j}"))
         })
         .collect();
-    format!(r#"{{"signals":[{}]}}"#, items.join(",")).into_bytes()
+    encode_payload(&items)
 }
 
 fn pat(amount: Amount) -> String {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use alloy_primitives::keccak256;
 use pat_engine::MarketKey;
 use pat_engine::signing::{LocalSigner, sign_listing, sign_order_for};
+use pat_engine::{SignalRecord, encode_payload};
 use pat_server::dto::{OrderRequest, SegmentRequest};
 use serde_json::Value;
 
@@ -101,11 +102,9 @@ impl Devnet {
 fn list(devnet: &Devnet, domain: &alloy_sol_types::Eip712Domain, provider: u8) {
     let signer = LocalSigner::from_bytes(&keccak256([provider, 1])).unwrap();
     let now = now_secs();
-    let payload = format!(
-        r#"{{"signals":[{{"ts":{now},"intent":"PURCHASE_INTENT","confidence":0.8,"category":"d{provider}"}}]}}"#
-    );
+    let payload = encode_payload(&[SignalRecord::new(now, "PURCHASE_INTENT", 0.8, format!("d{provider}"))]);
     let key: MarketKey = MARKET.parse().unwrap();
-    let signed = sign_listing(&signer, &key, 10, now - 60, now, payload.into_bytes(), domain);
+    let signed = sign_listing(&signer, &key, 10, now - 60, now, payload, domain);
     let body = SegmentRequest::from_signed(&signed).unwrap();
     assert_eq!(devnet.post("/v1/segments", &serde_json::to_value(body).unwrap()).0, 201);
 }

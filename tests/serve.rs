@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::{U256, keccak256};
 use pat_engine::signing::{LocalSigner, sign_listing, sign_order_for};
+use pat_engine::{SignalRecord, encode_payload};
 use pat_server::dto::{OrderRequest, SegmentRequest};
 use serde_json::Value;
 
@@ -87,11 +88,9 @@ impl Engine {
 
 fn segment(domain: &alloy_sol_types::Eip712Domain, provider: u8) -> Value {
     let now = now_secs();
-    let payload = format!(
-        r#"{{"signals":[{{"ts":{now},"intent":"PURCHASE_INTENT","confidence":0.8,"category":"p{provider}"}}]}}"#
-    );
+    let payload = encode_payload(&[SignalRecord::new(now, "PURCHASE_INTENT", 0.8, format!("p{provider}"))]);
     let key: pat_engine::MarketKey = MARKET.parse().unwrap();
-    let signed = sign_listing(&signer(provider), &key, 50, now - 60, now, payload.into_bytes(), domain);
+    let signed = sign_listing(&signer(provider), &key, 50, now - 60, now, payload, domain);
     serde_json::to_value(SegmentRequest::from_signed(&signed).unwrap()).unwrap()
 }
 

@@ -19,6 +19,7 @@ use pat_engine::order::verify_order;
 use pat_engine::segment::verify_submission;
 use pat_engine::signing::{LocalSigner, sign_listing, sign_order_for};
 use pat_engine::{EngineConfig, FillStatus, MarketKey, testing};
+use pat_engine::{SignalRecord, encode_payload};
 
 fn signer(n: u8) -> LocalSigner {
     LocalSigner::from_bytes(&keccak256([n, 7])).unwrap()
@@ -34,10 +35,8 @@ fn market() -> MarketKey {
 
 async fn list(engine: &Engine, cfg: &EngineConfig, provider: u8) {
     let now = now_secs();
-    let payload = format!(
-        r#"{{"signals":[{{"ts":{now},"intent":"PURCHASE_INTENT","confidence":0.8,"category":"p{provider}"}}]}}"#
-    );
-    let signed = sign_listing(&signer(provider), &market(), 5, now - 60, now, payload.into_bytes(), &cfg.domain());
+    let payload = encode_payload(&[SignalRecord::new(now, "PURCHASE_INTENT", 0.8, format!("p{provider}"))]);
+    let signed = sign_listing(&signer(provider), &market(), 5, now - 60, now, payload, &cfg.domain());
     engine.markets().submit_segment(verify_submission(signed, &cfg.domain()).unwrap()).await.unwrap().unwrap();
 }
 

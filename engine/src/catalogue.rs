@@ -86,14 +86,15 @@ impl Catalogue {
     /// The market a submission names (type, window, and the band its
     /// confidence falls in), or why it names none.
     pub fn key_of(&self, s: &SegmentSubmission) -> Result<MarketKey, SubmitError> {
+        let absent = |text: &str| format!("'{text}' is not in the catalogue");
         let segment_type: SegmentType =
-            s.segmentType.parse().map_err(|_| SubmitError::UnknownSegmentType(s.segmentType.clone()))?;
+            s.segmentType.parse().map_err(|e| SubmitError::UnknownSegmentType(format!("{e}")))?;
         if !self.types.contains(&segment_type) {
-            return Err(SubmitError::UnknownSegmentType(s.segmentType.clone()));
+            return Err(SubmitError::UnknownSegmentType(absent(&s.segmentType)));
         }
-        let window: Window = s.window.parse().map_err(|_| SubmitError::UnknownWindow(s.window.clone()))?;
+        let window: Window = s.window.parse().map_err(|e| SubmitError::UnknownWindow(format!("{e}")))?;
         if !self.windows.contains(&window) {
-            return Err(SubmitError::UnknownWindow(s.window.clone()));
+            return Err(SubmitError::UnknownWindow(absent(&s.window)));
         }
         let band = self
             .bands
@@ -136,9 +137,14 @@ mod tests {
         s.confidenceBps = 4_000;
         assert_eq!(catalogue.key_of(&s), Err(SubmitError::ConfidenceOutsideBands(4_000)));
         s.window = "2D".into();
-        assert_eq!(catalogue.key_of(&s), Err(SubmitError::UnknownWindow("2D".into())));
+        assert_eq!(catalogue.key_of(&s), Err(SubmitError::UnknownWindow("'2D' is not in the catalogue".into())));
+        // A signed window is its canonical text: 168H is 7D, and refused as such.
+        s.window = "168H".into();
+        let refused = catalogue.key_of(&s).unwrap_err();
+        assert_eq!(refused.to_string(), "unknown window: '168H' is not canonical: write '7D'");
         s.segmentType = "JOB_SEARCH".into();
-        assert_eq!(catalogue.key_of(&s), Err(SubmitError::UnknownSegmentType("JOB_SEARCH".into())));
+        let absent = "'JOB_SEARCH' is not in the catalogue";
+        assert_eq!(catalogue.key_of(&s), Err(SubmitError::UnknownSegmentType(absent.into())));
         let mut fewer = cfg.clone();
         fewer.bands.pop();
         assert_eq!(catalogue.admits(&fewer), Err(ReconfigureError::CatalogueChanged));

@@ -104,6 +104,7 @@ codes! {
     PayloadTooLarge = "payload_too_large", 413, [Submission], "the segment payload is over ingest.payload_bytes_max";
     PayloadHashMismatch = "payload_hash_mismatch", 422, [Submission], "the payload does not hash to the signed payloadHash";
     MalformedPayload = "malformed_payload", 422, [Submission], "the payload is not a batch of signals";
+    NonCanonicalPayload = "non_canonical_payload", 422, [Submission], "the payload is JSON but not in its canonical form (RFC 8785), the only form listed";
     SignalCount = "signal_count", 422, [Submission], "the payload has no signals, or more than ingest.signals_max";
     UnitsOutOfRange = "units_out_of_range", 422, [Submission], "units is 0 or over ingest.units_max";
     DuplicatePayload = "duplicate_payload", 409, [Submission], "a segment with this payload is already listed";

@@ -12,6 +12,8 @@
 //! - [`code`]: every error code clients meet, with its HTTP status and meaning.
 //! - [`money`]: PAT amounts as `u128` base units, decimal text, the tick rounding rule.
 //! - [`market_key`]: `SegmentType`, `Window`, `ConfidenceBand`, `MarketKey` and its chain id.
+//! - [`text`]: the one accepted text of addresses, hashes, hex bytes and decimals.
+//! - [`canonical`]: RFC 8785 canonical JSON, the only form a payload is listed in.
 //! - [`eip712`]: the signed `Order` and `SegmentSubmission` types, the domain, recovery.
 //! - [`catalogue`]: the fixed markets of a config, their lookups and the signing domain.
 //! - [`params`]: the engine's typed parameters (built and validated by `pat-config`).
@@ -29,6 +31,7 @@
 //! - `signing` (feature `signing`): signing with a local key, for clients.
 //! - `testing` (feature `testing`): fixtures shared by tests and benches.
 
+pub mod canonical;
 pub mod catalogue;
 pub mod code;
 pub mod eip712;
@@ -46,6 +49,7 @@ pub mod quoter;
 pub mod registry;
 pub mod segment;
 pub mod state;
+pub mod text;
 
 #[cfg(feature = "signing")]
 pub mod signing;
@@ -65,5 +69,5 @@ pub use money::Amount;
 pub use order::{HaltReason, OrderError, SignedOrder, VerifiedOrder};
 pub use params::EngineConfig;
 pub use quoter::Quote;
-pub use segment::{Segment, SegmentId, SignedSegment, SubmitError};
+pub use segment::{Segment, SegmentId, SignalRecord, SignedSegment, SubmitError, encode_payload};
 pub use state::{ApplyError, EngineState, FillRecord, FillStateError, Refusal, Registry, Snapshot};

@@ -27,6 +27,17 @@ pub enum KeyParseError {
     Band(String),
     #[error("market key '{0}' must be TYPE|WINDOW|BAND, such as PURCHASE_INTENT|7D|0.70-0.85")]
     Key(String),
+    #[error("'{given}' is not canonical: write '{canonical}'")]
+    NotCanonical { given: String, canonical: String },
+}
+
+/// `value` if `given` is its canonical text (what `Display` writes), else
+/// the error naming that text: each name has one spelling (`7D`, not `168H`
+/// or `07D`; `0.70-0.85`, not `0.7-0.85`), which is also the text a market id
+/// hashes and an order signs.
+fn canonical<T: fmt::Display>(given: &str, value: T) -> Result<T, KeyParseError> {
+    let canonical = value.to_string();
+    if canonical == given { Ok(value) } else { Err(KeyParseError::NotCanonical { given: given.to_owned(), canonical }) }
 }
 
 /// The kind of intent a segment records, such as `PURCHASE_INTENT`.
@@ -79,6 +90,13 @@ impl Window {
 impl FromStr for Window {
     type Err = KeyParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        canonical(s, Self::read(s)?)
+    }
+}
+
+impl Window {
+    /// Any spelling of a window (`168H` for `7D`).
+    fn read(s: &str) -> Result<Self, KeyParseError> {
         let bad = || KeyParseError::Window(s.to_owned());
         let unit = match s.as_bytes().last() {
             Some(b'H') => HOUR_SECS,
@@ -156,6 +174,13 @@ fn write_unit_decimal(f: &mut fmt::Formatter<'_>, bps: ConfidenceBps) -> fmt::Re
 impl FromStr for ConfidenceBand {
     type Err = KeyParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        canonical(s, Self::read(s)?)
+    }
+}
+
+impl ConfidenceBand {
+    /// Any spelling of a band (`0.7-0.85` for `0.70-0.85`).
+    fn read(s: &str) -> Result<Self, KeyParseError> {
         let bad = || KeyParseError::Band(s.to_owned());
         let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
         let (lo, hi) = (parse_unit_decimal(lo).ok_or_else(bad)?, parse_unit_decimal(hi).ok_or_else(bad)?);
@@ -197,7 +222,7 @@ impl FromStr for MarketKey {
         let (Some(t), Some(w), Some(b), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(KeyParseError::Key(s.to_owned()));
         };
-        Ok(Self::new(t.parse()?, w.parse()?, b.parse()?))
+        canonical(s, Self::new(t.parse()?, Window::read(w)?, ConfidenceBand::read(b)?))
     }
 }
 
@@ -237,8 +262,25 @@ mod tests {
         assert_eq!(key.to_string(), "PURCHASE_INTENT|7D|0.70-0.85");
         assert_eq!(key.id(), keccak256(b"PURCHASE_INTENT|7D|0.70-0.85"));
         assert_eq!("12H".parse::<Window>().unwrap().to_string(), "12H");
-        assert_eq!("24H".parse::<Window>().unwrap().to_string(), "1D");
-        assert_eq!("0.7125-1.0".parse::<ConfidenceBand>().unwrap().to_string(), "0.7125-1.00");
+        assert_eq!("0.7125-1.00".parse::<ConfidenceBand>().unwrap().to_string(), "0.7125-1.00");
+    }
+
+    /// Each name has one text; any other spelling is refused with the one to write.
+    #[test]
+    fn only_the_canonical_text_is_taken() {
+        let not_canonical = |given: &str, canonical: &str| KeyParseError::NotCanonical {
+            given: given.to_owned(),
+            canonical: canonical.to_owned(),
+        };
+        assert_eq!("24H".parse::<Window>(), Err(not_canonical("24H", "1D")));
+        assert_eq!("07D".parse::<Window>(), Err(not_canonical("07D", "7D")));
+        assert_eq!("0.7125-1.0".parse::<ConfidenceBand>(), Err(not_canonical("0.7125-1.0", "0.7125-1.00")));
+        for alias in ["PURCHASE_INTENT|168H|0.7-0.85", "PURCHASE_INTENT|07D|0.70-0.85", "PURCHASE_INTENT|7D|0.700-0.85"]
+        {
+            let err = alias.parse::<MarketKey>().unwrap_err();
+            assert_eq!(err, not_canonical(alias, "PURCHASE_INTENT|7D|0.70-0.85"));
+            assert!(err.to_string().contains("write 'PURCHASE_INTENT|7D|0.70-0.85'"), "{err}");
+        }
     }
 
     #[test]

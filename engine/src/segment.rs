@@ -11,6 +11,7 @@ use alloy_sol_types::Eip712Domain;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::canonical;
 use crate::code::Code;
 use crate::eip712::{self, SegmentSubmission, SignatureError};
 use crate::ewma::TimeMs;
@@ -79,9 +80,9 @@ pub struct Segment {
 pub enum SubmitError {
     #[error("bad provider signature: {0}")]
     BadSignature(SignatureError),
-    #[error("unknown segment type '{0}'")]
+    #[error("unknown segment type: {0}")]
     UnknownSegmentType(String),
-    #[error("unknown window '{0}'")]
+    #[error("unknown window: {0}")]
     UnknownWindow(String),
     #[error("confidence {0} bps is outside every configured band")]
     ConfidenceOutsideBands(u16),
@@ -99,6 +100,8 @@ pub enum SubmitError {
     PayloadHashMismatch { signed: B256, actual: B256 },
     #[error("payload is not a signal batch: {0}")]
     MalformedPayload(String),
+    #[error("payload is not in canonical form (RFC 8785): {0}")]
+    NonCanonicalPayload(String),
     #[error("payload has {count} signals; between 1 and {max} are accepted")]
     SignalCount { count: usize, max: usize },
     #[error("units {units} must be between 1 and {max}")]
@@ -124,6 +127,7 @@ impl SubmitError {
             Self::PayloadTooLarge { .. } => Code::PayloadTooLarge,
             Self::PayloadHashMismatch { .. } => Code::PayloadHashMismatch,
             Self::MalformedPayload(_) => Code::MalformedPayload,
+            Self::NonCanonicalPayload(_) => Code::NonCanonicalPayload,
             Self::SignalCount { .. } => Code::SignalCount,
             Self::UnitsOutOfRange { .. } => Code::UnitsOutOfRange,
             Self::DuplicatePayload(_) => Code::DuplicatePayload,
@@ -145,6 +149,28 @@ struct Signal {
 #[serde(deny_unknown_fields)]
 struct Payload {
     signals: Vec<Signal>,
+}
+
+/// One intent signal as a provider writes it into a payload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignalRecord {
+    /// Unix seconds.
+    pub ts: u64,
+    pub intent: String,
+    /// In [0, 1].
+    pub confidence: f64,
+    pub category: String,
+}
+
+impl SignalRecord {
+    pub fn new(ts: u64, intent: impl Into<String>, confidence: f64, category: impl Into<String>) -> Self {
+        Self { ts, intent: intent.into(), confidence, category: category.into() }
+    }
+}
+
+/// The payload of `signals` in the canonical form a submission must carry.
+pub fn encode_payload(signals: &[SignalRecord]) -> Vec<u8> {
+    canonical::to_vec(&serde_json::json!({ "signals": signals }))
 }
 
 /// A submission whose provider signature checked out under the
@@ -211,6 +237,11 @@ pub fn check_submission(
     if actual != s.payloadHash {
         return Err(SubmitError::PayloadHashMismatch { signed: s.payloadHash, actual });
     }
+    let canonical =
+        canonical::canonicalize(&signed.payload).map_err(|e| SubmitError::MalformedPayload(e.to_string()))?;
+    if canonical != signed.payload {
+        return Err(SubmitError::NonCanonicalPayload(first_difference(&signed.payload, &canonical)));
+    }
     let payload: Payload =
         serde_json::from_slice(&signed.payload).map_err(|e| SubmitError::MalformedPayload(e.to_string()))?;
     let count = payload.signals.len();
@@ -233,6 +264,13 @@ pub fn check_submission(
         quality,
         listed_at_ms: now_ms,
     })
+}
+
+/// Where a payload first differs from its canonical form, for the refusal.
+fn first_difference(given: &[u8], canonical: &[u8]) -> String {
+    let at = given.iter().zip(canonical).take_while(|(a, b)| a == b).count();
+    let show = |bytes: &[u8]| String::from_utf8_lossy(&bytes[at..bytes.len().min(at + 16)]).into_owned();
+    format!("from byte {at}, the canonical form reads {:?} where the payload reads {:?}", show(canonical), show(given))
 }
 
 fn share_bps(part: f64, whole: f64) -> u16 {
@@ -347,6 +385,29 @@ mod tests {
         assert!(matches!(check(&swapped), Err(SubmitError::PayloadHashMismatch { .. })));
     }
 
+    /// The same signals in any other spelling (a trailing space, keys in
+    /// another order, `0.80`) are refused, so one batch has one hash and can
+    /// be listed, and sold, once.
+    #[test]
+    fn a_payload_is_taken_in_canonical_form_only() {
+        let canonical = testing::payload(2);
+        let text = String::from_utf8(canonical.clone()).unwrap();
+        let variants = [
+            format!("{text} "),
+            text.replacen(r#""category":"c0-0","confidence":0.8"#, r#""confidence":0.8,"category":"c0-0""#, 1),
+            text.replacen("0.8", "0.80", 1),
+        ];
+        for variant in variants {
+            assert_ne!(variant.as_bytes(), &canonical[..]);
+            let mut signed = good();
+            signed.submission.payloadHash = keccak256(variant.as_bytes());
+            let signed = testing::sign_segment(&PROVIDER_KEY, signed.submission, variant.clone().into_bytes());
+            let refused = check_at(&signed, 5_000).unwrap_err();
+            assert!(matches!(refused, SubmitError::NonCanonicalPayload(_)), "{variant}: {refused}");
+            assert_eq!(refused.code(), Code::NonCanonicalPayload);
+        }
+    }
+
     #[test]
     fn quality_reflects_the_signals() {
         let payload = br#"{"signals":[
@@ -354,8 +415,9 @@ mod tests {
             {"ts": 1767222000, "intent": "RESEARCH_INTENT", "confidence": 0.3, "category": "shoes"},
             {"ts": 1767222000, "intent": "PURCHASE_INTENT", "confidence": 0.6},
             {"intent": "PURCHASE_INTENT", "confidence": 0.2, "category": "shoes"}
-        ]}"#
-        .to_vec();
+        ]}"#;
+        // Listed only in canonical form; the checks read the same signals.
+        let payload = canonical::canonicalize(payload).unwrap();
         let mut signed = good();
         signed.submission.payloadHash = keccak256(&payload);
         let signed = testing::sign_segment(&PROVIDER_KEY, signed.submission, payload);

@@ -11,7 +11,7 @@ use crate::market_key::MarketKey;
 use crate::money::{ONE_PAT, parse_pat};
 use crate::order::SignedOrder;
 use crate::params::*;
-use crate::segment::SignedSegment;
+use crate::segment::{SignalRecord, SignedSegment, encode_payload};
 use crate::signing;
 
 /// 2026-01-01T00:00:00Z, unix seconds: "now" in the fixtures.
@@ -99,15 +99,10 @@ pub fn payload(n: usize) -> Vec<u8> {
 
 /// Like [`payload`], with `salt` in every category so that payloads differ.
 pub fn payload_salted(n: usize, salt: u64) -> Vec<u8> {
-    let signals: Vec<String> = (0..n)
-        .map(|i| {
-            format!(
-                r#"{{"ts":{},"intent":"PURCHASE_INTENT","confidence":0.8,"category":"c{i}-{salt}"}}"#,
-                T0 - (i as u64 % 60)
-            )
-        })
+    let signals: Vec<SignalRecord> = (0..n)
+        .map(|i| SignalRecord::new(T0 - (i as u64 % 60), "PURCHASE_INTENT", 0.8, format!("c{i}-{salt}")))
         .collect();
-    format!(r#"{{"signals":[{}]}}"#, signals.join(",")).into_bytes()
+    encode_payload(&signals)
 }
 
 pub fn sign_segment(key: &[u8; 32], submission: SegmentSubmission, payload: Vec<u8>) -> SignedSegment {

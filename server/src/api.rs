@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use alloy_primitives::{Address, B256};
 use alloy_sol_types::Eip712Domain;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pat_actors::market::GetMarket;
@@ -17,7 +16,7 @@ use pat_actors::messages::{
 use pat_actors::{Engine, EngineActor};
 use pat_engine::order::{SignedOrder, verify_order};
 use pat_engine::segment::verify_submission;
-use pat_engine::{Code, MarketKey, SegmentId, SignedSegment};
+use pat_engine::{Code, MarketKey, SegmentId, SignedSegment, text};
 use serde::Deserialize;
 
 use crate::dto::*;
@@ -121,7 +120,7 @@ async fn metrics(state: State) -> HttpResponse {
 async fn submit_segment(state: State, body: web::Json<SegmentRequest>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let signed = SignedSegment {
-        submission: body.submission(),
+        submission: body.submission()?,
         signature: signature_bytes(&body.signature)?,
         payload: body.payload.into_bytes(),
     };
@@ -171,7 +170,7 @@ async fn search_segments(state: State, q: web::Query<SegmentQuery>) -> Result<Ht
 #[utoipa::path(get, path = "/v1/segments/{id}", tag = "segments", params(("id" = u64, Path)),
     responses((status = 200, body = SegmentBody)))]
 async fn get_segment(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id: u64 = id.parse().map_err(|_| ApiError::new(Code::InvalidRequest, "segment id is a number"))?;
+    let id = field("segment id", text::decimal_u64(&id))?;
     match ask(&state, GetSegment(SegmentId(id))).await? {
         Some(s) => Ok(HttpResponse::Ok().json(SegmentBody::from(&s))),
         None => Err(ApiError::new(Code::UnknownSegment, format!("no segment {id}"))),
@@ -214,18 +213,10 @@ async fn place_order(state: State, body: web::Json<OrderRequest>) -> Result<Http
     Ok(HttpResponse::Created().json(FillBody::from(&record)))
 }
 
-fn b256(text: &str, what: &str) -> Result<B256, ApiError> {
-    text.parse().map_err(|_| ApiError::new(Code::InvalidRequest, format!("{what} must be 32 bytes of hex")))
-}
-
-fn address(text: &str) -> Result<Address, ApiError> {
-    text.parse().map_err(|_| ApiError::new(Code::InvalidRequest, "address must be 20 bytes of hex"))
-}
-
 #[utoipa::path(get, path = "/v1/fills/{id}", tag = "orders", params(("id" = String, Path, description = "0x fill id")),
     responses((status = 200, body = FillBody)))]
 async fn get_fill(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = b256(&id, "fill id")?;
+    let id = field("fill id", text::b256(&id))?;
     match ask(&state, GetFill(id)).await? {
         Some(r) => Ok(HttpResponse::Ok().json(FillBody::from(&r))),
         None => Err(ApiError::new(Code::UnknownFill, format!("no fill {id}"))),
@@ -235,7 +226,7 @@ async fn get_fill(state: State, id: web::Path<String>) -> Result<HttpResponse, A
 #[utoipa::path(get, path = "/v1/providers/{address}/earnings", tag = "accounts", params(("address" = String, Path)),
     responses((status = 200, body = EarningsBody)))]
 async fn provider_earnings(state: State, who: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let provider = address(&who)?;
+    let provider = field("address", text::address(&who))?;
     let credited = ask(&state, ProviderCredits(provider)).await?;
     Ok(HttpResponse::Ok().json(EarningsBody { provider, credited: credited.to_string() }))
 }
@@ -243,7 +234,7 @@ async fn provider_earnings(state: State, who: web::Path<String>) -> Result<HttpR
 #[utoipa::path(get, path = "/v1/consumers/{address}/fills", tag = "accounts", params(("address" = String, Path)),
     responses((status = 200, description = "oldest first", body = [FillBody])))]
 async fn consumer_fills(state: State, who: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let fills = ask(&state, ConsumerFills(address(&who)?)).await?;
+    let fills = ask(&state, ConsumerFills(field("address", text::address(&who))?)).await?;
     Ok(HttpResponse::Ok().json(fills.iter().map(FillBody::from).collect::<Vec<_>>()))
 }
 

@@ -1,9 +1,14 @@
 //! Request and response bodies of the REST API. Amounts of PAT are decimal
 //! strings of base units (`"2500000000000000000"` is 2.5 PAT): JSON numbers
 //! cannot hold them exactly.
+//!
+//! A request's addresses, hashes, signatures and decimal strings arrive as
+//! text and are read by [`pat_engine::text`] into their one accepted form,
+//! so a bad one is `400 invalid_request` naming its field, wherever it is.
 
 use alloy_primitives::{Address, B256, U256};
 use pat_engine::market::MarketId;
+use pat_engine::text;
 use pat_engine::{Code, FillRecord, FillStatus, Order, Quote, Segment, SegmentSubmission};
 use serde::{Deserialize, Serialize};
 
@@ -13,16 +18,16 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmissionBody {
-    #[schema(value_type = String)]
-    pub provider: Address,
+    /// `0x` hex, lowercase or EIP-55.
+    pub provider: String,
     pub segment_type: String,
     pub window: String,
     pub confidence_bps: u16,
     pub window_start: u64,
     pub created_at: u64,
     pub units: u32,
-    #[schema(value_type = String)]
-    pub payload_hash: B256,
+    /// `0x` and 64 hex digits.
+    pub payload_hash: String,
 }
 
 /// `POST /v1/segments`.
@@ -32,7 +37,8 @@ pub struct SegmentRequest {
     pub submission: SubmissionBody,
     /// 65 bytes, hex with `0x`.
     pub signature: String,
-    /// The signal batch, exactly the text whose UTF-8 bytes hash to `payload_hash`.
+    /// The signal batch in canonical form (RFC 8785), exactly the text whose
+    /// UTF-8 bytes hash to `payload_hash`.
     pub payload: String,
 }
 
@@ -43,32 +49,33 @@ impl SegmentRequest {
         let s = &signed.submission;
         Ok(Self {
             submission: SubmissionBody {
-                provider: s.provider,
+                provider: s.provider.to_checksum(None),
                 segment_type: s.segmentType.clone(),
                 window: s.window.clone(),
                 confidence_bps: s.confidenceBps,
                 window_start: s.windowStart,
                 created_at: s.createdAt,
                 units: s.units,
-                payload_hash: s.payloadHash,
+                payload_hash: s.payloadHash.to_string(),
             },
             signature: hex_signature(&signed.signature),
             payload: String::from_utf8(signed.payload.clone())?,
         })
     }
 
-    pub fn submission(&self) -> SegmentSubmission {
+    /// The signed struct, or the field whose text is malformed.
+    pub fn submission(&self) -> Result<SegmentSubmission, ApiError> {
         let s = &self.submission;
-        SegmentSubmission {
-            provider: s.provider,
+        Ok(SegmentSubmission {
+            provider: field("provider", text::address(&s.provider))?,
             segmentType: s.segment_type.clone(),
             window: s.window.clone(),
             confidenceBps: s.confidence_bps,
             windowStart: s.window_start,
             createdAt: s.created_at,
             units: s.units,
-            payloadHash: s.payload_hash,
-        }
+            payloadHash: field("payload_hash", text::b256(&s.payload_hash))?,
+        })
     }
 }
 
@@ -76,8 +83,8 @@ impl SegmentRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderBody {
-    #[schema(value_type = String)]
-    pub consumer: Address,
+    /// `0x` hex, lowercase or EIP-55.
+    pub consumer: String,
     /// The market key, such as `PURCHASE_INTENT|7D|0.70-0.85`; signed as keccak256 of this text.
     pub market: String,
     pub qty: u64,
@@ -97,11 +104,9 @@ pub struct OrderRequest {
     pub signature: String,
 }
 
-fn uint(field: &str, text: &str) -> Result<U256, ApiError> {
-    text.parse::<U256>()
-        .ok()
-        .filter(|_| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| ApiError::new(Code::InvalidRequest, format!("{field} must be a decimal integer string")))
+/// A field's value, or `400 invalid_request` naming the field.
+pub fn field<T>(name: &str, read: Result<T, text::TextError>) -> Result<T, ApiError> {
+    read.map_err(|e| ApiError::new(Code::InvalidRequest, format!("{name}: {e}")))
 }
 
 impl OrderRequest {
@@ -110,7 +115,7 @@ impl OrderRequest {
         let o = &signed.order;
         Self {
             order: OrderBody {
-                consumer: o.consumer,
+                consumer: o.consumer.to_checksum(None),
                 market: market.to_string(),
                 qty: o.qty.to::<u64>(),
                 max_price: o.maxPrice.to_string(),
@@ -127,11 +132,11 @@ impl OrderRequest {
         let key: pat_engine::MarketKey =
             o.market.parse().map_err(|e| ApiError::new(Code::InvalidRequest, format!("market: {e}")))?;
         Ok(Order {
-            consumer: o.consumer,
+            consumer: field("consumer", text::address(&o.consumer))?,
             market: key.id(),
             qty: U256::from(o.qty),
-            maxPrice: uint("max_price", &o.max_price)?,
-            nonce: uint("nonce", &o.nonce)?,
+            maxPrice: field("max_price", text::decimal_u256(&o.max_price))?,
+            nonce: field("nonce", text::decimal_u256(&o.nonce))?,
             deadline: U256::from(o.deadline),
         })
     }
@@ -142,10 +147,8 @@ fn hex_signature(bytes: &[u8]) -> String {
 }
 
 /// Decodes a `0x`-prefixed hex signature.
-pub fn signature_bytes(text: &str) -> Result<Vec<u8>, ApiError> {
-    let hex = text.strip_prefix("0x").unwrap_or(text);
-    alloy_primitives::hex::decode(hex)
-        .map_err(|e| ApiError::new(Code::InvalidRequest, format!("signature is not hex: {e}")))
+pub fn signature_bytes(signature: &str) -> Result<Vec<u8>, ApiError> {
+    field("signature", text::hex_bytes(signature))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

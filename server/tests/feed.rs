@@ -206,6 +206,15 @@ async fn bad_messages_get_an_error_and_the_connection_lives_on() {
     c.expect_error(Message::text(r#"{"op":"subscribe"}"#), "invalid_request").await;
     c.expect_error(Message::text(r#"{"op":"subscribe","markets":["NOPE|*|*"]}"#), "unknown_market").await;
     c.expect_error(Message::text(r#"{"op":"subscribe","markets":["a|b"]}"#), "invalid_pattern").await;
+    // One text per market, as REST takes it: an alias is refused, naming the canonical key.
+    let alias = json!({"op": "subscribe", "markets": ["PURCHASE_INTENT|168H|0.7-0.85"]});
+    c.ws.send(Message::text(alias.to_string())).await.unwrap();
+    let reply = c.next().await;
+    assert_eq!(reply["code"], "invalid_request", "{reply}");
+    assert!(reply["message"].as_str().unwrap().contains(&format!("write '{MARKET}'")), "{reply}");
+    // Duplicate keys are refused, as REST refuses them (the last one used to win and subscribe).
+    let twice = format!(r#"{{"op":"subscribe","markets":["*|*|*"],"markets":["{MARKET}"]}}"#);
+    c.expect_error(Message::text(twice), "invalid_request").await;
     c.expect_error(Message::text(r#"{"op":"subscribe","markets":["*|*|*"]}"#), "too_many_subscriptions").await;
     let big = format!(r#"{{"op":"ping","pad":"{}"}}"#, "x".repeat(5000));
     c.expect_error(Message::text(big), "message_too_large").await;

@@ -1,15 +1,16 @@
 //! The server against hostile clients, over raw sockets: oversized WebSocket
 //! frames are refused from their header, stalled bodies are cut off by the
 //! body read timeout and free their sockets, wrong methods get `405` with
-//! `Allow`, and HEAD is answered wherever GET is.
+//! `Allow`, HEAD is answered wherever GET is, and each thing a client names
+//! has one accepted text: market keys, ids, addresses, hex, payloads.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::Api;
-use serde_json::Value;
+use common::{Api, MARKET, now_secs};
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -258,4 +259,78 @@ async fn wrong_methods_get_405_with_allow_and_head_is_served_wherever_get_is() {
     }
     let (head, body) = raw(addr, "GET", "/v1/nowhere").await;
     assert!(head.starts_with("http/1.1 404") && body.contains("not_found"), "{head}");
+}
+
+/// One text for each thing: every other spelling is refused with what to
+/// write, and changes nothing. The payload rule is the one that matters for
+/// money: the same signals plus a trailing space used to list, and sell, again.
+#[actix_rt::test]
+async fn each_thing_has_one_text_and_every_other_is_refused() {
+    let (api, _) = start().await;
+    assert_eq!(api.post("/v1/segments", api.segment(5, 10, 1)).await.0, 201);
+    let ask = api.ask().await;
+    let before = api.state().await;
+    let deadline = now_secs() + 60;
+    let alias = "PURCHASE_INTENT|168H|0.7-0.85";
+    let canonical_named = |err: &Value| err["message"].as_str().unwrap().contains(&format!("write '{MARKET}'"));
+
+    // A market key: one text in bodies and paths (the feed's test checks subscriptions).
+    let mut order = api.order(50, 1, ask, 1, deadline);
+    order["order"]["market"] = json!(alias);
+    let (status, err) = api.post("/v1/orders", order).await;
+    assert_eq!((status, err["code"].as_str()), (400, Some("invalid_request")), "{err}");
+    assert!(canonical_named(&err), "{err}");
+    let (status, err) = api.get("/v1/markets/PURCHASE_INTENT%7C07D%7C0.70-0.85").await;
+    assert_eq!((status, err["code"].as_str()), (400, Some("invalid_request")), "{err}");
+    assert!(canonical_named(&err), "{err}");
+
+    // Decimal ids and amounts: digits, no sign, no leading zeros.
+    for id in ["%2B0", "00", "01"] {
+        let (status, err) = api.get(&format!("/v1/segments/{id}")).await;
+        assert_eq!((status, err["code"].as_str()), (400, Some("invalid_request")), "{id}: {err}");
+    }
+    assert_eq!(api.get("/v1/segments/0").await.0, 200);
+    let mut order = api.order(50, 1, ask, 1, deadline);
+    order["order"]["nonce"] = json!("01");
+    assert_eq!(api.post("/v1/orders", order).await.1["code"], "invalid_request");
+
+    // Addresses: 0x, lowercase or a valid EIP-55 checksum; the same rule in paths and bodies.
+    let consumer = common::signer(50).address().to_checksum(None);
+    // One lowercase letter made uppercase: still mixed case, so a checksum, and a wrong one.
+    let at = 2 + consumer[2..].find(|c: char| c.is_ascii_lowercase()).expect("a lowercase hex letter");
+    let mut flipped = consumer.clone();
+    flipped.replace_range(at..=at, &consumer[at..=at].to_ascii_uppercase());
+    for bad in [flipped, consumer[2..].to_owned()] {
+        let (status, err) = api.get(&format!("/v1/consumers/{bad}/fills")).await;
+        assert_eq!((status, err["code"].as_str()), (400, Some("invalid_request")), "{bad}: {err}");
+        let mut order = api.order(50, 1, ask, 1, deadline);
+        order["order"]["consumer"] = json!(bad);
+        let (status, err) = api.post("/v1/orders", order).await;
+        assert_eq!((status, err["code"].as_str()), (400, Some("invalid_request")), "{bad}: {err}");
+    }
+    assert_eq!(api.get(&format!("/v1/consumers/{}/fills", consumer.to_ascii_lowercase())).await.0, 200);
+
+    // Bad hex is invalid_request wherever it is; duplicate keys are refused.
+    let mut segment = api.segment(6, 10, 2);
+    segment["submission"]["payload_hash"] = json!("0xzz");
+    assert_eq!(api.post("/v1/segments", segment).await.1["code"], "invalid_request");
+    let mut order = api.order(50, 1, ask, 1, deadline);
+    order["signature"] = json!("0xzz");
+    assert_eq!(api.post("/v1/orders", order).await.1["code"], "invalid_request");
+    let order = api.order(50, 1, ask, 1, deadline).to_string();
+    let twice = format!(r#"{{"signature":"0x00",{}"#, &order[1..]);
+    let (status, err) = api.raw_post("/v1/orders", twice).await;
+    assert_eq!((status, err["code"].as_str()), (400, Some("malformed_json")), "{err}");
+    assert!(err["message"].as_str().unwrap().contains("duplicate field"), "{err}");
+
+    // A payload: only its canonical form lists, so the same signals list once.
+    let payload = Api::payload(3);
+    let mut spaced = payload.clone();
+    spaced.push(b' ');
+    let (status, err) = api.post("/v1/segments", api.segment_with(7, 10, spaced)).await;
+    assert_eq!((status, err["code"].as_str()), (422, Some("non_canonical_payload")), "{err}");
+    assert_eq!(api.state().await, before, "nothing above changed the market");
+    assert_eq!(api.post("/v1/segments", api.segment_with(7, 10, payload.clone())).await.0, 201);
+    let (status, err) = api.post("/v1/segments", api.segment_with(8, 10, payload)).await;
+    assert_eq!((status, err["code"].as_str()), (409, Some("duplicate_payload")), "{err}");
 }

@@ -3,9 +3,10 @@
 //! consumer signs to authenticate. Amounts are decimal strings of base units.
 
 use alloy_primitives::{Address, B256};
-use pat_engine::{Code, MarketKey};
-use serde::Serialize;
-use serde_json::Value;
+use pat_engine::market_key::KeyParseError;
+use pat_engine::{Code, ConfidenceBand, MarketKey, SegmentType, Window, text};
+use serde::{Deserialize, Serialize};
+use serde_json::error::Category;
 
 use crate::dto::QuoteBody;
 
@@ -41,53 +42,55 @@ pub enum ClientOp {
     },
 }
 
-/// Parses one text frame. Unknown fields are refused, as in the REST API.
+/// A client message as written: every field any op takes. Unknown fields
+/// and duplicate keys are refused, as in the REST API's bodies.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Message {
+    op: String,
+    markets: Option<Vec<String>>,
+    address: Option<String>,
+    signature: Option<String>,
+}
+
+/// Parses one text frame.
 pub fn parse_op(text: &str) -> Result<ClientOp, FeedError> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| FeedError::new(Code::MalformedMessage, format!("invalid JSON: {e}")))?;
-    let Value::Object(mut fields) = value else {
-        return Err(FeedError::new(Code::MalformedMessage, "a message is a JSON object"));
-    };
-    let op = match fields.remove("op") {
-        Some(Value::String(op)) => op,
-        Some(_) => return Err(FeedError::new(Code::InvalidRequest, "`op` must be a string")),
-        None => return Err(FeedError::new(Code::InvalidRequest, "missing field `op`")),
-    };
+    let message: Message = serde_json::from_str(text).map_err(|e| {
+        let not_object = !text.trim_start().starts_with('{');
+        match e.classify() {
+            Category::Syntax | Category::Eof | Category::Io => {
+                FeedError::new(Code::MalformedMessage, format!("invalid JSON: {e}"))
+            }
+            Category::Data if not_object => FeedError::new(Code::MalformedMessage, "a message is a JSON object"),
+            Category::Data => FeedError::new(Code::InvalidRequest, e.to_string()),
+        }
+    })?;
+    let Message { op, markets, address, signature } = message;
     let allowed: &[&str] = match op.as_str() {
         "subscribe" | "unsubscribe" => &["markets"],
         "ping" => &[],
         "auth" => &["address", "signature"],
         other => return Err(FeedError::new(Code::UnknownOp, format!("unknown op `{other}`"))),
     };
-    if let Some(extra) = fields.keys().find(|k| !allowed.contains(&k.as_str())) {
+    let given = [("markets", markets.is_some()), ("address", address.is_some()), ("signature", signature.is_some())];
+    if let Some((extra, _)) = given.iter().find(|(name, present)| *present && !allowed.contains(name)) {
         return Err(FeedError::new(Code::InvalidRequest, format!("unknown field `{extra}` for op `{op}`")));
     }
-    let string = |fields: &serde_json::Map<String, Value>, name: &str| -> Result<String, FeedError> {
-        match fields.get(name) {
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(FeedError::new(Code::InvalidRequest, format!("`{name}` must be a string"))),
-            None => Err(FeedError::new(Code::InvalidRequest, format!("missing field `{name}`"))),
-        }
+    let required = |value: Option<String>, name: &str| {
+        value.ok_or_else(|| FeedError::new(Code::InvalidRequest, format!("missing field `{name}`")))
     };
+    let invalid =
+        |name: &str, e: pat_engine::text::TextError| FeedError::new(Code::InvalidRequest, format!("`{name}`: {e}"));
     match op.as_str() {
         "ping" => Ok(ClientOp::Ping),
         "auth" => {
-            let address = string(&fields, "address")?
-                .parse::<Address>()
-                .map_err(|e| FeedError::new(Code::InvalidRequest, format!("`address`: {e}")))?;
-            let signature = alloy_primitives::hex::decode(string(&fields, "signature")?)
-                .map_err(|e| FeedError::new(Code::InvalidRequest, format!("`signature` is not hex: {e}")))?;
+            let address = text::address(&required(address, "address")?).map_err(|e| invalid("address", e))?;
+            let signature = text::hex_bytes(&required(signature, "signature")?).map_err(|e| invalid("signature", e))?;
             Ok(ClientOp::Auth { address, signature })
         }
         _ => {
-            let markets = match fields.remove("markets") {
-                Some(Value::Array(items)) if !items.is_empty() => items
-                    .into_iter()
-                    .map(|v| match v {
-                        Value::String(s) => Ok(s),
-                        _ => Err(FeedError::new(Code::InvalidRequest, "`markets` holds strings")),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
+            let markets = match markets {
+                Some(markets) if !markets.is_empty() => markets,
                 Some(_) => return Err(FeedError::new(Code::InvalidRequest, "`markets` is a non-empty array")),
                 None => return Err(FeedError::new(Code::InvalidRequest, "missing field `markets`")),
             };
@@ -106,6 +109,16 @@ pub fn resolve(entry: &str, keys: &[(MarketKey, [String; 3])]) -> Result<Vec<u32
             format!("`{entry}` is not TYPE|WINDOW|BAND (parts may be `*`)"),
         ));
     }
+    // A key, or each named part of a pattern, in its one text, as REST takes it.
+    let named = |e: KeyParseError| FeedError::new(Code::InvalidRequest, format!("`{entry}`: {e}"));
+    if parts.contains(&"*") {
+        part::<SegmentType>(parts[0])
+            .and_then(|()| part::<Window>(parts[1]))
+            .and_then(|()| part::<ConfidenceBand>(parts[2]))
+            .map_err(named)?;
+    } else {
+        entry.parse::<MarketKey>().map_err(named)?;
+    }
     let found: Vec<u32> = keys
         .iter()
         .enumerate()
@@ -116,6 +129,11 @@ pub fn resolve(entry: &str, keys: &[(MarketKey, [String; 3])]) -> Result<Vec<u32
         return Err(FeedError::new(Code::UnknownMarket, format!("no market matches `{entry}`")));
     }
     Ok(found)
+}
+
+/// Checks one part of a pattern: `*`, or a name in its canonical text.
+fn part<T: std::str::FromStr<Err = KeyParseError>>(part: &str) -> Result<(), KeyParseError> {
+    if part == "*" { Ok(()) } else { part.parse::<T>().map(drop) }
 }
 
 /// The text a consumer signs (EIP-191 `personal_sign`) to authenticate.
@@ -174,7 +192,13 @@ mod tests {
         assert_eq!(resolve("*|1D|*", &keys).unwrap(), vec![0, 2]);
         assert_eq!(resolve("*|*|*", &keys).unwrap(), vec![0, 1, 2]);
         assert_eq!(resolve("JOB_SEARCH|1D|0.50-0.70", &keys).unwrap(), vec![2]);
-        assert_eq!(resolve("PURCHASE*|*|*", &keys).unwrap_err().code, Code::UnknownMarket);
+        assert_eq!(resolve("PURCHASE*|*|*", &keys).unwrap_err().code, Code::InvalidRequest);
+        // Names in their one text only, as REST takes them.
+        let alias = resolve("PURCHASE_INTENT|24H|0.5-0.7", &keys).unwrap_err();
+        assert_eq!(alias.code, Code::InvalidRequest);
+        assert!(alias.message.contains("write 'PURCHASE_INTENT|1D|0.50-0.70'"), "{}", alias.message);
+        let alias = resolve("*|24H|*", &keys).unwrap_err();
+        assert!(alias.message.contains("write '1D'"), "{}", alias.message);
         assert_eq!(resolve("JOB_SEARCH|30D|0.50-0.70", &keys).unwrap_err().code, Code::UnknownMarket);
         assert_eq!(resolve("JOB_SEARCH|*", &keys).unwrap_err().code, Code::InvalidPattern);
         assert_eq!(resolve("a||b", &keys).unwrap_err().code, Code::InvalidPattern);
@@ -197,6 +221,19 @@ mod tests {
         assert_eq!(code(r#"{"op":"subscribe","markets":[1]}"#), Code::InvalidRequest);
         assert_eq!(code(r#"{"op":"ping","extra":1}"#), Code::InvalidRequest);
         assert_eq!(code(r#"{"op":"auth","address":"0x1","signature":"0x"}"#), Code::InvalidRequest);
+        // Duplicate keys are refused, as REST refuses them, not read as the last one.
+        assert_eq!(code(r#"{"op":"ping","op":"subscribe"}"#), Code::InvalidRequest);
+        assert_eq!(code(r#"{"op":"subscribe","markets":["*|*|*"],"markets":["x"]}"#), Code::InvalidRequest);
+        // An address is lowercase or EIP-55, with 0x; a signature 0x hex.
+        let checksummed = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+        let auth = |address: &str, signature: &str| {
+            parse_op(&format!(r#"{{"op":"auth","address":"{address}","signature":"{signature}"}}"#))
+        };
+        assert!(auth(checksummed, "0x00").is_ok());
+        assert!(auth(&checksummed.to_ascii_lowercase(), "0x00").is_ok());
+        assert_eq!(auth(&checksummed.replace("5aA", "5AA"), "0x00").unwrap_err().code, Code::InvalidRequest);
+        assert_eq!(auth(&checksummed[2..], "0x00").unwrap_err().code, Code::InvalidRequest);
+        assert_eq!(auth(checksummed, "00").unwrap_err().code, Code::InvalidRequest);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use pat_actors::{Engine, EngineActor, EngineSettings};
 use pat_config::Config;
 use pat_engine::EngineConfig;
 use pat_engine::signing::{LocalSigner, sign_listing, sign_order_for};
+use pat_engine::{SignalRecord, encode_payload};
 use pat_server::ServerSettings;
 use pat_server::dto::{OrderRequest, SegmentRequest};
 use serde_json::{Value, json};
@@ -89,12 +90,12 @@ impl Api {
         self.call(reqwest::Method::POST, path, Some(body), None).await
     }
 
-    pub async fn raw_post(&self, path: &str, body: &'static str) -> (u16, Value) {
+    pub async fn raw_post(&self, path: &str, body: impl Into<String>) -> (u16, Value) {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
             .header("content-type", "application/json")
-            .body(body)
+            .body(body.into())
             .send()
             .await
             .unwrap();
@@ -103,14 +104,20 @@ impl Api {
     }
 
     pub fn segment(&self, provider: u8, units: u32, salt: u64) -> Value {
+        self.segment_with(provider, units, Self::payload(salt))
+    }
+
+    /// A one-signal payload in canonical form, told apart by `salt`.
+    pub fn payload(salt: u64) -> Vec<u8> {
+        encode_payload(&[SignalRecord::new(now_secs() - 10, "PURCHASE_INTENT", 0.8, format!("c{salt}"))])
+    }
+
+    /// A submission of `payload`, signed by `provider`.
+    pub fn segment_with(&self, provider: u8, units: u32, payload: Vec<u8>) -> Value {
         let now = now_secs();
-        let payload = format!(
-            r#"{{"signals":[{{"ts":{},"intent":"PURCHASE_INTENT","confidence":0.8,"category":"c{salt}"}}]}}"#,
-            now - 10
-        );
         let key: pat_engine::MarketKey = MARKET.parse().unwrap();
         let domain = self.cfg.domain();
-        let signed = sign_listing(&signer(provider), &key, units, now - 3600, now, payload.into_bytes(), &domain);
+        let signed = sign_listing(&signer(provider), &key, units, now - 3600, now, payload, &domain);
         serde_json::to_value(SegmentRequest::from_signed(&signed).unwrap()).unwrap()
     }
 
