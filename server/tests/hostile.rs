@@ -17,7 +17,16 @@ use tokio::net::TcpStream;
 const BODY_TIMEOUT: Duration = Duration::from_millis(1_500);
 
 async fn start() -> (Api, SocketAddr) {
-    let api = Api::start_with(|s| s.http.body_read_timeout = BODY_TIMEOUT).await;
+    start_with(|_| {}).await
+}
+
+/// A server with the short body timeout, adjusted by `adjust`, and its address.
+async fn start_with(adjust: impl FnOnce(&mut pat_server::ServerSettings)) -> (Api, SocketAddr) {
+    let api = Api::start_with(|s| {
+        s.http.body_read_timeout = BODY_TIMEOUT;
+        adjust(s);
+    })
+    .await;
     let addr = api.base.trim_start_matches("http://").parse().unwrap();
     (api, addr)
 }
@@ -187,12 +196,7 @@ async fn five_hundred_stalled_bodies_are_all_closed_by_the_timeout() {
 
 #[actix_rt::test]
 async fn bodies_together_may_hold_only_their_budget() {
-    let api = Api::start_with(|s| {
-        s.http.body_read_timeout = BODY_TIMEOUT;
-        s.http.bodies_held_bytes_max = 64 * 1024;
-    })
-    .await;
-    let addr: SocketAddr = api.base.trim_start_matches("http://").parse().unwrap();
+    let (_api, addr) = start_with(|s| s.http.bodies_held_bytes_max = 64 * 1024).await;
     // One body holds 40 KiB and stalls; a second's 40 KiB would pass the budget.
     let held = format!("{{\"order\":\"{}", "x".repeat(40 * 1024));
     let mut first = TcpStream::connect(addr).await.unwrap();
