@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it, from a fresh machine:
 #   1. installs the project's toolchain (node/npm if missing, Foundry, solcjs, OpenZeppelin,
-#      promtool from Debian's prometheus package),
+#      the s3s-fs S3 server, promtool from Debian's prometheus package),
 #   2. checks formatting and clippy (warnings are errors),
 #   3. runs every Rust test (unit, property, end-to-end against anvil),
 #   4. builds and tests the contracts, checks the gas snapshot and that the
@@ -24,7 +24,7 @@ if ! command -v promtool >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq prometheus >/dev/null
 fi
 eval "$(scripts/toolchain.sh --print-env)"
-export FORGE ANVIL CAST
+export FORGE ANVIL CAST S3S_FS
 
 step "cargo fmt --check"
 cargo fmt --all --check

@@ -3,10 +3,11 @@
 #   - node + npm (Debian packages) if missing,
 #   - `npm ci` in contracts/ when node_modules is missing or older than the lock file
 #     (Foundry's forge/anvil/cast 1.7.1 binaries, solcjs 0.8.30, OpenZeppelin 5),
+#   - s3s-fs 0.14.1 (an S3-protocol server for the storage tests) into .tools/ with cargo install,
 # and checks the binaries run. Prints nothing when everything is already in place.
 #
 #   scripts/toolchain.sh              install if needed
-#   scripts/toolchain.sh --print-env  also print `export FORGE=... ANVIL=... CAST=...`
+#   scripts/toolchain.sh --print-env  also print `export FORGE=... ANVIL=... CAST=... S3S_FS=...`
 #                                     (eval "$(scripts/toolchain.sh --print-env)")
 set -euo pipefail
 
@@ -50,6 +51,14 @@ done
 "$FORGE" --version >/dev/null 2>&1 || { log "forge does not run: $FORGE"; exit 1; }
 "$contracts/solc.js" --version | grep -q '^Version: 0\.8\.30+' || { log "solc.js does not report 0.8.30"; exit 1; }
 
+# s3s-fs 0.17 needs a newer rustc than the machine's 1.95; 0.14.1 builds with it (about 3 minutes).
+S3S_FS="$root/.tools/bin/s3s-fs"
+if [ ! -x "$S3S_FS" ]; then
+  log "cargo install s3s-fs 0.14.1 into .tools/"
+  cargo install s3s-fs@0.14.1 --locked --features binary --root "$root/.tools" --quiet >&2
+fi
+"$S3S_FS" --version >/dev/null 2>&1 || { log "s3s-fs does not run: $S3S_FS"; exit 1; }
+
 if [ "$print_env" -eq 1 ]; then
-  printf 'export FORGE=%q ANVIL=%q CAST=%q\n' "$FORGE" "$ANVIL" "$CAST"
+  printf 'export FORGE=%q ANVIL=%q CAST=%q S3S_FS=%q\n' "$FORGE" "$ANVIL" "$CAST" "$S3S_FS"
 fi

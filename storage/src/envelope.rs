@@ -1,0 +1,296 @@
+//! Envelope encryption of one listing, as pure functions over bytes: the
+//! formats of the two objects a listing is stored as, sealing, opening and
+//! re-wrapping. No IO.
+//!
+//! Each listing gets its own random 256-bit data key. XChaCha20-Poly1305 (a
+//! 192-bit random nonce, so random nonces never collide in practice) seals:
+//! - the payload object, `PATP | v1 | nonce(24) | ciphertext+tag`, whose
+//!   plaintext is the provider's signed submission, its signature and the
+//!   payload, under the data key, with the payload hash as associated data;
+//! - the key object, `PATK | v1 | kid len | kid | nonce(24) | wrapped key+tag`,
+//!   the data key under the master key `kid`, with the payload hash and the
+//!   kid as associated data.
+//!
+//! The payload hash names a listing in the store: the registry refuses a
+//! second listing of the same payload, so it is one segment's identity. A
+//! ciphertext or key moved under another hash fails to open. Re-wrapping
+//! rewrites only the key object; deleting the key object shreds the payload.
+
+use alloy_primitives::{B256, keccak256};
+use chacha20poly1305::aead::{Aead, Payload};
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use pat_engine::SegmentSubmission;
+use pat_engine::SignedSegment;
+use rand::RngCore;
+use zeroize::Zeroizing;
+
+use crate::key::{KID_MAX, Keyring};
+
+const PAYLOAD_MAGIC: &[u8; 4] = b"PATP";
+const KEY_MAGIC: &[u8; 4] = b"PATK";
+const VERSION: u8 = 1;
+const NONCE: usize = 24;
+const TAG: usize = 16;
+/// Longest signature a record carries (65 today).
+const SIGNATURE_MAX: usize = 255;
+
+/// Why an object did not open. Reasons are fixed texts: nothing of a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Corrupt(&'static str),
+    #[error("wrapped under key {0}, which the keyring does not hold")]
+    UnknownKey(String),
+}
+
+/// A listing's two objects, as stored.
+pub struct Sealed {
+    pub payload_object: Vec<u8>,
+    pub key_object: Vec<u8>,
+}
+
+/// A data key, zeroed on drop.
+pub struct DataKey(Zeroizing<[u8; 32]>);
+
+impl DataKey {
+    fn generate() -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        rand::rng().fill_bytes(key.as_mut());
+        Self(key)
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(self.0.as_ref().into())
+    }
+}
+
+fn nonce() -> [u8; NONCE] {
+    let mut n = [0u8; NONCE];
+    rand::rng().fill_bytes(&mut n);
+    n
+}
+
+fn xnonce(bytes: &[u8]) -> XNonce {
+    XNonce::from(<[u8; NONCE]>::try_from(bytes).expect("a sliced nonce is 24 bytes"))
+}
+
+fn payload_aad(hash: &B256) -> Vec<u8> {
+    [PAYLOAD_MAGIC.as_slice(), &[VERSION], hash.as_slice()].concat()
+}
+
+fn key_aad(hash: &B256, kid: &str) -> Vec<u8> {
+    [KEY_MAGIC.as_slice(), &[VERSION], hash.as_slice(), kid.as_bytes()].concat()
+}
+
+/// The plaintext of a payload object: `u32 json len | submission JSON | u8 sig
+/// len | signature | payload`.
+fn encode_record(signed: &SignedSegment) -> Zeroizing<Vec<u8>> {
+    let json = serde_json::to_vec(&signed.submission).expect("a submission serializes");
+    assert!(signed.signature.len() <= SIGNATURE_MAX, "a verified signature is 65 bytes");
+    let mut out = Zeroizing::new(Vec::with_capacity(5 + json.len() + signed.signature.len() + signed.payload.len()));
+    out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    out.extend_from_slice(&json);
+    out.push(signed.signature.len() as u8);
+    out.extend_from_slice(&signed.signature);
+    out.extend_from_slice(&signed.payload);
+    out
+}
+
+fn decode_record(bytes: &[u8], hash: &B256) -> Result<SignedSegment, OpenError> {
+    let bad = OpenError::Corrupt;
+    let len = u32::from_be_bytes(bytes.get(..4).ok_or(bad("record too short"))?.try_into().expect("4 bytes")) as usize;
+    let json = bytes.get(4..4 + len).ok_or(bad("record too short"))?;
+    let submission: SegmentSubmission =
+        serde_json::from_slice(json).map_err(|_| bad("submission is not valid JSON"))?;
+    let rest = &bytes[4 + len..];
+    let sig_len = *rest.first().ok_or(bad("record too short"))? as usize;
+    let signature = rest.get(1..1 + sig_len).ok_or(bad("record too short"))?.to_vec();
+    let payload = rest[1 + sig_len..].to_vec();
+    if submission.payloadHash != *hash {
+        return Err(bad("the submission names another payload"));
+    }
+    if keccak256(&payload) != *hash {
+        return Err(bad("the payload does not hash to its name"));
+    }
+    Ok(SignedSegment { submission, signature, payload })
+}
+
+/// Seals a listing under a fresh data key wrapped by the keyring's current key.
+pub fn seal(keyring: &Keyring, signed: &SignedSegment) -> Sealed {
+    let hash = signed.submission.payloadHash;
+    let data_key = DataKey::generate();
+    let record = encode_record(signed);
+    let n = nonce();
+    let ciphertext = data_key
+        .cipher()
+        .encrypt(&XNonce::from(n), Payload { msg: &record, aad: &payload_aad(&hash) })
+        .expect("XChaCha20-Poly1305 seals any length we store");
+    let payload_object = [PAYLOAD_MAGIC.as_slice(), &[VERSION], &n, &ciphertext].concat();
+    Sealed { payload_object, key_object: wrap(keyring, &hash, &data_key) }
+}
+
+fn wrap(keyring: &Keyring, hash: &B256, data_key: &DataKey) -> Vec<u8> {
+    let master = keyring.current();
+    let kid = master.id();
+    let n = nonce();
+    let wrapped = master
+        .cipher()
+        .encrypt(&XNonce::from(n), Payload { msg: data_key.0.as_ref(), aad: &key_aad(hash, kid) })
+        .expect("wrapping 32 bytes cannot fail");
+    [KEY_MAGIC.as_slice(), &[VERSION, kid.len() as u8], kid.as_bytes(), &n, &wrapped].concat()
+}
+
+/// The key id a key object is wrapped under.
+pub fn key_id(key_object: &[u8]) -> Result<&str, OpenError> {
+    let bad = OpenError::Corrupt;
+    if key_object.get(..4) != Some(KEY_MAGIC.as_slice()) {
+        return Err(bad("not a key object"));
+    }
+    if key_object.get(4) != Some(&VERSION) {
+        return Err(bad("unknown key object version"));
+    }
+    let len = *key_object.get(5).ok_or(bad("key object too short"))? as usize;
+    if len == 0 || len > KID_MAX {
+        return Err(bad("key object has a bad key id"));
+    }
+    let kid = key_object.get(6..6 + len).ok_or(bad("key object too short"))?;
+    std::str::from_utf8(kid).map_err(|_| bad("key object has a bad key id"))
+}
+
+/// Unwraps the data key of the listing of payload `hash`.
+pub fn unwrap_key(keyring: &Keyring, hash: &B256, key_object: &[u8]) -> Result<DataKey, OpenError> {
+    let kid = key_id(key_object)?;
+    let master = keyring.get(kid).ok_or_else(|| OpenError::UnknownKey(kid.to_owned()))?;
+    let body = &key_object[6 + kid.len()..];
+    if body.len() != NONCE + 32 + TAG {
+        return Err(OpenError::Corrupt("key object has the wrong length"));
+    }
+    let key = Zeroizing::new(
+        master
+            .cipher()
+            .decrypt(&xnonce(&body[..NONCE]), Payload { msg: &body[NONCE..], aad: &key_aad(hash, kid) })
+            .map_err(|_| OpenError::Corrupt("the data key does not open: tampered, or filed under another payload"))?,
+    );
+    Ok(DataKey(Zeroizing::new(key.as_slice().try_into().expect("checked 32 bytes"))))
+}
+
+/// Re-wraps a key object under the keyring's current key.
+pub fn rewrap(keyring: &Keyring, hash: &B256, key_object: &[u8]) -> Result<Vec<u8>, OpenError> {
+    Ok(wrap(keyring, hash, &unwrap_key(keyring, hash, key_object)?))
+}
+
+/// Opens the payload object of payload `hash` with its data key, and checks
+/// that what it holds is that payload's listing.
+pub fn open(data_key: &DataKey, hash: &B256, payload_object: &[u8]) -> Result<SignedSegment, OpenError> {
+    let bad = OpenError::Corrupt;
+    if payload_object.get(..4) != Some(PAYLOAD_MAGIC.as_slice()) {
+        return Err(bad("not a payload object"));
+    }
+    if payload_object.get(4) != Some(&VERSION) {
+        return Err(bad("unknown payload object version"));
+    }
+    let n = payload_object.get(5..5 + NONCE).ok_or(bad("payload object too short"))?;
+    let record = Zeroizing::new(
+        data_key
+            .cipher()
+            .decrypt(&xnonce(n), Payload { msg: &payload_object[5 + NONCE..], aad: &payload_aad(hash) })
+            .map_err(|_| bad("the payload does not open: tampered, or filed under another payload"))?,
+    );
+    decode_record(&record, hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use pat_engine::testing::{self, T0};
+
+    use super::*;
+    use crate::key::MasterKey;
+
+    fn listing(salt: u64) -> SignedSegment {
+        let payload = testing::payload_salted(5, salt);
+        testing::signed_segment(&testing::PROVIDER_KEY, "PURCHASE_INTENT", "1h", 8_000, T0, T0, 3, &payload)
+    }
+
+    fn ring(kid: &str) -> Keyring {
+        Keyring::single(MasterKey::generate(kid).unwrap())
+    }
+
+    #[test]
+    fn a_sealed_listing_opens_to_itself() {
+        let ring = ring("k1");
+        let signed = listing(1);
+        let hash = signed.submission.payloadHash;
+        let sealed = seal(&ring, &signed);
+        let key = unwrap_key(&ring, &hash, &sealed.key_object).unwrap();
+        assert_eq!(open(&key, &hash, &sealed.payload_object).unwrap(), signed);
+        assert_eq!(key_id(&sealed.key_object).unwrap(), "k1");
+        // The plaintext is nowhere in the ciphertext.
+        let needle = &signed.payload[..16];
+        assert!(!sealed.payload_object.windows(needle.len()).any(|w| w == needle));
+    }
+
+    #[test]
+    fn every_flipped_bit_is_detected() {
+        let ring = ring("k1");
+        let signed = listing(2);
+        let hash = signed.submission.payloadHash;
+        let sealed = seal(&ring, &signed);
+        let key = unwrap_key(&ring, &hash, &sealed.key_object).unwrap();
+        for i in (0..sealed.payload_object.len()).step_by(7) {
+            let mut bad = sealed.payload_object.clone();
+            bad[i] ^= 0x10;
+            assert!(open(&key, &hash, &bad).is_err(), "payload byte {i}");
+        }
+        for i in 0..sealed.key_object.len() {
+            let mut bad = sealed.key_object.clone();
+            bad[i] ^= 0x01;
+            assert!(unwrap_key(&ring, &hash, &bad).is_err(), "key byte {i}");
+        }
+    }
+
+    #[test]
+    fn objects_filed_under_another_payload_do_not_open() {
+        let ring = ring("k1");
+        let (a, b) = (listing(3), listing(4));
+        let (ha, hb) = (a.submission.payloadHash, b.submission.payloadHash);
+        let (sa, sb) = (seal(&ring, &a), seal(&ring, &b));
+        // A's key object under B's name.
+        assert!(matches!(unwrap_key(&ring, &hb, &sa.key_object), Err(OpenError::Corrupt(_))));
+        // A's payload object under B's name, opened with B's key or A's.
+        let kb = unwrap_key(&ring, &hb, &sb.key_object).unwrap();
+        let ka = unwrap_key(&ring, &ha, &sa.key_object).unwrap();
+        assert!(open(&kb, &hb, &sa.payload_object).is_err());
+        assert!(open(&ka, &hb, &sa.payload_object).is_err());
+    }
+
+    #[test]
+    fn rewrap_moves_a_key_to_the_current_master_only() {
+        let old = ring("k1");
+        let signed = listing(5);
+        let hash = signed.submission.payloadHash;
+        let sealed = seal(&old, &signed);
+        let during = old.rotated_to(MasterKey::generate("k2").unwrap()).unwrap();
+        let rewrapped = rewrap(&during, &hash, &sealed.key_object).unwrap();
+        assert_eq!(key_id(&rewrapped).unwrap(), "k2");
+        let after = during.current_only();
+        let key = unwrap_key(&after, &hash, &rewrapped).unwrap();
+        assert_eq!(open(&key, &hash, &sealed.payload_object).unwrap(), signed);
+        // The old key alone opens nothing re-wrapped, nor does the new key the old wrapping.
+        assert_eq!(unwrap_key(&old, &hash, &rewrapped).err(), Some(OpenError::UnknownKey("k2".into())));
+        assert_eq!(unwrap_key(&after, &hash, &sealed.key_object).err(), Some(OpenError::UnknownKey("k1".into())));
+    }
+
+    #[test]
+    fn a_payload_that_does_not_match_its_hash_is_refused_after_opening() {
+        let ring = ring("k1");
+        let mut signed = listing(6);
+        signed.payload.push(b' ');
+        let sealed = seal(&ring, &signed);
+        let hash = signed.submission.payloadHash;
+        let key = unwrap_key(&ring, &hash, &sealed.key_object).unwrap();
+        assert_eq!(
+            open(&key, &hash, &sealed.payload_object).err(),
+            Some(OpenError::Corrupt("the payload does not hash to its name"))
+        );
+    }
+}

@@ -1,0 +1,376 @@
+//! The payload store: sealed listings in an object store, by payload hash.
+//! Each listing is two objects under the store's prefix, `payloads/{hash}`
+//! and `keys/{hash}` (see [`crate::envelope`]). This is the only code of the
+//! workspace that talks to the object store.
+//!
+//! Backends: the local filesystem (every write fsynced, file and directory,
+//! before it returns), S3 and GCS by URL with their credentials from the
+//! usual environment variables. Remote calls retry briefly and time out, so
+//! a store that is down answers [`StorageError::Unavailable`] within seconds
+//! rather than holding a listing or a download for minutes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use alloy_primitives::B256;
+use futures_util::TryStreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, ObjectStoreScheme, RetryConfig};
+use pat_engine::SignedSegment;
+use thiserror::Error;
+
+use crate::envelope::{self, OpenError};
+use crate::key::Keyring;
+
+/// How long one remote call may take, retries included.
+pub const REMOTE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Why a store operation failed.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("the payload store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("payload {0} is not in the store")]
+    Missing(B256),
+    #[error("payload {0} was shredded: its data key is gone")]
+    Shredded(B256),
+    #[error("payload {hash} is corrupt: {reason}")]
+    Corrupt { hash: B256, reason: &'static str },
+    #[error("payload {hash} is wrapped under key {kid}, which the keyring does not hold")]
+    UnknownKey { hash: B256, kid: String },
+    #[error("storage config: {0}")]
+    Config(String),
+}
+
+impl StorageError {
+    fn opening(hash: B256, e: OpenError) -> Self {
+        match e {
+            OpenError::Corrupt(reason) => Self::Corrupt { hash, reason },
+            OpenError::UnknownKey(kid) => Self::UnknownKey { hash, kid },
+        }
+    }
+}
+
+fn unavailable(e: object_store::Error) -> StorageError {
+    StorageError::Unavailable(e.to_string())
+}
+
+/// Where the store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A directory on this machine, created if missing.
+    Local(PathBuf),
+    /// `s3://bucket/prefix` or `gs://bucket/prefix`, with builder options
+    /// (such as `endpoint`, `region`, `allow_http`) over the environment's.
+    Remote { url: String, options: BTreeMap<String, String> },
+}
+
+/// What a sweep or a rotation went through.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Walk {
+    /// Objects looked at.
+    pub examined: u64,
+    /// Objects removed (a sweep) or re-wrapped (a rotation).
+    pub changed: u64,
+}
+
+/// Sealed listings in an object store.
+#[derive(Debug)]
+pub struct PayloadStore {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    keyring: Keyring,
+}
+
+const PAYLOADS: &str = "payloads";
+const KEYS: &str = "keys";
+
+impl PayloadStore {
+    /// Opens the store at `location`, sealing with `keyring`'s current key.
+    /// Nothing is read or written yet.
+    pub fn open(location: &Location, keyring: Keyring) -> Result<Self, StorageError> {
+        let (store, prefix): (Arc<dyn ObjectStore>, Path) = match location {
+            Location::Local(dir) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StorageError::Config(format!("creating {}: {e}", dir.display())))?;
+                let fs = LocalFileSystem::new_with_prefix(dir)
+                    .map_err(|e| StorageError::Config(format!("{}: {e}", dir.display())))?
+                    .with_fsync(true);
+                (Arc::new(fs), Path::default())
+            }
+            Location::Remote { url, options } => remote(url, options)?,
+        };
+        Ok(Self { store, prefix, keyring })
+    }
+
+    /// The keyring this store seals and opens with.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// The same store, with another keyring (for a rotation).
+    pub fn with_keyring(&self, keyring: Keyring) -> Self {
+        Self { store: self.store.clone(), prefix: self.prefix.clone(), keyring }
+    }
+
+    fn path(&self, kind: &str, hash: &B256) -> Path {
+        self.prefix.clone().join(kind).join(hex(hash))
+    }
+
+    /// Seals and stores a verified listing; once this returns, both objects are durable.
+    pub async fn put(&self, signed: &SignedSegment) -> Result<(), StorageError> {
+        let hash = signed.submission.payloadHash;
+        let sealed = envelope::seal(&self.keyring, signed);
+        self.store.put(&self.path(PAYLOADS, &hash), sealed.payload_object.into()).await.map_err(unavailable)?;
+        self.store.put(&self.path(KEYS, &hash), sealed.key_object.into()).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// The listing of payload `hash`, opened and checked: its payload hashes to `hash`.
+    pub async fn get(&self, hash: &B256) -> Result<SignedSegment, StorageError> {
+        let key_object = match self.read(KEYS, hash).await? {
+            Some(k) => k,
+            None if self.read(PAYLOADS, hash).await?.is_some() => return Err(StorageError::Shredded(*hash)),
+            None => return Err(StorageError::Missing(*hash)),
+        };
+        let payload_object = self.read(PAYLOADS, hash).await?.ok_or(StorageError::Missing(*hash))?;
+        let key =
+            envelope::unwrap_key(&self.keyring, hash, &key_object).map_err(|e| StorageError::opening(*hash, e))?;
+        envelope::open(&key, hash, &payload_object).map_err(|e| StorageError::opening(*hash, e))
+    }
+
+    async fn read(&self, kind: &str, hash: &B256) -> Result<Option<Vec<u8>>, StorageError> {
+        let got = match self.store.get(&self.path(kind, hash)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(unavailable(e)),
+        };
+        Ok(Some(got.bytes().await.map_err(unavailable)?.to_vec()))
+    }
+
+    /// Crypto-shredding: deletes the data key of payload `hash`, after which
+    /// its payload object opens for no one. Idempotent.
+    pub async fn shred(&self, hash: &B256) -> Result<(), StorageError> {
+        self.remove(KEYS, hash).await
+    }
+
+    /// Deletes both objects of payload `hash` (a refused listing, an orphan). Idempotent.
+    pub async fn delete(&self, hash: &B256) -> Result<(), StorageError> {
+        self.remove(KEYS, hash).await?;
+        self.remove(PAYLOADS, hash).await
+    }
+
+    async fn remove(&self, kind: &str, hash: &B256) -> Result<(), StorageError> {
+        match self.store.delete(&self.path(kind, hash)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Every object of kind `kind`, as (hash, last modified). Names that are
+    /// not a payload hash are left out: the sweep never touches them.
+    async fn list(&self, kind: &str) -> Result<Vec<(B256, SystemTime)>, StorageError> {
+        let prefix = self.prefix.clone().join(kind);
+        let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await.map_err(unavailable)?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let hash = m.location.filename()?.parse::<B256>().ok()?;
+                Some((hash, SystemTime::from(m.last_modified)))
+            })
+            .collect())
+    }
+
+    /// Removes the objects of listings that are not listed (`listed` says
+    /// which are) and were last written more than `grace` ago: what a crash
+    /// between the store write and the journal append left behind, or a
+    /// refusal whose cleanup failed. The grace keeps a listing in flight.
+    pub async fn sweep(&self, listed: impl Fn(&B256) -> bool, grace: Duration) -> Result<Walk, StorageError> {
+        let cutoff = SystemTime::now().checked_sub(grace).unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut walk = Walk::default();
+        for kind in [PAYLOADS, KEYS] {
+            for (hash, modified) in self.list(kind).await? {
+                walk.examined += 1;
+                if !listed(&hash) && modified < cutoff {
+                    self.remove(kind, &hash).await?;
+                    walk.changed += 1;
+                }
+            }
+        }
+        Ok(walk)
+    }
+
+    /// Re-wraps every data key not wrapped under the keyring's current key.
+    /// Payload objects are not read or rewritten. A key object wrapped under
+    /// a key the keyring lacks stops the rotation with
+    /// [`StorageError::UnknownKey`]; what was re-wrapped before stays so.
+    pub async fn rewrap_all(&self) -> Result<Walk, StorageError> {
+        let current = self.keyring.current().id();
+        let mut walk = Walk::default();
+        for (hash, _) in self.list(KEYS).await? {
+            walk.examined += 1;
+            let Some(key_object) = self.read(KEYS, &hash).await? else { continue };
+            let kid = envelope::key_id(&key_object).map_err(|e| StorageError::opening(hash, e))?;
+            if kid == current {
+                continue;
+            }
+            let rewrapped =
+                envelope::rewrap(&self.keyring, &hash, &key_object).map_err(|e| StorageError::opening(hash, e))?;
+            self.store.put(&self.path(KEYS, &hash), rewrapped.into()).await.map_err(unavailable)?;
+            walk.changed += 1;
+        }
+        Ok(walk)
+    }
+}
+
+/// `B256` as 64 lowercase hex digits with `0x`, as everywhere else.
+fn hex(hash: &B256) -> String {
+    format!("{hash:x}")
+}
+
+fn remote(url: &str, options: &BTreeMap<String, String>) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
+    let config = |e: String| StorageError::Config(format!("{url}: {e}"));
+    let parsed = url::Url::parse(url).map_err(|e| config(e.to_string()))?;
+    let (scheme, path) = ObjectStoreScheme::parse(&parsed).map_err(|e| config(e.to_string()))?;
+    let prefix = Path::parse(path).map_err(|e| config(e.to_string()))?;
+    let retry = RetryConfig { backoff: BackoffConfig::default(), max_retries: 2, retry_timeout: REMOTE_DEADLINE };
+    let client = ClientOptions::new().with_timeout(REMOTE_DEADLINE).with_connect_timeout(Duration::from_secs(2));
+    let store: Arc<dyn ObjectStore> = match scheme {
+        ObjectStoreScheme::AmazonS3 => {
+            let mut b = AmazonS3Builder::from_env().with_url(url).with_retry(retry).with_client_options(client);
+            for (k, v) in options {
+                let key: AmazonS3ConfigKey = k.parse().map_err(|_| config(format!("unknown S3 option `{k}`")))?;
+                b = b.with_config(key, v);
+            }
+            Arc::new(b.build().map_err(|e| config(e.to_string()))?)
+        }
+        ObjectStoreScheme::GoogleCloudStorage => {
+            let mut b =
+                GoogleCloudStorageBuilder::from_env().with_url(url).with_retry(retry).with_client_options(client);
+            for (k, v) in options {
+                let key: GoogleConfigKey = k.parse().map_err(|_| config(format!("unknown GCS option `{k}`")))?;
+                b = b.with_config(key, v);
+            }
+            Arc::new(b.build().map_err(|e| config(e.to_string()))?)
+        }
+        other => return Err(config(format!("{other:?} is not a supported store (s3:// or gs://)"))),
+    };
+    Ok((store, prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use pat_engine::testing::{self, T0};
+
+    use super::*;
+    use crate::key::MasterKey;
+
+    fn listing(salt: u64) -> SignedSegment {
+        let payload = testing::payload_salted(4, salt);
+        testing::signed_segment(&testing::PROVIDER_KEY, "PURCHASE_INTENT", "1h", 8_000, T0, T0, 2, &payload)
+    }
+
+    fn local(dir: &std::path::Path, kid: &str) -> PayloadStore {
+        PayloadStore::open(&Location::Local(dir.into()), Keyring::single(MasterKey::generate(kid).unwrap())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn put_get_shred_delete_on_the_local_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(dir.path(), "k1");
+        let signed = listing(1);
+        let hash = signed.submission.payloadHash;
+        assert!(matches!(store.get(&hash).await, Err(StorageError::Missing(h)) if h == hash));
+        store.put(&signed).await.unwrap();
+        assert_eq!(store.get(&hash).await.unwrap(), signed);
+        let name = format!("{hash:x}");
+        assert!(dir.path().join("payloads").join(&name).is_file());
+        store.shred(&hash).await.unwrap();
+        assert!(matches!(store.get(&hash).await, Err(StorageError::Shredded(_))));
+        store.shred(&hash).await.unwrap();
+        store.delete(&hash).await.unwrap();
+        assert!(matches!(store.get(&hash).await, Err(StorageError::Missing(_))));
+    }
+
+    #[tokio::test]
+    async fn tampering_and_swapped_names_are_corrupt_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(dir.path(), "k1");
+        let (a, b) = (listing(2), listing(3));
+        store.put(&a).await.unwrap();
+        store.put(&b).await.unwrap();
+        let path =
+            |kind: &str, s: &SignedSegment| dir.path().join(kind).join(format!("{:x}", s.submission.payloadHash));
+        // A's payload object filed under B's name.
+        std::fs::copy(path("payloads", &a), path("payloads", &b)).unwrap();
+        assert!(matches!(store.get(&b.submission.payloadHash).await, Err(StorageError::Corrupt { .. })));
+        // One flipped byte in A's ciphertext.
+        let mut bytes = std::fs::read(path("payloads", &a)).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(path("payloads", &a), bytes).unwrap();
+        assert!(matches!(store.get(&a.submission.payloadHash).await, Err(StorageError::Corrupt { .. })));
+    }
+
+    #[tokio::test]
+    async fn sweep_removes_unlisted_objects_past_the_grace_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(dir.path(), "k1");
+        let (kept, orphan) = (listing(4), listing(5));
+        store.put(&kept).await.unwrap();
+        store.put(&orphan).await.unwrap();
+        std::fs::write(dir.path().join("payloads").join("README"), b"not ours").unwrap();
+        let listed = |h: &B256| *h == kept.submission.payloadHash;
+        // Within the grace: nothing goes.
+        assert_eq!(store.sweep(listed, Duration::from_secs(600)).await.unwrap(), Walk { examined: 4, changed: 0 });
+        assert_eq!(store.sweep(listed, Duration::ZERO).await.unwrap(), Walk { examined: 4, changed: 2 });
+        assert!(matches!(store.get(&orphan.submission.payloadHash).await, Err(StorageError::Missing(_))));
+        assert_eq!(store.get(&kept.submission.payloadHash).await.unwrap(), kept);
+        assert!(dir.path().join("payloads").join("README").is_file());
+    }
+
+    #[tokio::test]
+    async fn rotation_rewraps_keys_without_touching_payloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = local(dir.path(), "k1");
+        let listings: Vec<_> = (10..15).map(listing).collect();
+        for s in &listings {
+            old.put(s).await.unwrap();
+        }
+        let payload_bytes = |s: &SignedSegment| {
+            std::fs::read(dir.path().join("payloads").join(format!("{:x}", s.submission.payloadHash))).unwrap()
+        };
+        let before: Vec<_> = listings.iter().map(payload_bytes).collect();
+        let during = old.with_keyring(old.keyring().rotated_to(MasterKey::generate("k2").unwrap()).unwrap());
+        assert_eq!(during.rewrap_all().await.unwrap(), Walk { examined: 5, changed: 5 });
+        assert_eq!(during.rewrap_all().await.unwrap(), Walk { examined: 5, changed: 0 });
+        let after = during.with_keyring(during.keyring().current_only());
+        for (s, bytes) in listings.iter().zip(before) {
+            assert_eq!(after.get(&s.submission.payloadHash).await.unwrap(), *s);
+            assert_eq!(payload_bytes(s), bytes, "payload objects are not rewritten");
+            assert!(matches!(old.get(&s.submission.payloadHash).await, Err(StorageError::UnknownKey { .. })));
+        }
+    }
+
+    #[test]
+    fn remote_urls_are_checked() {
+        let ring = || Keyring::single(MasterKey::generate("k").unwrap());
+        let open = |url: &str, opts: &[(&str, &str)]| {
+            let options = opts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            PayloadStore::open(&Location::Remote { url: url.into(), options }, ring())
+        };
+        assert!(matches!(open("ftp://x/y", &[]), Err(StorageError::Config(_))));
+        assert!(matches!(open("not a url", &[]), Err(StorageError::Config(_))));
+        assert!(matches!(open("s3://bucket/p", &[("no_such_option", "1")]), Err(StorageError::Config(_))));
+        let s3 = open(
+            "s3://bucket/p/q",
+            &[("endpoint", "http://127.0.0.1:9"), ("allow_http", "true"), ("region", "us-east-1")],
+        );
+        assert_eq!(s3.unwrap().prefix.as_ref(), "p/q");
+    }
+}
