@@ -1,5 +1,5 @@
 //! `pat-market`: the operator's binary. Only CLI and glue; the logic lives in
-//! the workspace crates (`pat-engine`, `pat-config`).
+//! the workspace crates (`pat-engine`, `pat-config`, `pat-storage`, ...).
 
 mod agents;
 mod devnet;
@@ -7,6 +7,7 @@ mod inspect;
 mod load;
 mod serve;
 mod simulate;
+mod storage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ enum Command {
     Devnet(devnet::Args),
     /// Send signed orders to a running engine at a target rate; report accepted/s and latency.
     Load(load::Args),
+    /// Operator tools for the payload store: `storage rotate-key`.
+    Storage(storage::Args),
     /// Operator tools for the durable journal.
     Journal {
         #[command(subcommand)]
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Devnet(args) => devnet::run(&args),
         Command::Load(args) => load::run(&args),
+        Command::Storage(args) => storage::run(&args),
         Command::Journal { command: JournalCommand::Inspect { dir, verbose } } => inspect::run(&dir, verbose),
     };
     match result {

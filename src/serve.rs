@@ -5,6 +5,9 @@
 //! With the broker's key in `PAT_BROKER_KEY`, a clearing actor settles fills
 //! on the chain of the config (`chain.rpc_url`, `chain.marketplace`); the key
 //! is never printed. Without it, settlement is off: fills stay accepted.
+//!
+//! Listed payloads are kept sealed in the payload store of `[storage]`
+//! (`store/` in the data directory by default; see [`crate::storage`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,7 @@ use anyhow::Context;
 use clap::Args as ClapArgs;
 use pat_actors::clearing::ClearingSettings;
 use pat_actors::clock::system_clock;
+use pat_actors::listing::SweepSettings;
 use pat_actors::services::{Services, Settlement};
 use pat_actors::{EngineHandle, EngineSettings};
 use pat_server::ServerSettings;
@@ -25,7 +29,7 @@ pub struct Args {
     /// Engine config (TOML); reloaded on SIGHUP and when it changes.
     #[arg(long, default_value = "config/default.toml")]
     config: PathBuf,
-    /// Data directory: journal and snapshots.
+    /// Data directory: journal, snapshots, and by default the payload store and its key file.
     #[arg(long, default_value = "data")]
     data_dir: PathBuf,
     /// Address of the HTTP server.
@@ -89,7 +93,13 @@ pub async fn run_engine(
     // The recorder first, so that the engine's first metrics are kept.
     pat_server::metrics_handle();
     let settlement = client.map(|client| Settlement { client, settings: ClearingSettings::default() });
-    let services = Services::start(EngineSettings::new(data_dir), Arc::new(cfg.engine), system_clock(), settlement)
+    let mut engine_settings = EngineSettings::new(data_dir);
+    engine_settings.payload_store = Some(Arc::new(crate::storage::open(&cfg.storage, data_dir)?));
+    engine_settings.sweep = SweepSettings {
+        every: Duration::from_secs(cfg.storage.sweep_interval_secs),
+        grace: Duration::from_secs(cfg.storage.orphan_grace_secs),
+    };
+    let services = Services::start(engine_settings, Arc::new(cfg.engine), system_clock(), settlement)
         .context("recovering the data directory")?;
     let (engine, startup) = (services.engine.clone(), &services.startup);
     eprintln!(

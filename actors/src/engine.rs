@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use alloy_primitives::B256;
+use pat_engine::segment::VerifiedSegment;
 use pat_engine::state::half_life_ms;
 use pat_engine::{Catalogue, EngineConfig, Event, FillRecord, FillStatus, MarketId, Registry, Segment};
 use pat_persistence::{DataDir, JournalError, SnapshotReport};
@@ -26,7 +27,8 @@ use tokio::sync::broadcast;
 
 use crate::clock::Clock;
 use crate::error::EngineError;
-use crate::market::{self, MarketActor, Markets, RecordMarketOutcomes, Thaw};
+use crate::listing::Listings;
+use crate::market::{self, MarketActor, Markets, RecordMarketOutcomes, Routed, Thaw};
 use crate::messages::*;
 use crate::quoting::{QuotingActor, Tables};
 use crate::settings::EngineSettings;
@@ -70,6 +72,8 @@ pub struct Engine {
     handle: EngineHandle,
     markets: Arc<Markets>,
     tables: Arc<Tables>,
+    /// With a payload store: listings keep their payloads.
+    listings: Option<Arc<Listings>>,
 }
 
 impl std::ops::Deref for Engine {
@@ -89,6 +93,30 @@ impl Engine {
     pub fn tables(&self) -> Arc<Tables> {
         self.tables.clone()
     }
+
+    /// Lists a verified submission: with a payload store, its payload is
+    /// stored first (see [`crate::listing`]); without, its market checks and
+    /// lists it alone.
+    pub fn list_segment(&self, verified: VerifiedSegment) -> Routed<Result<Segment, EngineError>> {
+        match self.listings.clone() {
+            None => self.markets.submit_segment(verified),
+            Some(listings) => {
+                let engine = self.clone();
+                Box::pin(async move { listings.list(&engine, verified).await })
+            }
+        }
+    }
+
+    /// The listing path to the payload store, when there is one.
+    pub fn listings(&self) -> Option<&Arc<Listings>> {
+        self.listings.as_ref()
+    }
+}
+
+/// The payload store and its sweep, taken from the settings before they go to the launch.
+struct SweepPlan {
+    store: Option<Arc<pat_storage::PayloadStore>>,
+    settings: crate::listing::SweepSettings,
 }
 
 /// What recovery found, for logs.
@@ -117,6 +145,7 @@ impl EngineActor {
         cfg: Arc<EngineConfig>,
         clock: Clock,
     ) -> Result<(Engine, Startup), EngineError> {
+        let sweep = SweepPlan { store: settings.payload_store.clone(), settings: settings.sweep };
         let (quotes, _) = broadcast::channel(settings.quote_channel_capacity);
         let (fill_updates, _) = broadcast::channel(settings.fill_channel_capacity);
         let catalogue = Arc::new(Catalogue::new(&cfg));
@@ -137,7 +166,12 @@ impl EngineActor {
             let next = Self::boot(&launch, false).map_err(|e| e.to_string())?;
             Ok(next.engine)
         });
-        Ok((Engine { handle, markets, tables }, first.startup))
+        let listings = sweep.store.map(|store| Arc::new(Listings::new(store)));
+        let engine = Engine { handle, markets, tables, listings };
+        if let Some(listings) = &engine.listings {
+            listings.spawn_sweeps(engine.clone(), sweep.settings);
+        }
+        Ok((engine, first.startup))
     }
 
     /// Recovers and starts one incarnation. `adopt` journals the launch
@@ -336,6 +370,20 @@ impl Handler<GetSegment> for EngineActor {
     type Result = Option<Segment>;
     fn handle(&mut self, msg: GetSegment, _: &mut Context<Self>) -> Self::Result {
         self.shared.reads.segment(msg.0)
+    }
+}
+
+impl Handler<PayloadListed> for EngineActor {
+    type Result = bool;
+    fn handle(&mut self, msg: PayloadListed, _: &mut Context<Self>) -> bool {
+        self.shared.reads.is_listed(&msg.0)
+    }
+}
+
+impl Handler<ListedPayloads> for EngineActor {
+    type Result = MessageResult<ListedPayloads>;
+    fn handle(&mut self, _: ListedPayloads, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.shared.reads.listed_payloads())
     }
 }
 

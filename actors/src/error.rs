@@ -31,6 +31,8 @@ pub enum EngineError {
     Unavailable(String),
     #[error("a request reached the wrong market actor: {0}")]
     Routing(String),
+    #[error("{0}; nothing was listed, retry")]
+    StorageUnavailable(String),
 }
 
 impl EngineError {
@@ -48,6 +50,7 @@ impl EngineError {
             Self::Start(_) => Code::StartFailed,
             Self::Unavailable(_) => Code::Unavailable,
             Self::Routing(_) => Code::RoutingFailed,
+            Self::StorageUnavailable(_) => Code::StorageUnavailable,
         }
     }
 }

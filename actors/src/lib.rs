@@ -34,6 +34,8 @@
 //! - [`services`]: [`services::Services`]: the start and retire order of every long-running actor.
 //! - [`supervisor`]: restarts, the handle that follows them, planned stops, the handlers and
 //!   start-up every supervised actor shares.
+//! - [`listing`]: [`listing::Listings`]: a submission's payload stored before it is listed, and the
+//!   orphan sweep.
 //! - [`gauges`]: per-market quote, supply and exposure gauges, and risk limits.
 
 pub mod clearing;
@@ -41,6 +43,7 @@ pub mod clock;
 pub mod engine;
 pub mod error;
 pub mod gauges;
+pub mod listing;
 pub mod market;
 pub mod messages;
 pub mod quoting;
@@ -74,6 +77,18 @@ pub fn describe_metrics() {
     describe_histogram!("pat_journal_append_seconds", Unit::Seconds, "Time from journal append to durable.");
     describe_histogram!("pat_quote_tick_seconds", Unit::Seconds, "Duration of one quoting tick.");
     describe_histogram!("pat_snapshot_seconds", Unit::Seconds, "Duration of one snapshot write.");
+    describe_histogram!(
+        "pat_storage_operation_seconds",
+        Unit::Seconds,
+        "Payload store calls (put, delete, sweep), by op."
+    );
+    describe_counter!("pat_storage_errors_total", Unit::Count, "Payload store calls that failed, by op.");
+    describe_counter!(
+        "pat_storage_orphans_removed_total",
+        Unit::Count,
+        "Objects of unlisted payloads the sweep removed."
+    );
+    describe_gauge!("pat_storage_objects", "Objects in the payload store at the last sweep (two per listing).");
     describe_gauge!("pat_paused", "1 while the engine is paused, else 0.");
     describe_gauge!("pat_quote_bid_pat", "A market's bid, PAT per unit.");
     describe_gauge!("pat_quote_ask_pat", "A market's ask, PAT per unit.");

@@ -24,6 +24,16 @@ pub struct GetFill(pub B256);
 #[rtype(result = "Option<Segment>")]
 pub struct GetSegment(pub SegmentId);
 
+/// Whether a listed segment has this payload hash.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct PayloadListed(pub B256);
+
+/// The payload hash of every listed segment: what the payload store keeps.
+#[derive(Message)]
+#[rtype(result = "alloy_primitives::map::B256Set")]
+pub struct ListedPayloads;
+
 /// Segments matching a filter, newest first, at most `limit`.
 #[derive(Message, Debug, Clone, Default)]
 #[rtype(result = "Vec<Segment>")]

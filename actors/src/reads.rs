@@ -15,7 +15,7 @@
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use alloy_primitives::map::{AddressMap, B256Map};
+use alloy_primitives::map::{AddressMap, B256Map, B256Set};
 use alloy_primitives::{Address, B256};
 use pat_engine::{Event, FillRecord, Registry, Segment, SegmentId};
 
@@ -29,6 +29,8 @@ pub(crate) struct ReadView(RwLock<Views>);
 struct Views {
     /// By segment id.
     segments: Vec<Arc<Segment>>,
+    /// The payload hash of every listed segment: what the payload store must keep.
+    payloads: B256Set,
     /// Each consumer's fills, in the order they were accepted.
     by_consumer: AddressMap<Vec<Arc<FillRecord>>>,
     /// Where each fill is in its consumer's list.
@@ -54,7 +56,9 @@ impl Views {
 impl ReadView {
     /// The view of `registry` as recovered.
     pub(crate) fn new(registry: &Registry) -> Self {
-        let mut views = Views { segments: registry.segments().to_vec(), ..Views::default() };
+        let segments = registry.segments().to_vec();
+        let payloads = segments.iter().map(|s| s.payload_hash).collect();
+        let mut views = Views { segments, payloads, ..Views::default() };
         let mut fills: Vec<&Arc<FillRecord>> = registry.fills().collect();
         fills.sort_by_key(|r| (r.fill.accepted_at_ms, r.fill.fill_id));
         for record in fills {
@@ -76,7 +80,9 @@ impl ReadView {
             Event::SegmentListed(segment) => {
                 let listed =
                     registry.segments().get(segment.id.0 as usize).expect("a listed segment is in the registry");
-                self.0.write().unwrap_or_else(|e| e.into_inner()).segments.push(listed.clone());
+                let mut views = self.0.write().unwrap_or_else(|e| e.into_inner());
+                views.payloads.insert(listed.payload_hash);
+                views.segments.push(listed.clone());
                 return;
             }
             // Nothing a read shows: the view's lock is not taken.
@@ -95,6 +101,16 @@ impl ReadView {
 
     pub(crate) fn segment(&self, id: SegmentId) -> Option<Segment> {
         self.read().segments.get(id.0 as usize).map(|s| (**s).clone())
+    }
+
+    /// Whether a listed segment has the payload `hash`.
+    pub(crate) fn is_listed(&self, hash: &B256) -> bool {
+        self.read().payloads.contains(hash)
+    }
+
+    /// The payload hashes of every listed segment.
+    pub(crate) fn listed_payloads(&self) -> B256Set {
+        self.read().payloads.clone()
     }
 
     /// The newest segments that match `q`, newest first, at most `q.limit`.
@@ -175,8 +191,13 @@ mod tests {
         assert!(view.search(&none).is_empty());
         assert_eq!(view.segment(SegmentId(1)).as_ref(), ex.state.registry().segment(SegmentId(1)));
 
+        let hashes: B256Set = ex.state.registry().segments().iter().map(|s| s.payload_hash).collect();
+        assert_eq!(view.listed_payloads(), hashes);
+        assert!(hashes.iter().all(|h| view.is_listed(h)) && !view.is_listed(&B256::ZERO));
+
         let rebuilt = ReadView::new(ex.state.registry());
         assert_eq!(rebuilt.consumer_fills(&consumer), fills);
         assert_eq!(rebuilt.search(&all), view.search(&all));
+        assert_eq!(rebuilt.listed_payloads(), hashes);
     }
 }

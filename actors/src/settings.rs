@@ -2,9 +2,13 @@
 //! fire, and the bound of every queue the runtime holds.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pat_persistence::JournalConfig;
+use pat_storage::PayloadStore;
+
+use crate::listing::SweepSettings;
 
 /// Where the engine keeps its data and how often its timers fire.
 #[derive(Debug, Clone)]
@@ -28,6 +32,11 @@ pub struct EngineSettings {
     pub quote_channel_capacity: usize,
     /// Fill status changes the broadcast channel keeps for slow subscribers.
     pub fill_channel_capacity: usize,
+    /// Where listed payloads are kept, sealed. Without a store a payload is
+    /// checked and not kept (engine tests, benchmarks of the engine alone).
+    pub payload_store: Option<Arc<PayloadStore>>,
+    /// The payload store's orphan sweep.
+    pub sweep: SweepSettings,
 }
 
 impl EngineSettings {
@@ -43,6 +52,8 @@ impl EngineSettings {
             mailbox_capacity: 16_384,
             quote_channel_capacity: 1_024,
             fill_channel_capacity: 16_384,
+            payload_store: None,
+            sweep: SweepSettings::default(),
         }
     }
 }

@@ -78,6 +78,10 @@ pub type FeedParams = schema::Feed;
 /// [`Config::parse`]). They apply at start-up; a reload does not change them.
 pub type HttpParams = schema::Http;
 
+/// The payload store's settings, as written (validated by [`Config::parse`]).
+/// They apply at start-up; a reload does not change them.
+pub type StorageParams = schema::Storage;
+
 /// A validated config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -85,6 +89,7 @@ pub struct Config {
     pub chain: ChainSettings,
     pub feed: FeedParams,
     pub http: HttpParams,
+    pub storage: StorageParams,
     /// Old key names the file still uses, each with its new name; they are
     /// read as before, and whoever loads the file says so to the operator.
     pub warnings: Vec<ConfigError>,
@@ -308,6 +313,21 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
         "http.bodies_held_bytes_max",
         "must be at least http.body_bytes_max",
     );
+    let st = &f.storage;
+    if let Some(url) = &st.url {
+        p.check(
+            url.starts_with("s3://") || url.starts_with("gs://"),
+            "storage.url",
+            "must be s3://bucket/prefix or gs://bucket/prefix (leave it out for the data directory)",
+        );
+    }
+    p.check(st.orphan_grace_secs >= 1, "storage.orphan_grace_secs", "must be at least 1");
+    p.check(st.sweep_interval_secs >= 1, "storage.sweep_interval_secs", "must be at least 1");
+    p.check(
+        st.url.is_some() || st.options.is_empty(),
+        "storage.options",
+        "only apply to a remote store: set storage.url",
+    );
 
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
@@ -344,6 +364,7 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
         chain: ChainSettings { rpc_url: f.chain.rpc_url.clone(), confirmations: f.chain.confirmations },
         feed: f.feed.clone(),
         http: f.http.clone(),
+        storage: f.storage.clone(),
         warnings: Vec::new(),
     })
 }

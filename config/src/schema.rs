@@ -25,6 +25,8 @@ pub struct File {
     pub feed: Feed,
     #[serde(default)]
     pub http: Http,
+    #[serde(default)]
+    pub storage: Storage,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -171,6 +173,37 @@ impl Default for Http {
             header_read_timeout_ms: 5_000,
             body_read_timeout_ms: 10_000,
             bodies_held_bytes_max: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where listed payloads are kept (the payload store) and its upkeep.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// `s3://bucket/prefix` or `gs://bucket/prefix`; absent: `store/` in the data directory.
+    pub url: Option<String>,
+    /// Options of the S3 or GCS client over its environment variables
+    /// (`endpoint`, `region`, `allow_http`, ...). Credentials belong in the
+    /// environment (`AWS_ACCESS_KEY_ID`, ...), not here.
+    pub options: std::collections::BTreeMap<String, String>,
+    /// File holding the master keyring (`kid:hex64,...`, current first), mode
+    /// 0600; relative to the data directory. `PAT_STORAGE_KEY` overrides it.
+    pub key_file: Option<std::path::PathBuf>,
+    /// Unlisted objects younger than this are kept by the orphan sweep.
+    pub orphan_grace_secs: u64,
+    /// Time between two orphan sweeps.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            url: None,
+            options: Default::default(),
+            key_file: None,
+            orphan_grace_secs: 600,
+            sweep_interval_secs: 600,
         }
     }
 }

@@ -24,6 +24,7 @@ fn default_config_is_valid_and_realistic() {
     assert_eq!(cfg.engine.risk.market_hard, 5_000 * pat_engine::money::ONE_PAT);
     assert_eq!(cfg.feed, crate::FeedParams::default(), "the file spells out the defaults");
     assert_eq!(cfg.http, crate::HttpParams::default(), "the file spells out the defaults");
+    assert_eq!(cfg.storage, crate::StorageParams::default(), "the file spells out the defaults");
 }
 
 #[test]
@@ -71,6 +72,10 @@ fn each_mistake_names_its_key() {
         ("header_read_timeout_ms = 5000", "header_read_timeout_ms = 0", "http.header_read_timeout_ms"),
         ("body_read_timeout_ms = 10000", "body_read_timeout_ms = 0", "http.body_read_timeout_ms"),
         ("bodies_held_bytes_max = 67108864", "bodies_held_bytes_max = 1024", "http.bodies_held_bytes_max"),
+        (r#"# url = "s3://bucket/prefix""#, r#"url = "ftp://bucket/prefix""#, "storage.url"),
+        ("orphan_grace_secs = 600", "orphan_grace_secs = 0", "storage.orphan_grace_secs"),
+        ("sweep_interval_secs = 600", "sweep_interval_secs = 0", "storage.sweep_interval_secs"),
+        ("sweep_interval_secs = 600", "sweep_interval_secs = 600\noptions = { region = \"eu\" }", "storage.options"),
     ];
     for (from, to, key) in cases {
         assert!(DEFAULT.contains(from), "fixture lost: {from}");

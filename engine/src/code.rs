@@ -107,7 +107,8 @@ codes! {
     NonCanonicalPayload = "non_canonical_payload", 422, [Submission], "the payload is JSON but not in its canonical form (RFC 8785), the only form listed";
     SignalCount = "signal_count", 422, [Submission], "the payload has no signals, or more than ingest.signals_max";
     UnitsOutOfRange = "units_out_of_range", 422, [Submission], "units is 0 or over ingest.units_max";
-    DuplicatePayload = "duplicate_payload", 409, [Submission], "a segment with this payload is already listed";
+    DuplicatePayload = "duplicate_payload", 409, [Submission], "a segment with this payload is already listed, or is being listed right now";
+    StorageUnavailable = "storage_unavailable", 503, [Submission], "the payload store did not answer; nothing was listed; retry";
     Paused = "paused", 503, [Order], "the engine is paused: no order intake, no settlement";
     UnknownMarket = "unknown_market", 404, [Order, Lookup, Feed], "no market has this key or id";
     Expired = "expired", 422, [Order], "the order's deadline has passed";

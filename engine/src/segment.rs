@@ -108,6 +108,8 @@ pub enum SubmitError {
     UnitsOutOfRange { units: u32, max: u32 },
     #[error("a segment with payload hash {0} is already listed")]
     DuplicatePayload(B256),
+    #[error("a segment with payload hash {0} is being listed right now; nothing changed")]
+    PayloadInFlight(B256),
     #[error("the submission is for market {market}, which another actor owns (a routing bug; nothing changed)")]
     OtherMarket { market: MarketKey },
 }
@@ -130,7 +132,7 @@ impl SubmitError {
             Self::NonCanonicalPayload(_) => Code::NonCanonicalPayload,
             Self::SignalCount { .. } => Code::SignalCount,
             Self::UnitsOutOfRange { .. } => Code::UnitsOutOfRange,
-            Self::DuplicatePayload(_) => Code::DuplicatePayload,
+            Self::DuplicatePayload(_) | Self::PayloadInFlight(_) => Code::DuplicatePayload,
             Self::OtherMarket { .. } => Code::RoutingFailed,
         }
     }

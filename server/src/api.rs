@@ -126,7 +126,7 @@ async fn submit_segment(state: State, body: web::Json<SegmentRequest>) -> Result
     };
     // As for orders: signature recovery runs here, on the HTTP worker.
     let verified = verify_submission(signed, &state.domain).map_err(pat_actors::EngineError::from)?;
-    let segment = routed(&state, state.engine.markets().submit_segment(verified)).await??;
+    let segment = routed(&state, state.engine.list_segment(verified)).await??;
     Ok(HttpResponse::Created().json(SegmentBody::from(&segment)))
 }
 

@@ -1,0 +1,159 @@
+//! The payload store as the binary opens it, and `pat-market storage`.
+//!
+//! The master keyring comes from `PAT_STORAGE_KEY` if set, else from the key
+//! file (`storage.key_file`, default `storage.key` in the data directory).
+//! A data directory without either gets a new key file (mode 0600) at its
+//! first start, as devnet's does; its contents are never printed.
+//! `storage rotate-key` re-wraps every data key under a new master key and
+//! leaves the key file holding only that key.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args as ClapArgs, Subcommand};
+use pat_storage::{Keyring, Location, MasterKey, PayloadStore};
+
+/// Environment variable holding the master keyring, `kid:hex64[,kid:hex64...]`.
+pub const KEY_VAR: &str = "PAT_STORAGE_KEY";
+/// The key file's name in the data directory when the config names none.
+const DEFAULT_KEY_FILE: &str = "storage.key";
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Re-wrap every data key under a new master key, then drop the old keys
+    /// from the key file. Payloads are not rewritten. Stop the engine first.
+    RotateKey {
+        /// Engine config (TOML): its [storage] section says where the store is.
+        #[arg(long, default_value = "config/default.toml")]
+        config: PathBuf,
+        /// Data directory (the local store and the key file live there).
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// Id of the new key (default: `k` and the Unix time).
+        #[arg(long)]
+        kid: Option<String>,
+    },
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        Command::RotateKey { config, data_dir, kid } => {
+            let cfg = crate::serve::load_config(config)?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(rotate(&cfg.storage, data_dir, kid.as_deref()))
+        }
+    }
+}
+
+/// Where the store of this config and data directory is.
+fn location(cfg: &pat_config::StorageParams, data_dir: &Path) -> Location {
+    match &cfg.url {
+        Some(url) => Location::Remote { url: url.clone(), options: cfg.options.clone() },
+        None => Location::Local(data_dir.join("store")),
+    }
+}
+
+fn key_file(cfg: &pat_config::StorageParams, data_dir: &Path) -> PathBuf {
+    data_dir.join(cfg.key_file.as_deref().unwrap_or(Path::new(DEFAULT_KEY_FILE)))
+}
+
+/// Opens the payload store for `serve`, creating the key file if there is no keyring yet.
+pub fn open(cfg: &pat_config::StorageParams, data_dir: &Path) -> anyhow::Result<PayloadStore> {
+    let keyring = match std::env::var(KEY_VAR).ok().filter(|k| !k.trim().is_empty()) {
+        Some(text) => Keyring::parse(&text).context(KEY_VAR)?,
+        None => {
+            let path = key_file(cfg, data_dir);
+            match path.exists() {
+                true => read_key_file(&path)?,
+                false => {
+                    let ring = Keyring::single(MasterKey::generate(&new_kid())?);
+                    write_key_file(&path, &ring)?;
+                    eprintln!(
+                        "generated a storage master key into {} (mode 0600): back it up, payloads cannot be read without it",
+                        path.display()
+                    );
+                    ring
+                }
+            }
+        }
+    };
+    let location = location(cfg, data_dir);
+    let store = PayloadStore::open(&location, keyring).context("opening the payload store")?;
+    match &location {
+        Location::Local(dir) => {
+            eprintln!("payload store: {} (sealed, key {})", dir.display(), store.keyring().current().id())
+        }
+        Location::Remote { url, .. } => {
+            eprintln!("payload store: {url} (sealed, key {})", store.keyring().current().id())
+        }
+    }
+    Ok(store)
+}
+
+fn new_kid() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    format!("k{secs}")
+}
+
+fn read_key_file(path: &Path) -> anyhow::Result<Keyring> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).with_context(|| path.display().to_string())?.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!("{} is readable by others (mode {:o}): chmod 600 it", path.display(), mode & 0o777);
+    }
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).with_context(|| path.display().to_string())?);
+    Keyring::parse(&text).with_context(|| path.display().to_string())
+}
+
+/// Writes the keyring to `path` with mode 0600, atomically and durably.
+fn write_key_file(path: &Path, ring: &Keyring) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    let tmp = path.with_extension("key.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| tmp.display().to_string())?;
+    file.write_all(ring.to_text().as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| path.display().to_string())?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+async fn rotate(cfg: &pat_config::StorageParams, data_dir: &Path, kid: Option<&str>) -> anyhow::Result<ExitCode> {
+    if std::env::var_os(KEY_VAR).is_some() {
+        bail!("{KEY_VAR} is set: rotate-key rewrites the key file; unset it, rotate, then set it from the new file");
+    }
+    let path = key_file(cfg, data_dir);
+    let old = read_key_file(&path)?;
+    let new = MasterKey::generate(&kid.map_or_else(new_kid, str::to_owned))?;
+    let new_id = new.id().to_owned();
+    let during = old.rotated_to(new)?;
+    // The file holds both keys while re-wrapping: a crash midway leaves every payload readable.
+    write_key_file(&path, &during)?;
+    let store = PayloadStore::open(&location(cfg, data_dir), during.clone())?;
+    let walk = store.rewrap_all().await.context("re-wrapping data keys (run it again to finish)")?;
+    write_key_file(&path, &during.current_only())?;
+    println!(
+        "re-wrapped {} of {} data keys under {new_id}; {} now holds only {new_id} (retired: {})",
+        walk.changed,
+        walk.examined,
+        path.display(),
+        old.ids().collect::<Vec<_>>().join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
