@@ -157,3 +157,46 @@ async fn rotate(cfg: &pat_config::StorageParams, data_dir: &Path, kid: Option<&s
     );
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use pat_engine::testing::{self, T0};
+
+    use super::*;
+
+    /// A first start writes a 0600 key file; a rotation re-wraps what it
+    /// sealed and leaves the file holding only the new key, which opens it.
+    #[tokio::test]
+    async fn first_start_writes_the_key_file_and_rotation_replaces_it() {
+        assert!(std::env::var_os(KEY_VAR).is_none(), "the test reads the key file, not {KEY_VAR}");
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = pat_config::StorageParams::default();
+        let store = open(&cfg, dir.path()).unwrap();
+        let path = dir.path().join(DEFAULT_KEY_FILE);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let old_kid = store.keyring().current().id().to_owned();
+        let payload = testing::payload_salted(3, 1);
+        let signed =
+            testing::signed_segment(&testing::PROVIDER_KEY, "PURCHASE_INTENT", "7D", 8000, T0, T0, 2, &payload);
+        store.put(&signed).await.unwrap();
+        // Opening again reads the same key.
+        assert_eq!(open(&cfg, dir.path()).unwrap().get(&signed.submission.payloadHash).await.unwrap(), signed);
+
+        rotate(&cfg, dir.path(), Some("k-new")).await.unwrap();
+        let ring = read_key_file(&path).unwrap();
+        assert_eq!(ring.ids().collect::<Vec<_>>(), ["k-new"]);
+        assert_eq!(open(&cfg, dir.path()).unwrap().get(&signed.submission.payloadHash).await.unwrap(), signed);
+        assert!(
+            matches!(
+                store.get(&signed.submission.payloadHash).await,
+                Err(pat_storage::StorageError::UnknownKey { kid, .. }) if kid == "k-new"
+            ),
+            "the old key ({old_kid}) opens nothing re-wrapped"
+        );
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(open(&cfg, dir.path()).unwrap_err().to_string().contains("chmod 600"));
+    }
+}
