@@ -94,7 +94,7 @@ pub async fn run_engine(
     pat_server::metrics_handle();
     let settlement = client.map(|client| Settlement { client, settings: ClearingSettings::default() });
     let mut engine_settings = EngineSettings::new(data_dir);
-    engine_settings.payload_store = Some(Arc::new(crate::storage::open(&cfg.storage, data_dir)?));
+    engine_settings.payload_store = Some(Arc::new(crate::storage::open(&cfg.storage, data_dir).await?));
     engine_settings.sweep = SweepSettings {
         every: Duration::from_secs(cfg.storage.sweep_interval_secs),
         grace: Duration::from_secs(cfg.storage.orphan_grace_secs),

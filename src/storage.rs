@@ -65,37 +65,66 @@ fn key_file(cfg: &pat_config::StorageParams, data_dir: &Path) -> PathBuf {
     data_dir.join(cfg.key_file.as_deref().unwrap_or(Path::new(DEFAULT_KEY_FILE)))
 }
 
-/// Opens the payload store for `serve`, creating the key file if there is no keyring yet.
-pub fn open(cfg: &pat_config::StorageParams, data_dir: &Path) -> anyhow::Result<PayloadStore> {
-    let keyring = match std::env::var(KEY_VAR).ok().filter(|k| !k.trim().is_empty()) {
-        Some(text) => Keyring::parse(&text).context(KEY_VAR)?,
+/// Opens the payload store for `serve`. With no keyring yet, a new key goes
+/// into the key file, but only over an empty store: a store that holds
+/// objects and no key means the wrong data directory or a lost key, and a
+/// new key (with the sweep that follows) would make its objects orphans.
+pub async fn open(cfg: &pat_config::StorageParams, data_dir: &Path) -> anyhow::Result<PayloadStore> {
+    let location = location(cfg, data_dir);
+    let opened = |ring| PayloadStore::open(&location, ring).context("opening the payload store");
+    let store = match std::env::var_os(KEY_VAR) {
+        Some(text) => {
+            let text =
+                zeroize::Zeroizing::new(text.into_string().map_err(|_| anyhow::anyhow!("{KEY_VAR} is not UTF-8"))?);
+            if text.trim().is_empty() {
+                bail!("{KEY_VAR} is set but empty: set it to kid:hex64[,...], or unset it to use the key file");
+            }
+            opened(Keyring::parse(&text).context(KEY_VAR)?)?
+        }
         None => {
             let path = key_file(cfg, data_dir);
             match path.exists() {
-                true => read_key_file(&path)?,
+                true => opened(read_key_file(&path)?)?,
                 false => {
-                    let ring = Keyring::single(MasterKey::generate(&new_kid())?);
-                    write_key_file(&path, &ring)?;
+                    let store = opened(Keyring::single(MasterKey::generate(&new_kid())?))?;
+                    if !store.is_empty().await? {
+                        bail!(
+                            "the payload store holds objects but {} does not exist: set {KEY_VAR} or storage.key_file to its keyring",
+                            path.display()
+                        );
+                    }
+                    write_key_file(&path, store.keyring())?;
                     eprintln!(
                         "generated a storage master key into {} (mode 0600): back it up, payloads cannot be read without it",
                         path.display()
                     );
-                    ring
+                    store
                 }
             }
         }
     };
-    let location = location(cfg, data_dir);
-    let store = PayloadStore::open(&location, keyring).context("opening the payload store")?;
+    store.claim_owner(&owner_id(data_dir)?).await?;
+    let kid = store.keyring().current().id();
     match &location {
-        Location::Local(dir) => {
-            eprintln!("payload store: {} (sealed, key {})", dir.display(), store.keyring().current().id())
-        }
-        Location::Remote { url, .. } => {
-            eprintln!("payload store: {url} (sealed, key {})", store.keyring().current().id())
-        }
+        Location::Local(dir) => eprintln!("payload store: {} (sealed, key {kid})", dir.display()),
+        Location::Remote { url, .. } => eprintln!("payload store: {url} (sealed, key {kid})"),
     }
     Ok(store)
+}
+
+/// The data directory's id (`DATA/store.owner`), made at its first start.
+fn owner_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("store.owner");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        return Ok(id.trim().to_owned());
+    }
+    let id = format!("{:032x}", rand::random::<u128>());
+    std::fs::create_dir_all(data_dir)?;
+    let mut file = std::fs::File::create(&path).with_context(|| path.display().to_string())?;
+    file.write_all(id.as_bytes())?;
+    file.sync_all()?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(id)
 }
 
 fn new_kid() -> String {
@@ -119,10 +148,14 @@ fn write_key_file(path: &Path, ring: &Keyring) -> anyhow::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
     let tmp = path.with_extension("key.tmp");
+    // A leftover temporary file would keep its own mode: start from none.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).context(tmp.display().to_string()),
+        _ => {}
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&tmp)
         .with_context(|| tmp.display().to_string())?;
@@ -173,7 +206,7 @@ mod tests {
         assert!(std::env::var_os(KEY_VAR).is_none(), "the test reads the key file, not {KEY_VAR}");
         let dir = tempfile::tempdir().unwrap();
         let cfg = pat_config::StorageParams::default();
-        let store = open(&cfg, dir.path()).unwrap();
+        let store = open(&cfg, dir.path()).await.unwrap();
         let path = dir.path().join(DEFAULT_KEY_FILE);
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let old_kid = store.keyring().current().id().to_owned();
@@ -182,12 +215,12 @@ mod tests {
             testing::signed_segment(&testing::PROVIDER_KEY, "PURCHASE_INTENT", "7D", 8000, T0, T0, 2, &payload);
         store.put(&signed).await.unwrap();
         // Opening again reads the same key.
-        assert_eq!(open(&cfg, dir.path()).unwrap().get(&signed.submission.payloadHash).await.unwrap(), signed);
+        assert_eq!(open(&cfg, dir.path()).await.unwrap().get(&signed.submission.payloadHash).await.unwrap(), signed);
 
         rotate(&cfg, dir.path(), Some("k-new")).await.unwrap();
         let ring = read_key_file(&path).unwrap();
         assert_eq!(ring.ids().collect::<Vec<_>>(), ["k-new"]);
-        assert_eq!(open(&cfg, dir.path()).unwrap().get(&signed.submission.payloadHash).await.unwrap(), signed);
+        assert_eq!(open(&cfg, dir.path()).await.unwrap().get(&signed.submission.payloadHash).await.unwrap(), signed);
         assert!(
             matches!(
                 store.get(&signed.submission.payloadHash).await,
@@ -197,6 +230,11 @@ mod tests {
         );
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(open(&cfg, dir.path()).unwrap_err().to_string().contains("chmod 600"));
+        assert!(open(&cfg, dir.path()).await.unwrap_err().to_string().contains("chmod 600"));
+        // A store with objects and no key file: no new key over it.
+        std::fs::remove_file(&path).unwrap();
+        let refused = open(&cfg, dir.path()).await.unwrap_err().to_string();
+        assert!(refused.contains("holds objects"), "{refused}");
+        assert!(!path.exists());
     }
 }

@@ -96,13 +96,19 @@ impl Engine {
 
     /// Lists a verified submission: with a payload store, its payload is
     /// stored first (see [`crate::listing`]); without, its market checks and
-    /// lists it alone.
+    /// lists it alone. The stored path runs as a task of its own, so a caller
+    /// that stops waiting (a timeout) leaves it to finish, its payload hash
+    /// claimed, rather than cutting it between a write and its cleanup.
     pub fn list_segment(&self, verified: VerifiedSegment) -> Routed<Result<Segment, EngineError>> {
         match self.listings.clone() {
             None => self.markets.submit_segment(verified),
             Some(listings) => {
                 let engine = self.clone();
-                Box::pin(async move { listings.list(&engine, verified).await })
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                actix::spawn(async move {
+                    let _ = tx.send(listings.list(&engine, verified).await);
+                });
+                Box::pin(async move { rx.await.unwrap_or(Err(actix::MailboxError::Closed)) })
             }
         }
     }

@@ -88,7 +88,7 @@ pub fn describe_metrics() {
         Unit::Count,
         "Objects of unlisted payloads the sweep removed."
     );
-    describe_gauge!("pat_storage_objects", "Objects in the payload store at the last sweep (two per listing).");
+    describe_gauge!("pat_storage_objects", "Objects in the payload store when the last sweep began (two per listing).");
     describe_gauge!("pat_paused", "1 while the engine is paused, else 0.");
     describe_gauge!("pat_quote_bid_pat", "A market's bid, PAT per unit.");
     describe_gauge!("pat_quote_ask_pat", "A market's ask, PAT per unit.");

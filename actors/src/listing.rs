@@ -33,6 +33,11 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::messages::{ListedPayloads, PayloadListed};
 
+/// Longest a listing waits for its payload to be stored, below the HTTP
+/// server's engine timeout (5 s), so that a store that hangs is answered
+/// `storage_unavailable`, not `busy`.
+pub const PUT_DEADLINE: Duration = Duration::from_secs(4);
+
 /// When and how the sweep runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SweepSettings {
@@ -80,10 +85,6 @@ impl Listings {
         Self { store, in_flight: Mutex::default() }
     }
 
-    pub fn store(&self) -> &Arc<PayloadStore> {
-        &self.store
-    }
-
     fn claim(&self, hash: B256) -> Option<Claim<'_>> {
         let fresh = self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(hash);
         fresh.then_some(Claim { listings: self, hash })
@@ -103,10 +104,15 @@ impl Listings {
             return engine.markets().submit_segment(verified).await;
         }
         let began = Instant::now();
-        let stored = self.store.put(verified.signed()).await;
+        let stored = match tokio::time::timeout(PUT_DEADLINE, self.store.put(verified.signed())).await {
+            Ok(stored) => stored,
+            Err(_) => Err(StorageError::Unavailable(format!("no answer within {PUT_DEADLINE:?}"))),
+        };
         observe("put", began, &stored);
         if let Err(e) = stored {
-            return Ok(Err(EngineError::StorageUnavailable(e.to_string())));
+            // The detail (endpoint, bucket, path) is the operator's, not the provider's.
+            eprintln!("payload store: storing {hash}: {e}");
+            return Ok(Err(EngineError::StorageUnavailable("the payload store did not answer".into())));
         }
         let listed = engine.markets().submit_segment(verified).await;
         if let Ok(Err(EngineError::Submit(_))) = &listed {
@@ -118,16 +124,30 @@ impl Listings {
     }
 
     /// One sweep: removes the objects of payloads `engine` does not list
-    /// that are older than `grace`.
+    /// whose objects are all older than `grace`. Each is checked again under
+    /// its claim just before it goes, so a payload listed since the sweep
+    /// began, or being listed now, is kept.
     pub async fn sweep(&self, engine: &Engine, grace: Duration) -> Result<pat_storage::Walk, String> {
         let listed = engine.send(ListedPayloads).await.map_err(|e| e.to_string())?;
         let began = Instant::now();
-        let walk = self.store.sweep(|h| listed.contains(h), grace).await;
-        observe("sweep", began, &walk);
-        let walk = walk.map_err(|e| e.to_string())?;
-        metrics::counter!("pat_storage_orphans_removed_total").increment(walk.changed);
-        metrics::gauge!("pat_storage_objects").set(walk.examined.saturating_sub(walk.changed) as f64);
-        Ok(walk)
+        let found = self.store.orphans(|h| listed.contains(h), grace).await;
+        observe("sweep", began, &found);
+        let found = found.map_err(|e| e.to_string())?;
+        let mut removed = 0;
+        for hash in found.hashes {
+            let Some(_claim) = self.claim(hash) else { continue };
+            if engine.send(PayloadListed(hash)).await.map_err(|e| e.to_string())? {
+                continue;
+            }
+            let began = Instant::now();
+            let deleted = self.store.delete(&hash).await;
+            observe("delete", began, &deleted);
+            deleted.map_err(|e| e.to_string())?;
+            removed += 1;
+        }
+        metrics::counter!("pat_storage_orphans_removed_total").increment(removed);
+        metrics::gauge!("pat_storage_objects").set(found.objects as f64);
+        Ok(pat_storage::Walk { examined: found.objects, changed: removed })
     }
 
     /// Sweeps now and then every `settings.every`, until the system stops.

@@ -321,7 +321,11 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
             "must be s3://bucket/prefix or gs://bucket/prefix (leave it out for the data directory)",
         );
     }
-    p.check(st.orphan_grace_secs >= 1, "storage.orphan_grace_secs", "must be at least 1");
+    p.check(
+        st.orphan_grace_secs >= 60,
+        "storage.orphan_grace_secs",
+        "must be at least 60, longer than any listing takes from store write to journal",
+    );
     p.check(st.sweep_interval_secs >= 1, "storage.sweep_interval_secs", "must be at least 1");
     p.check(
         st.url.is_some() || st.options.is_empty(),

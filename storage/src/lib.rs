@@ -11,4 +11,4 @@ pub mod s3_server;
 pub mod store;
 
 pub use key::{KeyError, Keyring, MasterKey};
-pub use store::{Location, PayloadStore, StorageError, Walk};
+pub use store::{Location, Orphans, PayloadStore, StorageError, Walk};

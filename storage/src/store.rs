@@ -3,8 +3,8 @@
 //! and `keys/{hash}` (see [`crate::envelope`]). This is the only code of the
 //! workspace that talks to the object store.
 //!
-//! Backends: the local filesystem (every write fsynced, file and directory,
-//! before it returns), S3 and GCS by URL with their credentials from the
+//! Backends: the local filesystem (every put fsynced, file and directory,
+//! and every delete's directory, before it returns), S3 and GCS by URL with their credentials from the
 //! usual environment variables. Remote calls retry briefly and time out, so
 //! a store that is down answers [`StorageError::Unavailable`] within seconds
 //! rather than holding a listing or a download for minutes.
@@ -27,7 +27,8 @@ use thiserror::Error;
 use crate::envelope::{self, OpenError};
 use crate::key::Keyring;
 
-/// How long one remote call may take, retries included.
+/// How long one remote request may take; a call retries at most twice, and
+/// starts no retry after this long either.
 pub const REMOTE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Why a store operation failed.
@@ -45,6 +46,10 @@ pub enum StorageError {
     UnknownKey { hash: B256, kid: String },
     #[error("storage config: {0}")]
     Config(String),
+    #[error(
+        "the payload store belongs to data directory {owner}, not to this one ({ours}): two engines on one store would sweep each other's payloads"
+    )]
+    OwnedByAnother { owner: String, ours: String },
 }
 
 impl StorageError {
@@ -75,8 +80,17 @@ pub enum Location {
 pub struct Walk {
     /// Objects looked at.
     pub examined: u64,
-    /// Objects removed (a sweep) or re-wrapped (a rotation).
+    /// Payloads removed (a sweep) or key objects re-wrapped (a rotation).
     pub changed: u64,
+}
+
+/// What [`PayloadStore::orphans`] found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Orphans {
+    /// Objects looked at.
+    pub objects: u64,
+    /// Unlisted payloads with every object older than the grace.
+    pub hashes: Vec<B256>,
 }
 
 /// Sealed listings in an object store.
@@ -85,10 +99,15 @@ pub struct PayloadStore {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     keyring: Keyring,
+    /// The directory of a local store: object_store fsyncs its puts, not its
+    /// deletes, so a delete syncs the directory here.
+    local_root: Option<PathBuf>,
 }
 
 const PAYLOADS: &str = "payloads";
 const KEYS: &str = "keys";
+/// The id of the data directory whose engine the store belongs to.
+const OWNER: &str = "owner";
 
 impl PayloadStore {
     /// Opens the store at `location`, sealing with `keyring`'s current key.
@@ -96,8 +115,11 @@ impl PayloadStore {
     pub fn open(location: &Location, keyring: Keyring) -> Result<Self, StorageError> {
         let (store, prefix): (Arc<dyn ObjectStore>, Path) = match location {
             Location::Local(dir) => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StorageError::Config(format!("creating {}: {e}", dir.display())))?;
+                let config = |e: std::io::Error| StorageError::Config(format!("creating {}: {e}", dir.display()));
+                std::fs::create_dir_all(dir).map_err(config)?;
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    sync_dir(parent).map_err(config)?;
+                }
                 let fs = LocalFileSystem::new_with_prefix(dir)
                     .map_err(|e| StorageError::Config(format!("{}: {e}", dir.display())))?
                     .with_fsync(true);
@@ -105,7 +127,11 @@ impl PayloadStore {
             }
             Location::Remote { url, options } => remote(url, options)?,
         };
-        Ok(Self { store, prefix, keyring })
+        let local_root = match location {
+            Location::Local(dir) => Some(dir.clone()),
+            Location::Remote { .. } => None,
+        };
+        Ok(Self { store, prefix, keyring, local_root })
     }
 
     /// The keyring this store seals and opens with.
@@ -115,7 +141,7 @@ impl PayloadStore {
 
     /// The same store, with another keyring (for a rotation).
     pub fn with_keyring(&self, keyring: Keyring) -> Self {
-        Self { store: self.store.clone(), prefix: self.prefix.clone(), keyring }
+        Self { store: self.store.clone(), prefix: self.prefix.clone(), keyring, local_root: self.local_root.clone() }
     }
 
     fn path(&self, kind: &str, hash: &B256) -> Path {
@@ -135,8 +161,13 @@ impl PayloadStore {
     pub async fn get(&self, hash: &B256) -> Result<SignedSegment, StorageError> {
         let key_object = match self.read(KEYS, hash).await? {
             Some(k) => k,
-            None if self.read(PAYLOADS, hash).await?.is_some() => return Err(StorageError::Shredded(*hash)),
-            None => return Err(StorageError::Missing(*hash)),
+            None => {
+                return match self.store.head(&self.path(PAYLOADS, hash)).await {
+                    Ok(_) => Err(StorageError::Shredded(*hash)),
+                    Err(object_store::Error::NotFound { .. }) => Err(StorageError::Missing(*hash)),
+                    Err(e) => Err(unavailable(e)),
+                };
+            }
         };
         let payload_object = self.read(PAYLOADS, hash).await?.ok_or(StorageError::Missing(*hash))?;
         let key =
@@ -167,9 +198,52 @@ impl PayloadStore {
 
     async fn remove(&self, kind: &str, hash: &B256) -> Result<(), StorageError> {
         match self.store.delete(&self.path(kind, hash)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(unavailable(e)),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(unavailable(e)),
         }
+        if let Some(root) = &self.local_root {
+            let dir = root.join(kind);
+            let synced = tokio::task::spawn_blocking(move || sync_dir(&dir)).await;
+            synced
+                .map_err(|e| StorageError::Unavailable(e.to_string()))?
+                .map_err(|e| StorageError::Unavailable(format!("syncing the store's directory: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Makes this store `owner`'s (a data directory's id): written at the
+    /// first start, and checked at every later one. An engine never runs on
+    /// a store another data directory owns, whose listings it does not know
+    /// and whose payloads its sweep would take for orphans.
+    pub async fn claim_owner(&self, owner: &str) -> Result<(), StorageError> {
+        let path = self.prefix.clone().join(OWNER);
+        let found = match self.store.get(&path).await {
+            Ok(got) => Some(got.bytes().await.map_err(unavailable)?),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(unavailable(e)),
+        };
+        match found {
+            Some(bytes) if bytes.as_ref() == owner.as_bytes() => Ok(()),
+            Some(bytes) => Err(StorageError::OwnedByAnother {
+                owner: String::from_utf8_lossy(&bytes).into_owned(),
+                ours: owner.to_owned(),
+            }),
+            None => {
+                self.store.put(&path, owner.as_bytes().to_vec().into()).await.map_err(unavailable)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the store holds no object of a listing.
+    pub async fn is_empty(&self) -> Result<bool, StorageError> {
+        for kind in [PAYLOADS, KEYS] {
+            let prefix = self.prefix.clone().join(kind);
+            if self.store.list(Some(&prefix)).try_next().await.map_err(unavailable)?.is_some() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Every object of kind `kind`, as (hash, last modified). Names that are
@@ -186,23 +260,30 @@ impl PayloadStore {
             .collect())
     }
 
-    /// Removes the objects of listings that are not listed (`listed` says
-    /// which are) and were last written more than `grace` ago: what a crash
-    /// between the store write and the journal append left behind, or a
-    /// refusal whose cleanup failed. The grace keeps a listing in flight.
-    pub async fn sweep(&self, listed: impl Fn(&B256) -> bool, grace: Duration) -> Result<Walk, StorageError> {
+    /// The payloads whose objects `listed` does not name and were all last
+    /// written more than `grace` ago: what a crash between the store write
+    /// and the journal append left behind, or a refusal whose cleanup failed.
+    /// The caller deletes each after checking, under its own guard, that it
+    /// is still unlisted and not being listed (see `pat_actors::listing`).
+    pub async fn orphans(&self, listed: impl Fn(&B256) -> bool, grace: Duration) -> Result<Orphans, StorageError> {
         let cutoff = SystemTime::now().checked_sub(grace).unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut walk = Walk::default();
+        let mut objects = 0;
+        let mut young = std::collections::HashSet::new();
+        let mut old = std::collections::BTreeSet::new();
         for kind in [PAYLOADS, KEYS] {
             for (hash, modified) in self.list(kind).await? {
-                walk.examined += 1;
-                if !listed(&hash) && modified < cutoff {
-                    self.remove(kind, &hash).await?;
-                    walk.changed += 1;
+                objects += 1;
+                if listed(&hash) {
+                    continue;
                 }
+                match modified < cutoff {
+                    true => old.insert(hash),
+                    false => young.insert(hash),
+                };
             }
         }
-        Ok(walk)
+        let hashes = old.into_iter().filter(|h| !young.contains(h)).collect();
+        Ok(Orphans { objects, hashes })
     }
 
     /// Re-wraps every data key not wrapped under the keyring's current key.
@@ -228,9 +309,14 @@ impl PayloadStore {
     }
 }
 
-/// `B256` as 64 lowercase hex digits with `0x`, as everywhere else.
+/// `B256` as 64 lowercase hex digits, without `0x`: an object's name.
 fn hex(hash: &B256) -> String {
     format!("{hash:x}")
+}
+
+/// fsyncs a directory, so that entries created or removed in it are durable.
+fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn remote(url: &str, options: &BTreeMap<String, String>) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
@@ -283,6 +369,10 @@ mod tests {
     async fn put_get_shred_delete_on_the_local_filesystem() {
         let dir = tempfile::tempdir().unwrap();
         let store = local(dir.path(), "k1");
+        assert!(store.is_empty().await.unwrap());
+        store.claim_owner("data-a").await.unwrap();
+        store.claim_owner("data-a").await.unwrap();
+        assert!(matches!(store.claim_owner("data-b").await, Err(StorageError::OwnedByAnother { .. })));
         let signed = listing(1);
         let hash = signed.submission.payloadHash;
         assert!(matches!(store.get(&hash).await, Err(StorageError::Missing(h)) if h == hash));
@@ -318,7 +408,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sweep_removes_unlisted_objects_past_the_grace_only() {
+    async fn orphans_are_unlisted_payloads_past_the_grace_only() {
         let dir = tempfile::tempdir().unwrap();
         let store = local(dir.path(), "k1");
         let (kept, orphan) = (listing(4), listing(5));
@@ -326,9 +416,13 @@ mod tests {
         store.put(&orphan).await.unwrap();
         std::fs::write(dir.path().join("payloads").join("README"), b"not ours").unwrap();
         let listed = |h: &B256| *h == kept.submission.payloadHash;
-        // Within the grace: nothing goes.
-        assert_eq!(store.sweep(listed, Duration::from_secs(600)).await.unwrap(), Walk { examined: 4, changed: 0 });
-        assert_eq!(store.sweep(listed, Duration::ZERO).await.unwrap(), Walk { examined: 4, changed: 2 });
+        // Within the grace: nothing is an orphan.
+        let within = store.orphans(listed, Duration::from_secs(600)).await.unwrap();
+        assert_eq!(within, Orphans { objects: 4, hashes: vec![] });
+        let past = store.orphans(listed, Duration::ZERO).await.unwrap();
+        assert_eq!(past, Orphans { objects: 4, hashes: vec![orphan.submission.payloadHash] });
+        assert!(!store.is_empty().await.unwrap());
+        store.delete(&orphan.submission.payloadHash).await.unwrap();
         assert!(matches!(store.get(&orphan.submission.payloadHash).await, Err(StorageError::Missing(_))));
         assert_eq!(store.get(&kept.submission.payloadHash).await.unwrap(), kept);
         assert!(dir.path().join("payloads").join("README").is_file());

@@ -48,9 +48,15 @@ async fn listings_round_trip_rotate_shred_and_sweep_on_s3() {
     assert!(matches!(after.get(&shredded).await, Err(StorageError::Shredded(h)) if h == shredded));
 
     let listed: Vec<B256> = listings[..2].iter().map(|s| s.submission.payloadHash).collect();
-    // 4 payload objects and 3 key objects (one shredded); the two unlisted go.
-    let walk = after.sweep(|h| listed.contains(h), Duration::ZERO).await.unwrap();
-    assert_eq!(walk, Walk { examined: 7, changed: 4 });
+    // 4 payload objects and 3 key objects (one shredded); the two unlisted are orphans.
+    let orphans = after.orphans(|h| listed.contains(h), Duration::ZERO).await.unwrap();
+    assert_eq!(orphans.objects, 7);
+    let mut unlisted: Vec<B256> = listings[2..].iter().map(|s| s.submission.payloadHash).collect();
+    unlisted.sort();
+    assert_eq!(orphans.hashes, unlisted);
+    for h in &orphans.hashes {
+        after.delete(h).await.unwrap();
+    }
     assert!(matches!(after.get(&listings[2].submission.payloadHash).await, Err(StorageError::Missing(_))));
     assert_eq!(after.get(&listings[0].submission.payloadHash).await.unwrap(), listings[0]);
 }
