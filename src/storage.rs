@@ -119,11 +119,7 @@ fn owner_id(data_dir: &Path) -> anyhow::Result<String> {
         return Ok(id.trim().to_owned());
     }
     let id = format!("{:032x}", rand::random::<u128>());
-    std::fs::create_dir_all(data_dir)?;
-    let mut file = std::fs::File::create(&path).with_context(|| path.display().to_string())?;
-    file.write_all(id.as_bytes())?;
-    file.sync_all()?;
-    std::fs::File::open(data_dir)?.sync_all()?;
+    write_durably(&path, id.as_bytes())?;
     Ok(id)
 }
 
@@ -142,12 +138,20 @@ fn read_key_file(path: &Path) -> anyhow::Result<Keyring> {
     Keyring::parse(&text).with_context(|| path.display().to_string())
 }
 
-/// Writes the keyring to `path` with mode 0600, atomically and durably.
+/// Writes the keyring to `path`.
 fn write_key_file(path: &Path, ring: &Keyring) -> anyhow::Result<()> {
+    write_durably(path, ring.to_text().as_bytes())
+}
+
+/// Writes `bytes` to `path` with mode 0600, atomically (a temporary file
+/// renamed over it) and durably (the file and its directory fsynced).
+fn write_durably(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
-    let tmp = path.with_extension("key.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     // A leftover temporary file would keep its own mode: start from none.
     match std::fs::remove_file(&tmp) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).context(tmp.display().to_string()),
@@ -159,8 +163,7 @@ fn write_key_file(path: &Path, ring: &Keyring) -> anyhow::Result<()> {
         .mode(0o600)
         .open(&tmp)
         .with_context(|| tmp.display().to_string())?;
-    file.write_all(ring.to_text().as_bytes())?;
-    file.write_all(b"\n")?;
+    file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| path.display().to_string())?;
     std::fs::File::open(dir)?.sync_all()?;

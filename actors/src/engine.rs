@@ -119,12 +119,6 @@ impl Engine {
     }
 }
 
-/// The payload store and its sweep, taken from the settings before they go to the launch.
-struct SweepPlan {
-    store: Option<Arc<pat_storage::PayloadStore>>,
-    settings: crate::listing::SweepSettings,
-}
-
 /// What recovery found, for logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Startup {
@@ -151,7 +145,7 @@ impl EngineActor {
         cfg: Arc<EngineConfig>,
         clock: Clock,
     ) -> Result<(Engine, Startup), EngineError> {
-        let sweep = SweepPlan { store: settings.payload_store.clone(), settings: settings.sweep };
+        let (store, sweep) = (settings.payload_store.clone(), settings.sweep);
         let (quotes, _) = broadcast::channel(settings.quote_channel_capacity);
         let (fill_updates, _) = broadcast::channel(settings.fill_channel_capacity);
         let catalogue = Arc::new(Catalogue::new(&cfg));
@@ -172,10 +166,10 @@ impl EngineActor {
             let next = Self::boot(&launch, false).map_err(|e| e.to_string())?;
             Ok(next.engine)
         });
-        let listings = sweep.store.map(|store| Arc::new(Listings::new(store)));
+        let listings = store.map(|store| Arc::new(Listings::new(store)));
         let engine = Engine { handle, markets, tables, listings };
         if let Some(listings) = &engine.listings {
-            listings.spawn_sweeps(engine.clone(), sweep.settings);
+            listings.spawn_sweeps(engine.clone(), sweep);
         }
         Ok((engine, first.startup))
     }

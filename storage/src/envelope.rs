@@ -215,13 +215,19 @@ mod tests {
         Keyring::single(MasterKey::generate(kid).unwrap())
     }
 
+    /// A listing sealed under a fresh keyring `k1`, and its data key unwrapped.
+    fn sealed(signed: &SignedSegment) -> (Keyring, B256, Sealed, DataKey) {
+        let ring = ring("k1");
+        let hash = signed.submission.payloadHash;
+        let sealed = seal(&ring, signed);
+        let key = unwrap_key(&ring, &hash, &sealed.key_object).unwrap();
+        (ring, hash, sealed, key)
+    }
+
     #[test]
     fn a_sealed_listing_opens_to_itself() {
-        let ring = ring("k1");
         let signed = listing(1);
-        let hash = signed.submission.payloadHash;
-        let sealed = seal(&ring, &signed);
-        let key = unwrap_key(&ring, &hash, &sealed.key_object).unwrap();
+        let (_, hash, sealed, key) = sealed(&signed);
         assert_eq!(open(&key, &hash, &sealed.payload_object).unwrap(), signed);
         assert_eq!(key_id(&sealed.key_object).unwrap(), "k1");
         // The plaintext is nowhere in the ciphertext.
@@ -231,11 +237,7 @@ mod tests {
 
     #[test]
     fn every_flipped_bit_is_detected() {
-        let ring = ring("k1");
-        let signed = listing(2);
-        let hash = signed.submission.payloadHash;
-        let sealed = seal(&ring, &signed);
-        let key = unwrap_key(&ring, &hash, &sealed.key_object).unwrap();
+        let (ring, hash, sealed, key) = sealed(&listing(2));
         for i in (0..sealed.payload_object.len()).step_by(7) {
             let mut bad = sealed.payload_object.clone();
             bad[i] ^= 0x10;
@@ -282,12 +284,9 @@ mod tests {
 
     #[test]
     fn a_payload_that_does_not_match_its_hash_is_refused_after_opening() {
-        let ring = ring("k1");
         let mut signed = listing(6);
         signed.payload.push(b' ');
-        let sealed = seal(&ring, &signed);
-        let hash = signed.submission.payloadHash;
-        let key = unwrap_key(&ring, &hash, &sealed.key_object).unwrap();
+        let (_, hash, sealed, key) = sealed(&signed);
         assert_eq!(
             open(&key, &hash, &sealed.payload_object).err(),
             Some(OpenError::Corrupt("the payload does not hash to its name"))
