@@ -32,7 +32,7 @@ fn summary(event: &Event) -> String {
             format_pat(f.broker_spread)
         ),
         Event::FillsSubmitted { fill_ids, tx_hash } => format!("{} fills in tx {tx_hash}", fill_ids.len()),
-        Event::FillSettled { fill_id } => format!("fill {fill_id}"),
+        Event::FillSettled { fill_id, at_ms } => format!("fill {fill_id} at {at_ms} ms"),
         Event::FillFailed { fill_id, reason, .. } => format!("fill {fill_id}: {reason}"),
         Event::UnitsExpired { at_ms } => format!("at {at_ms} ms"),
         Event::MarketUnitsExpired { market, at_ms } => format!("market {} at {at_ms} ms", market.0),

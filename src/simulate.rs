@@ -117,7 +117,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 ex.state.fail(&id, "simulated chain rejection", now_ms)?;
                 t.failed += 1;
             } else {
-                ex.state.settle(&id)?;
+                ex.state.settle(&id, now_ms)?;
                 t.settled += 1;
             }
         }

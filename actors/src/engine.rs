@@ -26,6 +26,7 @@ use pat_persistence::{DataDir, JournalError, SnapshotReport};
 use tokio::sync::broadcast;
 
 use crate::clock::Clock;
+use crate::delivery::{Deliveries, DeliveryError, DeliveryPlan};
 use crate::error::EngineError;
 use crate::listing::Listings;
 use crate::market::{self, MarketActor, Markets, RecordMarketOutcomes, Routed, Thaw};
@@ -74,6 +75,8 @@ pub struct Engine {
     tables: Arc<Tables>,
     /// With a payload store: listings keep their payloads.
     listings: Option<Arc<Listings>>,
+    /// With a payload store: settled fills are delivered from it.
+    deliveries: Option<Arc<Deliveries>>,
 }
 
 impl std::ops::Deref for Engine {
@@ -116,6 +119,11 @@ impl Engine {
     /// The listing path to the payload store, when there is one.
     pub fn listings(&self) -> Option<&Arc<Listings>> {
         self.listings.as_ref()
+    }
+
+    /// The delivery path from the payload store, when there is one.
+    pub fn deliveries(&self) -> Option<&Arc<Deliveries>> {
+        self.deliveries.as_ref()
     }
 }
 
@@ -166,8 +174,9 @@ impl EngineActor {
             let next = Self::boot(&launch, false).map_err(|e| e.to_string())?;
             Ok(next.engine)
         });
-        let listings = store.map(|store| Arc::new(Listings::new(store)));
-        let engine = Engine { handle, markets, tables, listings };
+        let listings = store.clone().map(|store| Arc::new(Listings::new(store)));
+        let deliveries = store.map(|store| Arc::new(Deliveries::new(store)));
+        let engine = Engine { handle, markets, tables, listings, deliveries };
         if let Some(listings) = &engine.listings {
             listings.spawn_sweeps(engine.clone(), sweep);
         }
@@ -370,6 +379,13 @@ impl Handler<GetSegment> for EngineActor {
     type Result = Option<Segment>;
     fn handle(&mut self, msg: GetSegment, _: &mut Context<Self>) -> Self::Result {
         self.shared.reads.segment(msg.0)
+    }
+}
+
+impl Handler<PlanDelivery> for EngineActor {
+    type Result = Result<DeliveryPlan, DeliveryError>;
+    fn handle(&mut self, msg: PlanDelivery, _: &mut Context<Self>) -> Self::Result {
+        self.shared.reads.plan_delivery(&msg.fill_id, msg.consumer, (self.shared.clock)())
     }
 }
 

@@ -36,10 +36,13 @@
 //!   start-up every supervised actor shares.
 //! - [`listing`]: [`listing::Listings`]: a submission's payload stored before it is listed, and the
 //!   orphan sweep.
+//! - [`delivery`]: [`delivery::Deliveries`]: a settled fill's segments read back from the payload
+//!   store for its consumer, during its access period.
 //! - [`gauges`]: per-market quote, supply and exposure gauges, and risk limits.
 
 pub mod clearing;
 pub mod clock;
+pub mod delivery;
 pub mod engine;
 pub mod error;
 pub mod gauges;

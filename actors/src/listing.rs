@@ -73,7 +73,8 @@ impl Drop for Claim<'_> {
     }
 }
 
-fn observe<T>(op: &'static str, began: Instant, result: &Result<T, StorageError>) {
+/// Records a store operation's latency, and its failure.
+pub(crate) fn observe<T>(op: &'static str, began: Instant, result: &Result<T, StorageError>) {
     metrics::histogram!("pat_storage_operation_seconds", "op" => op).record(began.elapsed().as_secs_f64());
     if result.is_err() {
         metrics::counter!("pat_storage_errors_total", "op" => op).increment(1);

@@ -221,7 +221,7 @@ impl Handler<RecordMarketOutcomes> for MarketActor {
         let (mut durables, mut updates) = (Vec::new(), Vec::new());
         for (id, outcome) in msg.0 {
             let (event, status) = match outcome {
-                Settlement::Settled => match st.registry.settle(&mut self.market, &id) {
+                Settlement::Settled => match st.registry.settle(&mut self.market, &id, now) {
                     Ok(event) => (event, "settled"),
                     Err(_) => continue,
                 },

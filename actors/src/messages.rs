@@ -24,6 +24,14 @@ pub struct GetFill(pub B256);
 #[rtype(result = "Option<Segment>")]
 pub struct GetSegment(pub SegmentId);
 
+/// What this consumer may download of a fill now: the plan, or why not.
+#[derive(Message)]
+#[rtype(result = "Result<crate::delivery::DeliveryPlan, crate::delivery::DeliveryError>")]
+pub struct PlanDelivery {
+    pub fill_id: B256,
+    pub consumer: alloy_primitives::Address,
+}
+
 /// Whether a listed segment has this payload hash.
 #[derive(Message)]
 #[rtype(result = "bool")]

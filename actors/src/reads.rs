@@ -17,8 +17,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use alloy_primitives::map::{AddressMap, B256Map, B256Set};
 use alloy_primitives::{Address, B256};
-use pat_engine::{Event, FillRecord, Registry, Segment, SegmentId};
+use pat_engine::{EngineConfig, Event, FillRecord, MarketKey, Registry, Segment, SegmentId, TimeMs};
 
+use crate::delivery::{self, DeliveryError, DeliveryPlan};
 use crate::messages::SearchSegments;
 
 /// The reads of one engine incarnation.
@@ -35,6 +36,14 @@ struct Views {
     by_consumer: AddressMap<Vec<Arc<FillRecord>>>,
     /// Where each fill is in its consumer's list.
     position: B256Map<(Address, usize)>,
+    /// By market id: its key and its type's access period, seconds.
+    access: Vec<(MarketKey, u64)>,
+}
+
+/// Each market's key and access period under `cfg`.
+fn access_of(registry: &Registry, cfg: &EngineConfig) -> Vec<(MarketKey, u64)> {
+    let secs = |key: &MarketKey| cfg.type_params(&key.segment_type).map_or(0, |t| t.access_secs);
+    registry.catalogue().keys().iter().map(|k| (k.clone(), secs(k))).collect()
 }
 
 impl Views {
@@ -58,7 +67,8 @@ impl ReadView {
     pub(crate) fn new(registry: &Registry) -> Self {
         let segments = registry.segments().to_vec();
         let payloads = segments.iter().map(|s| s.payload_hash).collect();
-        let mut views = Views { segments, payloads, ..Views::default() };
+        let access = access_of(registry, registry.config());
+        let mut views = Views { segments, payloads, access, ..Views::default() };
         let mut fills: Vec<&Arc<FillRecord>> = registry.fills().collect();
         fills.sort_by_key(|r| (r.fill.accepted_at_ms, r.fill.fill_id));
         for record in fills {
@@ -76,7 +86,7 @@ impl ReadView {
         let fills: &[B256] = match event {
             Event::FillAccepted(fill) => std::slice::from_ref(&fill.fill_id),
             Event::FillsSubmitted { fill_ids, .. } => fill_ids,
-            Event::FillSettled { fill_id } | Event::FillFailed { fill_id, .. } => std::slice::from_ref(fill_id),
+            Event::FillSettled { fill_id, .. } | Event::FillFailed { fill_id, .. } => std::slice::from_ref(fill_id),
             Event::SegmentListed(segment) => {
                 let listed =
                     registry.segments().get(segment.id.0 as usize).expect("a listed segment is in the registry");
@@ -85,11 +95,15 @@ impl ReadView {
                 views.segments.push(listed.clone());
                 return;
             }
+            Event::ConfigChanged(cfg) => {
+                let access = access_of(registry, cfg);
+                self.0.write().unwrap_or_else(|e| e.into_inner()).access = access;
+                return;
+            }
             // Nothing a read shows: the view's lock is not taken.
             Event::SubmissionRefused { .. }
             | Event::UnitsExpired { .. }
             | Event::MarketUnitsExpired { .. }
-            | Event::ConfigChanged(_)
             | Event::PauseSet { .. }
             | Event::PhaseAdvanced { .. } => return,
         };
@@ -129,6 +143,21 @@ impl ReadView {
         let views = self.read();
         let &(consumer, at) = views.position.get(id)?;
         Some((*views.by_consumer[&consumer][at]).clone())
+    }
+
+    /// What `consumer` may download of fill `id` at `now_ms`; see [`delivery`].
+    pub(crate) fn plan_delivery(
+        &self,
+        id: &B256,
+        consumer: Address,
+        now_ms: TimeMs,
+    ) -> Result<DeliveryPlan, DeliveryError> {
+        let views = self.read();
+        let &(owner, at) = views.position.get(id).ok_or(DeliveryError::UnknownFill(*id))?;
+        let record = views.by_consumer[&owner][at].clone();
+        let (market, access_secs) = views.access[record.fill.market.index()].clone();
+        let segment = |id: SegmentId| views.segments.get(id.0 as usize).map(|s| (**s).clone());
+        delivery::plan(&record, consumer, segment, market, access_secs, now_ms)
     }
 
     /// `consumer`'s fills, oldest first.
@@ -172,7 +201,7 @@ mod tests {
         let event = ex.state.record_submission([ids[0]], B256::repeat_byte(7));
         view.project(&event, ex.state.registry());
         let submitted = view.fill(&ids[0]).unwrap().status;
-        let event = ex.state.settle(&ids[0]).unwrap();
+        let event = ex.state.settle(&ids[0], T0 * 1000 + 8).unwrap();
         view.project(&event, ex.state.registry());
         let event = ex.state.fail(&ids[1], "rejected", T0 * 1000 + 9).unwrap();
         view.project(&event, ex.state.registry());
@@ -180,7 +209,7 @@ mod tests {
         assert_eq!(submitted, FillStatus::Submitted { tx_hash: B256::repeat_byte(7) });
         let fills = view.consumer_fills(&consumer);
         assert_eq!(fills.iter().map(|r| r.fill.fill_id).collect::<Vec<_>>(), ids, "oldest first");
-        assert_eq!(fills[0].status, FillStatus::Settled { tx_hash: Some(B256::repeat_byte(7)) });
+        assert_eq!(fills[0].status, FillStatus::Settled { tx_hash: Some(B256::repeat_byte(7)), at_ms: T0 * 1000 + 8 });
         assert_eq!(fills[1].status, FillStatus::Failed { reason: "rejected".into() });
         assert_eq!(view.fill(&ids[1]).as_ref(), ex.state.registry().fill(&ids[1]));
         assert!(view.consumer_fills(&Address::ZERO).is_empty());

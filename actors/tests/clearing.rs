@@ -95,7 +95,7 @@ async fn fills_settle_on_chain_and_rejections_return_units() {
     let paid = buy(&engine, &cfg, &rich, a, 1).await;
     let unpaid = buy(&engine, &cfg, &poor, a, 1).await;
 
-    assert!(matches!(status(&engine, &paid).await, FillStatus::Settled { tx_hash: Some(_) }));
+    assert!(matches!(status(&engine, &paid).await, FillStatus::Settled { tx_hash: Some(_), .. }));
     assert_eq!(status(&engine, &unpaid).await, FillStatus::Failed { reason: "insufficient_escrow".into() });
     // To the base unit: escrow debited by the ask paid, the broker credited the spread,
     // the providers' credits committed for claiming.
@@ -110,7 +110,7 @@ async fn fills_settle_on_chain_and_rejections_return_units() {
     // A panic in the clearing actor: its successor settles the next fill.
     assert!(clearing.send(Crash).await.is_err(), "the panic drops the request");
     let next = buy(&engine, &cfg, &rich, a, 2).await;
-    assert!(matches!(status(&engine, &next).await, FillStatus::Settled { tx_hash: Some(_) }));
+    assert!(matches!(status(&engine, &next).await, FillStatus::Settled { tx_hash: Some(_), .. }));
     assert_eq!(client.escrow_of(rich.address()).await.unwrap(), escrow - U256::from(paid.ask_paid + next.ask_paid));
     services.stop(false).await.unwrap();
 }

@@ -31,6 +31,7 @@ pub fn catalogue(markets: usize) -> Arc<EngineConfig> {
             segment_type: format!("T{i:06}").parse().expect("a valid type name"),
             base_value: ONE_PAT + (i as Amount % 97) * ONE_PAT / 10,
             tick: ONE_PAT / 1000,
+            access_secs: pat_engine::params::ACCESS_DEFAULT_SECS,
         })
         .collect();
     Arc::new(cfg)

@@ -197,7 +197,10 @@ async fn a_mixed_batch_settles_to_the_base_unit_and_its_replay_changes_nothing()
     // The engine books the chain's decisions and keeps its invariants.
     for (fill, result) in batch.iter().zip(&report.fills) {
         let booked = match result.outcome {
-            FillOutcome::Settled => engine.exchange.state.settle(&fill.fill_id),
+            FillOutcome::Settled => {
+                let now = engine.now_ms();
+                engine.exchange.state.settle(&fill.fill_id, now)
+            }
             FillOutcome::Rejected(reason) => {
                 let now = engine.now_ms();
                 engine.exchange.state.fail(&fill.fill_id, reason.name(), now)

@@ -18,6 +18,9 @@ use pat_engine::params::{
 };
 use thiserror::Error;
 
+/// The longest access period a type may grant: ten years.
+pub const ACCESS_DAYS_MAX: u64 = 3_650;
+
 /// The largest margin cap the contract accepts (50%).
 pub const MARGIN_CAP_MAX_BPS: u16 = 5_000;
 
@@ -218,8 +221,16 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
                 p.add(format!("{key}.tick"), format!("base_value / tick must be at most {BASE_TICKS_MAX}"));
             }
         }
+        let access_days = entry.access_days.unwrap_or(f.catalogue.access_days);
+        let access_key =
+            if entry.access_days.is_some() { format!("{key}.access_days") } else { "catalogue.access_days".into() };
+        p.check(
+            (1..=ACCESS_DAYS_MAX).contains(&access_days),
+            &access_key,
+            &format!("must be 1 to {ACCESS_DAYS_MAX} days"),
+        );
         if let Ok(segment_type) = segment_type {
-            types.push(TypeParams { segment_type, base_value, tick });
+            types.push(TypeParams { segment_type, base_value, tick, access_secs: access_days * 86_400 });
         }
     }
 

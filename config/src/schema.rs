@@ -56,6 +56,9 @@ fn default_confirmations() -> u64 {
 pub struct Catalogue {
     pub windows: Vec<String>,
     pub bands: Vec<String>,
+    /// Days a consumer may download a settled fill, for every type that names none.
+    #[serde(default = "default_access_days")]
+    pub access_days: u64,
     /// Segment types by name.
     pub types: BTreeMap<String, SegmentTypeEntry>,
 }
@@ -67,6 +70,12 @@ pub struct SegmentTypeEntry {
     pub base_value: String,
     /// Price increment, decimal PAT.
     pub tick: String,
+    /// Days a consumer may download a settled fill of this type (else `catalogue.access_days`).
+    pub access_days: Option<u64>,
+}
+
+fn default_access_days() -> u64 {
+    pat_engine::params::ACCESS_DEFAULT_SECS / 86_400
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -22,6 +22,10 @@ fn default_config_is_valid_and_realistic() {
     assert_eq!(cfg.engine.quoting.tick_ms, 100);
     assert_eq!(cfg.engine.quoting.reprice_interval_ms, 1_000);
     assert_eq!(cfg.engine.risk.market_hard, 5_000 * pat_engine::money::ONE_PAT);
+    assert!(cfg.engine.types.iter().all(|t| t.access_secs == pat_engine::params::ACCESS_DEFAULT_SECS));
+    let own = Config::parse(&DEFAULT.replacen("tick = \"0.0005\"", "tick = \"0.0005\"\naccess_days = 7", 1)).unwrap();
+    let local = own.engine.types.iter().find(|t| t.segment_type.as_str() == "LOCAL_SERVICES").unwrap();
+    assert_eq!(local.access_secs, 7 * 86_400, "a type's own access period");
     assert_eq!(cfg.feed, crate::FeedParams::default(), "the file spells out the defaults");
     assert_eq!(cfg.http, crate::HttpParams::default(), "the file spells out the defaults");
     assert_eq!(cfg.storage, crate::StorageParams::default(), "the file spells out the defaults");
@@ -38,6 +42,8 @@ fn each_mistake_names_its_key() {
         (r#""0.70-0.85", "0.85-1.00""#, r#""0.65-0.85", "0.85-1.00""#, "catalogue.bands"),
         ("[catalogue.types.JOB_SEARCH]", "[catalogue.types.job_search]", "catalogue.types.job_search"),
         (r#"base_value = "0.9""#, r#"base_value = "-1""#, "catalogue.types.JOB_SEARCH.base_value"),
+        ("access_days = 30", "access_days = 0", "catalogue.access_days"),
+        (r#"base_value = "0.9""#, "base_value = \"0.9\"\naccess_days = 4000", "catalogue.types.JOB_SEARCH.access_days"),
         (r#"base_value = "0.9""#, r#"base_value = "0""#, "catalogue.types.JOB_SEARCH.base_value"),
         (r#"base_value = "0.6""#, r#"base_value = "0.001""#, "catalogue.types.LOCAL_SERVICES.tick"),
         (r#"base_value = "0.9""#, r#"base_value = "0.9001""#, "catalogue.types.JOB_SEARCH.base_value"),

@@ -1,4 +1,5 @@
-//! The EIP-712 typed data that providers and consumers sign, the marketplace
+//! The EIP-712 typed data that providers and consumers sign (orders,
+//! listings, and a consumer's access to what it bought), the marketplace
 //! domain, and signature recovery. The `DataMarketplace` contract hashes the
 //! same `Order` type; the digests are pinned by a test vector on both sides.
 
@@ -31,6 +32,15 @@ sol! {
         uint64 createdAt;
         uint32 units;
         bytes32 payloadHash;
+    }
+
+    /// A consumer's permission, for one request, to download what fill
+    /// `fillId` bought: valid until `expiresAt` (unix seconds).
+    #[derive(Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+    struct Access {
+        address consumer;
+        bytes32 fillId;
+        uint64 expiresAt;
     }
 }
 

@@ -29,8 +29,10 @@ pub enum Event {
         fill_ids: Vec<B256>,
         tx_hash: B256,
     },
+    /// Settled on chain; `at_ms` starts the consumer's access period.
     FillSettled {
         fill_id: B256,
+        at_ms: TimeMs,
     },
     FillFailed {
         fill_id: B256,
@@ -104,8 +106,8 @@ impl EngineState {
                     self.mark_submitted(id, tx_hash)?;
                 }
             }
-            Event::FillSettled { fill_id } => {
-                self.settle(&fill_id)?;
+            Event::FillSettled { fill_id, at_ms } => {
+                self.settle(&fill_id, at_ms)?;
             }
             Event::FillFailed { fill_id, reason, at_ms } => {
                 self.fail(&fill_id, &reason, at_ms)?;

@@ -54,11 +54,12 @@ fn a_fill_moves_money_exactly_and_settles() {
     assert_eq!(ex.state.market(id).stats().exposure, fill.ask_paid);
     assert_eq!(ex.state.registry().group_exposure_of(id), fill.ask_paid);
     ex.state.check_invariants();
-    assert_eq!(ex.state.settle(&fill.fill_id), Ok(Event::FillSettled { fill_id: fill.fill_id }));
+    let at_ms = fill.accepted_at_ms + 5_000;
+    assert_eq!(ex.state.settle(&fill.fill_id, at_ms), Ok(Event::FillSettled { fill_id: fill.fill_id, at_ms }));
     assert_eq!(ex.state.market(id).stats().exposure, 0);
-    let settled = FillStatus::Settled { tx_hash: None };
-    assert_eq!(ex.state.settle(&fill.fill_id), Err(FillStateError::NotAccepted(fill.fill_id, settled)));
-    assert_eq!(ex.state.settle(&B256::ZERO), Err(FillStateError::UnknownFill(B256::ZERO)));
+    let settled = FillStatus::Settled { tx_hash: None, at_ms };
+    assert_eq!(ex.state.settle(&fill.fill_id, at_ms), Err(FillStateError::NotAccepted(fill.fill_id, settled)));
+    assert_eq!(ex.state.settle(&B256::ZERO, at_ms), Err(FillStateError::UnknownFill(B256::ZERO)));
     ex.state.check_invariants();
 }
 
@@ -344,7 +345,7 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>) {
                 if pick % 2 == 0 {
                     events.push(ex.state.record_submission([id], alloy_primitives::keccak256(id)));
                 }
-                events.push(ex.state.settle(&id).unwrap());
+                events.push(ex.state.settle(&id, now).unwrap());
             }
             Op::Fail { pick } if !open.is_empty() => {
                 let id = open.swap_remove(pick % open.len());

@@ -76,10 +76,23 @@ pub enum FillStatus {
     Accepted,
     /// Sent to the chain in the batch transaction `tx_hash`; still exposed.
     Submitted { tx_hash: B256 },
-    /// Confirmed on chain (in `tx_hash` when the submission was recorded).
-    Settled { tx_hash: Option<B256> },
+    /// Confirmed on chain (in `tx_hash` when the submission was recorded) at
+    /// `at_ms`, which starts the consumer's access period.
+    Settled { tx_hash: Option<B256>, at_ms: TimeMs },
     /// Rejected by the chain: units returned to supply, the consumer refunded.
     Failed { reason: String },
+}
+
+impl FillStatus {
+    /// The status as the API, the feed and errors spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Submitted { .. } => "submitted",
+            Self::Settled { .. } => "settled",
+            Self::Failed { .. } => "failed",
+        }
+    }
 }
 
 /// Totals of money moved by fills, in base units.

@@ -96,6 +96,9 @@ pub struct QuotingParams {
     pub reprice_interval_ms: u64,
 }
 
+/// The access period of a type whose config names none: 30 days.
+pub const ACCESS_DEFAULT_SECS: u64 = 30 * 86_400;
+
 /// One segment type of the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypeParams {
@@ -104,6 +107,9 @@ pub struct TypeParams {
     pub base_value: Amount,
     /// Price increment of this type's markets, base units.
     pub tick: Amount,
+    /// How long a consumer may download what it bought in this type's
+    /// markets, seconds from the fill's settlement.
+    pub access_secs: u64,
 }
 
 /// Everything the engine needs to run a set of markets.

@@ -570,17 +570,21 @@ impl Registry {
         self.group_exposure[self.specs[market.id.index()].group as usize] -= notional;
     }
 
-    /// Marks an open fill of `market` settled on chain and releases its exposure.
-    pub fn settle(&mut self, market: &mut Market, id: &B256) -> Result<Event, FillStateError> {
+    /// Marks an open fill of `market` settled on chain at `now_ms` and
+    /// releases its exposure. A settlement is never earlier than its fill's
+    /// acceptance: a clock behind that (another actor's, a journal of schema
+    /// v1 that recorded no time) counts from the acceptance.
+    pub fn settle(&mut self, market: &mut Market, id: &B256, now_ms: TimeMs) -> Result<Event, FillStateError> {
         let record = self.take_open(market.id, id)?;
         let tx_hash = match record.status {
             FillStatus::Submitted { tx_hash } => Some(tx_hash),
             _ => None,
         };
-        record.status = FillStatus::Settled { tx_hash };
+        let at_ms = now_ms.max(record.fill.accepted_at_ms);
+        record.status = FillStatus::Settled { tx_hash, at_ms };
         let notional = record.fill.ask_paid;
         self.release(market, notional);
-        Ok(Event::FillSettled { fill_id: *id })
+        Ok(Event::FillSettled { fill_id: *id, at_ms })
     }
 
     /// Marks an open fill of `market` failed: its units return to supply (or

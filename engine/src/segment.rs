@@ -195,6 +195,22 @@ pub fn verify_submission(signed: SignedSegment, domain: &Eip712Domain) -> Result
     Ok(VerifiedSegment(signed))
 }
 
+/// The submission `segment` was listed from, field for field as its provider
+/// signed it: a listed submission spells its type and window canonically
+/// (anything else is refused), and its times are whole seconds.
+pub fn submission_of(segment: &Segment) -> SegmentSubmission {
+    SegmentSubmission {
+        provider: segment.provider,
+        segmentType: segment.market.segment_type.as_str().to_owned(),
+        window: segment.market.window.to_string(),
+        confidenceBps: segment.confidence_bps,
+        windowStart: segment.window_start_ms / 1000,
+        createdAt: segment.created_at_ms / 1000,
+        units: segment.units,
+        payloadHash: segment.payload_hash,
+    }
+}
+
 /// Checks everything about a verified submission for `market` (the one it
 /// names, [`crate::catalogue::Catalogue::key_of`]) that needs no engine state
 /// but the provider's reliability, in a fixed order, and computes its
@@ -349,6 +365,7 @@ mod tests {
         let q = checked.quality;
         assert_eq!((q.completeness, q.consistency, q.accuracy, q.reliability), (10_000, 10_000, 10_000, 10_000));
         assert!(q.timeliness > 9_900, "{q:?}");
+        assert_eq!(submission_of(&checked), good().submission, "a listing gives back what was signed");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{Eip712Domain, SolStruct};
 
-use crate::eip712::{self, Order, SegmentSubmission};
+use crate::eip712::{self, Access, Order, SegmentSubmission};
 use crate::market_key::MarketKey;
 use crate::order::SignedOrder;
 use crate::segment::SignedSegment;
@@ -23,6 +23,19 @@ fn sign<T: SolStruct>(signer: &PrivateKeySigner, value: &T, domain: &Eip712Domai
 pub fn sign_order(signer: &PrivateKeySigner, order: Order, domain: &Eip712Domain) -> SignedOrder {
     let signature = sign(signer, &order, domain);
     SignedOrder { order, signature }
+}
+
+/// Signs the consumer's access to fill `fill_id` until `expires_at` (unix
+/// seconds) under `domain`: the access and its 65-byte signature.
+pub fn sign_access(
+    signer: &PrivateKeySigner,
+    fill_id: alloy_primitives::B256,
+    expires_at: u64,
+    domain: &Eip712Domain,
+) -> (Access, Vec<u8>) {
+    let access = Access { consumer: signer.address(), fillId: fill_id, expiresAt: expires_at };
+    let signature = sign(signer, &access, domain);
+    (access, signature)
 }
 
 /// Signs a submission under `domain`; the signer should be its provider.

@@ -219,10 +219,10 @@ impl EngineState {
         Ok(self.registry.fill(id).ok_or(FillStateError::UnknownFill(*id))?.fill.market)
     }
 
-    /// Marks an open fill settled on chain and releases its exposure.
-    pub fn settle(&mut self, id: &B256) -> Result<Event, FillStateError> {
+    /// Marks an open fill settled on chain at `now_ms` and releases its exposure.
+    pub fn settle(&mut self, id: &B256, now_ms: TimeMs) -> Result<Event, FillStateError> {
         let market = self.market_of(id)?;
-        let event = self.registry.settle(&mut self.markets[market.index()], id)?;
+        let event = self.registry.settle(&mut self.markets[market.index()], id, now_ms)?;
         self.sync_stats(market);
         Ok(event)
     }

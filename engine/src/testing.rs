@@ -61,6 +61,7 @@ pub fn config() -> EngineConfig {
         segment_type: name.parse().unwrap(),
         base_value: parse_pat(base).unwrap(),
         tick: ONE_PAT / 1000,
+        access_secs: crate::params::ACCESS_DEFAULT_SECS,
     };
     EngineConfig {
         chain_id: 31_337,

@@ -21,7 +21,7 @@ use pat_engine::{Event, Snapshot};
 use thiserror::Error;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u8 = 1;
+pub const SCHEMA_VERSION: u8 = 2;
 
 /// Why bytes are not a value of any version this build reads.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -47,6 +47,7 @@ pub fn decode_event(version: u8, payload: &[u8]) -> Result<Event, DecodeError> {
     match version {
         0 => Err(DecodeError::Zero),
         1 => v1::event(payload).map_err(malformed),
+        2 => v2::event(payload).map_err(malformed),
         found => Err(DecodeError::Newer { found }),
     }
 }
@@ -65,6 +66,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     match version {
         0 => Err(DecodeError::Zero),
         1 => v1::snapshot(body).map_err(malformed),
+        2 => v2::snapshot(body).map_err(malformed),
         found => Err(DecodeError::Newer { found }),
     }
 }
@@ -74,11 +76,12 @@ pub fn snapshot_len(state: &Snapshot) -> usize {
     1 + postcard::experimental::serialized_size(state).unwrap_or(0)
 }
 
-/// Schema version 1, written from 2026-12 (issue 12). Today's types still have
-/// exactly its shapes (the golden file `tests/golden/schema-v1.json` says so),
-/// so it decodes straight into them. When a shape changes, the old shape moves
-/// here and these functions decode it and convert.
-mod v1 {
+/// Schema version 2, written from 2026-12 (issue 14): settlements carry
+/// their time (`FillSettled.at_ms`, `FillStatus::Settled.at_ms`), which
+/// starts a consumer's access period, and each segment type has an access
+/// period (`TypeParams.access_secs`). Today's types have exactly its shapes
+/// (`tests/golden/schema-v2.json`), so it decodes straight into them.
+mod v2 {
     use super::{Event, Snapshot};
 
     pub(super) fn event(payload: &[u8]) -> Result<Event, postcard::Error> {
@@ -90,6 +93,177 @@ mod v1 {
     }
 }
 
+/// Schema version 1, written from 2026-12 (issue 12): the shapes that
+/// changed since, frozen, each with its conversion into today's type. A v1
+/// settlement recorded no time: its fill's acceptance stands in (settlement
+/// is never earlier, and follows within a clearing round), so an access
+/// period counted from it ends at most that much early. A v1 config named no
+/// access period: every type gets the default.
+mod v1 {
+    use alloy_primitives::{Address, B256, U256};
+    use pat_engine::fill::Fill;
+    use pat_engine::market::{Market, MarketId};
+    use pat_engine::params::{
+        ACCESS_DEFAULT_SECS, IngestParams, OrderParams, PricingParams, QuotingParams, RiskParams, SpreadParams,
+        TypeParams as TypeParamsV2,
+    };
+    use pat_engine::registry::ProviderRecord;
+    use pat_engine::{
+        Amount, ConfidenceBand, EngineConfig as EngineConfigV2, Event as EventV2, FillRecord as FillRecordV2,
+        FillStatus as FillStatusV2, Ledger, Segment, SegmentType, Snapshot as SnapshotV2, TimeMs, Window,
+    };
+    use serde::Deserialize;
+
+    pub(super) fn event(payload: &[u8]) -> Result<EventV2, postcard::Error> {
+        postcard::from_bytes::<Event>(payload).map(Into::into)
+    }
+
+    pub(super) fn snapshot(body: &[u8]) -> Result<SnapshotV2, postcard::Error> {
+        postcard::from_bytes::<Snapshot>(body).map(Into::into)
+    }
+
+    #[derive(Deserialize)]
+    enum Event {
+        SegmentListed(Segment),
+        SubmissionRefused { provider: Address },
+        FillAccepted(Fill),
+        FillsSubmitted { fill_ids: Vec<B256>, tx_hash: B256 },
+        FillSettled { fill_id: B256 },
+        FillFailed { fill_id: B256, reason: String, at_ms: TimeMs },
+        UnitsExpired { at_ms: TimeMs },
+        ConfigChanged(Box<EngineConfig>),
+        PauseSet { paused: bool },
+        PhaseAdvanced { phase: u8 },
+        MarketUnitsExpired { market: MarketId, at_ms: TimeMs },
+    }
+
+    impl From<Event> for EventV2 {
+        fn from(e: Event) -> Self {
+            match e {
+                Event::SegmentListed(s) => Self::SegmentListed(s),
+                Event::SubmissionRefused { provider } => Self::SubmissionRefused { provider },
+                Event::FillAccepted(f) => Self::FillAccepted(f),
+                Event::FillsSubmitted { fill_ids, tx_hash } => Self::FillsSubmitted { fill_ids, tx_hash },
+                // Applying it counts from the fill's acceptance (`Registry::settle`).
+                Event::FillSettled { fill_id } => Self::FillSettled { fill_id, at_ms: 0 },
+                Event::FillFailed { fill_id, reason, at_ms } => Self::FillFailed { fill_id, reason, at_ms },
+                Event::UnitsExpired { at_ms } => Self::UnitsExpired { at_ms },
+                Event::ConfigChanged(cfg) => Self::ConfigChanged(Box::new((*cfg).into())),
+                Event::PauseSet { paused } => Self::PauseSet { paused },
+                Event::PhaseAdvanced { phase } => Self::PhaseAdvanced { phase },
+                Event::MarketUnitsExpired { market, at_ms } => Self::MarketUnitsExpired { market, at_ms },
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct TypeParams {
+        segment_type: SegmentType,
+        base_value: Amount,
+        tick: Amount,
+    }
+
+    #[derive(Deserialize)]
+    struct EngineConfig {
+        chain_id: u64,
+        marketplace: Address,
+        broker_margin_cap_bps: u16,
+        types: Vec<TypeParams>,
+        windows: Vec<Window>,
+        bands: Vec<ConfidenceBand>,
+        pricing: PricingParams,
+        spread: SpreadParams,
+        risk: RiskParams,
+        ingest: IngestParams,
+        orders: OrderParams,
+        quoting: QuotingParams,
+    }
+
+    impl From<EngineConfig> for EngineConfigV2 {
+        fn from(c: EngineConfig) -> Self {
+            let types = c
+                .types
+                .into_iter()
+                .map(|t| TypeParamsV2 {
+                    segment_type: t.segment_type,
+                    base_value: t.base_value,
+                    tick: t.tick,
+                    access_secs: ACCESS_DEFAULT_SECS,
+                })
+                .collect();
+            Self {
+                chain_id: c.chain_id,
+                marketplace: c.marketplace,
+                broker_margin_cap_bps: c.broker_margin_cap_bps,
+                types,
+                windows: c.windows,
+                bands: c.bands,
+                pricing: c.pricing,
+                spread: c.spread,
+                risk: c.risk,
+                ingest: c.ingest,
+                orders: c.orders,
+                quoting: c.quoting,
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    enum FillStatus {
+        Accepted,
+        Submitted { tx_hash: B256 },
+        Settled { tx_hash: Option<B256> },
+        Failed { reason: String },
+    }
+
+    #[derive(Deserialize)]
+    struct FillRecord {
+        fill: Fill,
+        status: FillStatus,
+    }
+
+    impl From<FillRecord> for FillRecordV2 {
+        fn from(r: FillRecord) -> Self {
+            let status = match r.status {
+                FillStatus::Accepted => FillStatusV2::Accepted,
+                FillStatus::Submitted { tx_hash } => FillStatusV2::Submitted { tx_hash },
+                FillStatus::Settled { tx_hash } => FillStatusV2::Settled { tx_hash, at_ms: r.fill.accepted_at_ms },
+                FillStatus::Failed { reason } => FillStatusV2::Failed { reason },
+            };
+            Self { fill: r.fill, status }
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct Snapshot {
+        config: EngineConfig,
+        markets: Vec<Market>,
+        segments: Vec<Segment>,
+        providers: Vec<(Address, ProviderRecord)>,
+        used_nonces: Vec<(Address, U256)>,
+        fills: Vec<FillRecord>,
+        ledger: Ledger,
+        paused: bool,
+        phase: u8,
+    }
+
+    impl From<Snapshot> for SnapshotV2 {
+        fn from(s: Snapshot) -> Self {
+            Self {
+                config: s.config.into(),
+                markets: s.markets,
+                segments: s.segments,
+                providers: s.providers,
+                used_nonces: s.used_nonces,
+                fills: s.fills.into_iter().map(Into::into).collect(),
+                ledger: s.ledger,
+                paused: s.paused,
+                phase: s.phase,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,7 +271,7 @@ mod tests {
     #[test]
     fn versions_outside_the_readable_range_are_refused_by_name() {
         let payload = encode_event(&Event::PauseSet { paused: true });
-        assert_eq!(decode_event(1, &payload), Ok(Event::PauseSet { paused: true }));
+        assert_eq!(decode_event(SCHEMA_VERSION, &payload), Ok(Event::PauseSet { paused: true }));
         assert_eq!(decode_event(0, &payload), Err(DecodeError::Zero));
         assert_eq!(decode_event(SCHEMA_VERSION + 1, &payload), Err(DecodeError::Newer { found: SCHEMA_VERSION + 1 }));
         let newer = DecodeError::Newer { found: 9 }.to_string();

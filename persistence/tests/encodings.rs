@@ -99,7 +99,7 @@ fn history() -> History {
         fills.push(fill.fill_id);
     }
     events.push(ex.state.record_submission(fills[..3].to_vec(), B256::repeat_byte(0xa1)));
-    events.push(ex.state.settle(&fills[0]).unwrap());
+    events.push(ex.state.settle(&fills[0], NOW + 30_000).unwrap());
     events.push(ex.state.fail(&fills[1], "insufficient escrow", NOW + HOUR_MS).unwrap());
     events.push(ex.state.set_paused(true));
     events.push(ex.state.set_paused(false));
@@ -119,7 +119,7 @@ fn history() -> History {
     changed.pricing.rate_half_life_secs = 7_200.0;
     events.push(ex.state.reconfigure(Arc::new(changed)).unwrap());
     events.push(ex.state.record_submission([fills[3]], B256::repeat_byte(0xb2)));
-    events.push(ex.state.settle(&fills[3]).unwrap());
+    events.push(ex.state.settle(&fills[3], NOW + 3 * HOUR_MS).unwrap());
     ex.state.check_invariants();
     History { events, snapshot_after, snapshot, end: ex.state.snapshot() }
 }
@@ -191,9 +191,17 @@ fn every_committed_data_directory_recovers() {
         assert!(ledger.refunds > 0 && ledger.provider_credits > 0);
         assert_eq!(state.segments.len(), 4);
         let statuses: Vec<_> = state.fills.iter().map(|f| std::mem::discriminant(&f.status)).collect();
-        let settled = std::mem::discriminant(&FillStatus::Settled { tx_hash: None });
+        let settled = std::mem::discriminant(&FillStatus::Settled { tx_hash: None, at_ms: 0 });
         assert_eq!(state.fills.len(), 4);
         assert_eq!(statuses.iter().filter(|s| **s == settled).count(), 2);
+        for r in &state.fills {
+            if let FillStatus::Settled { at_ms, .. } = r.status {
+                // v1 recorded no settlement time: the acceptance stands in.
+                let expected = if version == 1 { r.fill.accepted_at_ms } else { at_ms.max(r.fill.accepted_at_ms + 1) };
+                assert_eq!(at_ms, expected, "v{version}: when fill {} settled", r.fill.fill_id);
+            }
+        }
+        assert!(state.config.types.iter().all(|t| t.access_secs > 0), "v{version}: every type has an access period");
         assert_eq!((state.paused, state.phase), (false, 2));
         assert_eq!(state.config.pricing.rate_half_life_secs, 7_200.0);
         assert_eq!(state.providers.iter().map(|(_, p)| p.rejected).sum::<u64>(), 1);

@@ -263,7 +263,7 @@ fn history(steps: &[Step]) -> (Exchange, Vec<Event>) {
                 let id = open.swap_remove(pick % open.len());
                 let tx_hash = B256::repeat_byte(pick as u8);
                 events.push(ex.state.record_submission([id], tx_hash));
-                events.push(ex.state.settle(&id).unwrap());
+                events.push(ex.state.settle(&id, now).unwrap());
             }
             Step::Fail(pick) if !open.is_empty() => {
                 let id = open.swap_remove(pick % open.len());

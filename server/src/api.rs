@@ -57,6 +57,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(path("/feed", "GET").route(web::get().to(crate::feed::feed)))
                 .service(path("/orders", "POST").route(web::post().to(place_order)))
                 .service(path("/fills/{id}", "GET, HEAD").route(read().to(get_fill)))
+                .service(path("/fills/{id}/data", "GET, HEAD").route(read().to(crate::delivery::fill_data)))
                 .service(path("/providers/{address}/earnings", "GET, HEAD").route(read().to(provider_earnings)))
                 .service(path("/consumers/{address}/fills", "GET, HEAD").route(read().to(consumer_fills)))
                 .service(path("/admin/pause", "POST").route(web::post().to(pause)))
@@ -302,7 +303,7 @@ async fn phase(state: State, req: HttpRequest, body: web::Json<PhaseBody>) -> Re
 #[openapi(
     info(title = "PAT segment market", description = "Quotes, orders and fills of intent-signal segment markets."),
     paths(healthz, metrics, submit_segment, search_segments, get_segment, markets, market, quotes, place_order,
-        get_fill, provider_earnings, consumer_fills, pause, resume, reload, phase, crate::feed::feed, openapi),
+        get_fill, crate::delivery::fill_data, provider_earnings, consumer_fills, pause, resume, reload, phase, crate::feed::feed, openapi),
     components(schemas(ErrorBody, InvalidConfigBody)),
     modifiers(&OperatorToken, &ErrorCodes)
 )]

@@ -304,12 +304,13 @@ pub struct FillBody {
 /// A fill's status as the API and the feed spell it: the status name, the
 /// transaction it went out in, and why it failed.
 pub fn status_parts(status: &FillStatus) -> (&'static str, Option<B256>, Option<&str>) {
-    match status {
-        FillStatus::Accepted => ("accepted", None, None),
-        FillStatus::Submitted { tx_hash } => ("submitted", Some(*tx_hash), None),
-        FillStatus::Settled { tx_hash } => ("settled", *tx_hash, None),
-        FillStatus::Failed { reason } => ("failed", None, Some(reason)),
-    }
+    let (tx_hash, reason) = match status {
+        FillStatus::Accepted => (None, None),
+        FillStatus::Submitted { tx_hash } => (Some(*tx_hash), None),
+        FillStatus::Settled { tx_hash, .. } => (*tx_hash, None),
+        FillStatus::Failed { reason } => (None, Some(reason.as_str())),
+    };
+    (status.name(), tx_hash, reason)
 }
 
 impl From<&FillRecord> for FillBody {

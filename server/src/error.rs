@@ -8,6 +8,9 @@ use pat_actors::EngineError;
 use pat_engine::Code;
 use pat_engine::code::Source;
 
+/// Seconds a client is told to wait before it retries a `503`.
+pub const RETRY_AFTER_SECS: u64 = 2;
+
 /// A request that failed, as the client sees it: the code gives the status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -36,9 +39,13 @@ impl ResponseError for ApiError {
         self.status()
     }
 
+    /// A `503` says when to retry (`Retry-After`, seconds).
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status())
-            .json(ErrorBody { code: self.code.as_str().to_owned(), message: self.message.clone() })
+        let mut response = HttpResponse::build(self.status());
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, RETRY_AFTER_SECS));
+        }
+        response.json(ErrorBody { code: self.code.as_str().to_owned(), message: self.message.clone() })
     }
 }
 
@@ -74,6 +81,7 @@ pub fn route_codes(method: &str, path: &str) -> Vec<Code> {
         ("get", "/v1/markets") => (&[Engine], &[]),
         ("get", "/v1/markets/{key}") => (&[Request, Engine], &[UnknownMarket]),
         ("get", "/v1/fills/{id}") => (&[Request, Engine], &[UnknownFill]),
+        ("get", "/v1/fills/{id}/data") => (&[Request, Engine, Delivery], &[UnknownFill]),
         ("get", "/v1/providers/{address}/earnings" | "/v1/consumers/{address}/fills") => (&[Request, Engine], &[]),
         ("post", "/v1/admin/pause" | "/v1/admin/resume") => (OPERATOR, &[]),
         ("post", "/v1/admin/reload") => (OPERATOR, &[InvalidConfig, ConfigNotApplicable]),

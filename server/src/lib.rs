@@ -10,12 +10,16 @@
 //!
 //! - [`api`]: routes and handlers.
 //! - [`body`]: request bodies under a deadline and a shared byte budget.
+//! - [`bundle`]: the delivery format a buyer downloads, reads and verifies.
+//! - [`delivery`]: `GET /v1/fills/{id}/data`: a settled fill's data for its consumer.
 //! - [`dto`]: request and response bodies.
 //! - [`error`]: the error shape and the status of every engine error.
 //! - [`feed`]: the WebSocket quote feed at `/v1/feed`.
 
 pub mod api;
 pub mod body;
+pub mod bundle;
+pub mod delivery;
 pub mod dto;
 pub mod error;
 pub mod feed;

@@ -44,19 +44,29 @@ impl Api {
 
     /// Starts with the server's settings adjusted by `adjust`.
     pub async fn start_with(adjust: impl FnOnce(&mut ServerSettings)) -> Self {
+        Self::start_custom(|_| {}, system_clock(), adjust).await
+    }
+
+    /// Starts with the engine's settings adjusted by `engine` (its data
+    /// directory given), its clock, and the server's settings adjusted by `server`.
+    pub async fn start_custom(
+        engine: impl FnOnce(&mut EngineSettings),
+        clock: pat_actors::clock::Clock,
+        server: impl FnOnce(&mut ServerSettings),
+    ) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let config_path = tmp.path().join("pat.toml");
         std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/default.toml"), &config_path).unwrap();
         let cfg = Config::load(&config_path).unwrap().engine;
         // As the binary does: the recorder first, so the engine's first metrics are kept.
         pat_server::metrics_handle();
-        let (engine, _) =
-            EngineActor::start(EngineSettings::new(tmp.path().join("data")), Arc::new(cfg.clone()), system_clock())
-                .unwrap();
+        let mut engine_settings = EngineSettings::new(tmp.path().join("data"));
+        engine(&mut engine_settings);
+        let (engine, _) = EngineActor::start(engine_settings, Arc::new(cfg.clone()), clock).unwrap();
         let mut settings = ServerSettings::new("127.0.0.1:0".parse::<SocketAddr>().unwrap(), config_path.clone());
         settings.admin_token = Some(TOKEN.into());
         settings.http.body_bytes_max = 64 * 1024;
-        adjust(&mut settings);
+        server(&mut settings);
         let (server, addr) = pat_server::start(settings, engine.clone(), cfg.domain()).await.unwrap();
         actix_rt::spawn(server);
         Self { base: format!("http://{addr}"), http: reqwest::Client::new(), cfg, config_path, engine, _tmp: tmp }
