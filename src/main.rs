@@ -2,6 +2,7 @@
 //! the workspace crates (`pat-engine`, `pat-config`, `pat-storage`, ...).
 
 mod agents;
+mod client;
 mod devnet;
 mod inspect;
 mod load;
@@ -37,6 +38,15 @@ enum Command {
     Devnet(devnet::Args),
     /// Send signed orders to a running engine at a target rate; report accepted/s and latency.
     Load(load::Args),
+    /// Buy units of a market as a consumer: sign at the quoted ask, post, wait for settlement, print the fill.
+    Buy(client::BuyArgs),
+    /// Download what a settled fill bought into a directory, then verify it.
+    Download(client::DownloadArgs),
+    /// Check a downloaded fill: each payload hashes to its signed listing, signed by its provider.
+    Verify {
+        /// The directory `download` unpacked into.
+        dir: PathBuf,
+    },
     /// Operator tools for the payload store: `storage rotate-key`.
     Storage(storage::Args),
     /// Operator tools for the durable journal.
@@ -67,6 +77,9 @@ fn main() -> ExitCode {
         Command::Devnet(args) => devnet::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Storage(args) => storage::run(&args),
+        Command::Buy(args) => client::buy(&args),
+        Command::Download(args) => client::download(&args),
+        Command::Verify { dir } => client::verify_dir(&dir),
         Command::Journal { command: JournalCommand::Inspect { dir, verbose } } => inspect::run(&dir, verbose),
     };
     match result {

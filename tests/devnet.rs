@@ -99,14 +99,53 @@ impl Devnet {
     }
 }
 
-fn list(devnet: &Devnet, domain: &alloy_sol_types::Eip712Domain, provider: u8) {
+/// `pat-market` as a consumer runs it against `devnet`, with the demo key in the environment.
+fn consumer_cli(devnet: &Devnet, data: &Path, args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_pat-market"))
+        .args(args)
+        .args(["--url", &devnet.base, "--config"])
+        .arg(data.join("devnet.toml"))
+        .env("PAT_CONSUMER_KEY", DEMO_CONSUMER_KEY)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn verify(dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pat-market")).arg("verify").arg(dir).output().unwrap()
+}
+
+/// The whole purchase from a shell: buy, download, verify; a flipped byte fails verify.
+fn buy_download_verify(devnet: &Devnet, data: &Path, listed: &[u8]) {
+    let out = consumer_cli(devnet, data, &["buy", "--market", MARKET, "--qty", "1"]);
+    let fill: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(fill["status"], "settled", "{fill}");
+    let id = fill["fill_id"].as_str().unwrap();
+    let dir = data.join("downloads");
+    consumer_cli(devnet, data, &["download", id, "--out", dir.to_str().unwrap()]);
+    let segment = fill["allocations"][0]["segment_id"].as_u64().unwrap();
+    let payload_file = dir.join(format!("segment-{segment}.payload"));
+    assert_eq!(std::fs::read(&payload_file).unwrap(), listed, "the bytes are the listed payload");
+    let ok = verify(&dir);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    let mut flipped = std::fs::read(&payload_file).unwrap();
+    flipped[3] ^= 1;
+    std::fs::write(&payload_file, flipped).unwrap();
+    let bad = verify(&dir);
+    assert!(!bad.status.success(), "a flipped byte fails verify");
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("FAIL"), "{}", String::from_utf8_lossy(&bad.stdout));
+}
+
+fn list(devnet: &Devnet, domain: &alloy_sol_types::Eip712Domain, provider: u8) -> Vec<u8> {
     let signer = LocalSigner::from_bytes(&keccak256([provider, 1])).unwrap();
     let now = now_secs();
     let payload = encode_payload(&[SignalRecord::new(now, "PURCHASE_INTENT", 0.8, format!("d{provider}"))]);
     let key: MarketKey = MARKET.parse().unwrap();
-    let signed = sign_listing(&signer, &key, 10, now - 60, now, payload, domain);
+    let signed = sign_listing(&signer, &key, 10, now - 60, now, payload.clone(), domain);
     let body = SegmentRequest::from_signed(&signed).unwrap();
     assert_eq!(devnet.post("/v1/segments", &serde_json::to_value(body).unwrap()).0, 201);
+    payload
 }
 
 #[test]
@@ -115,9 +154,10 @@ fn devnet_runs_the_whole_market_and_continues_after_a_restart() {
     let data = tmp.path().join("data");
     let devnet = Devnet::start(&data);
     let domain = pat_config::Config::load(&data.join("devnet.toml")).unwrap().engine.domain();
-    list(&devnet, &domain, 1);
+    let listed = list(&devnet, &domain, 1);
     let first = devnet.buy_and_settle(&domain, 1);
     assert_eq!(first["status"], "settled", "{first}");
+    buy_download_verify(&devnet, &data, &listed);
     devnet.stop();
 
     // Same chain (anvil state), same contracts, same journal.

@@ -299,6 +299,8 @@ pub struct FillBody {
     #[schema(value_type = Option<String>)]
     pub tx_hash: Option<B256>,
     pub reason: Option<String>,
+    /// When it settled: its access period counts from here.
+    pub settled_at_ms: Option<u64>,
 }
 
 /// A fill's status as the API and the feed spell it: the status name, the
@@ -339,6 +341,10 @@ impl From<&FillRecord> for FillBody {
             status: status.to_owned(),
             tx_hash,
             reason: reason.map(str::to_owned),
+            settled_at_ms: match r.status {
+                FillStatus::Settled { at_ms, .. } => Some(at_ms),
+                _ => None,
+            },
         }
     }
 }
