@@ -127,7 +127,10 @@ pub fn buy(args: &BuyArgs) -> anyhow::Result<ExitCode> {
         let fill: Value = resp.json().await?;
         ensure!(status.as_u16() == 201, "the order was refused: {status} {fill}");
         let id = fill["fill_id"].as_str().context("a fill id")?.to_owned();
-        eprintln!("accepted: fill {id}, {} PAT; waiting for settlement on chain", format_pat(fill["ask_paid"].as_str().unwrap_or("0").parse()?));
+        eprintln!(
+            "accepted: fill {id}, {} PAT; waiting for settlement on chain",
+            format_pat(fill["ask_paid"].as_str().unwrap_or("0").parse()?)
+        );
         let deadline = Instant::now() + Duration::from_secs(args.wait);
         loop {
             let f = get_json(&http, &format!("{}/v1/fills/{id}", c.url)).await?;
@@ -198,8 +201,9 @@ async fn fetch(
     let have = std::fs::metadata(partial).map_or(0, |m| m.len());
     let expires = now_secs() + ACCESS_TTL_SECS;
     let (access, signature) = sign_access(signer, fill_id, expires, domain);
-    let mut req =
-        http.get(url).header("authorization", pat_server::delivery::authorization(access.consumer, expires, &signature));
+    let mut req = http
+        .get(url)
+        .header("authorization", pat_server::delivery::authorization(access.consumer, expires, &signature));
     if have > 0 {
         // The ETag is the fill id: a resumption of this very body.
         req = req.header("range", format!("bytes={have}-")).header("if-range", format!("\"{fill_id}\""));
@@ -251,7 +255,8 @@ fn unpack(body: &Path, out: &Path) -> anyhow::Result<usize> {
 /// `pat-market verify DIR`: every segment of an unpacked download hashes to
 /// its signed `payloadHash`, and its listing is signed by its provider.
 pub fn verify_dir(dir: &Path) -> anyhow::Result<ExitCode> {
-    let read = |name: &str| std::fs::read(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()));
+    let read =
+        |name: &str| std::fs::read(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()));
     let manifest: Manifest = serde_json::from_slice(&read("manifest.json")?).context("manifest.json")?;
     let mut headers: Vec<SegmentHeader> = Vec::new();
     for entry in std::fs::read_dir(dir)? {

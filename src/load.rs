@@ -62,17 +62,24 @@ async fn load(args: &Args, cfg: pat_engine::EngineConfig) -> anyhow::Result<Exit
     let domain = cfg.domain();
     let keys: Vec<MarketKey> = cfg.market_keys();
     let total = (args.rate * args.seconds) as usize;
-    // Supply: every market gets enough units from its own synthetic provider.
-    let units = (total / keys.len() + 1).min(cfg.ingest.units_max as usize) as u32;
+    anyhow::ensure!(args.consumers > 0, "--consumers must be at least 1");
+    // Supply: a consumer buys a segment once (one unit of it), so every market
+    // gets enough segments for each consumer's share of its orders, each with
+    // a unit for every consumer, from synthetic providers.
+    let per_consumer = (total / keys.len()).div_ceil(usize::from(args.consumers)) + 1;
+    let units = u32::from(args.consumers);
+    eprintln!("listing {per_consumer} segments in each of {} markets...", keys.len());
     for (i, market) in keys.iter().enumerate() {
-        let provider = key(args.seed, 1, (i % 250) as u8)?;
-        let now = now_secs();
-        let category = format!("load-{}-{i}", args.seed);
-        let payload = encode_payload(&[SignalRecord::new(now, market.segment_type.as_str(), 0.9, category)]);
-        let signed = sign_listing(&provider, market, units, now - 60, now, payload, &domain);
-        let body = SegmentRequest::from_signed(&signed)?;
-        let resp = http.post(format!("{}/v1/segments", args.url)).json(&body).send().await?;
-        anyhow::ensure!(resp.status().is_success(), "listing in {market}: {}", resp.text().await?);
+        for s in 0..per_consumer {
+            let provider = key(args.seed, 1, ((i + s) % 250) as u8)?;
+            let now = now_secs();
+            let category = format!("load-{}-{i}-{s}", args.seed);
+            let payload = encode_payload(&[SignalRecord::new(now, market.segment_type.as_str(), 0.9, category)]);
+            let signed = sign_listing(&provider, market, units, now - 60, now, payload, &domain);
+            let body = SegmentRequest::from_signed(&signed)?;
+            let resp = http.post(format!("{}/v1/segments", args.url)).json(&body).send().await?;
+            anyhow::ensure!(resp.status().is_success(), "listing in {market}: {}", resp.text().await?);
+        }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let quotes: Vec<Value> = http.get(format!("{}/v1/quotes", args.url)).send().await?.json().await?;

@@ -86,16 +86,18 @@ impl Engine {
     }
 }
 
-fn segment(domain: &alloy_sol_types::Eip712Domain, provider: u8) -> Value {
+/// Segment `salt` of `provider`: 50 units.
+fn segment(domain: &alloy_sol_types::Eip712Domain, provider: u8, salt: u8) -> Value {
     let now = now_secs();
-    let payload = encode_payload(&[SignalRecord::new(now, "PURCHASE_INTENT", 0.8, format!("p{provider}"))]);
+    let payload = encode_payload(&[SignalRecord::new(now, "PURCHASE_INTENT", 0.8, format!("p{provider}-{salt}"))]);
     let key: pat_engine::MarketKey = MARKET.parse().unwrap();
     let signed = sign_listing(&signer(provider), &key, 50, now - 60, now, payload, domain);
     serde_json::to_value(SegmentRequest::from_signed(&signed).unwrap()).unwrap()
 }
 
+/// One unit, by a consumer of its own per nonce (a consumer never gets a segment twice).
 fn order(domain: &alloy_sol_types::Eip712Domain, ask: u128, nonce: u64) -> Value {
-    order_by(domain, 90, ask * 2, nonce)
+    order_by(domain, 90 + (nonce % 100) as u8, ask * 2, nonce)
 }
 
 fn order_by(domain: &alloy_sol_types::Eip712Domain, consumer: u8, max_price: u128, nonce: u64) -> Value {
@@ -113,7 +115,7 @@ fn serve_keeps_acknowledged_fills_across_sigkill_and_survives_a_bad_reload() {
     let port = free_port();
     let engine = Engine::start(tmp.path(), port);
     for p in 0..3 {
-        assert_eq!(engine.post("/v1/segments", &segment(&domain, p)).0, 201);
+        assert_eq!(engine.post("/v1/segments", &segment(&domain, p, 0)).0, 201);
     }
     let ask = engine.ask();
     let mut acked = Vec::new();
@@ -194,11 +196,11 @@ fn serve_settles_fills_on_chain_with_the_brokers_key() {
     let (domain, key) = devnet_config(tmp.path(), &devnet);
     let engine = Engine::start_with(tmp.path(), free_port(), &[("PAT_BROKER_KEY", key)]);
     for p in 0..2 {
-        assert_eq!(engine.post("/v1/segments", &segment(&domain, p)).0, 201);
+        assert_eq!(engine.post("/v1/segments", &segment(&domain, p, 0)).0, 201);
     }
     let escrow = U256::from(50u128 * 10u128.pow(18));
     rt.block_on(devnet.fund_consumer(&signer(90), escrow)).unwrap();
-    let (status, fill) = engine.post("/v1/orders", &order(&domain, engine.ask(), 1));
+    let (status, fill) = engine.post("/v1/orders", &order_by(&domain, 90, engine.ask() * 2, 1));
     assert_eq!(status, 201, "{fill}");
     let id = fill["fill_id"].as_str().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -236,8 +238,11 @@ fn acknowledged_fills_survive_sigkill_under_load_and_settle_exactly_once() {
     let env = [("PAT_BROKER_KEY", key)];
     let port = free_port();
     let mut engine = Engine::start_with(tmp.path(), port, &env);
+    // 300 segments: each consumer can buy one unit of each, through all ten rounds.
     for p in 0..60 {
-        assert_eq!(engine.post("/v1/segments", &segment(&domain, p)).0, 201);
+        for s in 0..5 {
+            assert_eq!(engine.post("/v1/segments", &segment(&domain, p, s)).0, 201);
+        }
     }
     let consumers: Vec<u8> = (90..94).collect();
     let escrow = U256::from(20_000u128 * 10u128.pow(18));

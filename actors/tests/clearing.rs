@@ -83,7 +83,8 @@ async fn fills_settle_on_chain_and_rejections_return_units() {
         Services::start(EngineSettings::new(tmp.path()), Arc::new(cfg.clone()), system_clock(), Some(settlement))
             .unwrap();
     let (engine, clearing) = (services.engine.clone(), services.clearing().unwrap().clone());
-    for p in 0..3 {
+    // Four segments: the rich consumer buys two, then two others (never one it holds).
+    for p in 0..4 {
         list(&engine, &cfg, p).await;
     }
     let a = ask(&engine).await;
@@ -105,7 +106,7 @@ async fn fills_settle_on_chain_and_rejections_return_units() {
     // The rejected fill's units are for sale again.
     let markets = engine.markets().views().await.unwrap();
     let m = markets.iter().find(|m| m.key == market()).unwrap();
-    assert_eq!((m.supply_units, m.counters.sold, m.exposure), (13, 2, 0));
+    assert_eq!((m.supply_units, m.counters.sold, m.exposure), (18, 2, 0));
 
     // A panic in the clearing actor: its successor settles the next fill.
     assert!(clearing.send(Crash).await.is_err(), "the panic drops the request");

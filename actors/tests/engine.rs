@@ -44,16 +44,19 @@ impl Harness {
     }
 }
 
+/// 20 units from each of `providers` providers, in four segments each.
 async fn stock(engine: &Engine, providers: u8) {
     for p in 0..providers {
-        let payload = testing::payload_salted(3, u64::from(p));
-        let signed = signed_segment(&key(10 + p), "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 20, &payload);
-        engine
-            .markets()
-            .submit_segment(verify_submission(signed, &testing::config().domain()).unwrap())
-            .await
-            .unwrap()
-            .unwrap();
+        for s in 0..4 {
+            let payload = testing::payload_salted(3, u64::from(p) * 10 + s);
+            let signed = signed_segment(&key(10 + p), "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 5, &payload);
+            engine
+                .markets()
+                .submit_segment(verify_submission(signed, &testing::config().domain()).unwrap())
+                .await
+                .unwrap()
+                .unwrap();
+        }
     }
 }
 
@@ -77,8 +80,10 @@ async fn ask(engine: &Engine) -> u128 {
     panic!("the market never quoted steadily");
 }
 
+/// An order of 2 units, by a consumer of its own per nonce (a consumer never
+/// gets a segment twice), the same for the same nonce (a replay).
 fn order(engine_ask: u128, nonce: u64) -> VerifiedOrder {
-    let signed = signed_order(&CONSUMER_KEY, &market(), 2, engine_ask, nonce, T0 + 60);
+    let signed = signed_order(&key(100 + (nonce % 100) as u8), &market(), 2, engine_ask, nonce, T0 + 60);
     verify_order(signed, &testing::config().domain()).unwrap()
 }
 
@@ -101,9 +106,9 @@ async fn acknowledged_fills_survive_a_restart_and_refusals_leave_no_trace() {
     assert_eq!(paused, EngineError::Order(pat_engine::OrderError::Paused));
     engine.send(Shutdown { snapshot: false }).await.unwrap().unwrap();
 
-    // A second engine on the same directory: the first config, 3 listings, 1 fill, the pause.
+    // A second engine on the same directory: the first config, 12 listings, 1 fill, the pause.
     let (engine, startup) = h.start();
-    assert_eq!(startup.replayed, 6);
+    assert_eq!(startup.replayed, 15);
     let record = engine.send(GetFill(fill.fill_id)).await.unwrap().expect("the acknowledged fill is back");
     assert_eq!((record.fill, record.status), (fill, FillStatus::Accepted));
     let again = engine.markets().place_order(order(a, 4)).await.unwrap().unwrap_err();
@@ -119,18 +124,18 @@ async fn a_snapshot_shortens_recovery_to_the_journal_after_it() {
     let a = ask(&engine).await;
     engine.markets().place_order(order(a, 1)).await.unwrap().unwrap();
     let report = engine.send(TakeSnapshot).await.unwrap().unwrap();
-    assert_eq!(report.lsn, 4);
+    assert_eq!(report.lsn, 10, "the config, 8 listings, a fill");
     engine.markets().place_order(order(a, 2)).await.unwrap().unwrap();
     // Stop without a shutdown snapshot: as after a crash, the journal tail replays.
     engine.send(Shutdown { snapshot: false }).await.unwrap().unwrap();
     let (engine, startup) = h.start();
-    assert_eq!((startup.snapshot_lsn, startup.replayed), (4, 1));
+    assert_eq!((startup.snapshot_lsn, startup.replayed), (10, 1));
     let markets = engine.markets().views().await.unwrap();
     assert_eq!(markets.iter().find(|m| m.key == market()).unwrap().supply_units, 40 - 4);
     // A shutdown snapshot covers everything: the next start replays nothing.
     engine.send(Shutdown { snapshot: true }).await.unwrap().unwrap();
     let (_, startup) = h.start();
-    assert_eq!((startup.snapshot_lsn, startup.replayed), (5, 0));
+    assert_eq!((startup.snapshot_lsn, startup.replayed), (11, 0));
 }
 
 /// A first start journals its config: a replay without a snapshot starts
@@ -382,9 +387,11 @@ async fn an_order_never_draws_units_whose_window_has_ended() {
     let domain = testing::config().domain();
     // Provider 10's window ends a minute from now, provider 11's in days.
     for (p, window_start) in [(10u8, T0 - 7 * 86_400 + 60), (11, T0 - 3600)] {
-        let payload = testing::payload_salted(3, u64::from(p));
-        let signed = signed_segment(&key(p), "PURCHASE_INTENT", "7D", 8000, window_start, T0, 20, &payload);
-        engine.markets().submit_segment(verify_submission(signed, &domain).unwrap()).await.unwrap().unwrap();
+        for s in 0..2 {
+            let payload = testing::payload_salted(3, u64::from(p) * 10 + s);
+            let signed = signed_segment(&key(p), "PURCHASE_INTENT", "7D", 8000, window_start, T0, 10, &payload);
+            engine.markets().submit_segment(verify_submission(signed, &domain).unwrap()).await.unwrap().unwrap();
+        }
     }
     h.now.fetch_add(120_000, Ordering::Relaxed);
     let a = ask(&engine).await;

@@ -112,8 +112,10 @@ async fn a_mixed_batch_settles_to_the_base_unit_and_its_replay_changes_nothing()
     let devnet = Devnet::start().await.unwrap();
     let client = devnet.client().await.unwrap();
     let mut engine = Engine::new(&devnet).await;
+    // Two segments of 5 units per provider: a fill takes one unit of each segment it draws.
     for (i, p) in PROVIDERS.iter().enumerate() {
-        engine.list(p, 10, i as u64);
+        engine.list(p, 5, 10 * i as u64);
+        engine.list(p, 5, 10 * i as u64 + 1);
     }
     let deposit = U256::from(100 * PAT);
     // Consumers 0..3 deposit with a permit; consumer 3 has no escrow at all.

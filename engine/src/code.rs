@@ -125,7 +125,7 @@ codes! {
     MarketHalted = "market_halted", 422, [Order], "the market does not quote now (not yet quoted, exposure at a hard limit, no valid price)";
     QuoteStale = "quote_stale", 422, [Order], "the market's quote expired and no newer one exists";
     PriceAboveMax = "price_above_max", 422, [Order], "the ask is above the order's maxPrice";
-    InsufficientSupply = "insufficient_supply", 422, [Order], "fewer units are available than the order asks for";
+    InsufficientSupply = "insufficient_supply", 422, [Order], "fewer units are available than the order asks for: a fill takes one unit from each of qty distinct segments the consumer does not hold yet";
     ExposureLimit = "exposure_limit", 422, [Order], "the fill would take the market's or group's exposure past its hard limit";
     UnknownFill = "unknown_fill", 404, [Lookup], "no fill has this id";
     UnknownSegment = "unknown_segment", 404, [Lookup], "no segment has this id";

@@ -24,13 +24,18 @@ fn purchase_7d() -> MarketKey {
 }
 
 /// An exchange with `units` listed in PURCHASE_INTENT|7D|0.70-0.85 by each of
-/// `providers` providers, quoted at `NOW`.
+/// `providers` providers (in up to 250 segments each: a fill takes one unit of
+/// each segment it draws), quoted at `NOW`.
 fn stocked(providers: u8, units: u32) -> Exchange {
     let mut ex = Exchange::new(testing::shared_config());
     for p in 0..providers {
-        let payload = testing::payload(2 + p as usize);
-        let signed = signed_segment(&key(10 + p), "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, units, &payload);
-        ex.state.submit_segment(&signed, NOW).unwrap();
+        let segments = units.min(250);
+        for s in 0..segments {
+            let size = units / segments + u32::from(s < units % segments);
+            let payload = testing::payload_salted(2 + p as usize, u64::from(s));
+            let signed = signed_segment(&key(10 + p), "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, size, &payload);
+            ex.state.submit_segment(&signed, NOW).unwrap();
+        }
     }
     ex.tick(NOW, &mut Vec::new());
     ex
@@ -60,6 +65,38 @@ fn a_fill_moves_money_exactly_and_settles() {
     let settled = FillStatus::Settled { tx_hash: None, at_ms };
     assert_eq!(ex.state.settle(&fill.fill_id, at_ms), Err(FillStateError::NotAccepted(fill.fill_id, settled)));
     assert_eq!(ex.state.settle(&B256::ZERO, at_ms), Err(FillStateError::UnknownFill(B256::ZERO)));
+    ex.state.check_invariants();
+}
+
+/// Units of one fill come from distinct segments, and a consumer is never
+/// given a segment it holds: its supply is the segments it does not hold.
+/// A failed fill gives its segments back.
+#[test]
+fn a_consumer_never_receives_a_segment_twice() {
+    let mut ex = Exchange::new(testing::shared_config());
+    for s in 0..3 {
+        let payload = testing::payload_salted(2, s);
+        let signed = signed_segment(&PROVIDER_KEY, "PURCHASE_INTENT", "7D", 8000, T0 - 3600, T0, 5, &payload);
+        ex.state.submit_segment(&signed, NOW).unwrap();
+    }
+    ex.tick(NOW, &mut Vec::new());
+    let a = ask(&ex);
+    let buy = |ex: &mut Exchange, who: u8, qty: u64, nonce: u64| {
+        ex.submit_order(signed_order(&key(who), &purchase_7d(), qty, a, nonce, T0 + 60), NOW + nonce)
+    };
+    let first = buy(&mut ex, 40, 2, 1).unwrap().0;
+    let segments = |f: &Fill| f.allocations.iter().map(|x| x.segment).collect::<Vec<_>>();
+    assert_eq!(first.allocations.len(), 2, "two distinct segments: {:?}", first.allocations);
+    let second = buy(&mut ex, 40, 1, 2).unwrap().0;
+    assert!(!segments(&first).contains(&segments(&second)[0]), "not one it holds");
+    let before = ex.clone();
+    let err = buy(&mut ex, 40, 1, 3).unwrap_err();
+    assert_eq!(err, OrderError::InsufficientSupply { requested: 1, available: 0 });
+    assert_eq!(ex, before, "refused, nothing changed");
+    assert_eq!(buy(&mut ex, 41, 3, 4).unwrap().0.allocations.len(), 3, "another consumer buys all three");
+    ex.state.fail(&first.fill_id, "rejected", NOW + 10).unwrap();
+    let again = buy(&mut ex, 40, 2, 5).unwrap().0;
+    assert_eq!(segments(&again), segments(&first), "a failed fill's segments can be bought again");
     ex.state.check_invariants();
 }
 
@@ -136,12 +173,12 @@ fn exposure_limits_widen_then_halt() {
     let a = ask(&ex);
     let big = (500 * ONE_PAT / a) as u64;
     let before = ex.clone();
-    let err = ex.submit_order(signed_order(&CONSUMER_KEY, &purchase_7d(), big, a, 2, T0 + 60), NOW + 100).unwrap_err();
+    let err = ex.submit_order(signed_order(&key(31), &purchase_7d(), big, a, 2, T0 + 60), NOW + 100).unwrap_err();
     assert!(matches!(err, OrderError::ExposureLimit { scope: LimitScope::Market, .. }), "{err}");
     assert_eq!(ex, before);
     // ...and at the hard limit the market stops quoting.
     let fill_to_limit = ((1_000 * ONE_PAT - ex.state.market(id).stats().exposure) / a) as u64;
-    ex.submit_order(signed_order(&CONSUMER_KEY, &purchase_7d(), fill_to_limit, a, 3, T0 + 60), NOW + 100).unwrap();
+    ex.submit_order(signed_order(&key(32), &purchase_7d(), fill_to_limit, a, 3, T0 + 60), NOW + 100).unwrap();
     let rest = 1_000 * ONE_PAT - ex.state.market(id).stats().exposure;
     assert!(rest < a);
     ex.tick(NOW + 200, &mut Vec::new());
@@ -162,9 +199,11 @@ fn hard_limits_halt_quoting_and_group_limits_span_bands() {
     let mut ex = Exchange::new(Arc::new(cfg));
     let high: MarketKey = "PURCHASE_INTENT|7D|0.85-1.00".parse().unwrap();
     for (i, conf) in [(0u8, 8000u16), (1, 9000)] {
-        let payload = testing::payload(3 + i as usize);
-        let signed = signed_segment(&key(20 + i), "PURCHASE_INTENT", "7D", conf, T0 - 3600, T0, 100, &payload);
-        ex.state.submit_segment(&signed, NOW).unwrap();
+        for s in 0..20 {
+            let payload = testing::payload_salted(3 + i as usize, s);
+            let signed = signed_segment(&key(20 + i), "PURCHASE_INTENT", "7D", conf, T0 - 3600, T0, 5, &payload);
+            ex.state.submit_segment(&signed, NOW).unwrap();
+        }
     }
     ex.tick(NOW, &mut Vec::new());
     let id = ex.state.catalogue().by_key(&purchase_7d()).unwrap();
@@ -268,7 +307,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0u8..6, 0usize..MARKETS, 1u32..40, 0u64..2 * 86_400, 1usize..5)
             .prop_map(|(provider, market, units, age_secs, signals)| Op::Submit { provider, market, units, age_secs, signals }),
-        4 => (0u8..4, 0usize..MARKETS, 1u64..30, 0u32..300)
+        4 => (0u8..12, 0usize..MARKETS, 1u64..5, 0u32..300)
             .prop_map(|(consumer, market, qty, slack_bps)| Op::Order { consumer, market, qty, slack_bps }),
         2 => Just(Op::Tick),
         2 => (1u64..20_000).prop_map(|secs| Op::Advance { secs }),
@@ -381,7 +420,7 @@ fn random_histories_exercise_every_path() {
     let mut runner = TestRunner::deterministic();
     let (mut fills, mut refunds, mut settled, mut expired) = (0, 0, 0, 0);
     let mut kinds = std::collections::BTreeSet::new();
-    for _ in 0..24 {
+    for _ in 0..32 {
         let ops = histories().new_tree(&mut runner).unwrap().current();
         let (ex, f, _, events) = run(&ops);
         kinds.extend(events.iter().map(Event::kind));

@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use alloy_primitives::map::{HashMap, HashSet};
+
 use alloy_primitives::{Address, B256};
 use rand::Rng;
 use rand::SeedableRng;
@@ -281,23 +283,64 @@ impl Market {
         self.stats.trades.add(now_ms, 1.0, hl);
     }
 
-    /// Draws `qty` units for a fill, each from a provider chosen uniformly among
-    /// those with supply (every provider equally likely, whatever its size),
-    /// soonest-expiring lot first. The draw is a function of `seed` (the fill
-    /// id) and the book alone, so a replay draws the same units.
+    /// Draws `qty` units for a fill, each from a distinct segment that
+    /// `bought` (the segments the consumer already holds) does not name: for
+    /// each unit a provider is chosen uniformly among those with such a
+    /// segment left (every provider equally likely, whatever its size), and
+    /// its soonest-expiring one gives the unit. The draw is a function of
+    /// `seed` (the fill id), the book and `bought` alone. It changes nothing:
+    /// the fill takes its units with [`Market::take`], as a replay of its
+    /// allocations does, so both leave the same book.
     ///
-    /// The caller has checked `qty <= supply_units()`.
-    pub fn draw(&mut self, qty: u64, seed: B256, now_ms: TimeMs) -> Vec<Allocation> {
-        assert!(qty <= self.stats.supply_units, "draw of {qty} from {}", self.stats.supply_units);
+    /// Fewer than `qty` such segments: the error says how many there are.
+    pub fn draw(&self, qty: u64, seed: B256, bought: &HashSet<SegmentId>) -> Result<Vec<Allocation>, u64> {
         let mut rng = ChaCha8Rng::from_seed(seed.0);
+        let n = self.providers.len();
         let mut taken: BTreeMap<(Address, SegmentId), u32> = BTreeMap::new();
-        for _ in 0..qty {
-            let slot = rng.random_range(0..self.providers.len());
-            let unit = self.take_from(slot, 0, 1);
-            *taken.entry((unit.provider, unit.segment)).or_default() += 1;
+        let mut taken_here: HashSet<SegmentId> = HashSet::default();
+        // Per provider slot reached so far: the first lot it may still give.
+        let mut cursor: HashMap<usize, usize> = HashMap::default();
+        let mut exhausted: HashSet<usize> = HashSet::default();
+        let mut eligible: Option<Vec<usize>> = None;
+        while (taken.len() as u64) < qty {
+            if exhausted.len() == n {
+                return Err(self.segments_left(bought));
+            }
+            // Rejection sampling over the providers, until too many are exhausted
+            // for it to be quick; then a uniform pick from the list of those left.
+            let slot = if exhausted.len() * 2 <= n {
+                let slot = rng.random_range(0..n);
+                if exhausted.contains(&slot) {
+                    continue;
+                }
+                slot
+            } else {
+                let left = eligible.get_or_insert_with(|| (0..n).filter(|s| !exhausted.contains(s)).collect());
+                left.retain(|s| !exhausted.contains(s));
+                left[rng.random_range(0..left.len())]
+            };
+            let lots = &self.providers[slot].lots;
+            let from = cursor.entry(slot).or_insert(0);
+            match lots.iter().skip(*from).position(|l| !bought.contains(&l.segment) && !taken_here.contains(&l.segment))
+            {
+                Some(at) => {
+                    let segment = lots[*from + at].segment;
+                    *from += at + 1;
+                    taken_here.insert(segment);
+                    taken.insert((self.providers[slot].provider, segment), 1);
+                }
+                None => {
+                    exhausted.insert(slot);
+                }
+            }
         }
-        self.book_sale(qty, now_ms);
-        taken.into_iter().map(|((provider, segment), units)| Allocation { provider, segment, units }).collect()
+        Ok(taken.into_iter().map(|((provider, segment), units)| Allocation { provider, segment, units }).collect())
+    }
+
+    /// Distinct segments with supply that `bought` does not name.
+    fn segments_left(&self, bought: &HashSet<SegmentId>) -> u64 {
+        let lots = self.providers.iter().flat_map(|p| p.lots.iter());
+        lots.filter(|l| !bought.contains(&l.segment)).map(|l| l.segment).collect::<HashSet<_>>().len() as u64
     }
 
     /// Takes exactly the units a fill drew (a fill replayed from the journal);
@@ -407,53 +450,107 @@ mod tests {
         Lot { segment: SegmentId(segment), window_start_ms: start, expires_at_ms: start + 1_000, units }
     }
 
+    /// Draws and takes, as an accepted fill does.
+    fn draw_take(m: &mut Market, qty: u64, seed: B256, now_ms: TimeMs) -> Vec<Allocation> {
+        let drawn = m.draw(qty, seed, &HashSet::default()).unwrap();
+        m.take(&drawn, now_ms).unwrap();
+        drawn
+    }
+
     #[test]
-    fn draws_take_soonest_expiry_first_and_keep_totals() {
+    fn a_draw_takes_one_unit_of_distinct_segments_soonest_expiry_first() {
         let mut m = market();
         let (a, b) = (Address::repeat_byte(1), Address::repeat_byte(2));
         m.list(a, lot(2, 200, 3), 0);
         m.list(a, lot(1, 100, 2), 0);
+        m.list(a, lot(4, 400, 1), 0);
         m.list(b, lot(3, 300, 1), 0);
-        assert_eq!(m.supply_units(), 6);
+        assert_eq!(m.supply_units(), 7);
         assert_eq!(m.stats().next_start_ms, 200); // (100 + 300) / 2
-        let drawn = m.draw(6, B256::repeat_byte(9), 10);
+        assert_eq!(m.draw(5, B256::ZERO, &HashSet::default()), Err(4), "4 distinct segments");
+        let bought: HashSet<SegmentId> = [SegmentId(1)].into_iter().collect();
+        let drawn = m.draw(3, B256::repeat_byte(9), &bought).unwrap();
         let per: Vec<_> = drawn.iter().map(|x| (x.provider, x.segment.0, x.units)).collect();
-        assert_eq!(per, vec![(a, 1, 2), (a, 2, 3), (b, 3, 1)]);
-        assert_eq!(m.supply_units(), 0);
-        assert_eq!(m.provider_count(), 0);
+        assert_eq!(per, vec![(a, 2, 1), (a, 4, 1), (b, 3, 1)], "never a segment the consumer holds");
+        assert_eq!(m.draw(4, B256::ZERO, &bought), Err(3));
+        assert_eq!(m.supply_units(), 7, "a draw changes nothing");
+        m.take(&drawn, 10).unwrap();
+        assert_eq!((m.supply_units(), m.provider_count()), (4, 1));
+        let rest = draw_take(&mut m, 2, B256::repeat_byte(1), 20);
+        assert_eq!(rest.iter().map(|x| x.segment.0).collect::<Vec<_>>(), [1, 2], "the soonest expiry first");
         m.check_invariants();
     }
 
-    /// Every provider is equally likely per unit, whatever its size: a
-    /// chi-square test over 100k draws among 10 providers of unequal supply
-    /// (a draw weighted by supply would give counts proportional to size).
-    #[test]
-    fn provider_choice_is_uniform() {
+    /// Each provider with `segments` segments of one unit or more.
+    fn book_of(providers: &[Address], segments: u64) -> Market {
         let mut m = market();
-        let providers: Vec<Address> = (1..=10u8).map(Address::repeat_byte).collect();
         for (i, &p) in providers.iter().enumerate() {
-            m.list(
-                p,
-                Lot {
-                    segment: SegmentId(i as u64),
-                    window_start_ms: 0,
-                    expires_at_ms: u64::MAX,
-                    units: 15_000 + 5_000 * i as u32,
-                },
-                0,
-            );
+            for s in 0..segments {
+                let id = SegmentId(i as u64 * 1_000 + s);
+                m.list(p, Lot { segment: id, window_start_ms: 0, expires_at_ms: u64::MAX, units: 1 + 9 * s as u32 }, 0);
+            }
         }
-        let mut counts: std::collections::HashMap<Address, u64> = Default::default();
-        for fill in 0..1_000u64 {
-            for a in m.draw(100, alloy_primitives::keccak256(fill.to_be_bytes()), 0) {
+        m
+    }
+
+    /// Units per provider over `fills` draws of `qty` from `m` for a consumer holding `bought`.
+    fn provider_counts(m: &Market, fills: u64, qty: u64, bought: &HashSet<SegmentId>) -> HashMap<Address, u64> {
+        let mut counts: HashMap<Address, u64> = HashMap::default();
+        for fill in 0..fills {
+            let drawn = m.draw(qty, alloy_primitives::keccak256(fill.to_be_bytes()), bought).unwrap();
+            let distinct: HashSet<SegmentId> = drawn.iter().map(|a| a.segment).collect();
+            assert_eq!(distinct.len() as u64, qty, "distinct segments");
+            assert!(distinct.iter().all(|s| !bought.contains(s)), "none held");
+            for a in drawn {
                 *counts.entry(a.provider).or_default() += u64::from(a.units);
             }
         }
-        let expected = 10_000.0;
-        let chi2: f64 = providers.iter().map(|p| (counts[p] as f64 - expected).powi(2) / expected).sum();
+        counts
+    }
+
+    fn chi_square(counts: &HashMap<Address, u64>, providers: &[Address], expected: f64) -> f64 {
+        providers.iter().map(|p| (counts.get(p).copied().unwrap_or(0) as f64 - expected).powi(2) / expected).sum()
+    }
+
+    /// Every provider is equally likely per unit, whatever its size: a
+    /// chi-square test over 100k units among 10 providers of unequal supply
+    /// (a draw weighted by supply would give counts proportional to size).
+    #[test]
+    fn provider_choice_is_uniform() {
+        let providers: Vec<Address> = (1..=10u8).map(Address::repeat_byte).collect();
+        let mut m = book_of(&providers, 20);
+        for (i, &p) in providers.iter().enumerate() {
+            let big = Lot {
+                segment: SegmentId(900 + i as u64),
+                window_start_ms: 0,
+                expires_at_ms: u64::MAX,
+                units: 5_000 * i as u32 + 1,
+            };
+            m.list(p, big, 0);
+        }
+        let counts = provider_counts(&m, 20_000, 5, &HashSet::default());
         // 27.88 is the 0.999 quantile of chi-square with 9 degrees of freedom.
+        let chi2 = chi_square(&counts, &providers, 10_000.0);
         assert!(chi2 < 27.88, "chi-square {chi2}: {counts:?}");
-        m.check_invariants();
+    }
+
+    /// For a consumer that holds segments already: providers whose every
+    /// segment it holds are never drawn, held segments never come again, and
+    /// the draw stays uniform among the providers still eligible for it.
+    #[test]
+    fn the_draw_is_uniform_among_the_providers_still_eligible_for_the_consumer() {
+        let providers: Vec<Address> = (1..=10u8).map(Address::repeat_byte).collect();
+        let m = book_of(&providers, 8);
+        // All of providers 1 to 3, and half of providers 4 to 6.
+        let bought: HashSet<SegmentId> = (0..3u64)
+            .flat_map(|i| (0..8).map(move |s| SegmentId(i * 1_000 + s)))
+            .chain((3..6u64).flat_map(|i| (0..4).map(move |s| SegmentId(i * 1_000 + s))))
+            .collect();
+        let counts = provider_counts(&m, 35_000, 2, &bought);
+        assert!(providers[..3].iter().all(|p| !counts.contains_key(p)), "{counts:?}");
+        // 22.46 is the 0.999 quantile of chi-square with 6 degrees of freedom.
+        let chi2 = chi_square(&counts, &providers[3..], 10_000.0);
+        assert!(chi2 < 22.46, "chi-square {chi2}: {counts:?}");
     }
 
     #[test]
@@ -465,10 +562,10 @@ mod tests {
         assert_eq!(m.expire(999), 0);
         assert_eq!(m.expire(1_000), 2);
         assert_eq!(m.supply_units(), 4);
-        let drawn = m.draw(1, B256::ZERO, 1_000);
+        let drawn = draw_take(&mut m, 1, B256::ZERO, 1_000);
         m.restore(&[(drawn[0], lot(2, 5_000, 1))], 2_000);
         assert_eq!(m.supply_units(), 4);
-        let drawn = m.draw(1, B256::ZERO, 2_000);
+        let drawn = draw_take(&mut m, 1, B256::ZERO, 2_000);
         m.restore(&[(drawn[0], lot(2, 5_000, 1))], 9_000);
         assert_eq!((m.supply_units(), m.counters().expired), (3, 3));
         m.check_invariants();

@@ -104,7 +104,9 @@ pub enum OrderError {
     QuoteStale { valid_until_ms: TimeMs },
     #[error("ask {ask} is above the order's maxPrice {max_price}")]
     PriceAboveMax { ask: Amount, max_price: U256 },
-    #[error("{requested} units requested, {available} available")]
+    #[error(
+        "{requested} units requested, {available} available to this consumer (one from each segment it does not hold yet)"
+    )]
     InsufficientSupply { requested: u64, available: u64 },
     #[error("the fill's notional {notional} would take {scope:?} exposure {exposure} past its hard limit {hard}")]
     ExposureLimit { scope: LimitScope, exposure: Amount, notional: Amount, hard: Amount },

@@ -194,6 +194,9 @@ pub struct Registry {
     /// grows; the runtime's read view shares each record, and a change of status copies it
     /// (`Arc::make_mut`) while the view still holds the old one.
     fills: B256Map<Arc<FillRecord>>,
+    /// The segments each consumer holds by fills that did not fail (derived
+    /// from `fills`): a draw for the consumer never gives one of them again.
+    bought: AddressMap<HashSet<SegmentId>>,
     ledger: Ledger,
     paused: bool,
     phase: u8,
@@ -221,6 +224,7 @@ impl Registry {
             providers: AddressMap::default(),
             used_nonces: HashSet::default(),
             fills: B256Map::default(),
+            bought: AddressMap::default(),
             ledger: Ledger::default(),
             paused: false,
             phase: 1,
@@ -261,6 +265,9 @@ impl Registry {
         registry.segments = state.segments.into_iter().map(Arc::new).collect();
         registry.providers = state.providers.into_iter().collect();
         registry.used_nonces = state.used_nonces.into_iter().collect();
+        for r in state.fills.iter().filter(|r| !matches!(r.status, FillStatus::Failed { .. })) {
+            registry.bought.entry(r.fill.consumer).or_default().extend(r.fill.allocations.iter().map(|a| a.segment));
+        }
         registry.fills = state.fills.into_iter().map(|f| (f.fill.fill_id, Arc::new(f))).collect();
         registry.ledger = state.ledger;
         registry.paused = state.paused;
@@ -488,7 +495,12 @@ impl Registry {
             }
         }
         let fill_id = v.digest();
-        let allocations = market.draw(qty, fill_id, now_ms);
+        let none = HashSet::default();
+        let bought = self.bought.get(&o.consumer).unwrap_or(&none);
+        let allocations = market
+            .draw(qty, fill_id, bought)
+            .map_err(|available| OrderError::InsufficientSupply { requested: qty, available })?;
+        market.take(&allocations, now_ms).expect("the draw is from the book");
         market.add_exposure(notional);
         self.group_exposure[group] += notional;
         let bid_credited = quote.bid * u128::from(qty);
@@ -534,6 +546,7 @@ impl Registry {
 
     fn book(&mut self, fill: Fill) {
         self.used_nonces.insert((fill.consumer, fill.nonce));
+        self.bought.entry(fill.consumer).or_default().extend(fill.allocations.iter().map(|a| a.segment));
         self.ledger.accept(&fill);
         self.fills.insert(fill.fill_id, Arc::new(FillRecord { fill, status: FillStatus::Accepted }));
     }
@@ -614,6 +627,11 @@ impl Registry {
             })
             .collect();
         market.restore(&returned, now_ms);
+        if let Some(held) = self.bought.get_mut(&fill.consumer) {
+            for a in &fill.allocations {
+                held.remove(&a.segment);
+            }
+        }
         self.ledger.refund(&fill);
         self.release(market, fill.ask_paid);
         Ok(Event::FillFailed { fill_id: *id, reason: reason.to_owned(), at_ms: now_ms })

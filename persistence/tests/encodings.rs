@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use alloy_primitives::B256;
 use common::copy_dir;
-use pat_engine::testing::{self, CONSUMER_KEY, T0, key, signed_order, signed_segment};
+use pat_engine::testing::{self, T0, key, signed_order, signed_segment};
 use pat_engine::{EngineConfig, Event, Exchange, FillStatus, MarketKey, Snapshot};
 use pat_persistence::{DataDir, JournalConfig, SCHEMA_VERSION, decode_event, reader};
 use serde_reflection::{Samples, Tracer, TracerConfig};
@@ -93,7 +93,9 @@ fn history() -> History {
     let ask = ex.quote(ex.state.catalogue().by_key(&week).unwrap()).ask;
     let mut fills = Vec::new();
     for nonce in 1..=4 {
-        let order = signed_order(&CONSUMER_KEY, &week, nonce, ask, nonce, T0 + 60);
+        // A consumer per order: a fill takes one unit of each segment it draws, and a
+        // consumer never gets a segment twice.
+        let order = signed_order(&key(30 + nonce as u8), &week, nonce.min(3), ask, nonce, T0 + 60);
         let (fill, event) = ex.submit_order(order, NOW + nonce).unwrap();
         events.push(event);
         fills.push(fill.fill_id);

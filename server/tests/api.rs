@@ -25,14 +25,15 @@ async fn a_purchase_end_to_end_moves_money_exactly() {
     assert_eq!(found.as_array().unwrap().len(), 3);
     assert_eq!(api.get("/v1/segments/0").await.1["units"], 10);
     let ask = api.ask().await;
-    let (status, fill) = api.post("/v1/orders", api.order(50, 4, ask, 1, now_secs() + 60)).await;
+    let (status, fill) = api.post("/v1/orders", api.order(50, 3, ask, 1, now_secs() + 60)).await;
     assert_eq!(status, 201, "{fill}");
     let paid: u128 = fill["ask_paid"].as_str().unwrap().parse().unwrap();
     let credited: u128 = fill["bid_credited"].as_str().unwrap().parse().unwrap();
     let spread: u128 = fill["broker_spread"].as_str().unwrap().parse().unwrap();
-    assert_eq!((paid, paid), (4 * ask, credited + spread));
-    let units: u64 = fill["allocations"].as_array().unwrap().iter().map(|a| a["units"].as_u64().unwrap()).sum();
-    assert_eq!(units, 4);
+    assert_eq!((paid, paid), (3 * ask, credited + spread));
+    let units: Vec<u64> =
+        fill["allocations"].as_array().unwrap().iter().map(|a| a["units"].as_u64().unwrap()).collect();
+    assert_eq!(units, [1, 1, 1], "one unit of each of three segments");
     let id = fill["fill_id"].as_str().unwrap();
     let (status, again) = api.get(&format!("/v1/fills/{id}")).await;
     assert_eq!((status, again["status"].as_str()), (200, Some("accepted")));
@@ -45,7 +46,7 @@ async fn a_purchase_end_to_end_moves_money_exactly() {
         earnings += e["credited"].as_str().unwrap().parse::<u128>().unwrap();
     }
     assert_eq!(earnings, credited, "providers' earnings add up to the bid credited");
-    assert_eq!(api.state().await, json!([26, paid.to_string(), 4, 30]));
+    assert_eq!(api.state().await, json!([27, paid.to_string(), 3, 30]));
 }
 
 #[actix_rt::test]

@@ -118,10 +118,13 @@ impl Client {
     }
 }
 
+/// Five segments of 20 units from each of `providers` providers.
 async fn list_segments(api: &Api, providers: u8) {
     for p in 0..providers {
-        let (status, body) = api.post("/v1/segments", api.segment(p, 100, u64::from(p))).await;
-        assert_eq!(status, 201, "{body}");
+        for s in 0..5 {
+            let (status, body) = api.post("/v1/segments", api.segment(p, 20, u64::from(p) * 10 + s)).await;
+            assert_eq!(status, 201, "{body}");
+        }
     }
 }
 
@@ -315,7 +318,8 @@ async fn a_client_that_stops_reading_is_conflated_then_dropped_without_slowing_o
         while metric(name).await == 0 {
             assert!(started.elapsed() < within, "{why}");
             nonce += 1;
-            buy(&api, 50, nonce).await;
+            // A consumer per order: one never gets a segment twice.
+            buy(&api, (nonce % 250) as u8, nonce).await;
             tokio::time::sleep(Duration::from_millis(40)).await;
         }
     };
