@@ -156,27 +156,52 @@ pub fn download(args: &DownloadArgs) -> anyhow::Result<ExitCode> {
     let (signer, domain) = (c.signer()?, c.domain()?);
     let fill_id: B256 = args.fill_id.parse().context("the fill id is 0x and 64 hex digits")?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    if let Ok(bytes) = std::fs::read(args.out.join("manifest.json")) {
+        let other: Manifest = serde_json::from_slice(&bytes).context("the --out directory's manifest.json")?;
+        ensure!(
+            other.fill_id == fill_id,
+            "{} holds fill {}: download into another directory",
+            args.out.display(),
+            other.fill_id
+        );
+    }
     let partial = args.out.join(format!(".{fill_id}.partial"));
     runtime()?.block_on(async {
-        let http = reqwest::Client::new();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(30))
+            .build()?;
         let url = format!("{}/v1/fills/{fill_id}/data", c.url);
-        let mut tries = 0;
+        let mut stalled = 0;
         loop {
-            tries += 1;
+            let before = std::fs::metadata(&partial).map_or(0, |m| m.len());
             match fetch(&http, &url, &signer, fill_id, &domain, &partial).await {
                 Ok(()) => break,
                 Err(Fetch::Refused(e)) => return Err(e),
-                Err(Fetch::Broken(e)) if tries < DOWNLOAD_TRIES => {
+                Err(Fetch::Broken(e)) => {
+                    // Tries count only while nothing arrives: a download that moves goes on.
+                    let moved = std::fs::metadata(&partial).map_or(0, |m| m.len()) > before;
+                    stalled = if moved { 0 } else { stalled + 1 };
+                    ensure!(stalled < DOWNLOAD_TRIES, "{e:#} ({stalled} tries without progress)");
                     eprintln!("download broke off ({e:#}); resuming");
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
-                Err(Fetch::Broken(e)) => return Err(e.context(format!("after {tries} tries"))),
             }
         }
         anyhow::Ok(())
     })?;
-    let count = unpack(&partial, &args.out)?;
+    let unpacked = unpack(&partial, &args.out).and_then(|manifest| {
+        let expected = (fill_id, signer.address(), domain.chain_id.map(|c| c.to::<u64>()), domain.verifying_contract);
+        let got = (manifest.fill_id, manifest.consumer, Some(manifest.chain_id), Some(manifest.marketplace));
+        ensure!(
+            got == expected,
+            "the delivery is of {got:?}, not of {expected:?} (fill, consumer, chain, marketplace)"
+        );
+        Ok(manifest.segments)
+    });
+    // A body that does not unpack is not resumed again: the next run fetches it afresh.
     std::fs::remove_file(&partial)?;
+    let count = unpacked?;
     eprintln!("fill {fill_id}: {count} segments in {}", args.out.display());
     verify_dir(&args.out)
 }
@@ -205,15 +230,21 @@ async fn fetch(
         .get(url)
         .header("authorization", pat_server::delivery::authorization(access.consumer, expires, &signature));
     if have > 0 {
-        // The ETag is the fill id: a resumption of this very body.
-        req = req.header("range", format!("bytes={have}-")).header("if-range", format!("\"{fill_id}\""));
+        // A resumption of this very body, or the whole body if it changed.
+        req = req.header("range", format!("bytes={have}-")).header("if-range", bundle::etag(fill_id));
     }
     let mut resp = req.send().await.map_err(|e| broken(e.into()))?;
     let status = resp.status().as_u16();
+    let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let append = match status {
-        206 => true,
+        206 if header("content-range").is_some_and(|r| r.starts_with(&format!("bytes {have}-"))) => true,
         200 => false,
-        416 if have > 0 => return Ok(()), // nothing left to fetch
+        // Past the end: complete if the body is exactly this long, else start again.
+        416 if header("content-range") == Some(format!("bytes */{have}")) => return Ok(()),
+        206 | 416 => {
+            std::fs::remove_file(partial).map_err(|e| Fetch::Refused(e.into()))?;
+            return Err(broken(anyhow::anyhow!("the partial download does not fit the body; starting again")));
+        }
         503 => return Err(broken(anyhow::anyhow!("{}", resp.text().await.unwrap_or_default()))),
         _ => return Err(Fetch::Refused(anyhow::anyhow!("{status}: {}", resp.text().await.unwrap_or_default()))),
     };
@@ -238,18 +269,16 @@ async fn fetch(
 }
 
 /// Writes `manifest.json`, and `segment-{id}.json` and `segment-{id}.payload`
-/// for each segment of the body in `body`; how many segments.
-fn unpack(body: &Path, out: &Path) -> anyhow::Result<usize> {
+/// for each segment of the body in `body`; the manifest.
+fn unpack(body: &Path, out: &Path) -> anyhow::Result<Manifest> {
     let file = std::io::BufReader::new(std::fs::File::open(body)?);
     let (manifest, mut reader) = Reader::new(file)?;
     std::fs::write(out.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
-    let mut count = 0;
     while let Some((header, payload)) = reader.next_segment()? {
         std::fs::write(out.join(format!("segment-{}.json", header.segment_id)), serde_json::to_vec_pretty(&header)?)?;
         std::fs::write(out.join(format!("segment-{}.payload", header.segment_id)), &payload)?;
-        count += 1;
     }
-    Ok(count)
+    Ok(manifest)
 }
 
 /// `pat-market verify DIR`: every segment of an unpacked download hashes to

@@ -230,7 +230,7 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
             &format!("must be 1 to {ACCESS_DAYS_MAX} days"),
         );
         if let Ok(segment_type) = segment_type {
-            types.push(TypeParams { segment_type, base_value, tick, access_secs: access_days * 86_400 });
+            types.push(TypeParams { segment_type, base_value, tick, access_secs: access_days.saturating_mul(86_400) });
         }
     }
 

@@ -293,7 +293,7 @@ impl Market {
     /// allocations does, so both leave the same book.
     ///
     /// Fewer than `qty` such segments: the error says how many there are.
-    pub fn draw(&self, qty: u64, seed: B256, bought: &HashSet<SegmentId>) -> Result<Vec<Allocation>, u64> {
+    pub fn draw(&self, qty: u64, seed: B256, held: impl Fn(SegmentId) -> bool) -> Result<Vec<Allocation>, u64> {
         let mut rng = ChaCha8Rng::from_seed(seed.0);
         let n = self.providers.len();
         let mut taken: BTreeMap<(Address, SegmentId), u32> = BTreeMap::new();
@@ -304,7 +304,7 @@ impl Market {
         let mut eligible: Option<Vec<usize>> = None;
         while (taken.len() as u64) < qty {
             if exhausted.len() == n {
-                return Err(self.segments_left(bought));
+                return Err(self.segments_left(&held));
             }
             // Rejection sampling over the providers, until too many are exhausted
             // for it to be quick; then a uniform pick from the list of those left.
@@ -321,8 +321,7 @@ impl Market {
             };
             let lots = &self.providers[slot].lots;
             let from = cursor.entry(slot).or_insert(0);
-            match lots.iter().skip(*from).position(|l| !bought.contains(&l.segment) && !taken_here.contains(&l.segment))
-            {
+            match lots.iter().skip(*from).position(|l| !held(l.segment) && !taken_here.contains(&l.segment)) {
                 Some(at) => {
                     let segment = lots[*from + at].segment;
                     *from += at + 1;
@@ -337,10 +336,10 @@ impl Market {
         Ok(taken.into_iter().map(|((provider, segment), units)| Allocation { provider, segment, units }).collect())
     }
 
-    /// Distinct segments with supply that `bought` does not name.
-    fn segments_left(&self, bought: &HashSet<SegmentId>) -> u64 {
+    /// Distinct segments with supply that are not `held`.
+    fn segments_left(&self, held: impl Fn(SegmentId) -> bool) -> u64 {
         let lots = self.providers.iter().flat_map(|p| p.lots.iter());
-        lots.filter(|l| !bought.contains(&l.segment)).map(|l| l.segment).collect::<HashSet<_>>().len() as u64
+        lots.filter(|l| !held(l.segment)).map(|l| l.segment).collect::<HashSet<_>>().len() as u64
     }
 
     /// Takes exactly the units a fill drew (a fill replayed from the journal);
@@ -452,7 +451,7 @@ mod tests {
 
     /// Draws and takes, as an accepted fill does.
     fn draw_take(m: &mut Market, qty: u64, seed: B256, now_ms: TimeMs) -> Vec<Allocation> {
-        let drawn = m.draw(qty, seed, &HashSet::default()).unwrap();
+        let drawn = m.draw(qty, seed, |_| false).unwrap();
         m.take(&drawn, now_ms).unwrap();
         drawn
     }
@@ -467,12 +466,12 @@ mod tests {
         m.list(b, lot(3, 300, 1), 0);
         assert_eq!(m.supply_units(), 7);
         assert_eq!(m.stats().next_start_ms, 200); // (100 + 300) / 2
-        assert_eq!(m.draw(5, B256::ZERO, &HashSet::default()), Err(4), "4 distinct segments");
+        assert_eq!(m.draw(5, B256::ZERO, |_| false), Err(4), "4 distinct segments");
         let bought: HashSet<SegmentId> = [SegmentId(1)].into_iter().collect();
-        let drawn = m.draw(3, B256::repeat_byte(9), &bought).unwrap();
+        let drawn = m.draw(3, B256::repeat_byte(9), |s| bought.contains(&s)).unwrap();
         let per: Vec<_> = drawn.iter().map(|x| (x.provider, x.segment.0, x.units)).collect();
         assert_eq!(per, vec![(a, 2, 1), (a, 4, 1), (b, 3, 1)], "never a segment the consumer holds");
-        assert_eq!(m.draw(4, B256::ZERO, &bought), Err(3));
+        assert_eq!(m.draw(4, B256::ZERO, |s| bought.contains(&s)), Err(3));
         assert_eq!(m.supply_units(), 7, "a draw changes nothing");
         m.take(&drawn, 10).unwrap();
         assert_eq!((m.supply_units(), m.provider_count()), (4, 1));
@@ -497,7 +496,7 @@ mod tests {
     fn provider_counts(m: &Market, fills: u64, qty: u64, bought: &HashSet<SegmentId>) -> HashMap<Address, u64> {
         let mut counts: HashMap<Address, u64> = HashMap::default();
         for fill in 0..fills {
-            let drawn = m.draw(qty, alloy_primitives::keccak256(fill.to_be_bytes()), bought).unwrap();
+            let drawn = m.draw(qty, alloy_primitives::keccak256(fill.to_be_bytes()), |s| bought.contains(&s)).unwrap();
             let distinct: HashSet<SegmentId> = drawn.iter().map(|a| a.segment).collect();
             assert_eq!(distinct.len() as u64, qty, "distinct segments");
             assert!(distinct.iter().all(|s| !bought.contains(s)), "none held");

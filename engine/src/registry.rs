@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use alloy_primitives::map::{AddressMap, B256Map, B256Set, HashSet};
+use alloy_primitives::map::{AddressMap, B256Map, B256Set, HashMap, HashSet};
 use alloy_primitives::{Address, B256, U256};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -194,12 +194,24 @@ pub struct Registry {
     /// grows; the runtime's read view shares each record, and a change of status copies it
     /// (`Arc::make_mut`) while the view still holds the old one.
     fills: B256Map<Arc<FillRecord>>,
-    /// The segments each consumer holds by fills that did not fail (derived
-    /// from `fills`): a draw for the consumer never gives one of them again.
-    bought: AddressMap<HashSet<SegmentId>>,
+    /// The segments each consumer holds, each with the number of its fills
+    /// that did not fail and hold it (derived from `fills`; fills of schema v1
+    /// may share a segment): a draw for the consumer never gives one again.
+    bought: Held,
     ledger: Ledger,
     paused: bool,
     phase: u8,
+}
+
+/// The segments each consumer holds, with the number of its fills holding each.
+type Held = AddressMap<HashMap<SegmentId, u32>>;
+
+/// Counts `fill`'s segments as held by its consumer.
+fn hold(held: &mut Held, fill: &Fill) {
+    let mine = held.entry(fill.consumer).or_default();
+    for a in &fill.allocations {
+        *mine.entry(a.segment).or_default() += 1;
+    }
 }
 
 /// The EWMA half-life of `cfg`'s markets, in milliseconds.
@@ -266,7 +278,7 @@ impl Registry {
         registry.providers = state.providers.into_iter().collect();
         registry.used_nonces = state.used_nonces.into_iter().collect();
         for r in state.fills.iter().filter(|r| !matches!(r.status, FillStatus::Failed { .. })) {
-            registry.bought.entry(r.fill.consumer).or_default().extend(r.fill.allocations.iter().map(|a| a.segment));
+            hold(&mut registry.bought, &r.fill);
         }
         registry.fills = state.fills.into_iter().map(|f| (f.fill.fill_id, Arc::new(f))).collect();
         registry.ledger = state.ledger;
@@ -495,10 +507,9 @@ impl Registry {
             }
         }
         let fill_id = v.digest();
-        let none = HashSet::default();
-        let bought = self.bought.get(&o.consumer).unwrap_or(&none);
+        let held = self.bought.get(&o.consumer);
         let allocations = market
-            .draw(qty, fill_id, bought)
+            .draw(qty, fill_id, |s| held.is_some_and(|h| h.contains_key(&s)))
             .map_err(|available| OrderError::InsufficientSupply { requested: qty, available })?;
         market.take(&allocations, now_ms).expect("the draw is from the book");
         market.add_exposure(notional);
@@ -546,7 +557,7 @@ impl Registry {
 
     fn book(&mut self, fill: Fill) {
         self.used_nonces.insert((fill.consumer, fill.nonce));
-        self.bought.entry(fill.consumer).or_default().extend(fill.allocations.iter().map(|a| a.segment));
+        hold(&mut self.bought, &fill);
         self.ledger.accept(&fill);
         self.fills.insert(fill.fill_id, Arc::new(FillRecord { fill, status: FillStatus::Accepted }));
     }
@@ -627,10 +638,16 @@ impl Registry {
             })
             .collect();
         market.restore(&returned, now_ms);
-        if let Some(held) = self.bought.get_mut(&fill.consumer) {
-            for a in &fill.allocations {
+        let held = self.bought.get_mut(&fill.consumer).expect("a booked fill's consumer holds its segments");
+        for a in &fill.allocations {
+            let count = held.get_mut(&a.segment).expect("a booked fill's segment is held");
+            *count -= 1;
+            if *count == 0 {
                 held.remove(&a.segment);
             }
+        }
+        if held.is_empty() {
+            self.bought.remove(&fill.consumer);
         }
         self.ledger.refund(&fill);
         self.release(market, fill.ask_paid);
@@ -647,6 +664,11 @@ impl Registry {
         }
         assert_eq!(groups, self.group_exposure, "group exposure = sum of its markets");
         self.ledger.check_conservation();
+        let mut held = Held::default();
+        for r in self.fills.values().filter(|r| !matches!(r.status, FillStatus::Failed { .. })) {
+            hold(&mut held, &r.fill);
+        }
+        assert_eq!(held, self.bought, "what each consumer holds = its fills that did not fail");
         let mut open = vec![0; markets.len()];
         for r in self.fills.values() {
             r.fill.check_invariants();

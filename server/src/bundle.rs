@@ -31,6 +31,9 @@ pub const FORMAT: &str = "pat-delivery/1";
 pub const CONTENT_TYPE: &str = "application/vnd.pat.delivery";
 /// The longest line a reader takes: a manifest or a header is far shorter.
 const LINE_MAX: u64 = 64 * 1024;
+/// The largest payload a reader takes (the engine lists at most
+/// `ingest.payload_bytes_max`, 256 KiB by default).
+const PAYLOAD_MAX: u32 = 16 * 1024 * 1024;
 /// Every listing signature is 65 bytes (the one signature rule).
 const SIGNATURE_BYTES: usize = 65;
 
@@ -74,6 +77,11 @@ impl SegmentHeader {
             signature: signature.into(),
         }
     }
+}
+
+/// The ETag of a fill's body: the body is a function of the fill and the format.
+pub fn etag(fill_id: B256) -> String {
+    format!("\"{fill_id}.{}\"", FORMAT.replace('/', "-"))
 }
 
 /// One JSON line.
@@ -191,6 +199,12 @@ impl<R: BufRead> Reader<R> {
             };
         }
         let header: SegmentHeader = read_line(&mut self.inner, "segment header")?;
+        if header.payload_bytes > PAYLOAD_MAX {
+            return Err(VerifyError::Format(format!(
+                "a payload of {} bytes, over {PAYLOAD_MAX}",
+                header.payload_bytes
+            )));
+        }
         let mut payload = vec![0; header.payload_bytes as usize];
         self.inner.read_exact(&mut payload).map_err(|_| VerifyError::Format("a payload is cut short".into()))?;
         self.left -= 1;

@@ -106,39 +106,40 @@ fn authorize(
     Ok(consumer)
 }
 
-/// The byte range a `Range` header asks of a body of `total` bytes:
-/// `None` for the whole body. One range only (`bytes=a-b`, `a-`, `-n`).
+/// The byte range a `Range` header asks of a body of `total` bytes: `None`
+/// for the whole body. As RFC 9110 has it, a header that is not one byte range
+/// (`bytes=a-b`, `a-`, `-n`; another unit, several ranges, bad syntax) is
+/// ignored, and a range that starts past the body is `416`.
 fn range(req: &HttpRequest, total: u64, etag: &str) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(value) = req.headers().get(header::RANGE) else { return Ok(None) };
     // A resumption of another body (If-Range names another ETag) gets the whole body.
     if req.headers().get(header::IF_RANGE).is_some_and(|v| v.as_bytes() != etag.as_bytes()) {
         return Ok(None);
     }
-    let unsatisfiable = |why: &str| {
-        ApiError::new(Code::RangeNotSatisfiable, format!("Range {value:?}: {why}; the body is {total} bytes"))
+    let unit_and_spec = value.to_str().ok().and_then(|v| v.split_once('='));
+    let Some((_, spec)) = unit_and_spec.filter(|(unit, _)| unit.trim().eq_ignore_ascii_case("bytes")) else {
+        return Ok(None);
     };
-    let spec =
-        value.to_str().ok().and_then(|v| v.strip_prefix("bytes=")).ok_or_else(|| unsatisfiable("not a byte range"))?;
-    if spec.contains(',') {
-        return Err(unsatisfiable("one range at a time"));
-    }
-    let (a, b) = spec.trim().split_once('-').ok_or_else(|| unsatisfiable("not first-last"))?;
-    let num = |s: &str| s.parse::<u64>().map_err(|_| unsatisfiable("not a number"));
+    let Some((a, b)) = spec.trim().split_once('-').filter(|_| !spec.contains(',')) else { return Ok(None) };
+    // An empty bound is absent; anything else must be a number.
+    let bound = |s: &str| if s.is_empty() { Some(None) } else { s.parse::<u64>().ok().map(Some) };
+    let (Some(a), Some(b)) = (bound(a), bound(b)) else { return Ok(None) };
     let (first, last) = match (a, b) {
-        ("", n) => {
-            let n = num(n)?;
-            if n == 0 {
-                return Err(unsatisfiable("an empty suffix"));
-            }
-            (total.saturating_sub(n), total - 1)
-        }
-        (a, "") => (num(a)?, total - 1),
-        (a, b) => (num(a)?, num(b)?.min(total - 1)),
+        (None, None) => return Ok(None),
+        (None, Some(0)) => return Err(unsatisfiable(value, total, "an empty suffix")),
+        (None, Some(n)) => (total.saturating_sub(n), total - 1),
+        (Some(a), None) => (a, total - 1),
+        (Some(a), Some(b)) if b < a => return Ok(None),
+        (Some(a), Some(b)) => (a, b.min(total - 1)),
     };
-    if first > last || first >= total {
-        return Err(unsatisfiable("outside the body"));
+    if first >= total {
+        return Err(unsatisfiable(value, total, "it starts past the end"));
     }
     Ok(Some((first, last + 1)))
+}
+
+fn unsatisfiable(value: &HeaderValue, total: u64, why: &str) -> ApiError {
+    ApiError::new(Code::RangeNotSatisfiable, format!("Range {value:?}: {why}; the body is {total} bytes"))
 }
 
 fn refusal(e: ApiError) -> HttpResponse {
@@ -194,7 +195,7 @@ pub async fn fill_data(state: web::Data<Arc<AppState>>, req: HttpRequest, id: we
         segments: plan.segments.len() as u32,
     };
     let layout = Layout::new(&manifest, &plan.segments);
-    let etag = format!("\"{fill_id}\"");
+    let etag = bundle::etag(fill_id);
     let (first, end) = match range(&req, layout.total, &etag) {
         Ok(Some(r)) => r,
         Ok(None) => (0, layout.total),
@@ -205,22 +206,7 @@ pub async fn fill_data(state: web::Data<Arc<AppState>>, req: HttpRequest, id: we
             return response;
         }
     };
-    let access_until_ms = plan.access_until_ms;
-    let parts = Parts(Arc::new(Body { deliveries, plan, layout, first, end }));
-    let (from, to) = parts.in_range();
-    // The first part in range opens before the status: a store that is down
-    // or a payload that fails its check gets its code, not a broken body.
-    let head = match parts.part(from).await {
-        Ok(bytes) => bytes,
-        Err(e) => return delivery_error(e),
-    };
-    metrics::counter!("pat_deliveries_total", "result" => "served").increment(1);
-    let total = parts.0.layout.total;
-    let rest = stream::iter((from + 1..to).map(move |i| (i, parts.clone())))
-        .map(|(i, parts)| async move { parts.part(i).await })
-        .buffered(READ_AHEAD + 1)
-        .map(|r| r.map_err(|e| actix_web::error::ErrorServiceUnavailable(e.to_string())));
-    let body = stream::once(async move { Ok(head) }).chain(rest);
+    let total = layout.total;
     let mut response = if (first, end) == (0, total) {
         HttpResponse::Ok()
     } else {
@@ -232,9 +218,26 @@ pub async fn fill_data(state: web::Data<Arc<AppState>>, req: HttpRequest, id: we
         .content_type(bundle::CONTENT_TYPE)
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::ETAG, etag))
-        .insert_header(("x-pat-access-until-ms", access_until_ms.to_string()))
-        .no_chunking(end - first)
-        .streaming(body)
+        .insert_header(("x-pat-access-until-ms", plan.access_until_ms.to_string()))
+        .no_chunking(end - first);
+    // HEAD: the headers a GET would get, and nothing read from the store.
+    if req.method() == actix_web::http::Method::HEAD {
+        return response.streaming(stream::empty::<Result<Bytes, actix_web::Error>>());
+    }
+    let parts = Parts(Arc::new(Body { deliveries, plan, layout, first, end }));
+    let (from, to) = parts.in_range();
+    // The first part in range opens before the status: a store that is down
+    // or a payload that fails its check gets its code, not a broken body.
+    let head = match parts.part(from).await {
+        Ok(bytes) => bytes,
+        Err(e) => return delivery_error(e),
+    };
+    metrics::counter!("pat_deliveries_total", "result" => "served").increment(1);
+    let rest = stream::iter((from + 1..to).map(move |i| (i, parts.clone())))
+        .map(|(i, parts)| async move { parts.part(i).await })
+        .buffered(READ_AHEAD + 1)
+        .map(|r| r.map_err(|e| actix_web::error::ErrorServiceUnavailable(e.to_string())));
+    response.streaming(stream::once(async move { Ok(head) }).chain(rest))
 }
 
 /// One response's body: the bytes `first..end` of a fill's delivery.
@@ -273,7 +276,7 @@ impl Parts {
         if let Some((segment, units)) = b.plan.segments.get(i) {
             let SignedSegment { signature, payload, .. } = b.deliveries.open(segment).await?;
             let header = bundle::line(&SegmentHeader::new(segment, *units, signature));
-            if header.len() as u64 != b.layout.parts[i].1 {
+            if header.len() as u64 != b.layout.parts[i].1 || payload.len() != segment.payload_bytes as usize {
                 return Err(DeliveryError::Unreadable { segment: segment.id.0, reason: "listing_mismatch" });
             }
             bytes.extend_from_slice(&header);

@@ -176,14 +176,29 @@ async fn a_settled_fill_downloads_whole_and_in_ranges_and_verifies() {
     }
     let suffix = m.download(fill, &[("range", "bytes=-10".into())]).await.bytes().await.unwrap();
     assert_eq!(&suffix[..], &whole[whole.len() - 10..]);
+    assert_eq!(etag, bundle::etag(fill));
     let other = m.download(fill, &[("range", "bytes=5-".into()), ("if-range", "\"other\"".into())]).await;
     assert_eq!(other.status(), 200, "If-Range naming another body: the whole body");
-    for bad in [format!("bytes={n}-"), "bytes=9-3".into(), "bytes=0-1,4-5".into(), "lines=1-2".into()] {
-        let resp = m.download(fill, &[("range", bad.clone())]).await;
-        let (status, code, headers) = refused(resp).await;
-        assert_eq!((status, code.as_str()), (416, "range_not_satisfiable"), "{bad}");
+    for past in [format!("bytes={n}-"), "bytes=-0".into()] {
+        let (status, code, headers) = refused(m.download(fill, &[("range", past.clone())]).await).await;
+        assert_eq!((status, code.as_str()), (416, "range_not_satisfiable"), "{past}");
         assert_eq!(headers["content-range"], format!("bytes */{n}").as_str());
     }
+    // Not one byte range: ignored (RFC 9110), the whole body.
+    for ignored in ["bytes=9-3", "bytes=0-1,4-5", "lines=1-2", "bytes=x-"] {
+        let resp = m.download(fill, &[("range", ignored.into())]).await;
+        assert_eq!(resp.status(), 200, "{ignored}");
+        assert_eq!(resp.bytes().await.unwrap().len(), whole.len());
+    }
+    // HEAD: the headers of the GET, no body.
+    let (access, signature) = sign_access(&signer(CONSUMER), fill, now_secs() + 60, &m.api.cfg.domain());
+    let auth = pat_server::delivery::authorization(access.consumer, access.expiresAt, &signature);
+    let url = format!("{}/v1/fills/{fill}/data", m.api.base);
+    let head = m.api.http.head(url).header("authorization", auth).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], n.to_string().as_str());
+    assert_eq!(head.headers()["etag"], etag.as_str());
+    assert!(head.bytes().await.unwrap().is_empty());
 
     // The store holds no plaintext: no listed payload's text is in any of its files.
     let root = m._store_dir.as_ref().unwrap().path().join("store");

@@ -157,19 +157,21 @@ impl PayloadStore {
         Ok(())
     }
 
+    /// The two objects of payload `hash` exactly as stored, sealed (payload
+    /// object, key object), read at once: what [`PayloadStore::get`] opens,
+    /// and the floor the delivery benchmark reads against.
+    pub async fn sealed(&self, hash: &B256) -> Result<(Vec<u8>, Vec<u8>), StorageError> {
+        let (payload, key) = tokio::join!(self.read(PAYLOADS, hash), self.read(KEYS, hash));
+        match (payload?, key?) {
+            (Some(payload), Some(key)) => Ok((payload, key)),
+            (Some(_), None) => Err(StorageError::Shredded(*hash)),
+            (None, _) => Err(StorageError::Missing(*hash)),
+        }
+    }
+
     /// The listing of payload `hash`, opened and checked: its payload hashes to `hash`.
     pub async fn get(&self, hash: &B256) -> Result<SignedSegment, StorageError> {
-        let key_object = match self.read(KEYS, hash).await? {
-            Some(k) => k,
-            None => {
-                return match self.store.head(&self.path(PAYLOADS, hash)).await {
-                    Ok(_) => Err(StorageError::Shredded(*hash)),
-                    Err(object_store::Error::NotFound { .. }) => Err(StorageError::Missing(*hash)),
-                    Err(e) => Err(unavailable(e)),
-                };
-            }
-        };
-        let payload_object = self.read(PAYLOADS, hash).await?.ok_or(StorageError::Missing(*hash))?;
+        let (payload_object, key_object) = self.sealed(hash).await?;
         let key =
             envelope::unwrap_key(&self.keyring, hash, &key_object).map_err(|e| StorageError::opening(*hash, e))?;
         envelope::open(&key, hash, &payload_object).map_err(|e| StorageError::opening(*hash, e))
