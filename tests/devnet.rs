@@ -137,6 +137,17 @@ fn buy_download_verify(devnet: &Devnet, data: &Path, listed: &[Vec<u8>]) {
     assert!(String::from_utf8_lossy(&bad.stdout).contains("FAIL"), "{}", String::from_utf8_lossy(&bad.stdout));
 }
 
+/// A test that fails midway still stops its devnet (and so its anvil): no
+/// process outlives the test to slow the rest of the suite.
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn list(devnet: &Devnet, domain: &alloy_sol_types::Eip712Domain, provider: u8) -> Vec<u8> {
     let signer = LocalSigner::from_bytes(&keccak256([provider, 1])).unwrap();
     let now = now_secs();

@@ -86,6 +86,16 @@ impl Engine {
     }
 }
 
+/// A test that fails midway still stops its engine: no process outlives it.
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Segment `salt` of `provider`: 50 units.
 fn segment(domain: &alloy_sol_types::Eip712Domain, provider: u8, salt: u8) -> Value {
     let now = now_secs();

@@ -125,7 +125,9 @@ impl Deliveries {
             Err(StorageError::Shredded(_)) => "shredded",
             Err(StorageError::UnknownKey { .. }) => "unknown_key",
             Err(StorageError::Corrupt { .. }) => "corrupt",
-            Err(StorageError::Config(_) | StorageError::OwnedByAnother { .. }) => "store",
+            Err(StorageError::Config(_) | StorageError::OwnedByAnother { .. } | StorageError::HashMismatch(_)) => {
+                "store"
+            }
         };
         metrics::counter!("pat_delivery_failures_total", "reason" => reason).increment(1);
         eprintln!("delivery: segment {} (payload {}) not served: {reason}", segment.id.0, segment.payload_hash);

@@ -110,10 +110,15 @@ impl Listings {
             Err(_) => Err(StorageError::Unavailable(format!("no answer within {PUT_DEADLINE:?}"))),
         };
         observe("put", began, &stored);
-        if let Err(e) = stored {
-            // The detail (endpoint, bucket, path) is the operator's, not the provider's.
-            eprintln!("payload store: storing {hash}: {e}");
-            return Ok(Err(EngineError::StorageUnavailable("the payload store did not answer".into())));
+        match stored {
+            // Its market refuses it, and counts it against its provider; nothing was written.
+            Err(StorageError::HashMismatch(_)) => return engine.markets().submit_segment(verified).await,
+            Err(e) => {
+                // The detail (endpoint, bucket, path) is the operator's, not the provider's.
+                eprintln!("payload store: storing {hash}: {e}");
+                return Ok(Err(EngineError::StorageUnavailable("the payload store did not answer".into())));
+            }
+            Ok(()) => {}
         }
         let listed = engine.markets().submit_segment(verified).await;
         if let Ok(Err(EngineError::Submit(_))) = &listed {

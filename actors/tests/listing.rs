@@ -64,6 +64,13 @@ async fn listed_payloads_are_kept_sealed_refusals_and_orphans_are_not() {
     let hash = refused.submission.payloadHash;
     assert!(matches!(list(&engine, refused).await, Err(EngineError::Submit(_))));
     assert!(matches!(store.get(&hash).await, Err(StorageError::Missing(_))));
+    // A payload that does not hash to its signed payloadHash is refused as such, and never written.
+    let mut mismatched = listing(1, 3);
+    mismatched.payload = testing::payload_salted(3, 99);
+    let hash = mismatched.submission.payloadHash;
+    let err = list(&engine, mismatched).await.unwrap_err();
+    assert_eq!(err.code(), Code::PayloadHashMismatch, "{err}");
+    assert!(matches!(store.get(&hash).await, Err(StorageError::Missing(_))));
 
     // The same payload from another provider: refused, and the listed objects are untouched.
     let before = std::fs::read(tmp.path().join("store/keys").join(format!("{:x}", a.submission.payloadHash))).unwrap();

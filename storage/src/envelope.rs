@@ -13,7 +13,11 @@
 //!
 //! The payload hash names a listing in the store: the registry refuses a
 //! second listing of the same payload, so it is one segment's identity. A
-//! ciphertext or key moved under another hash fails to open. Re-wrapping
+//! ciphertext or key moved under another hash fails to open. Sealing refuses
+//! a payload that does not hash to its listing's `payloadHash`, and the AEAD
+//! (the hash is its associated data) opens nothing else under that name: so
+//! every payload that opens hashes to its name, and opening does not hash it
+//! again (a download reads each payload, a listing seals it once). Re-wrapping
 //! rewrites only the key object; deleting the key object shreds the payload.
 
 use alloy_primitives::{B256, keccak256};
@@ -42,6 +46,11 @@ pub enum OpenError {
     #[error("wrapped under key {0}, which the keyring does not hold")]
     UnknownKey(String),
 }
+
+/// A listing whose payload does not hash to its `payloadHash` is not sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the payload does not hash to the listing's payloadHash")]
+pub struct HashMismatch;
 
 /// A listing's two objects, as stored.
 pub struct Sealed {
@@ -109,15 +118,16 @@ fn decode_record(bytes: &[u8], hash: &B256) -> Result<SignedSegment, OpenError> 
     if submission.payloadHash != *hash {
         return Err(bad("the submission names another payload"));
     }
-    if keccak256(&payload) != *hash {
-        return Err(bad("the payload does not hash to its name"));
-    }
     Ok(SignedSegment { submission, signature, payload })
 }
 
-/// Seals a listing under a fresh data key wrapped by the keyring's current key.
-pub fn seal(keyring: &Keyring, signed: &SignedSegment) -> Sealed {
+/// Seals a listing under a fresh data key wrapped by the keyring's current
+/// key, if its payload hashes to its `payloadHash`.
+pub fn seal(keyring: &Keyring, signed: &SignedSegment) -> Result<Sealed, HashMismatch> {
     let hash = signed.submission.payloadHash;
+    if keccak256(&signed.payload) != hash {
+        return Err(HashMismatch);
+    }
     let data_key = DataKey::generate();
     let record = encode_record(signed);
     let n = nonce();
@@ -126,7 +136,7 @@ pub fn seal(keyring: &Keyring, signed: &SignedSegment) -> Sealed {
         .encrypt(&XNonce::from(n), Payload { msg: &record, aad: &payload_aad(&hash) })
         .expect("XChaCha20-Poly1305 seals any length we store");
     let payload_object = [PAYLOAD_MAGIC.as_slice(), &[VERSION], &n, &ciphertext].concat();
-    Sealed { payload_object, key_object: wrap(keyring, &hash, &data_key) }
+    Ok(Sealed { payload_object, key_object: wrap(keyring, &hash, &data_key) })
 }
 
 fn wrap(keyring: &Keyring, hash: &B256, data_key: &DataKey) -> Vec<u8> {
@@ -219,7 +229,7 @@ mod tests {
     fn sealed(signed: &SignedSegment) -> (Keyring, B256, Sealed, DataKey) {
         let ring = ring("k1");
         let hash = signed.submission.payloadHash;
-        let sealed = seal(&ring, signed);
+        let sealed = seal(&ring, signed).unwrap();
         let key = unwrap_key(&ring, &hash, &sealed.key_object).unwrap();
         (ring, hash, sealed, key)
     }
@@ -255,7 +265,7 @@ mod tests {
         let ring = ring("k1");
         let (a, b) = (listing(3), listing(4));
         let (ha, hb) = (a.submission.payloadHash, b.submission.payloadHash);
-        let (sa, sb) = (seal(&ring, &a), seal(&ring, &b));
+        let (sa, sb) = (seal(&ring, &a).unwrap(), seal(&ring, &b).unwrap());
         // A's key object under B's name.
         assert!(matches!(unwrap_key(&ring, &hb, &sa.key_object), Err(OpenError::Corrupt(_))));
         // A's payload object under B's name, opened with B's key or A's.
@@ -270,7 +280,7 @@ mod tests {
         let old = ring("k1");
         let signed = listing(5);
         let hash = signed.submission.payloadHash;
-        let sealed = seal(&old, &signed);
+        let sealed = seal(&old, &signed).unwrap();
         let during = old.rotated_to(MasterKey::generate("k2").unwrap()).unwrap();
         let rewrapped = rewrap(&during, &hash, &sealed.key_object).unwrap();
         assert_eq!(key_id(&rewrapped).unwrap(), "k2");
@@ -283,13 +293,9 @@ mod tests {
     }
 
     #[test]
-    fn a_payload_that_does_not_match_its_hash_is_refused_after_opening() {
+    fn a_payload_that_does_not_match_its_hash_is_not_sealed() {
         let mut signed = listing(6);
         signed.payload.push(b' ');
-        let (_, hash, sealed, key) = sealed(&signed);
-        assert_eq!(
-            open(&key, &hash, &sealed.payload_object).err(),
-            Some(OpenError::Corrupt("the payload does not hash to its name"))
-        );
+        assert_eq!(seal(&ring("k1"), &signed).err(), Some(HashMismatch));
     }
 }

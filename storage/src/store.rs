@@ -38,6 +38,8 @@ pub enum StorageError {
     Unavailable(String),
     #[error("payload {0} is not in the store")]
     Missing(B256),
+    #[error("the payload does not hash to {0}, the listing's payloadHash: not stored")]
+    HashMismatch(B256),
     #[error("payload {0} was shredded: its data key is gone")]
     Shredded(B256),
     #[error("payload {hash} is corrupt: {reason}")]
@@ -148,10 +150,12 @@ impl PayloadStore {
         self.prefix.clone().join(kind).join(hex(hash))
     }
 
-    /// Seals and stores a verified listing; once this returns, both objects are durable.
+    /// Seals and stores a verified listing whose payload hashes to its
+    /// `payloadHash` (else `HashMismatch`, and nothing is written); once this
+    /// returns, both objects are durable.
     pub async fn put(&self, signed: &SignedSegment) -> Result<(), StorageError> {
         let hash = signed.submission.payloadHash;
-        let sealed = envelope::seal(&self.keyring, signed);
+        let sealed = envelope::seal(&self.keyring, signed).map_err(|_| StorageError::HashMismatch(hash))?;
         self.store.put(&self.path(PAYLOADS, &hash), sealed.payload_object.into()).await.map_err(unavailable)?;
         self.store.put(&self.path(KEYS, &hash), sealed.key_object.into()).await.map_err(unavailable)?;
         Ok(())

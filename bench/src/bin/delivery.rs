@@ -229,6 +229,16 @@ async fn download_bench(store: &str, kib: usize, rounds: usize) {
             ours / floor
         );
     }
+    // Where a download's time goes: the store reads with their opening, per segment.
+    let text = b.http.get(format!("{}/metrics", b.base)).send().await.expect("metrics").text().await.expect("text");
+    let value = |name: &str| -> f64 {
+        text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
+    };
+    let (sum, count) = (
+        value("pat_storage_operation_seconds_sum{op=\"get\"}"),
+        value("pat_storage_operation_seconds_count{op=\"get\"}"),
+    );
+    println!("store get (read, unwrap, open, check) per segment: {:.0} µs over {count} reads", sum / count * 1e6);
 }
 
 async fn listing_bench(store: &str, count: u32, kib: usize, in_flight: usize) {
