@@ -15,6 +15,15 @@ use pat_engine::state::market_specs;
 use pat_engine::testing;
 
 /// Start of the synthetic history, milliseconds.
+/// The value after `name` in a bench binary's arguments, or `default`.
+pub fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: cannot parse {v}")))
+        .unwrap_or(default)
+}
+
 pub const T0_MS: u64 = testing::T0 * 1000;
 
 /// A catalogue of at least `markets` markets (types x 3 windows x 3 bands;

@@ -10,6 +10,7 @@
 //! - `delivery listing [--store off|local|s3] [--count 2000] [--payload-kib 16] [--in-flight 32]`:
 //!   listings per second over `POST /v1/segments`, pre-signed.
 
+use pat_bench::arg;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -28,14 +29,6 @@ use pat_storage::{Keyring, Location, MasterKey, PayloadStore};
 use serde_json::Value;
 
 const MARKET: &str = "PURCHASE_INTENT|7D|0.70-0.85";
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: cannot parse {v}")))
-        .unwrap_or(default)
-}
 
 fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())

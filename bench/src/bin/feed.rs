@@ -9,6 +9,7 @@
 //! pre-encoded quote frames to every connected socket with nothing behind it.
 //! `bench/feed.sh` runs both and prints the ratio.
 
+use pat_bench::arg;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,14 +24,6 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: cannot parse {v}")))
-        .unwrap_or(default)
 }
 
 fn main() {
