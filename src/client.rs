@@ -226,9 +226,10 @@ async fn fetch(
     let have = std::fs::metadata(partial).map_or(0, |m| m.len());
     let expires = now_secs() + ACCESS_TTL_SECS;
     let (access, signature) = sign_access(signer, fill_id, expires, domain);
-    let mut req = http
-        .get(url)
-        .header("authorization", pat_server::delivery::authorization(access.consumer, expires, &signature));
+    let mut req = http.get(url).header(
+        "authorization",
+        pat_server::access::authorization(pat_server::access::Party::Consumer, access.consumer, expires, &signature),
+    );
     if have > 0 {
         // A resumption of this very body, or the whole body if it changed.
         req = req.header("range", format!("bytes={have}-")).header("if-range", bundle::etag(fill_id));

@@ -38,6 +38,8 @@ pub enum Source {
     Boot,
     /// A consumer's download of what a fill bought.
     Delivery,
+    /// A provider's read of a payload it listed.
+    PayloadRead,
     /// A WebSocket feed message (sent as `{"type":"error"}`, not as an HTTP response).
     Feed,
 }
@@ -95,7 +97,7 @@ codes! {
     InvalidConfig = "invalid_config", 422, [Admin], "the config file fails validation; the running config stays";
     ConfigNotApplicable = "config_not_applicable", 422, [Admin], "the new config changes what needs a restart (catalogue, chain id, marketplace)";
     InvalidPhase = "invalid_phase", 422, [Admin], "a phase goes forward only, from 1 to 4";
-    BadSignature = "bad_signature", 401, [Submission, Order, Delivery], "the order, submission or access is not signed by its consumer or provider, or its signature breaks the rule (65 bytes, low s, v 27 or 28)";
+    BadSignature = "bad_signature", 401, [Submission, Order, Delivery, PayloadRead], "the order, submission or access is not signed by its consumer or provider, or its signature breaks the rule (65 bytes, low s, v 27 or 28)";
     UnknownSegmentType = "unknown_segment_type", 404, [Submission], "the segment type is not in the config";
     UnknownWindow = "unknown_window", 404, [Submission], "the window is not in the config";
     ConfidenceOutsideBands = "confidence_outside_bands", 422, [Submission], "the confidence is outside every configured band";
@@ -110,13 +112,14 @@ codes! {
     SignalCount = "signal_count", 422, [Submission], "the payload has no signals, or more than ingest.signals_max";
     UnitsOutOfRange = "units_out_of_range", 422, [Submission], "units is 0 or over ingest.units_max";
     DuplicatePayload = "duplicate_payload", 409, [Submission], "a segment with this payload is already listed, or is being listed right now";
-    StorageUnavailable = "storage_unavailable", 503, [Submission, Delivery], "the payload store did not answer; nothing was listed or served; retry after Retry-After seconds";
-    TokenExpired = "token_expired", 401, [Delivery], "the access signature's expiresAt has passed, or lies more than an hour ahead";
+    StorageUnavailable = "storage_unavailable", 503, [Submission, Delivery, PayloadRead], "the payload store did not answer; nothing was listed or served; retry after Retry-After seconds";
+    TokenExpired = "token_expired", 401, [Delivery, PayloadRead], "the access signature's expiresAt has passed, or lies more than an hour ahead";
     NotYourFill = "not_your_fill", 403, [Delivery], "the fill was bought by another consumer";
+    NotYourSegment = "not_your_segment", 403, [PayloadRead], "the segment was listed by another provider";
     NotSettled = "not_settled", 409, [Delivery], "the fill has not settled on chain (yet, or it failed); the message and X-PAT-Fill-Status say its status";
     AccessExpired = "access_expired", 410, [Delivery], "the fill's access period (its type's catalogue access_days from settlement) is over";
-    RangeNotSatisfiable = "range_not_satisfiable", 416, [Delivery], "the Range header is not one byte range inside the body; Content-Range gives its length";
-    PayloadUnreadable = "payload_unreadable", 502, [Delivery], "a payload of the fill failed its integrity check in the store and is not served; operators are alerted";
+    RangeNotSatisfiable = "range_not_satisfiable", 416, [Delivery, PayloadRead], "the Range header is not one byte range inside the body; Content-Range gives its length";
+    PayloadUnreadable = "payload_unreadable", 502, [Delivery, PayloadRead], "a payload (of the fill) failed its integrity check in the store and is not served; operators are alerted";
     Paused = "paused", 503, [Order], "the engine is paused: no order intake, no settlement";
     UnknownMarket = "unknown_market", 404, [Order, Lookup, Feed], "no market has this key or id";
     Expired = "expired", 422, [Order], "the order's deadline has passed";

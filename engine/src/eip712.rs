@@ -1,5 +1,6 @@
 //! The EIP-712 typed data that providers and consumers sign (orders,
-//! listings, and a consumer's access to what it bought), the marketplace
+//! listings, a consumer's access to what it bought and a provider's to
+//! what it listed), the marketplace
 //! domain, and signature recovery. The `DataMarketplace` contract hashes the
 //! same `Order` type; the digests are pinned by a test vector on both sides.
 
@@ -40,6 +41,16 @@ sol! {
     struct Access {
         address consumer;
         bytes32 fillId;
+        uint64 expiresAt;
+    }
+
+    /// A provider's permission, for one request, to read back the payload
+    /// it listed as segment `segmentId` (for its audits): valid until
+    /// `expiresAt` (unix seconds).
+    #[derive(Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+    struct PayloadAccess {
+        address provider;
+        uint64 segmentId;
         uint64 expiresAt;
     }
 }

@@ -7,7 +7,7 @@ use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{Eip712Domain, SolStruct};
 
-use crate::eip712::{self, Access, Order, SegmentSubmission};
+use crate::eip712::{self, Access, Order, PayloadAccess, SegmentSubmission};
 use crate::market_key::MarketKey;
 use crate::order::SignedOrder;
 use crate::segment::SignedSegment;
@@ -34,6 +34,20 @@ pub fn sign_access(
     domain: &Eip712Domain,
 ) -> (Access, Vec<u8>) {
     let access = Access { consumer: signer.address(), fillId: fill_id, expiresAt: expires_at };
+    let signature = sign(signer, &access, domain);
+    (access, signature)
+}
+
+/// Signs the provider's access to the payload of its segment `segment_id`
+/// until `expires_at` (unix seconds) under `domain`: the access and its
+/// 65-byte signature.
+pub fn sign_payload_access(
+    signer: &PrivateKeySigner,
+    segment_id: u64,
+    expires_at: u64,
+    domain: &Eip712Domain,
+) -> (PayloadAccess, Vec<u8>) {
+    let access = PayloadAccess { provider: signer.address(), segmentId: segment_id, expiresAt: expires_at };
     let signature = sign(signer, &access, domain);
     (access, signature)
 }

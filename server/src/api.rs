@@ -51,6 +51,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                         .route(read().to(search_segments)),
                 )
                 .service(path("/segments/{id}", "GET, HEAD").route(read().to(get_segment)))
+                .service(path("/segments/{id}/data", "GET, HEAD").route(read().to(crate::payloads::segment_data)))
                 .service(path("/markets", "GET, HEAD").route(read().to(markets)))
                 .service(path("/markets/{key}", "GET, HEAD").route(read().to(market)))
                 .service(path("/quotes", "GET, HEAD").route(read().to(quotes)))
@@ -303,7 +304,7 @@ async fn phase(state: State, req: HttpRequest, body: web::Json<PhaseBody>) -> Re
 #[openapi(
     info(title = "PAT segment market", description = "Quotes, orders and fills of intent-signal segment markets."),
     paths(healthz, metrics, submit_segment, search_segments, get_segment, markets, market, quotes, place_order,
-        get_fill, crate::delivery::fill_data, provider_earnings, consumer_fills, pause, resume, reload, phase, crate::feed::feed, openapi),
+        get_fill, crate::delivery::fill_data, crate::payloads::segment_data, provider_earnings, consumer_fills, pause, resume, reload, phase, crate::feed::feed, openapi),
     components(schemas(ErrorBody, InvalidConfigBody)),
     modifiers(&OperatorToken, &ErrorCodes)
 )]

@@ -3,9 +3,7 @@
 //! `Range` requests so that a broken download resumes.
 //!
 //! Each request carries the consumer's EIP-712 `Access{consumer, fillId,
-//! expiresAt}` signature in `Authorization: PAT-Access consumer=0x…,
-//! expires_at=…, signature=0x…`; `expiresAt` lies at most [`ACCESS_TTL_MAX`]
-//! ahead, so a leaked header opens one fill for an hour at most. The checks
+//! expiresAt}` signature in its [`crate::access`] header. The checks
 //! run in this order, each with its code: the header and its signature
 //! (`401`), the fill (`404`), its consumer (`403`), its settlement (`409`),
 //! its access period (`410`), the range (`416`), then the store (`503`,
@@ -16,7 +14,7 @@
 //! a client sees as a broken download, and its resumption gets the error.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::Bytes;
@@ -26,120 +24,34 @@ use futures_util::{StreamExt, stream};
 use pat_actors::delivery::{Deliveries, DeliveryError, DeliveryPlan};
 use pat_actors::messages::PlanDelivery;
 use pat_engine::eip712::{self, Access};
-use pat_engine::{Code, SignedSegment, text};
+use pat_engine::{SignedSegment, text};
 
+use crate::access::{self, Party};
 use crate::api::AppState;
 use crate::bundle::{self, Layout, Manifest, SegmentHeader};
 use crate::dto::field;
 use crate::error::ApiError;
 
-/// The authorization scheme of a delivery request.
-pub const SCHEME: &str = "PAT-Access";
-/// How far ahead an access signature may expire.
-pub const ACCESS_TTL_MAX: Duration = Duration::from_secs(3600);
 /// Segments read from the store ahead of the one being sent.
 const READ_AHEAD: usize = 1;
 
-/// The `Authorization` value for `consumer`'s access signature.
-pub fn authorization(consumer: Address, expires_at: u64, signature: &[u8]) -> String {
-    format!(
-        "{SCHEME} consumer={consumer}, expires_at={expires_at}, signature={}",
-        alloy_primitives::hex::encode_prefixed(signature)
-    )
+/// Unix seconds now.
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn unauthorized(message: impl Into<String>) -> ApiError {
-    ApiError::new(Code::BadSignature, message)
-}
-
-/// The access a request's `Authorization` header signs for fill `fill_id`,
-/// checked at `now` (unix seconds): its consumer.
+/// The consumer whose `Access` to fill `fill_id` the request's header signs, at `now`.
 fn authorize(
     req: &HttpRequest,
     fill_id: B256,
     domain: &alloy_sol_types::Eip712Domain,
     now: u64,
 ) -> Result<Address, ApiError> {
-    let usage = format!("{SCHEME} consumer=0x…, expires_at=<unix secs>, signature=0x… (EIP-712 Access)");
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| unauthorized(format!("an Authorization header is required: {usage}")))?;
-    let value = value.to_str().map_err(|_| unauthorized(format!("the Authorization header is not text: {usage}")))?;
-    let params = value
-        .strip_prefix(SCHEME)
-        .and_then(|rest| rest.strip_prefix(' '))
-        .ok_or_else(|| unauthorized(format!("the Authorization scheme must be {usage}")))?;
-    let (mut consumer, mut expires_at, mut signature) = (None, None, None);
-    for pair in params.split(',') {
-        let (key, v) =
-            pair.trim().split_once('=').ok_or_else(|| unauthorized(format!("{pair:?} is not key=value: {usage}")))?;
-        let bad = |what: &str, e: &dyn std::fmt::Display| unauthorized(format!("{what}: {e}"));
-        match key {
-            "consumer" => consumer = Some(text::address(v).map_err(|e| bad("consumer", &e))?),
-            "expires_at" => expires_at = Some(text::decimal_u64(v).map_err(|e| bad("expires_at", &e))?),
-            "signature" => signature = Some(text::hex_bytes(v).map_err(|e| bad("signature", &e))?),
-            other => return Err(unauthorized(format!("unknown parameter {other:?}: {usage}"))),
-        }
-    }
-    let (Some(consumer), Some(expires_at), Some(signature)) = (consumer, expires_at, signature) else {
-        return Err(unauthorized(format!("consumer, expires_at and signature are all required: {usage}")));
-    };
-    if expires_at <= now {
-        return Err(ApiError::new(
-            Code::TokenExpired,
-            format!("the access expired at {expires_at}; it is {now} (unix secs)"),
-        ));
-    }
-    if expires_at > now + ACCESS_TTL_MAX.as_secs() {
-        return Err(ApiError::new(
-            Code::TokenExpired,
-            format!(
-                "the access expires at {expires_at}, more than {} s after now ({now}); sign one per download",
-                ACCESS_TTL_MAX.as_secs()
-            ),
-        ));
-    }
-    let access = Access { consumer, fillId: fill_id, expiresAt: expires_at };
-    eip712::verify_signer(&eip712::digest(&access, domain), &signature, consumer)
-        .map_err(|e| unauthorized(format!("the access signature: {e}")))?;
-    Ok(consumer)
-}
-
-/// The byte range a `Range` header asks of a body of `total` bytes: `None`
-/// for the whole body. As RFC 9110 has it, a header that is not one byte range
-/// (`bytes=a-b`, `a-`, `-n`; another unit, several ranges, bad syntax) is
-/// ignored, and a range that starts past the body is `416`.
-fn range(req: &HttpRequest, total: u64, etag: &str) -> Result<Option<(u64, u64)>, ApiError> {
-    let Some(value) = req.headers().get(header::RANGE) else { return Ok(None) };
-    // A resumption of another body (If-Range names another ETag) gets the whole body.
-    if req.headers().get(header::IF_RANGE).is_some_and(|v| v.as_bytes() != etag.as_bytes()) {
-        return Ok(None);
-    }
-    let unit_and_spec = value.to_str().ok().and_then(|v| v.split_once('='));
-    let Some((_, spec)) = unit_and_spec.filter(|(unit, _)| unit.trim().eq_ignore_ascii_case("bytes")) else {
-        return Ok(None);
-    };
-    let Some((a, b)) = spec.trim().split_once('-').filter(|_| !spec.contains(',')) else { return Ok(None) };
-    // An empty bound is absent; anything else must be a number.
-    let bound = |s: &str| if s.is_empty() { Some(None) } else { s.parse::<u64>().ok().map(Some) };
-    let (Some(a), Some(b)) = (bound(a), bound(b)) else { return Ok(None) };
-    let (first, last) = match (a, b) {
-        (None, None) => return Ok(None),
-        (None, Some(0)) => return Err(unsatisfiable(value, total, "an empty suffix")),
-        (None, Some(n)) => (total.saturating_sub(n), total - 1),
-        (Some(a), None) => (a, total - 1),
-        (Some(a), Some(b)) if b < a => return Ok(None),
-        (Some(a), Some(b)) => (a, b.min(total - 1)),
-    };
-    if first >= total {
-        return Err(unsatisfiable(value, total, "it starts past the end"));
-    }
-    Ok(Some((first, last + 1)))
-}
-
-fn unsatisfiable(value: &HeaderValue, total: u64, why: &str) -> ApiError {
-    ApiError::new(Code::RangeNotSatisfiable, format!("Range {value:?}: {why}; the body is {total} bytes"))
+    let signed = access::signed(req, Party::Consumer, now)?;
+    let access = Access { consumer: signed.signer, fillId: fill_id, expiresAt: signed.expires_at };
+    eip712::verify_signer(&eip712::digest(&access, domain), &signed.signature, signed.signer)
+        .map_err(|e| ApiError::new(pat_engine::Code::BadSignature, format!("the access signature: {e}")))?;
+    Ok(signed.signer)
 }
 
 fn refusal(e: ApiError) -> HttpResponse {
@@ -171,8 +83,7 @@ pub async fn fill_data(state: web::Data<Arc<AppState>>, req: HttpRequest, id: we
         Ok(id) => id,
         Err(e) => return refusal(e),
     };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let consumer = match authorize(&req, fill_id, &state.domain, now) {
+    let consumer = match authorize(&req, fill_id, &state.domain, now_secs()) {
         Ok(consumer) => consumer,
         Err(e) => return refusal(e),
     };
@@ -196,30 +107,18 @@ pub async fn fill_data(state: web::Data<Arc<AppState>>, req: HttpRequest, id: we
     };
     let layout = Layout::new(&manifest, &plan.segments);
     let etag = bundle::etag(fill_id);
-    let (first, end) = match range(&req, layout.total, &etag) {
+    let (first, end) = match access::range(&req, layout.total, &etag) {
         Ok(Some(r)) => r,
         Ok(None) => (0, layout.total),
         Err(e) => {
             let mut response = refusal(e);
-            let value = HeaderValue::from_str(&format!("bytes */{}", layout.total)).expect("a content range");
-            response.headers_mut().insert(header::CONTENT_RANGE, value);
+            let (name, value) = access::unsatisfied_range(layout.total);
+            response.headers_mut().insert(name, value);
             return response;
         }
     };
-    let total = layout.total;
-    let mut response = if (first, end) == (0, total) {
-        HttpResponse::Ok()
-    } else {
-        let mut partial = HttpResponse::PartialContent();
-        partial.insert_header((header::CONTENT_RANGE, format!("bytes {first}-{}/{total}", end - 1)));
-        partial
-    };
-    response
-        .content_type(bundle::CONTENT_TYPE)
-        .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .insert_header((header::ETAG, etag))
-        .insert_header(("x-pat-access-until-ms", plan.access_until_ms.to_string()))
-        .no_chunking(end - first);
+    let mut response = access::head(first, end, layout.total, etag, bundle::CONTENT_TYPE);
+    response.insert_header(("x-pat-access-until-ms", plan.access_until_ms.to_string()));
     // HEAD: the headers a GET would get, and nothing read from the store.
     if req.method() == actix_web::http::Method::HEAD {
         return response.streaming(stream::empty::<Result<Bytes, actix_web::Error>>());

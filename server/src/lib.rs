@@ -8,6 +8,7 @@
 //!
 //! ## Layout
 //!
+//! - [`access`]: the `PAT-Access` signature and the `Range` of a data request.
 //! - [`api`]: routes and handlers.
 //! - [`body`]: request bodies under a deadline and a shared byte budget.
 //! - [`bundle`]: the delivery format a buyer downloads, reads and verifies.
@@ -15,7 +16,9 @@
 //! - [`dto`]: request and response bodies.
 //! - [`error`]: the error shape and the status of every engine error.
 //! - [`feed`]: the WebSocket quote feed at `/v1/feed`.
+//! - [`payloads`]: `GET /v1/segments/{id}/data`: a provider's own payload, read back.
 
+pub mod access;
 pub mod api;
 pub mod body;
 pub mod bundle;
@@ -23,6 +26,7 @@ pub mod delivery;
 pub mod dto;
 pub mod error;
 pub mod feed;
+pub mod payloads;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

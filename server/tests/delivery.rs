@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use alloy_primitives::B256;
 use common::{Api, MARKET, now_secs, signer};
 use pat_actors::messages::{RecordOutcomes, Settlement};
-use pat_engine::signing::{LocalSigner, sign_access};
+use pat_engine::signing::{LocalSigner, sign_access, sign_payload_access};
 use pat_engine::{SignalRecord, encode_payload};
+use pat_server::access::{Party, authorization};
 use pat_server::bundle::{self, Reader};
 use pat_storage::s3_server::S3Server;
 use pat_storage::{Keyring, Location, MasterKey, PayloadStore};
@@ -43,6 +44,8 @@ struct Market {
     ahead: Arc<AtomicU64>,
     /// The listed payloads, by payload hash.
     listed: Vec<(String, Vec<u8>)>,
+    /// The listed segments' ids, in listing order.
+    ids: Vec<u64>,
     _store_dir: Option<tempfile::TempDir>,
 }
 
@@ -58,14 +61,15 @@ impl Market {
         let store = Arc::new(PayloadStore::open(&location, keyring).unwrap());
         let (clock, ahead) = skewed_clock();
         let api = Api::start_custom(|e| e.payload_store = Some(store), clock, |_| {}).await;
-        let mut listed = Vec::new();
+        let (mut listed, mut ids) = (Vec::new(), Vec::new());
         for p in 0..providers {
             let body = payload(p as u64, 50 + 40 * p as usize);
             let (status, seg) = api.post("/v1/segments", api.segment_with(10 + p, 5, body.clone())).await;
             assert_eq!(status, 201, "{seg}");
             listed.push((seg["payload_hash"].as_str().unwrap().to_owned(), body));
+            ids.push(seg["id"].as_u64().unwrap());
         }
-        Self { api, ahead, listed, _store_dir: store_dir }
+        Self { api, ahead, listed, ids, _store_dir: store_dir }
     }
 
     /// Buys `qty` units for consumer `who`: the fill's id.
@@ -93,9 +97,30 @@ impl Market {
         let expires = (now_secs() as i64 + ttl) as u64;
         let id: B256 = fill.parse().unwrap_or(B256::ZERO);
         let (access, signature) = sign_access(by, id, expires, &self.api.cfg.domain());
-        let auth = pat_server::delivery::authorization(claimed.unwrap_or(access.consumer), expires, &signature);
+        let auth = authorization(Party::Consumer, claimed.unwrap_or(access.consumer), expires, &signature);
         let mut req =
             self.api.http.get(format!("{}/v1/fills/{fill}/data", self.api.base)).header("authorization", auth);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// A read of segment `id`'s payload signed by provider `by` for segment
+    /// `signed_for`, expiring `ttl` seconds from now, with more headers.
+    async fn read_payload(
+        &self,
+        id: &str,
+        by: &LocalSigner,
+        signed_for: u64,
+        ttl: i64,
+        headers: &[(&str, String)],
+    ) -> reqwest::Response {
+        let expires = (now_secs() as i64 + ttl) as u64;
+        let (access, signature) = sign_payload_access(by, signed_for, expires, &self.api.cfg.domain());
+        let auth = authorization(Party::Provider, access.provider, expires, &signature);
+        let mut req =
+            self.api.http.get(format!("{}/v1/segments/{id}/data", self.api.base)).header("authorization", auth);
         for (k, v) in headers {
             req = req.header(*k, v);
         }
@@ -192,7 +217,7 @@ async fn a_settled_fill_downloads_whole_and_in_ranges_and_verifies() {
     }
     // HEAD: the headers of the GET, no body.
     let (access, signature) = sign_access(&signer(CONSUMER), fill, now_secs() + 60, &m.api.cfg.domain());
-    let auth = pat_server::delivery::authorization(access.consumer, access.expiresAt, &signature);
+    let auth = authorization(Party::Consumer, access.consumer, access.expiresAt, &signature);
     let url = format!("{}/v1/fills/{fill}/data", m.api.base);
     let head = m.api.http.head(url).header("authorization", auth).send().await.unwrap();
     assert_eq!(head.status(), 200);
@@ -243,7 +268,7 @@ async fn every_refusal_has_its_code_and_changes_nothing() {
     }
     // A signature for another fill does not open this one.
     let (access, signature) = sign_access(&buyer, B256::repeat_byte(2), now_secs() + 300, &m.api.cfg.domain());
-    let auth = pat_server::delivery::authorization(access.consumer, access.expiresAt, &signature);
+    let auth = authorization(Party::Consumer, access.consumer, access.expiresAt, &signature);
     let resp = m.api.http.get(&url).header("authorization", auth).send().await.unwrap();
     assert_eq!(refused(resp).await.1, "bad_signature");
 
@@ -254,6 +279,70 @@ async fn every_refusal_has_its_code_and_changes_nothing() {
     m.ahead.store(0, Ordering::Relaxed);
     assert_eq!(m.state(fill).await, before, "no refusal changed anything");
     assert_eq!(m.download(fill, &[]).await.status(), 200, "and the buyer still downloads");
+}
+
+/// A provider reads back what it listed, whole or in ranges, with its own
+/// signature; no one else does, and a shredded payload opens for no one.
+#[actix_rt::test]
+async fn a_provider_reads_back_its_own_payload_and_no_one_else_does() {
+    let m = Market::start(Location::Local(Default::default()), 2).await;
+    let (id, (hash, listed)) = (m.ids[0], &m.listed[0]);
+    let provider = signer(10);
+    let resp = m.read_payload(&id.to_string(), &provider, id, 300, &[]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-pat-payload-hash"], hash.as_str());
+    assert_eq!(resp.headers()["etag"], format!("\"{hash}\"").as_str());
+    assert_eq!(resp.headers()["content-type"], "application/octet-stream");
+    let body = resp.bytes().await.unwrap().to_vec();
+    assert_eq!(&body, listed, "the payload as listed");
+    assert_eq!(format!("{}", alloy_primitives::keccak256(&body)), *hash);
+    let part = m.read_payload(&id.to_string(), &provider, id, 300, &[("range", "bytes=3-9".into())]).await;
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.headers()["content-range"], format!("bytes 3-9/{}", listed.len()).as_str());
+    assert_eq!(part.bytes().await.unwrap().to_vec(), listed[3..10]);
+
+    let url = format!("{}/v1/segments/{id}/data", m.api.base);
+    let (access, signature) = sign_payload_access(&provider, id, now_secs() + 60, &m.api.cfg.domain());
+    let auth = authorization(Party::Provider, access.provider, access.expiresAt, &signature);
+    let head = m.api.http.head(&url).header("authorization", auth).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], listed.len().to_string().as_str());
+    assert!(head.bytes().await.unwrap().is_empty());
+
+    let before = m.api.state().await;
+    let (expires, consumer_signature) =
+        (now_secs() + 300, sign_access(&provider, B256::ZERO, now_secs() + 300, &m.api.cfg.domain()).1);
+    let as_consumer = authorization(Party::Consumer, provider.address(), expires, &consumer_signature);
+    let past = format!("bytes={}-", listed.len());
+    let other = m.ids[1];
+    let cases: Vec<(reqwest::Response, u16, &str)> = vec![
+        (m.api.http.get(&url).send().await.unwrap(), 401, "bad_signature"),
+        (m.api.http.get(&url).header("authorization", as_consumer).send().await.unwrap(), 401, "bad_signature"),
+        // Signed for another segment of the same provider's.
+        (m.read_payload(&id.to_string(), &provider, other, 300, &[]).await, 401, "bad_signature"),
+        (m.read_payload(&id.to_string(), &provider, id, -1, &[]).await, 401, "token_expired"),
+        (m.read_payload(&id.to_string(), &provider, id, 7200, &[]).await, 401, "token_expired"),
+        // Another provider, validly signed.
+        (m.read_payload(&other.to_string(), &provider, other, 300, &[]).await, 403, "not_your_segment"),
+        (m.read_payload("999", &provider, 999, 300, &[]).await, 404, "unknown_segment"),
+        (m.read_payload("x", &provider, 0, 300, &[]).await, 400, "invalid_request"),
+        (m.read_payload(&id.to_string(), &provider, id, 300, &[("range", past)]).await, 416, "range_not_satisfiable"),
+    ];
+    for (i, (resp, status, code)) in cases.into_iter().enumerate() {
+        let (got, got_code, _) = refused(resp).await;
+        assert_eq!((got, got_code.as_str()), (status, code), "case {i}");
+    }
+    assert_eq!(m.api.state().await, before, "no refusal changed anything");
+
+    // Shredded (its data key deleted): opens for no one, its provider included.
+    let keys = m._store_dir.as_ref().unwrap().path().join("store/keys");
+    std::fs::remove_file(keys.join(hash.trim_start_matches("0x"))).unwrap();
+    let (status, code, _) = refused(m.read_payload(&id.to_string(), &provider, id, 300, &[]).await).await;
+    assert_eq!((status, code.as_str()), (502, "payload_unreadable"));
+    let metrics = m.api.get("/metrics").await.1;
+    let text = metrics.as_str().unwrap();
+    assert!(text.contains("pat_payload_reads_total{result=\"served\"} 2"), "{text}");
+    assert!(text.contains("pat_delivery_failures_total{reason=\"shredded\"} 1"), "{text}");
 }
 
 #[actix_rt::test]

@@ -141,7 +141,12 @@ impl Bench {
         let expires = now_secs() + 600;
         let consumer = signer(2, who);
         let (access, signature) = sign_access(&consumer, fill, expires, &self.cfg.domain());
-        let auth = pat_server::delivery::authorization(access.consumer, expires, &signature);
+        let auth = pat_server::access::authorization(
+            pat_server::access::Party::Consumer,
+            access.consumer,
+            expires,
+            &signature,
+        );
         let began = Instant::now();
         let mut resp = self
             .http
