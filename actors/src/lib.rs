@@ -89,9 +89,10 @@ pub fn describe_metrics() {
     describe_counter!(
         "pat_storage_orphans_removed_total",
         Unit::Count,
-        "Objects of unlisted payloads the sweep removed."
+        "Unlisted payloads (both objects) and staging files of cut-off puts the sweep removed."
     );
     describe_gauge!("pat_storage_objects", "Objects in the payload store when the last sweep began (two per listing).");
+    describe_gauge!("pat_storage_bytes", Unit::Bytes, "Bytes of those objects, sealed.");
     describe_gauge!("pat_paused", "1 while the engine is paused, else 0.");
     describe_gauge!("pat_quote_bid_pat", "A market's bid, PAT per unit.");
     describe_gauge!("pat_quote_ask_pat", "A market's ask, PAT per unit.");

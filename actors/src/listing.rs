@@ -130,7 +130,8 @@ impl Listings {
     }
 
     /// One sweep: removes the objects of payloads `engine` does not list
-    /// whose objects are all older than `grace`. Each is checked again under
+    /// whose objects are all older than `grace`, and the staging files of
+    /// puts a crash cut off, older than `grace` too. Each is checked again under
     /// its claim just before it goes, so a payload listed since the sweep
     /// began, or being listed now, is kept.
     pub async fn sweep(&self, engine: &Engine, grace: Duration) -> Result<pat_storage::Walk, String> {
@@ -151,8 +152,13 @@ impl Listings {
             deleted.map_err(|e| e.to_string())?;
             removed += 1;
         }
+        let began = Instant::now();
+        let staged = self.store.remove_stale_staging(grace).await;
+        observe("sweep", began, &staged);
+        removed += staged.map_err(|e| e.to_string())?;
         metrics::counter!("pat_storage_orphans_removed_total").increment(removed);
         metrics::gauge!("pat_storage_objects").set(found.objects as f64);
+        metrics::gauge!("pat_storage_bytes").set(found.bytes as f64);
         Ok(pat_storage::Walk { examined: found.objects, changed: removed })
     }
 

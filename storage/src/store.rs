@@ -91,6 +91,8 @@ pub struct Walk {
 pub struct Orphans {
     /// Objects looked at.
     pub objects: u64,
+    /// Their bytes, together.
+    pub bytes: u64,
     /// Unlisted payloads with every object older than the grace.
     pub hashes: Vec<B256>,
 }
@@ -252,16 +254,16 @@ impl PayloadStore {
         Ok(true)
     }
 
-    /// Every object of kind `kind`, as (hash, last modified). Names that are
-    /// not a payload hash are left out: the sweep never touches them.
-    async fn list(&self, kind: &str) -> Result<Vec<(B256, SystemTime)>, StorageError> {
+    /// Every object of kind `kind`, as (hash, last modified, bytes). Names
+    /// that are not a payload hash are left out: the sweep never touches them.
+    async fn list(&self, kind: &str) -> Result<Vec<(B256, SystemTime, u64)>, StorageError> {
         let prefix = self.prefix.clone().join(kind);
         let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await.map_err(unavailable)?;
         Ok(metas
             .into_iter()
             .filter_map(|m| {
                 let hash = m.location.filename()?.parse::<B256>().ok()?;
-                Some((hash, SystemTime::from(m.last_modified)))
+                Some((hash, SystemTime::from(m.last_modified), m.size))
             })
             .collect())
     }
@@ -273,12 +275,13 @@ impl PayloadStore {
     /// is still unlisted and not being listed (see `pat_actors::listing`).
     pub async fn orphans(&self, listed: impl Fn(&B256) -> bool, grace: Duration) -> Result<Orphans, StorageError> {
         let cutoff = SystemTime::now().checked_sub(grace).unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut objects = 0;
+        let (mut objects, mut bytes) = (0, 0);
         let mut young = std::collections::HashSet::new();
         let mut old = std::collections::BTreeSet::new();
         for kind in [PAYLOADS, KEYS] {
-            for (hash, modified) in self.list(kind).await? {
+            for (hash, modified, size) in self.list(kind).await? {
                 objects += 1;
+                bytes += size;
                 if listed(&hash) {
                     continue;
                 }
@@ -289,7 +292,46 @@ impl PayloadStore {
             }
         }
         let hashes = old.into_iter().filter(|h| !young.contains(h)).collect();
-        Ok(Orphans { objects, hashes })
+        Ok(Orphans { objects, bytes, hashes })
+    }
+
+    /// Removes what a crash in the middle of a local put left: the staging
+    /// file (`{hash}#{n}`) the filesystem backend writes before it renames
+    /// it into place, which the store's listings never show. Only those
+    /// older than `grace` go; a put takes seconds at most. A remote store
+    /// stages nothing (one request per object): 0. The number removed.
+    pub async fn remove_stale_staging(&self, grace: Duration) -> Result<u64, StorageError> {
+        let Some(root) = self.local_root.clone() else { return Ok(0) };
+        let cutoff = SystemTime::now().checked_sub(grace).unwrap_or(SystemTime::UNIX_EPOCH);
+        let removed = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            let mut removed = 0;
+            for kind in [PAYLOADS, KEYS] {
+                let dir = root.join(kind);
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                let mut any = false;
+                for entry in entries {
+                    let entry = entry?;
+                    let name = entry.file_name();
+                    if !name.to_str().is_some_and(is_staging_name) || entry.metadata()?.modified()? >= cutoff {
+                        continue;
+                    }
+                    std::fs::remove_file(entry.path())?;
+                    (removed, any) = (removed + 1, true);
+                }
+                if any {
+                    sync_dir(&dir)?;
+                }
+            }
+            Ok(removed)
+        })
+        .await;
+        removed
+            .map_err(|e| StorageError::Unavailable(e.to_string()))?
+            .map_err(|e| StorageError::Unavailable(format!("removing staging files: {e}")))
     }
 
     /// Re-wraps every data key not wrapped under the keyring's current key.
@@ -299,7 +341,7 @@ impl PayloadStore {
     pub async fn rewrap_all(&self) -> Result<Walk, StorageError> {
         let current = self.keyring.current().id();
         let mut walk = Walk::default();
-        for (hash, _) in self.list(KEYS).await? {
+        for (hash, _, _) in self.list(KEYS).await? {
             walk.examined += 1;
             let Some(key_object) = self.read(KEYS, &hash).await? else { continue };
             let kid = envelope::key_id(&key_object).map_err(|e| StorageError::opening(hash, e))?;
@@ -313,6 +355,16 @@ impl PayloadStore {
         }
         Ok(walk)
     }
+}
+
+/// Whether `name` is a staging file of the filesystem backend for an
+/// object of ours: 64 hex digits, `#`, digits.
+fn is_staging_name(name: &str) -> bool {
+    let Some((hash, n)) = name.split_once('#') else { return false };
+    hash.len() == 64
+        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+        && !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `B256` as 64 lowercase hex digits, without `0x`: an object's name.
@@ -424,14 +476,52 @@ mod tests {
         let listed = |h: &B256| *h == kept.submission.payloadHash;
         // Within the grace: nothing is an orphan.
         let within = store.orphans(listed, Duration::from_secs(600)).await.unwrap();
-        assert_eq!(within, Orphans { objects: 4, hashes: vec![] });
+        assert_eq!((within.objects, within.hashes), (4, vec![]));
         let past = store.orphans(listed, Duration::ZERO).await.unwrap();
-        assert_eq!(past, Orphans { objects: 4, hashes: vec![orphan.submission.payloadHash] });
+        assert_eq!((past.objects, past.hashes), (4, vec![orphan.submission.payloadHash]));
+        let on_disk: u64 = ["payloads", "keys"]
+            .iter()
+            .flat_map(|k| std::fs::read_dir(dir.path().join(k)).unwrap())
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name() != "README")
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        assert_eq!(past.bytes, on_disk, "the objects' bytes");
         assert!(!store.is_empty().await.unwrap());
         store.delete(&orphan.submission.payloadHash).await.unwrap();
         assert!(matches!(store.get(&orphan.submission.payloadHash).await, Err(StorageError::Missing(_))));
         assert_eq!(store.get(&kept.submission.payloadHash).await.unwrap(), kept);
         assert!(dir.path().join("payloads").join("README").is_file());
+    }
+
+    /// A put cut off by a crash leaves its staging file; once it is older
+    /// than the grace it goes, and nothing else does.
+    #[tokio::test]
+    async fn stale_staging_files_of_a_cut_off_put_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(dir.path(), "k1");
+        let kept = listing(6);
+        store.put(&kept).await.unwrap();
+        let name = format!("{:x}", listing(7).submission.payloadHash);
+        let staging =
+            [dir.path().join("payloads").join(format!("{name}#1")), dir.path().join("keys").join(format!("{name}#12"))];
+        let others =
+            [dir.path().join("payloads").join("notes#1"), dir.path().join("payloads").join(format!("{name}#x"))];
+        for path in staging.iter().chain(&others) {
+            std::fs::write(path, b"half a put").unwrap();
+        }
+        assert_eq!(store.remove_stale_staging(Duration::from_secs(600)).await.unwrap(), 0, "within the grace");
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        for path in staging.iter().chain(&others) {
+            std::fs::File::options().write(true).open(path).unwrap().set_modified(hour_ago).unwrap();
+        }
+        assert_eq!(store.remove_stale_staging(Duration::from_secs(600)).await.unwrap(), 2);
+        assert!(staging.iter().all(|p| !p.exists()));
+        assert!(others.iter().all(|p| p.exists()), "names not ours stay");
+        assert_eq!(store.get(&kept.submission.payloadHash).await.unwrap(), kept);
+        assert!(
+            is_staging_name(&format!("{name}#0")) && !is_staging_name(&format!("{name}#")) && !is_staging_name(&name)
+        );
     }
 
     #[tokio::test]
