@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use alloy_primitives::{Address, B256};
 use pat_engine::segment::submission_of;
-use pat_engine::{Code, FillRecord, FillStatus, MarketKey, Segment, SignedSegment, TimeMs};
-use pat_storage::{PayloadStore, StorageError};
+use pat_engine::{Code, FillRecord, FillStatus, MarketKey, Segment, TimeMs};
+use pat_storage::{Listing, PayloadStore, StorageError};
 use thiserror::Error;
 
 use crate::listing::observe;
@@ -107,7 +107,7 @@ impl Deliveries {
     /// payload hashes to the listed hash) and equal to what the engine listed.
     /// A failure other than the store not answering is counted in
     /// `pat_delivery_failures_total{reason}` and logged with the segment id.
-    pub async fn open(&self, segment: &Segment) -> Result<SignedSegment, DeliveryError> {
+    pub async fn open(&self, segment: &Segment) -> Result<Listing, DeliveryError> {
         let began = Instant::now();
         let got = self.store.get(&segment.payload_hash).await;
         observe("get", began, &got);

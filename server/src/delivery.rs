@@ -20,11 +20,11 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use alloy_primitives::{Address, B256};
-use futures_util::{StreamExt, stream};
+use futures_util::{StreamExt, TryStreamExt, stream};
 use pat_actors::delivery::{Deliveries, DeliveryError, DeliveryPlan};
 use pat_actors::messages::PlanDelivery;
 use pat_engine::eip712::{self, Access};
-use pat_engine::{SignedSegment, text};
+use pat_engine::text;
 
 use crate::access::{self, Party};
 use crate::api::AppState;
@@ -135,8 +135,10 @@ pub async fn fill_data(state: web::Data<Arc<AppState>>, req: HttpRequest, id: we
     let rest = stream::iter((from + 1..to).map(move |i| (i, parts.clone())))
         .map(|(i, parts)| async move { parts.part(i).await })
         .buffered(READ_AHEAD + 1)
-        .map(|r| r.map_err(|e| actix_web::error::ErrorServiceUnavailable(e.to_string())));
-    response.streaming(stream::once(async move { Ok(head) }).chain(rest))
+        .map_ok(|pieces| stream::iter(pieces.into_iter().map(Ok)))
+        .try_flatten()
+        .map_err(|e: DeliveryError| actix_web::error::ErrorServiceUnavailable(e.to_string()));
+    response.streaming(stream::iter(head.into_iter().map(Ok)).chain(rest))
 }
 
 /// One response's body: the bytes `first..end` of a fill's delivery.
@@ -163,27 +165,32 @@ impl Parts {
         (b.layout.segment_at(b.first), b.layout.segment_at(b.end - 1) + 1)
     }
 
-    /// Part `i`'s bytes in range, its segment read from the store.
-    async fn part(&self, i: usize) -> Result<Bytes, DeliveryError> {
+    /// Part `i`'s pieces in range (the manifest, the segment's header, its
+    /// payload), its segment read from the store. The payload is the
+    /// store's decrypted buffer itself, not a copy.
+    async fn part(&self, i: usize) -> Result<Vec<Bytes>, DeliveryError> {
         let b = &self.0;
-        let start = if i == 0 { 0 } else { b.layout.parts[i].0 };
-        let end = b.layout.parts.get(i + 1).map_or(b.layout.total, |p| p.0);
-        let mut bytes = Vec::with_capacity((end - start) as usize);
+        let mut pieces = Vec::with_capacity(3);
         if i == 0 {
-            bytes.extend_from_slice(&b.layout.manifest);
+            pieces.push((0, Bytes::copy_from_slice(&b.layout.manifest)));
         }
         if let Some((segment, units)) = b.plan.segments.get(i) {
-            let SignedSegment { signature, payload, .. } = b.deliveries.open(segment).await?;
+            let listing = b.deliveries.open(segment).await?;
+            let (signature, payload) = (listing.signature, listing.payload);
             let header = bundle::line(&SegmentHeader::new(segment, *units, signature));
-            if header.len() as u64 != b.layout.parts[i].1 || payload.len() != segment.payload_bytes as usize {
+            let (at, header_len) = b.layout.parts[i];
+            if header.len() as u64 != header_len || payload.len() != segment.payload_bytes as usize {
                 return Err(DeliveryError::Unreadable { segment: segment.id.0, reason: "listing_mismatch" });
             }
-            bytes.extend_from_slice(&header);
-            bytes.extend_from_slice(&payload);
+            pieces.push((at, Bytes::from(header)));
+            pieces.push((at + header_len, payload));
         }
-        let (from, to) = (b.first.max(start) - start, b.end.min(end) - start);
-        bytes.truncate(to as usize);
-        bytes.drain(..from as usize);
-        Ok(Bytes::from(bytes))
+        Ok(pieces.into_iter().filter_map(|(at, bytes)| clip(at, bytes, b.first, b.end)).collect())
     }
+}
+
+/// What of `bytes`, lying at `at` in the body, falls in `first..end`.
+fn clip(at: u64, bytes: Bytes, first: u64, end: u64) -> Option<Bytes> {
+    let (from, to) = (first.max(at), end.min(at + bytes.len() as u64));
+    (from < to).then(|| bytes.slice((from - at) as usize..(to - at) as usize))
 }

@@ -88,10 +88,8 @@ pub async fn segment_data(state: web::Data<Arc<AppState>>, req: HttpRequest, id:
     match deliveries.open(&segment).await {
         Ok(signed) => {
             metrics::counter!("pat_payload_reads_total", "result" => "served").increment(1);
-            let mut payload = signed.payload;
-            payload.truncate(end as usize);
-            payload.drain(..first as usize);
-            response.streaming(stream::once(async move { Ok::<_, actix_web::Error>(Bytes::from(payload)) }))
+            let payload = signed.payload.slice(first as usize..end as usize);
+            response.streaming(stream::once(async move { Ok::<_, actix_web::Error>(payload) }))
         }
         Err(e) => refusal(ApiError::new(e.code(), e.to_string())),
     }

@@ -2,8 +2,9 @@
 //! formats of the two objects a listing is stored as, sealing, opening and
 //! re-wrapping. No IO.
 //!
-//! Each listing gets its own random 256-bit data key. XChaCha20-Poly1305 (a
-//! 192-bit random nonce, so random nonces never collide in practice) seals:
+//! Each listing gets its own random 256-bit data key. XChaCha20-Poly1305
+//! ([`crate::aead`]: a 192-bit random nonce, so random nonces never collide
+//! in practice) seals:
 //! - the payload object, `PATP | v1 | nonce(24) | ciphertext+tag`, whose
 //!   plaintext is the provider's signed submission, its signature and the
 //!   payload, under the data key, with the payload hash as associated data;
@@ -21,20 +22,18 @@
 //! rewrites only the key object; deleting the key object shreds the payload.
 
 use alloy_primitives::{B256, keccak256};
-use chacha20poly1305::aead::{Aead, Payload};
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use bytes::Bytes;
 use pat_engine::SegmentSubmission;
 use pat_engine::SignedSegment;
 use rand::RngCore;
 use zeroize::Zeroizing;
 
+use crate::aead::{self, NONCE, TAG};
 use crate::key::{KID_MAX, Keyring};
 
 const PAYLOAD_MAGIC: &[u8; 4] = b"PATP";
 const KEY_MAGIC: &[u8; 4] = b"PATK";
 const VERSION: u8 = 1;
-const NONCE: usize = 24;
-const TAG: usize = 16;
 /// Longest signature a record carries (65 today).
 const SIGNATURE_MAX: usize = 255;
 
@@ -68,8 +67,8 @@ impl DataKey {
         Self(key)
     }
 
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(self.0.as_ref().into())
+    fn bytes(&self) -> &[u8; aead::KEY] {
+        &self.0
     }
 }
 
@@ -79,8 +78,8 @@ fn nonce() -> [u8; NONCE] {
     n
 }
 
-fn xnonce(bytes: &[u8]) -> XNonce {
-    XNonce::from(<[u8; NONCE]>::try_from(bytes).expect("a sliced nonce is 24 bytes"))
+fn sliced_nonce(bytes: &[u8]) -> [u8; NONCE] {
+    bytes.try_into().expect("a sliced nonce is 24 bytes")
 }
 
 fn payload_aad(hash: &B256) -> Vec<u8> {
@@ -105,7 +104,8 @@ fn encode_record(signed: &SignedSegment) -> Zeroizing<Vec<u8>> {
     out
 }
 
-fn decode_record(bytes: &[u8], hash: &B256) -> Result<SignedSegment, OpenError> {
+/// A record's submission and signature, and where its payload starts.
+fn decode_record(bytes: &[u8], hash: &B256) -> Result<(SegmentSubmission, Vec<u8>, usize), OpenError> {
     let bad = OpenError::Corrupt;
     let len = u32::from_be_bytes(bytes.get(..4).ok_or(bad("record too short"))?.try_into().expect("4 bytes")) as usize;
     let json = bytes.get(4..4 + len).ok_or(bad("record too short"))?;
@@ -114,11 +114,10 @@ fn decode_record(bytes: &[u8], hash: &B256) -> Result<SignedSegment, OpenError> 
     let rest = &bytes[4 + len..];
     let sig_len = *rest.first().ok_or(bad("record too short"))? as usize;
     let signature = rest.get(1..1 + sig_len).ok_or(bad("record too short"))?.to_vec();
-    let payload = rest[1 + sig_len..].to_vec();
     if submission.payloadHash != *hash {
         return Err(bad("the submission names another payload"));
     }
-    Ok(SignedSegment { submission, signature, payload })
+    Ok((submission, signature, 4 + len + 1 + sig_len))
 }
 
 /// Seals a listing under a fresh data key wrapped by the keyring's current
@@ -131,10 +130,7 @@ pub fn seal(keyring: &Keyring, signed: &SignedSegment) -> Result<Sealed, HashMis
     let data_key = DataKey::generate();
     let record = encode_record(signed);
     let n = nonce();
-    let ciphertext = data_key
-        .cipher()
-        .encrypt(&XNonce::from(n), Payload { msg: &record, aad: &payload_aad(&hash) })
-        .expect("XChaCha20-Poly1305 seals any length we store");
+    let ciphertext = aead::seal(data_key.bytes(), &n, &payload_aad(&hash), &record);
     let payload_object = [PAYLOAD_MAGIC.as_slice(), &[VERSION], &n, &ciphertext].concat();
     Ok(Sealed { payload_object, key_object: wrap(keyring, &hash, &data_key) })
 }
@@ -143,10 +139,7 @@ fn wrap(keyring: &Keyring, hash: &B256, data_key: &DataKey) -> Vec<u8> {
     let master = keyring.current();
     let kid = master.id();
     let n = nonce();
-    let wrapped = master
-        .cipher()
-        .encrypt(&XNonce::from(n), Payload { msg: data_key.0.as_ref(), aad: &key_aad(hash, kid) })
-        .expect("wrapping 32 bytes cannot fail");
+    let wrapped = aead::seal(master.bytes(), &n, &key_aad(hash, kid), data_key.bytes());
     [KEY_MAGIC.as_slice(), &[VERSION, kid.len() as u8], kid.as_bytes(), &n, &wrapped].concat()
 }
 
@@ -175,13 +168,11 @@ pub fn unwrap_key(keyring: &Keyring, hash: &B256, key_object: &[u8]) -> Result<D
     if body.len() != NONCE + 32 + TAG {
         return Err(OpenError::Corrupt("key object has the wrong length"));
     }
-    let key = Zeroizing::new(
-        master
-            .cipher()
-            .decrypt(&xnonce(&body[..NONCE]), Payload { msg: &body[NONCE..], aad: &key_aad(hash, kid) })
-            .map_err(|_| OpenError::Corrupt("the data key does not open: tampered, or filed under another payload"))?,
-    );
-    Ok(DataKey(Zeroizing::new(key.as_slice().try_into().expect("checked 32 bytes"))))
+    let mut body = Zeroizing::new(body.to_vec());
+    let (nonce, wrapped) = body.split_at_mut(NONCE);
+    let key = aead::open_in_place(master.bytes(), &sliced_nonce(nonce), &key_aad(hash, kid), wrapped)
+        .map_err(|_| OpenError::Corrupt("the data key does not open: tampered, or filed under another payload"))?;
+    Ok(DataKey(Zeroizing::new((&*key).try_into().expect("checked 32 bytes"))))
 }
 
 /// Re-wraps a key object under the keyring's current key.
@@ -189,9 +180,25 @@ pub fn rewrap(keyring: &Keyring, hash: &B256, key_object: &[u8]) -> Result<Vec<u
     Ok(wrap(keyring, hash, &unwrap_key(keyring, hash, key_object)?))
 }
 
+/// A listing opened from its payload object: the provider's signed
+/// submission, and the payload as a view into the decrypted object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub submission: SegmentSubmission,
+    pub signature: Vec<u8>,
+    pub payload: Bytes,
+}
+
+impl PartialEq<SignedSegment> for Listing {
+    fn eq(&self, other: &SignedSegment) -> bool {
+        self.submission == other.submission && self.signature == other.signature && self.payload == other.payload
+    }
+}
+
 /// Opens the payload object of payload `hash` with its data key, and checks
-/// that what it holds is that payload's listing.
-pub fn open(data_key: &DataKey, hash: &B256, payload_object: &[u8]) -> Result<SignedSegment, OpenError> {
+/// that what it holds is that payload's listing. Decrypts in place: the
+/// payload is a slice of the object's own buffer, nothing is copied.
+pub fn open(data_key: &DataKey, hash: &B256, mut payload_object: Vec<u8>) -> Result<Listing, OpenError> {
     let bad = OpenError::Corrupt;
     if payload_object.get(..4) != Some(PAYLOAD_MAGIC.as_slice()) {
         return Err(bad("not a payload object"));
@@ -199,14 +206,17 @@ pub fn open(data_key: &DataKey, hash: &B256, payload_object: &[u8]) -> Result<Si
     if payload_object.get(4) != Some(&VERSION) {
         return Err(bad("unknown payload object version"));
     }
-    let n = payload_object.get(5..5 + NONCE).ok_or(bad("payload object too short"))?;
-    let record = Zeroizing::new(
-        data_key
-            .cipher()
-            .decrypt(&xnonce(n), Payload { msg: &payload_object[5 + NONCE..], aad: &payload_aad(hash) })
-            .map_err(|_| bad("the payload does not open: tampered, or filed under another payload"))?,
-    );
-    decode_record(&record, hash)
+    const HEAD: usize = 5 + NONCE;
+    if payload_object.len() < HEAD + TAG {
+        return Err(bad("payload object too short"));
+    }
+    let end = payload_object.len() - TAG;
+    let (head, sealed) = payload_object.split_at_mut(HEAD);
+    let record = aead::open_in_place(data_key.bytes(), &sliced_nonce(&head[5..]), &payload_aad(hash), sealed)
+        .map_err(|_| bad("the payload does not open: tampered, or filed under another payload"))?;
+    let (submission, signature, payload_at) = decode_record(record, hash)?;
+    let payload = Bytes::from(payload_object).slice(HEAD + payload_at..end);
+    Ok(Listing { submission, signature, payload })
 }
 
 #[cfg(test)]
@@ -238,7 +248,7 @@ mod tests {
     fn a_sealed_listing_opens_to_itself() {
         let signed = listing(1);
         let (_, hash, sealed, key) = sealed(&signed);
-        assert_eq!(open(&key, &hash, &sealed.payload_object).unwrap(), signed);
+        assert_eq!(open(&key, &hash, sealed.payload_object.clone()).unwrap(), signed);
         assert_eq!(key_id(&sealed.key_object).unwrap(), "k1");
         // The plaintext is nowhere in the ciphertext.
         let needle = &signed.payload[..16];
@@ -251,7 +261,7 @@ mod tests {
         for i in (0..sealed.payload_object.len()).step_by(7) {
             let mut bad = sealed.payload_object.clone();
             bad[i] ^= 0x10;
-            assert!(open(&key, &hash, &bad).is_err(), "payload byte {i}");
+            assert!(open(&key, &hash, bad).is_err(), "payload byte {i}");
         }
         for i in 0..sealed.key_object.len() {
             let mut bad = sealed.key_object.clone();
@@ -271,8 +281,8 @@ mod tests {
         // A's payload object under B's name, opened with B's key or A's.
         let kb = unwrap_key(&ring, &hb, &sb.key_object).unwrap();
         let ka = unwrap_key(&ring, &ha, &sa.key_object).unwrap();
-        assert!(open(&kb, &hb, &sa.payload_object).is_err());
-        assert!(open(&ka, &hb, &sa.payload_object).is_err());
+        assert!(open(&kb, &hb, sa.payload_object.clone()).is_err());
+        assert!(open(&ka, &hb, sa.payload_object.clone()).is_err());
     }
 
     #[test]
@@ -286,7 +296,7 @@ mod tests {
         assert_eq!(key_id(&rewrapped).unwrap(), "k2");
         let after = during.current_only();
         let key = unwrap_key(&after, &hash, &rewrapped).unwrap();
-        assert_eq!(open(&key, &hash, &sealed.payload_object).unwrap(), signed);
+        assert_eq!(open(&key, &hash, sealed.payload_object.clone()).unwrap(), signed);
         // The old key alone opens nothing re-wrapped, nor does the new key the old wrapping.
         assert_eq!(unwrap_key(&old, &hash, &rewrapped).err(), Some(OpenError::UnknownKey("k2".into())));
         assert_eq!(unwrap_key(&after, &hash, &sealed.key_object).err(), Some(OpenError::UnknownKey("k1".into())));

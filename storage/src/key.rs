@@ -9,7 +9,6 @@
 
 use std::fmt;
 
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
 use rand::RngCore;
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -52,8 +51,8 @@ impl MasterKey {
         &self.id
     }
 
-    pub(crate) fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(self.key.as_ref().into())
+    pub(crate) fn bytes(&self) -> &[u8; crate::aead::KEY] {
+        &self.key
     }
 
     fn parse(text: &str, index: usize) -> Result<Self, KeyError> {

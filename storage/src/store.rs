@@ -24,7 +24,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, Ob
 use pat_engine::SignedSegment;
 use thiserror::Error;
 
-use crate::envelope::{self, OpenError};
+use crate::envelope::{self, Listing, OpenError};
 use crate::key::Keyring;
 
 /// How long one remote request may take; a call retries at most twice, and
@@ -176,11 +176,11 @@ impl PayloadStore {
     }
 
     /// The listing of payload `hash`, opened and checked: its payload hashes to `hash`.
-    pub async fn get(&self, hash: &B256) -> Result<SignedSegment, StorageError> {
+    pub async fn get(&self, hash: &B256) -> Result<Listing, StorageError> {
         let (payload_object, key_object) = self.sealed(hash).await?;
         let key =
             envelope::unwrap_key(&self.keyring, hash, &key_object).map_err(|e| StorageError::opening(*hash, e))?;
-        envelope::open(&key, hash, &payload_object).map_err(|e| StorageError::opening(*hash, e))
+        envelope::open(&key, hash, payload_object).map_err(|e| StorageError::opening(*hash, e))
     }
 
     async fn read(&self, kind: &str, hash: &B256) -> Result<Option<Vec<u8>>, StorageError> {
@@ -189,7 +189,8 @@ impl PayloadStore {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(unavailable(e)),
         };
-        Ok(Some(got.bytes().await.map_err(unavailable)?.to_vec()))
+        // The buffer object_store read into, not a copy of it.
+        Ok(Some(Vec::from(got.bytes().await.map_err(unavailable)?)))
     }
 
     /// Crypto-shredding: deletes the data key of payload `hash`, after which

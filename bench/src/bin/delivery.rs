@@ -6,7 +6,9 @@
 //!   fills of 1, 10 and 100 segments downloaded whole over
 //!   `GET /v1/fills/{id}/data`: throughput (MB/s of body) and time to first
 //!   byte, against the floor in the same run: the same objects read raw from
-//!   the same store (`PayloadStore::sealed`), no decryption, no HTTP, no engine.
+//!   the same store (`PayloadStore::sealed`), no decryption, no HTTP, no engine;
+//!   with two diagnostics: the same objects opened (`PayloadStore::get`, no
+//!   HTTP), and the same bodies served from memory by a bare HTTP server.
 //! - `delivery listing [--store off|local|s3] [--count 2000] [--payload-kib 16] [--in-flight 32]`:
 //!   listings per second over `POST /v1/segments`, pre-signed.
 
@@ -165,6 +167,52 @@ impl Bench {
     }
 }
 
+/// Fill `fill`'s whole body.
+async fn whole_body(b: &Bench, fill: B256, who: u32) -> Vec<u8> {
+    let consumer = signer(2, who);
+    let expires = now_secs() + 600;
+    let (_, signature) = sign_access(&consumer, fill, expires, &b.cfg.domain());
+    let auth =
+        pat_server::access::authorization(pat_server::access::Party::Consumer, consumer.address(), expires, &signature);
+    let url = format!("{}/v1/fills/{fill}/data", b.base);
+    let resp = b.http.get(url).header("authorization", auth).send().await.expect("a download");
+    resp.bytes().await.expect("the body").to_vec()
+}
+
+/// MB/s of `rounds` downloads of each of `bodies`, served from memory.
+async fn http_ceiling(bodies: Vec<Vec<u8>>, rounds: usize) -> String {
+    let sizes: Vec<usize> = bodies.iter().map(Vec::len).collect();
+    let bodies: Arc<Vec<actix_web::web::Bytes>> = Arc::new(bodies.into_iter().map(Into::into).collect());
+    let served = bodies.clone();
+    let server = actix_web::HttpServer::new(move || {
+        let bodies = served.clone();
+        actix_web::App::new().route(
+            "/{i}",
+            actix_web::web::get().to(move |i: actix_web::web::Path<usize>| {
+                let body = bodies[*i].clone();
+                async move { actix_web::HttpResponse::Ok().body(body) }
+            }),
+        )
+    })
+    .workers(2)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .expect("a port");
+    let addr = server.addrs()[0];
+    actix_rt::spawn(server.run());
+    let http = reqwest::Client::new();
+    let mut out = Vec::new();
+    for (i, size) in sizes.iter().enumerate() {
+        let began = Instant::now();
+        for _ in 0..rounds {
+            let mut resp = http.get(format!("http://{addr}/{i}")).send().await.expect("a body");
+            while resp.chunk().await.expect("a chunk").is_some() {}
+        }
+        out.push(format!("{:.1}", mb_per_s((size * rounds) as u64, began.elapsed())));
+    }
+    out.join(" / ")
+}
+
 fn mb_per_s(bytes: u64, time: Duration) -> f64 {
     bytes as f64 / 1e6 / time.as_secs_f64()
 }
@@ -181,7 +229,8 @@ async fn download_bench(store: &str, kib: usize, rounds: usize) {
         b.list(&b.listing(s, 10, payload(kib, u64::from(s)))).await;
     }
     println!("store {store}, payloads of {} bytes, {rounds} downloads per fill", payload(kib, 0).len());
-    println!("segments | delivery MB/s | TTFB p50 | floor MB/s | floor first object p50 | ratio");
+    println!("segments | delivery MB/s | TTFB p50 | opened MB/s | floor MB/s | floor first object p50 | ratio");
+    let (mut bodies, mut opening) = (Vec::new(), Vec::new());
     for (who, segments) in [(1u32, 1u64), (2, 10), (3, 100)] {
         let fill = b.settled_fill(who, segments).await;
         let id: B256 = fill["fill_id"].as_str().expect("an id").parse().expect("hex");
@@ -219,14 +268,46 @@ async fn download_bench(store: &str, kib: usize, rounds: usize) {
             }
             floor_total += began.elapsed();
         }
+        // The same objects opened (read, unwrapped, decrypted, checked), no HTTP, no engine.
+        let began = Instant::now();
+        for _ in 0..rounds {
+            for h in &hashes {
+                store.get(h).await.expect("opens");
+            }
+        }
+        let opened = mb_per_s(floor_bytes, began.elapsed());
+        // Where opening's time goes, per segment: the reads, the data key, the payload.
+        let (mut read, mut unwrap, mut open) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        for _ in 0..rounds {
+            for h in &hashes {
+                let t = Instant::now();
+                let (payload, key) = store.sealed(h).await.expect("the objects");
+                read += t.elapsed();
+                let t = Instant::now();
+                let key = pat_storage::envelope::unwrap_key(store.keyring(), h, &key).expect("the data key");
+                unwrap += t.elapsed();
+                let t = Instant::now();
+                pat_storage::envelope::open(&key, h, payload).expect("the payload");
+                open += t.elapsed();
+            }
+        }
+        let n = (rounds * hashes.len()) as u32;
+        opening.push(format!("{segments}: read {:.1?}, unwrap {:.1?}, open {:.1?}", read / n, unwrap / n, open / n));
         let (ours, floor) = (mb_per_s(bytes, total), mb_per_s(floor_bytes, floor_total));
         println!(
-            "{segments:>8} | {ours:>13.1} | {:>8.2?} | {floor:>10.1} | {:>22.2?} | {:.2}x",
+            "{segments:>8} | {ours:>13.1} | {:>8.2?} | {opened:>9.1} | {floor:>10.1} | {:>22.2?} | {:.2}x",
             median(ttfb),
             median(floor_first),
             ours / floor
         );
+        bodies.push(whole_body(&b, id, who).await);
     }
+    // The ceiling of HTTP alone on this machine: the same bodies served from
+    // memory by a bare actix-web server (two workers, as the engine's) to the
+    // same client. Not the floor; it says how much of the gap is HTTP.
+    println!("opening per segment, by fill size: {}", opening.join("; "));
+    let http = http_ceiling(bodies, rounds).await;
+    println!("HTTP alone (the same bodies from memory, no store, no engine), MB/s by segments: {http}");
     // Where a download's time goes: the store reads with their opening, per segment.
     let text = b.http.get(format!("{}/metrics", b.base)).send().await.expect("metrics").text().await.expect("text");
     let value = |name: &str| -> f64 {
