@@ -420,7 +420,11 @@ impl Handler<ConsumerFills> for EngineActor {
 impl Handler<ProviderCredits> for EngineActor {
     type Result = MessageResult<ProviderCredits>;
     fn handle(&mut self, msg: ProviderCredits, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.shared.read().registry.ledger().by_provider.get(&msg.0).copied().unwrap_or(0))
+        // Under the shared lock, which every projection into the view also holds: one moment of both.
+        let st = self.shared.read();
+        let credited = st.registry.ledger().by_provider.get(&msg.0).copied().unwrap_or(0);
+        let settled = self.shared.reads.settled_credits(&msg.0);
+        MessageResult(crate::messages::Credits { settled, pending: credited - settled })
     }
 }
 

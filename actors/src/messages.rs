@@ -58,10 +58,18 @@ pub struct SearchSegments {
 #[rtype(result = "Vec<FillRecord>")]
 pub struct ConsumerFills(pub Address);
 
-/// PAT credited to a provider by accepted fills (settled or not), base units.
+/// PAT credited to a provider by its fills, base units.
 #[derive(Message)]
-#[rtype(result = "u128")]
+#[rtype(result = "Credits")]
 pub struct ProviderCredits(pub Address);
+
+/// A provider's credits: by settled fills, and by fills accepted but not
+/// settled yet (a failed fill's credits are gone from both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credits {
+    pub settled: u128,
+    pub pending: u128,
+}
 
 /// The emergency switch: journaled, then applied.
 #[derive(Message)]

@@ -229,8 +229,12 @@ async fn get_fill(state: State, id: web::Path<String>) -> Result<HttpResponse, A
     responses((status = 200, body = EarningsBody)))]
 async fn provider_earnings(state: State, who: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let provider = field("address", text::address(&who))?;
-    let credited = ask(&state, ProviderCredits(provider)).await?;
-    Ok(HttpResponse::Ok().json(EarningsBody { provider, credited: credited.to_string() }))
+    let credits = ask(&state, ProviderCredits(provider)).await?;
+    Ok(HttpResponse::Ok().json(EarningsBody {
+        provider,
+        settled: credits.settled.to_string(),
+        pending: credits.pending.to_string(),
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/consumers/{address}/fills", tag = "accounts", params(("address" = String, Path)),

@@ -354,8 +354,10 @@ impl From<&FillRecord> for FillBody {
 pub struct EarningsBody {
     #[schema(value_type = String)]
     pub provider: Address,
-    /// Bid credited by accepted fills, base units.
-    pub credited: String,
+    /// Bid credited by settled fills, base units: what the provider has earned.
+    pub settled: String,
+    /// Bid credited by fills accepted but not settled yet: it may still fail.
+    pub pending: String,
 }
 
 /// Every error: a stable code and a message for people.

@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::{Api, MARKET, TOKEN, now_secs, signer};
+use pat_actors::messages::{RecordOutcomes, Settlement};
 use pat_engine::Code;
 use pat_engine::code::Source;
 use serde_json::{Value, json};
@@ -40,13 +41,29 @@ async fn a_purchase_end_to_end_moves_money_exactly() {
     let consumer = signer(50).address();
     let (_, mine) = api.get(&format!("/v1/consumers/{consumer}/fills")).await;
     assert_eq!(mine.as_array().unwrap().len(), 1);
-    let mut earnings = 0u128;
-    for a in fill["allocations"].as_array().unwrap() {
-        let (_, e) = api.get(&format!("/v1/providers/{}/earnings", a["provider"].as_str().unwrap())).await;
-        earnings += e["credited"].as_str().unwrap().parse::<u128>().unwrap();
-    }
-    assert_eq!(earnings, credited, "providers' earnings add up to the bid credited");
     assert_eq!(api.state().await, json!([27, paid.to_string(), 3, 30]));
+    // Earnings count settled fills only: this one is pending until it settles.
+    let earnings = |field: &'static str| {
+        let providers: Vec<String> = fill["allocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["provider"].as_str().unwrap().to_owned())
+            .collect();
+        let api = &api;
+        async move {
+            let mut sum = 0u128;
+            for p in providers {
+                let (_, e) = api.get(&format!("/v1/providers/{p}/earnings")).await;
+                sum += e[field].as_str().unwrap().parse::<u128>().unwrap();
+            }
+            sum
+        }
+    };
+    assert_eq!((earnings("settled").await, earnings("pending").await), (0, credited), "pending until it settles");
+    let fill_id: alloy_primitives::B256 = id.parse().unwrap();
+    api.engine.send(RecordOutcomes(vec![(fill_id, Settlement::Settled)])).await.unwrap().unwrap();
+    assert_eq!((earnings("settled").await, earnings("pending").await), (credited, 0), "earned once settled");
 }
 
 #[actix_rt::test]
