@@ -90,6 +90,7 @@ pub async fn run_engine(
     let domain = cfg.engine.domain();
     let feed = pat_server::feed::FeedSettings::from(&cfg.feed);
     let http = pat_server::HttpSettings::from(&cfg.http);
+    let limits = Arc::new(pat_server::limits::RateLimits::new(cfg.limits));
     // The recorder first, so that the engine's first metrics are kept.
     pat_server::metrics_handle();
     let settlement = client.map(|client| Settlement { client, settings: ClearingSettings::default() });
@@ -114,6 +115,7 @@ pub async fn run_engine(
     settings.admin_token = std::env::var(TOKEN_VAR).ok().filter(|t| !t.is_empty());
     settings.feed = feed;
     settings.http = http;
+    settings.limits = limits.clone();
     if settings.admin_token.is_none() {
         eprintln!("{TOKEN_VAR} is not set: admin routes refuse every call");
     }
@@ -121,13 +123,13 @@ pub async fn run_engine(
         pat_server::start(settings, engine.clone(), domain).await.context("binding the HTTP server")?;
     eprintln!("serving on http://{addr}");
     let handle = server.handle();
-    actix::spawn(watch_config((*engine).clone(), config_path.to_owned()));
+    actix::spawn(watch_config((*engine).clone(), limits.clone(), config_path.to_owned()));
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let server = actix::spawn(server);
     loop {
         tokio::select! {
-            _ = hangup.recv() => report_reload(pat_server::reload(&engine, config_path).await, "SIGHUP"),
+            _ = hangup.recv() => report_reload(pat_server::reload(&engine, &limits, config_path).await, "SIGHUP"),
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
@@ -156,14 +158,14 @@ fn modified(path: &Path) -> Option<SystemTime> {
 /// Reloads when the file's modification time changes (polled every second).
 /// A reload the engine could not take just then (restarting) is tried again
 /// on the next poll; one it refused (an invalid file) waits for the next change.
-async fn watch_config(engine: EngineHandle, path: PathBuf) {
+async fn watch_config(engine: EngineHandle, limits: Arc<pat_server::limits::RateLimits>, path: PathBuf) {
     let mut seen = modified(&path);
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {
         every.tick().await;
         let now = modified(&path);
         if now != seen {
-            let result = pat_server::reload(&engine, &path).await;
+            let result = pat_server::reload(&engine, &limits, &path).await;
             if !result.as_ref().is_err_and(pat_server::ReloadError::is_transient) {
                 seen = now;
             }

@@ -84,6 +84,7 @@ pub type HttpParams = schema::Http;
 /// The payload store's settings, as written (validated by [`Config::parse`]).
 /// They apply at start-up; a reload does not change them.
 pub type StorageParams = schema::Storage;
+pub type LimitParams = schema::Limits;
 
 /// A validated config.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +94,7 @@ pub struct Config {
     pub feed: FeedParams,
     pub http: HttpParams,
     pub storage: StorageParams,
+    pub limits: LimitParams,
     /// Old key names the file still uses, each with its new name; they are
     /// read as before, and whoever loads the file says so to the operator.
     pub warnings: Vec<ConfigError>,
@@ -343,6 +345,17 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
         "storage.options",
         "only apply to a remote store: set storage.url",
     );
+    let lim = &f.limits;
+    for (rate, burst, key) in [
+        (lim.orders_per_consumer_per_sec, lim.orders_per_consumer_burst, "limits.orders_per_consumer_burst"),
+        (
+            lim.submissions_per_provider_per_sec,
+            lim.submissions_per_provider_burst,
+            "limits.submissions_per_provider_burst",
+        ),
+    ] {
+        p.check(rate == 0 || burst >= 1, key, "must be at least 1 while its rate is on");
+    }
 
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
@@ -380,6 +393,7 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
         feed: f.feed.clone(),
         http: f.http.clone(),
         storage: f.storage.clone(),
+        limits: f.limits,
         warnings: Vec::new(),
     })
 }

@@ -27,6 +27,8 @@ pub struct File {
     pub http: Http,
     #[serde(default)]
     pub storage: Storage,
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -213,6 +215,29 @@ impl Default for Storage {
             key_file: None,
             orphan_grace_secs: 600,
             sweep_interval_secs: 600,
+        }
+    }
+}
+
+/// Per-identity admission limits (token buckets), checked after a request's
+/// signature: each consumer's orders, each provider's submissions. A rate of
+/// 0 turns that limit off. Reloads live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub orders_per_consumer_per_sec: u32,
+    pub orders_per_consumer_burst: u32,
+    pub submissions_per_provider_per_sec: u32,
+    pub submissions_per_provider_burst: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            orders_per_consumer_per_sec: 500,
+            orders_per_consumer_burst: 1_000,
+            submissions_per_provider_per_sec: 200,
+            submissions_per_provider_burst: 400,
         }
     }
 }

@@ -29,6 +29,7 @@ fn default_config_is_valid_and_realistic() {
     assert_eq!(cfg.feed, crate::FeedParams::default(), "the file spells out the defaults");
     assert_eq!(cfg.http, crate::HttpParams::default(), "the file spells out the defaults");
     assert_eq!(cfg.storage, crate::StorageParams::default(), "the file spells out the defaults");
+    assert_eq!(cfg.limits, crate::LimitParams::default(), "the file spells out the defaults");
 }
 
 #[test]
@@ -82,6 +83,12 @@ fn each_mistake_names_its_key() {
         ("orphan_grace_secs = 600", "orphan_grace_secs = 0", "storage.orphan_grace_secs"),
         ("sweep_interval_secs = 600", "sweep_interval_secs = 0", "storage.sweep_interval_secs"),
         ("sweep_interval_secs = 600", "sweep_interval_secs = 600\noptions = { region = \"eu\" }", "storage.options"),
+        ("orders_per_consumer_burst = 1000", "orders_per_consumer_burst = 0", "limits.orders_per_consumer_burst"),
+        (
+            "submissions_per_provider_burst = 400",
+            "submissions_per_provider_burst = 0",
+            "limits.submissions_per_provider_burst",
+        ),
     ];
     for (from, to, key) in cases {
         assert!(DEFAULT.contains(from), "fixture lost: {from}");

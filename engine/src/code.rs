@@ -111,6 +111,7 @@ codes! {
     NonCanonicalPayload = "non_canonical_payload", 422, [Submission], "the payload is JSON but not in its canonical form (RFC 8785), the only form listed";
     SignalCount = "signal_count", 422, [Submission], "the payload has no signals, or more than ingest.signals_max";
     UnitsOutOfRange = "units_out_of_range", 422, [Submission], "units is 0 or over ingest.units_max";
+    RateLimited = "rate_limited", 429, [Submission, Order], "the consumer's orders or the provider's submissions are over their per-identity limit (config [limits]); nothing changed; retry after Retry-After seconds";
     DuplicatePayload = "duplicate_payload", 409, [Submission], "a segment with this payload is already listed, or is being listed right now";
     StorageUnavailable = "storage_unavailable", 503, [Submission, Delivery, PayloadRead], "the payload store did not answer; nothing was listed or served; retry after Retry-After seconds";
     TokenExpired = "token_expired", 401, [Delivery, PayloadRead], "the access signature's expiresAt has passed, or lies more than an hour ahead";

@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use crate::dto::*;
 use crate::error::{ApiError, ErrorCodes};
+use crate::limits::Limited;
 
 /// What every handler shares.
 pub struct AppState {
@@ -35,6 +36,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// How long a request may wait for the engine before it is told `busy`.
     pub engine_timeout: Duration,
+    /// Per-consumer and per-provider admission limits.
+    pub limits: Arc<crate::limits::RateLimits>,
 }
 
 type State = web::Data<Arc<AppState>>;
@@ -128,6 +131,7 @@ async fn submit_segment(state: State, body: web::Json<SegmentRequest>) -> Result
     };
     // As for orders: signature recovery runs here, on the HTTP worker.
     let verified = verify_submission(signed, &state.domain).map_err(pat_actors::EngineError::from)?;
+    state.limits.admit(Limited::Submissions, verified.signed().submission.provider)?;
     let segment = routed(&state, state.engine.list_segment(verified)).await??;
     Ok(HttpResponse::Created().json(SegmentBody::from(&segment)))
 }
@@ -210,6 +214,7 @@ async fn place_order(state: State, body: web::Json<OrderRequest>) -> Result<Http
     // Signature recovery is the costly part of an order: it runs here, on the
     // HTTP worker, never on the engine's thread.
     let verified = verify_order(signed, &state.domain).map_err(pat_actors::EngineError::from)?;
+    state.limits.admit(Limited::Orders, verified.order().consumer)?;
     let fill = routed(&state, state.engine.markets().place_order(verified)).await??;
     let record = pat_engine::FillRecord { fill, status: pat_engine::FillStatus::Accepted };
     Ok(HttpResponse::Created().json(FillBody::from(&record)))
@@ -282,7 +287,7 @@ async fn set_paused(state: State, req: HttpRequest, paused: bool) -> Result<Http
     responses((status = 200, body = ReloadedBody)))]
 async fn reload(state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     operator(&state, &req)?;
-    let result = crate::reload(&state.engine, &state.config_path).await;
+    let result = crate::reload(&state.engine, &state.limits, &state.config_path).await;
     match result {
         Ok(()) => Ok(HttpResponse::Ok().json(ReloadedBody { reloaded: true })),
         Err(crate::ReloadError::Invalid(errors)) => Ok(HttpResponse::UnprocessableEntity().json(InvalidConfigBody {

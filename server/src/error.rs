@@ -16,11 +16,20 @@ pub const RETRY_AFTER_SECS: u64 = 2;
 pub struct ApiError {
     pub code: Code,
     pub message: String,
+    /// `Retry-After` seconds, where the error knows them (a `429`); every
+    /// `503` carries [`RETRY_AFTER_SECS`] otherwise.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), retry_after: None }
+    }
+
+    /// The same error, telling the client to retry in `secs` seconds.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     pub fn status(&self) -> StatusCode {
@@ -39,11 +48,12 @@ impl ResponseError for ApiError {
         self.status()
     }
 
-    /// A `503` says when to retry (`Retry-After`, seconds).
+    /// A `503` or a `429` says when to retry (`Retry-After`, seconds).
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status());
-        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
-            response.insert_header((actix_web::http::header::RETRY_AFTER, RETRY_AFTER_SECS));
+        let retry = self.retry_after.or((self.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(RETRY_AFTER_SECS));
+        if let Some(secs) = retry {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, secs));
         }
         response.json(ErrorBody { code: self.code.as_str().to_owned(), message: self.message.clone() })
     }

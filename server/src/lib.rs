@@ -16,6 +16,7 @@
 //! - [`dto`]: request and response bodies.
 //! - [`error`]: the error shape and the status of every engine error.
 //! - [`feed`]: the WebSocket quote feed at `/v1/feed`.
+//! - [`limits`]: per-consumer and per-provider rate limits (`429 rate_limited`).
 //! - [`payloads`]: `GET /v1/segments/{id}/data`: a provider's own payload, read back.
 
 pub mod access;
@@ -26,6 +27,7 @@ pub mod delivery;
 pub mod dto;
 pub mod error;
 pub mod feed;
+pub mod limits;
 pub mod payloads;
 
 use std::net::SocketAddr;
@@ -55,6 +57,8 @@ pub struct ServerSettings {
     pub workers: usize,
     pub engine_timeout: Duration,
     pub feed: FeedSettings,
+    /// Shared with whoever reloads the config ([`reload`]).
+    pub limits: Arc<limits::RateLimits>,
 }
 
 impl ServerSettings {
@@ -67,6 +71,7 @@ impl ServerSettings {
             workers: 2,
             engine_timeout: Duration::from_secs(5),
             feed: FeedSettings::default(),
+            limits: Arc::new(limits::RateLimits::new(pat_config::LimitParams::default())),
         }
     }
 }
@@ -144,13 +149,16 @@ impl ReloadError {
     }
 }
 
-/// Reads and validates `path`, then applies it live. Counted in
-/// `pat_config_reloads_total{result}`.
-pub async fn reload(engine: &EngineHandle, path: &Path) -> Result<(), ReloadError> {
+/// Reads and validates `path`, then applies it live: the engine's part, then
+/// the rate limits. Counted in `pat_config_reloads_total{result}`.
+pub async fn reload(engine: &EngineHandle, limits: &limits::RateLimits, path: &Path) -> Result<(), ReloadError> {
     let result = match Config::load(path) {
         Err(errors) => Err(ReloadError::Invalid(errors)),
         Ok(cfg) => match engine.send(Reconfigure(Arc::new(cfg.engine))).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                limits.set(cfg.limits);
+                Ok(())
+            }
             Ok(Err(e)) => Err(ReloadError::Engine(e)),
             Err(e) => Err(ReloadError::Mailbox(e)),
         },
@@ -191,6 +199,7 @@ pub async fn start(
         admin_token: settings.admin_token.clone(),
         metrics: metrics_handle(),
         engine_timeout: settings.engine_timeout,
+        limits: settings.limits.clone(),
     });
     let http = settings.http.clone();
     let limit = http.body_bytes_max;

@@ -376,3 +376,46 @@ async fn quotes_are_served_while_the_engine_is_down() {
     let (status, body) = api.get("/v1/markets").await;
     assert_eq!((status, body["code"].as_str()), (503, Some("unavailable")), "{body}");
 }
+
+/// Past its limit an identity gets `429 rate_limited` with `Retry-After`,
+/// and nothing changes; another identity is not held back; a reload of the
+/// file applies its limits at once.
+#[actix_rt::test]
+async fn rate_limits_answer_429_change_nothing_and_reload_live() {
+    use pat_server::limits::RateLimits;
+    let tight = pat_config::LimitParams {
+        orders_per_consumer_per_sec: 1,
+        orders_per_consumer_burst: 2,
+        submissions_per_provider_per_sec: 1,
+        submissions_per_provider_burst: 1,
+    };
+    let api = Api::start_with(|s| s.limits = std::sync::Arc::new(RateLimits::new(tight))).await;
+    assert_eq!(api.post("/v1/segments", api.segment(1, 10, 1)).await.0, 201);
+    let before = api.state().await;
+    let resp = api.http.post(format!("{}/v1/segments", api.base)).json(&api.segment(1, 10, 2)).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert_eq!(resp.json::<Value>().await.unwrap()["code"], "rate_limited");
+    assert_eq!(api.state().await, before, "a limited submission lists nothing");
+    for p in 2..=3 {
+        assert_eq!(api.post("/v1/segments", api.segment(p, 10, p.into())).await.0, 201, "provider {p}'s own bucket");
+    }
+    let ask = api.ask().await;
+    let deadline = now_secs() + 60;
+    for nonce in 1..=2 {
+        assert_eq!(api.post("/v1/orders", api.order(50, 1, ask * 2, nonce, deadline)).await.0, 201);
+    }
+    let before = api.state().await;
+    let (status, body) = api.post("/v1/orders", api.order(50, 1, ask * 2, 3, deadline)).await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")), "{body}");
+    assert_eq!(api.state().await, before, "a limited order fills nothing");
+    assert_eq!(api.post("/v1/orders", api.order(51, 1, ask * 2, 1, deadline)).await.0, 201, "another consumer");
+    assert_documented("post", "/v1/orders", "rate_limited");
+    assert_documented("post", "/v1/segments", "rate_limited");
+
+    // The file's limits (the defaults) apply on reload: the same order now fills.
+    let (status, _) = api.call(reqwest::Method::POST, "/v1/admin/reload", None, Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    let (status, fill) = api.post("/v1/orders", api.order(50, 1, ask * 2, 3, deadline)).await;
+    assert_eq!(status, 201, "{fill}");
+}
