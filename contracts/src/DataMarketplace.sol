@@ -76,9 +76,22 @@ contract DataMarketplace is
     }
 
     /// @notice A consumer's pending escrow withdrawal.
+    /// @param readyAt unix seconds from which {withdraw} pays, if the market is not paused
+    ///        meanwhile (a pause pushes it back, see {pauseClock})
+    /// @param pauseClock {pauseClock} when the request was made (V2; 0 for V1 requests)
     struct WithdrawalRequest {
         uint256 amount;
         uint64 readyAt;
+        uint64 pauseClock;
+    }
+
+    /// @notice A consumer's cancelled nonces of one 64-nonce word ({invalidateNonces}).
+    /// @param effective bits cancelled for good
+    /// @param pending bits cancelled from `effectiveAt` on
+    struct NonceCancel {
+        uint64 effective;
+        uint64 pending;
+        uint64 effectiveAt;
     }
 
     /// @notice A provider's claim of one committed credit: leaf `leaf` of batch `batchId`,
@@ -121,6 +134,17 @@ contract DataMarketplace is
         mapping(uint256 batchId => bytes32) batchRoot;
         /// claimed credit leaves, 256 per slot (bit `leaf & 255` of word `leaf >> 8`)
         mapping(uint256 word => uint256 bits) claimed;
+        // ---- V2 (appended; V1 state above is unchanged). One slot:
+        /// seconds after an order's deadline during which its fill may still settle
+        uint64 maxSettleLag;
+        /// seconds after a withdrawal request's readyAt during which {withdraw} pays
+        uint64 withdrawalWindow;
+        /// unix seconds the current pause began (0 when not paused)
+        uint64 pausedSince;
+        /// seconds the market spent paused in pauses that ended
+        uint64 pausedTotal;
+        /// nonces the consumers cancelled, per 64-nonce word
+        mapping(address consumer => mapping(uint256 word => NonceCancel)) nonceCancel;
     }
 
     // -------------------------------------------------------------- constants
@@ -137,6 +161,16 @@ contract DataMarketplace is
     uint64 public constant MAX_WITHDRAWAL_DELAY = 30 days;
     /// @notice Withdrawal delay set by {initialize}.
     uint64 public constant DEFAULT_WITHDRAWAL_DELAY = 3600;
+    /// @notice Bounds of {setMaxSettleLag}; it is also at most {withdrawalDelay}.
+    uint64 public constant MIN_SETTLE_LAG = 10 minutes;
+    uint64 public constant MAX_SETTLE_LAG = 7 days;
+    /// @notice Settle lag set by {initialize} (and the usual choice for {initializeV2}).
+    uint64 public constant DEFAULT_SETTLE_LAG = 1 hours;
+    /// @notice Bounds of {setWithdrawalWindow}.
+    uint64 public constant MIN_WITHDRAWAL_WINDOW = 1 hours;
+    uint64 public constant MAX_WITHDRAWAL_WINDOW = 30 days;
+    /// @notice Withdrawal window set by {initialize}.
+    uint64 public constant DEFAULT_WITHDRAWAL_WINDOW = 1 days;
     uint8 public constant FIRST_PHASE = 1;
     uint8 public constant LAST_PHASE = 4;
 
@@ -150,6 +184,11 @@ contract DataMarketplace is
     uint8 public constant REJECT_MARGIN_EXCEEDED = 6;
     uint8 public constant REJECT_BAD_UNITS = 7;
     uint8 public constant REJECT_INSUFFICIENT_ESCROW = 8;
+    // V2: checked after the seven above.
+    /// @notice The block is more than {maxSettleLag} seconds past the order's deadline.
+    uint8 public constant REJECT_SETTLED_TOO_LATE = 9;
+    /// @notice The consumer cancelled the order's nonce ({invalidateNonces}) and it took effect.
+    uint8 public constant REJECT_NONCE_INVALIDATED = 10;
 
     uint256 private constant BPS = 10_000;
     uint256 private constant ESCROW_MASK = type(uint128).max;
@@ -171,6 +210,11 @@ contract DataMarketplace is
         uint256 indexed batchId, bytes32 root, uint256 firstLeaf, uint256 leafCount, uint256 credited, uint256 spread
     );
     event CreditClaimed(uint256 indexed leaf, address indexed provider, uint256 amount);
+    /// @notice {claimCredits} skipped a credit that was already claimed (V2; V1 reverted).
+    event CreditClaimSkipped(uint256 indexed leaf);
+    /// @notice `consumer` cancelled the nonces `(word << 6) + i` for each bit i of `mask`,
+    ///         from `effectiveAt` on (see {invalidateNonces}).
+    event NoncesInvalidated(address indexed consumer, uint256 indexed word, uint64 mask, uint64 effectiveAt);
 
     event Deposited(address indexed consumer, uint256 amount);
     event WithdrawalRequested(address indexed consumer, uint256 amount, uint64 readyAt);
@@ -184,6 +228,8 @@ contract DataMarketplace is
     event UsersPoolWalletSet(address indexed previous, address indexed current);
     event BrokerMarginSet(uint16 previous, uint16 current);
     event WithdrawalDelaySet(uint64 previous, uint64 current);
+    event MaxSettleLagSet(uint64 previous, uint64 current);
+    event WithdrawalWindowSet(uint64 previous, uint64 current);
     event PhaseAdvanced(uint8 previous, uint8 current);
     event PausedSet(bool paused);
 
@@ -204,6 +250,14 @@ contract DataMarketplace is
     error InvalidCreditProof(uint256 leaf);
     error BrokerMarginTooHigh(uint16 bps, uint16 max);
     error WithdrawalDelayTooLong(uint64 delay, uint64 max);
+    /// @notice The withdrawal delay must be at least {maxSettleLag} (V2; V1 allowed 0).
+    error WithdrawalDelayTooShort(uint64 delay, uint64 min);
+    /// @notice {setMaxSettleLag} out of [MIN_SETTLE_LAG, min(MAX_SETTLE_LAG, withdrawalDelay)].
+    error SettleLagOutOfRange(uint64 lag, uint64 min, uint64 max);
+    error WithdrawalWindowOutOfRange(uint64 window, uint64 min, uint64 max);
+    /// @notice The matured request was not withdrawn within {withdrawalWindow}; request again.
+    error WithdrawalExpired(uint64 expiredAt);
+    error ZeroMask();
     error InvalidPhase(uint8 current, uint8 requested);
     error InsufficientEscrow(uint256 available, uint256 requested);
     error NoPendingWithdrawal();
@@ -258,6 +312,40 @@ contract DataMarketplace is
         _setUsersPoolWallet(usersPoolWallet_);
         _setBrokerMargin(brokerMarginBps_);
         _setWithdrawalDelay(DEFAULT_WITHDRAWAL_DELAY);
+        _setMaxSettleLag(DEFAULT_SETTLE_LAG);
+        _setWithdrawalWindow(DEFAULT_WITHDRAWAL_WINDOW);
+    }
+
+    /// @notice Upgrades a V1 proxy's state to V2: sets the parameters V2 adds. Called once,
+    ///         by the owner, in {upgradeToAndCall}; all V1 state is kept as it is. A proxy
+    ///         deployed with V2's {initialize} already has defaults, and its owner may call
+    ///         this once to set them.
+    /// @param maxSettleLag_ see {setMaxSettleLag}
+    /// @param withdrawalDelay_ see {setWithdrawalDelay}; V1 allowed a delay below any settle
+    ///        lag (even 0), so it is set here together with the lag it must cover
+    /// @param withdrawalWindow_ see {setWithdrawalWindow}
+    /// @dev A V1 request keeps its readyAt; a pause going on at the upgrade starts the pause
+    ///      clock from the upgrade's time.
+    function initializeV2(uint64 maxSettleLag_, uint64 withdrawalDelay_, uint64 withdrawalWindow_)
+        external
+        reinitializer(2)
+        onlyOwner
+    {
+        MarketplaceStorage storage $ = _s();
+        // the lag first (its bound on the delay is the delay being set), then the delay >= lag
+        if (maxSettleLag_ < MIN_SETTLE_LAG || maxSettleLag_ > MAX_SETTLE_LAG || maxSettleLag_ > withdrawalDelay_) {
+            revert SettleLagOutOfRange(maxSettleLag_, MIN_SETTLE_LAG, _min64(MAX_SETTLE_LAG, withdrawalDelay_));
+        }
+        emit MaxSettleLagSet($.maxSettleLag, maxSettleLag_);
+        $.maxSettleLag = maxSettleLag_;
+        _setWithdrawalDelay(withdrawalDelay_);
+        _setWithdrawalWindow(withdrawalWindow_);
+        if ($.paused && $.pausedSince == 0) $.pausedSince = uint64(block.timestamp);
+    }
+
+    /// @notice The implementation's version: 2.
+    function version() external pure virtual returns (uint256) {
+        return 2;
     }
 
     // ------------------------------------------------------------- settlement
@@ -265,6 +353,7 @@ contract DataMarketplace is
     /// @dev What a batch accumulates in memory: its leaves, and the totals written once.
     struct Batch {
         bytes32 domain;
+        uint256 settleLag;
         uint256 firstLeaf;
         bytes32[] leaves;
         uint256 count;
@@ -294,7 +383,10 @@ contract DataMarketplace is
     ///        used (the order, or another with its nonce, settled: the idempotency key);
     ///        4 acceptedAt after the order's deadline or in the future; 5 ask above
     ///        maxPrice; 6 bid above ask or spread above the broker margin cap; 7 bad units
-    ///        (qty 0, no providers, zero provider, sum(units) != qty); 8 escrow below qty * ask.
+    ///        (qty 0, no providers, zero provider, sum(units) != qty); 8 escrow below qty * ask;
+    ///        (V2) 9 block.timestamp > order.deadline + maxSettleLag (the order expired on
+    ///        chain: a signed order can no longer settle a year later); 10 the consumer
+    ///        cancelled the nonce ({invalidateNonces}) and the cancellation took effect.
     ///      A settled fill writes one storage slot (the consumer's escrow and nonce word)
     ///      and appends leaves to the batch's Merkle tree: its access leaf
     ///      keccak256(abi.encode(leaf, fillId, consumer, market, qty)) and one credit leaf
@@ -309,6 +401,7 @@ contract DataMarketplace is
         MarketplaceStorage storage $ = _s();
         Batch memory b = Batch({
             domain: _domainSeparatorV4(), // once per batch, not per fill
+            settleLag: $.maxSettleLag,
             firstLeaf: $.leafCount,
             leaves: new bytes32[](capacity),
             count: 0,
@@ -317,7 +410,7 @@ contract DataMarketplace is
         });
         while (p < end) {
             bytes32 fillId = _digest(b.domain, p);
-            (uint8 reason, uint256 account, uint256 cost) = _checkFill($, p, fillId);
+            (uint8 reason, uint256 account, uint256 cost) = _checkFill($, p, fillId, b.settleLag);
             if (reason != 0) emit FillRejected(fillId, reason);
             else _applyFill($, b, p, fillId, account, cost);
             unchecked {
@@ -397,7 +490,7 @@ contract DataMarketplace is
 
     /// @dev Returns (0, the consumer's account word, qty * ask) if the record at `p` may
     ///      settle, else (reason, 0, 0). Never reverts.
-    function _checkFill(MarketplaceStorage storage $, uint256 p, bytes32 digest)
+    function _checkFill(MarketplaceStorage storage $, uint256 p, bytes32 digest, uint256 settleLag)
         private
         view
         returns (uint8 reason, uint256 account, uint256 cost)
@@ -428,6 +521,18 @@ contract DataMarketplace is
 
             cost = qty * ask; // < 2^192
             if (account & ESCROW_MASK < cost) return (REJECT_INSUFFICIENT_ESCROW, 0, 0);
+
+            // V2: an order is settleable until maxSettleLag after its deadline, by the block's
+            // clock (acceptedAt is the broker's word). Written without deadline + lag overflow.
+            // forge-lint: disable-next-line(block-timestamp)
+            if (block.timestamp > settleLag && block.timestamp - settleLag > uint256(_word(p + 124))) {
+                return (REJECT_SETTLED_TOO_LATE, 0, 0);
+            }
+
+            // V2: nonces the consumer cancelled. Last, so only a fill that would settle pays
+            // for this slot.
+            uint256 nonce = uint256(_word(p + 92));
+            if (_isNonceCancelled($.nonceCancel[consumer][nonce >> 6], nonce)) return (REJECT_NONCE_INVALIDATED, 0, 0);
         }
     }
 
@@ -507,6 +612,61 @@ contract DataMarketplace is
     }
 
     // ---------------------------------------------------------------- nonces
+
+    /// @notice Cancels the caller's nonces `(word << 6) + i` for each set bit i of `mask`:
+    ///         from `block.timestamp + maxSettleLag` on, a fill of an order with one of them is
+    ///         rejected (reason 10). A signed order can thus be withdrawn without waiting for
+    ///         its deadline (and it expires on chain maxSettleLag after the deadline anyway).
+    /// @dev The delay keeps sound the fills the broker already accepted: the engine settles
+    ///      an accepted fill within maxSettleLag of accepting it, so every fill accepted
+    ///      before this call can still settle; the engine stops accepting these orders when
+    ///      it sees {NoncesInvalidated}. Per (consumer, word) one slot: bits cancelled for
+    ///      good, and bits pending until one time. A new call on a word whose pending bits
+    ///      have taken effect makes them permanent first; a call before that merges the new
+    ///      bits into the pending ones and moves their common time to the new one (they take
+    ///      effect at most maxSettleLag later than alone). Cancelling an already used nonce
+    ///      is harmless. {isNonceUsed} reports settled nonces only; {isNonceInvalidated}
+    ///      reports cancellations.
+    function invalidateNonces(uint256 word, uint64 mask) external {
+        if (mask == 0) revert ZeroMask();
+        MarketplaceStorage storage $ = _s();
+        NonceCancel storage c = $.nonceCancel[msg.sender][word];
+        NonceCancel memory v = c;
+        // forge-lint: disable-next-line(block-timestamp)
+        if (v.pending != 0 && block.timestamp >= v.effectiveAt) {
+            v.effective |= v.pending;
+            v.pending = 0;
+        }
+        uint64 effectiveAt = uint64(block.timestamp) + $.maxSettleLag;
+        c.effective = v.effective;
+        c.pending = v.pending | mask;
+        c.effectiveAt = effectiveAt;
+        emit NoncesInvalidated(msg.sender, word, mask, effectiveAt);
+    }
+
+    /// @notice Whether `consumer`'s cancellation of `nonce` ({invalidateNonces}) is in effect now.
+    function isNonceInvalidated(address consumer, uint256 nonce) external view returns (bool) {
+        return _isNonceCancelled(_s().nonceCancel[consumer][nonce >> 6], nonce);
+    }
+
+    /// @notice `consumer`'s cancellations in the 64-nonce `word`: bits in effect, bits
+    ///         pending, and when the pending ones take effect.
+    function nonceInvalidation(address consumer, uint256 word)
+        external
+        view
+        returns (uint64 effective, uint64 pending, uint64 effectiveAt)
+    {
+        NonceCancel storage c = _s().nonceCancel[consumer][word];
+        return (c.effective, c.pending, c.effectiveAt);
+    }
+
+    function _isNonceCancelled(NonceCancel storage c, uint256 nonce) private view returns (bool) {
+        uint64 bit = uint64(1) << uint8(nonce & 63);
+        NonceCancel memory v = c;
+        if (v.effective & bit != 0) return true;
+        // forge-lint: disable-next-line(block-timestamp)
+        return v.pending & bit != 0 && block.timestamp >= v.effectiveAt;
+    }
 
     /// @dev Whether `nonce` is used, given the consumer's `account` word.
     function _isNonceUsed(MarketplaceStorage storage $, address consumer, uint256 account, uint256 nonce)
@@ -609,19 +769,27 @@ contract DataMarketplace is
 
     /// @notice Moves committed credits into their providers' withdrawable earnings, each
     ///         proved against its batch's root. Anyone may claim for anyone: the money
-    ///         only ever goes to the leaf's provider. Reverts whole if any claim is already
-    ///         claimed or does not verify. Works while paused.
-    function claimCredits(Claim[] calldata claims) external nonReentrant {
+    ///         only ever goes to the leaf's provider. Works while paused.
+    /// @dev V2: a credit already claimed (by anyone, earlier or in this same call) is skipped
+    ///      with {CreditClaimSkipped}, so one claim front-run by someone else no longer
+    ///      reverts a whole sweep. A claim whose proof does not verify still reverts the call
+    ///      ({InvalidCreditProof}): roots never change, so an invalid proof is the caller's own
+    ///      bad input, which no third party can cause. The skip is checked before the proof:
+    ///      a claimed leaf is skipped whatever its proof.
+    /// @return total the amount claimed by this call (skipped credits excluded)
+    function claimCredits(Claim[] calldata claims) external nonReentrant returns (uint256 total) {
         uint256 n = claims.length;
         if (n == 0) revert EmptyClaims();
         MarketplaceStorage storage $ = _s();
-        uint256 total;
         for (uint256 i; i < n; ++i) {
             Claim calldata c = claims[i];
             uint256 bit = uint256(1) << (c.leaf & 255);
             uint256 word = c.leaf >> 8;
             uint256 bits = $.claimed[word];
-            if (bits & bit != 0) revert CreditAlreadyClaimed(c.leaf);
+            if (bits & bit != 0) {
+                emit CreditClaimSkipped(c.leaf);
+                continue;
+            }
             bytes32 root = $.batchRoot[c.batchId];
             if (
                 root == bytes32(0)
@@ -674,13 +842,19 @@ contract DataMarketplace is
     ///      {WithdrawalRequested}, stops accepting orders against the requested amount, and
     ///      settles what it accepted within the delay. Settlement may still debit the
     ///      escrow during the delay; {withdraw} then pays min(requested, escrow).
+    ///      V2: the delay is at least {maxSettleLag} (the time the engine has to settle a
+    ///      fill it accepted), the request expires {withdrawalWindow} seconds after it
+    ///      matures (so a matured request cannot be kept armed to front-run settlement of
+    ///      fills accepted later: while a request is live the engine does not accept orders
+    ///      against the requested amount), and time the market spends paused does not count
+    ///      towards the delay or the window (see {setPaused}).
     function requestWithdrawal(uint256 amount) external {
         if (amount == 0) revert ZeroAmount();
         MarketplaceStorage storage $ = _s();
         uint256 available = $.account[msg.sender] & ESCROW_MASK;
         if (amount > available) revert InsufficientEscrow(available, amount);
         uint64 readyAt = uint64(block.timestamp) + $.withdrawalDelay;
-        $.pendingWithdrawal[msg.sender] = WithdrawalRequest(amount, readyAt);
+        $.pendingWithdrawal[msg.sender] = WithdrawalRequest(amount, readyAt, _pauseClock($));
         emit WithdrawalRequested(msg.sender, amount, readyAt);
     }
 
@@ -693,19 +867,44 @@ contract DataMarketplace is
     }
 
     /// @notice Pays out the caller's pending withdrawal once it is ready: min(requested,
-    ///         escrow), since fills may have settled meanwhile. Works while paused.
+    ///         escrow), since fills may have settled meanwhile. Works while paused for a
+    ///         request that matured before the pause (a pause freezes the clock of the others).
+    ///         Reverts {WithdrawalExpired} after the window: request again.
     function withdraw() external nonReentrant {
         MarketplaceStorage storage $ = _s();
         WithdrawalRequest memory req = $.pendingWithdrawal[msg.sender];
         if (req.readyAt == 0) revert NoPendingWithdrawal();
+        (uint64 readyAt, uint64 expiresAt) = _withdrawalTimes($, req);
         // forge-lint: disable-next-line(block-timestamp) -- a delay of an hour; seconds of skew are irrelevant
-        if (block.timestamp < req.readyAt) revert WithdrawalNotReady(req.readyAt);
+        if (block.timestamp < readyAt) revert WithdrawalNotReady(readyAt);
+        // forge-lint: disable-next-line(block-timestamp)
+        if (block.timestamp > expiresAt) revert WithdrawalExpired(expiresAt);
         delete $.pendingWithdrawal[msg.sender];
         uint256 account = $.account[msg.sender];
         uint256 amount = Math.min(req.amount, account & ESCROW_MASK);
         $.account[msg.sender] = account - amount;
         if (amount != 0) $.pat.safeTransfer(msg.sender, amount);
         emit Withdrawn(msg.sender, amount);
+    }
+
+    /// @dev Seconds the market has been paused since the V2 upgrade (or deployment), the
+    ///      current pause included. Non-decreasing; `block.timestamp - pauseClock` (the
+    ///      unpaused time) stands still while paused.
+    function _pauseClock(MarketplaceStorage storage $) private view returns (uint64) {
+        uint64 since = $.pausedSince;
+        return $.pausedTotal + (since == 0 ? 0 : uint64(block.timestamp) - since);
+    }
+
+    /// @dev A request's readyAt and expiry in unix seconds, pushed back by every second paused
+    ///      since it was made. While paused both move on with the clock, so a request not
+    ///      ready at the pause stays not ready, and a ready one stays ready (and not expired).
+    function _withdrawalTimes(MarketplaceStorage storage $, WithdrawalRequest memory req)
+        private
+        view
+        returns (uint64 readyAt, uint64 expiresAt)
+    {
+        readyAt = req.readyAt + (_pauseClock($) - req.pauseClock);
+        expiresAt = readyAt + $.withdrawalWindow;
     }
 
     // --------------------------------------------------------------- earnings
@@ -753,7 +952,8 @@ contract DataMarketplace is
         _setBroker(broker_);
     }
 
-    /// @notice Sets the escrow withdrawal delay for requests made from now on.
+    /// @notice Sets the escrow withdrawal delay for requests made from now on: at least
+    ///         {maxSettleLag} (V2; so a delay of 0 is refused), at most 30 days.
     function setWithdrawalDelay(uint64 delay) external onlyOwner {
         _setWithdrawalDelay(delay);
     }
@@ -768,11 +968,48 @@ contract DataMarketplace is
         emit PhaseAdvanced(current, to);
     }
 
-    /// @notice Emergency pause: stops settlement and deposits. Withdrawals of escrow and
-    ///         earnings keep working, so a pause never traps funds.
+    /// @notice Emergency pause: stops settlement and deposits. Withdrawals of earnings, and of
+    ///         escrow requests that matured before the pause, keep working.
+    /// @dev V2 (finding L/M-3): a pause also stops the withdrawal clock. Time paused counts
+    ///      neither towards a request's delay nor its window ({requestWithdrawal}), so a
+    ///      consumer cannot wait out a pause, during which the broker cannot settle, and
+    ///      withdraw escrow that fills already accepted are owed from. Chosen over letting
+    ///      settlement go on during a pause because the pause is the emergency stop of
+    ///      settlement (a bug, a bad engine) and must stay one. A matured request stays
+    ///      withdrawable during a pause, so no funds that were free before it are trapped.
+    ///      An order's on-chain expiry (deadline + maxSettleLag) and a nonce cancellation
+    ///      keep unix time: after a long pause such fills are rejected, never charged.
+    ///      Setting the current state again changes nothing.
     function setPaused(bool paused_) external onlyOwner {
-        _s().paused = paused_;
+        MarketplaceStorage storage $ = _s();
+        if (paused_ != $.paused) {
+            if (paused_) {
+                $.pausedSince = uint64(block.timestamp);
+            } else {
+                uint64 since = $.pausedSince;
+                // since == 0: paused by V1 code and not seen by initializeV2 (not possible
+                // through upgradeToAndCall with initializeV2; then nothing is counted)
+                if (since != 0) $.pausedTotal += uint64(block.timestamp) - since;
+                $.pausedSince = 0;
+            }
+        }
+        $.paused = paused_;
         emit PausedSet(paused_);
+    }
+
+    /// @notice Sets how long after an order's deadline its fill may still settle (reason 9
+    ///         after it), and the delay of {invalidateNonces}. Between MIN_SETTLE_LAG (10
+    ///         minutes) and MAX_SETTLE_LAG (7 days), and at most {withdrawalDelay}: the engine
+    ///         settles each accepted fill within this lag, and a withdrawal request must not
+    ///         mature before the fills accepted before it are settled.
+    function setMaxSettleLag(uint64 lag) external onlyOwner {
+        _setMaxSettleLag(lag);
+    }
+
+    /// @notice Sets how long a matured withdrawal request stays payable (1 hour to 30 days),
+    ///         for requests made before and after.
+    function setWithdrawalWindow(uint64 window) external onlyOwner {
+        _setWithdrawalWindow(window);
     }
 
     /// @notice Disabled: an ownerless marketplace could never be upgraded or unpaused.
@@ -813,11 +1050,63 @@ contract DataMarketplace is
     function _setWithdrawalDelay(uint64 delay) private {
         if (delay > MAX_WITHDRAWAL_DELAY) revert WithdrawalDelayTooLong(delay, MAX_WITHDRAWAL_DELAY);
         MarketplaceStorage storage $ = _s();
+        if (delay < $.maxSettleLag) revert WithdrawalDelayTooShort(delay, $.maxSettleLag);
         emit WithdrawalDelaySet($.withdrawalDelay, delay);
         $.withdrawalDelay = delay;
     }
 
+    function _setMaxSettleLag(uint64 lag) private {
+        MarketplaceStorage storage $ = _s();
+        uint64 max = _min64(MAX_SETTLE_LAG, $.withdrawalDelay);
+        if (lag < MIN_SETTLE_LAG || lag > max) revert SettleLagOutOfRange(lag, MIN_SETTLE_LAG, max);
+        emit MaxSettleLagSet($.maxSettleLag, lag);
+        $.maxSettleLag = lag;
+    }
+
+    function _setWithdrawalWindow(uint64 window) private {
+        if (window < MIN_WITHDRAWAL_WINDOW || window > MAX_WITHDRAWAL_WINDOW) {
+            revert WithdrawalWindowOutOfRange(window, MIN_WITHDRAWAL_WINDOW, MAX_WITHDRAWAL_WINDOW);
+        }
+        MarketplaceStorage storage $ = _s();
+        emit WithdrawalWindowSet($.withdrawalWindow, window);
+        $.withdrawalWindow = window;
+    }
+
+    function _min64(uint64 a, uint64 b) private pure returns (uint64) {
+        return a < b ? a : b;
+    }
+
     // ------------------------------------------------------------------ views
+
+    function maxSettleLag() external view returns (uint64) {
+        return _s().maxSettleLag;
+    }
+
+    function withdrawalWindow() external view returns (uint64) {
+        return _s().withdrawalWindow;
+    }
+
+    /// @notice Seconds the market has been paused since V2 (the current pause included);
+    ///         withdrawal requests are pushed back by the part of it after they were made.
+    function pauseClock() external view returns (uint64) {
+        return _pauseClock(_s());
+    }
+
+    /// @notice `consumer`'s pending withdrawal with its current times: {withdraw} pays from
+    ///         `readyAt` to `expiresAt` (inclusive), if the market is not paused meanwhile;
+    ///         `readyAt` is the request's readyAt pushed back by the seconds paused since.
+    ///         All zero if there is no request.
+    function withdrawalStatus(address consumer)
+        external
+        view
+        returns (uint256 amount, uint64 readyAt, uint64 expiresAt)
+    {
+        MarketplaceStorage storage $ = _s();
+        WithdrawalRequest memory req = $.pendingWithdrawal[consumer];
+        if (req.readyAt == 0) return (0, 0, 0);
+        (readyAt, expiresAt) = _withdrawalTimes($, req);
+        amount = req.amount;
+    }
 
     /// @notice Full EIP-712 digest of `order` in this contract's domain: what the
     ///         consumer signs.
@@ -845,7 +1134,8 @@ contract DataMarketplace is
     }
 
     /// @return amount requested (0 if none)
-    /// @return readyAt unix seconds from which {withdraw} pays (0 if none)
+    /// @return readyAt unix seconds from which {withdraw} pays, as recorded at the request
+    ///         (0 if none); a pause since pushes it back, see {withdrawalStatus}
     function pendingWithdrawalOf(address consumer) external view returns (uint256 amount, uint64 readyAt) {
         WithdrawalRequest storage req = _s().pendingWithdrawal[consumer];
         return (req.amount, req.readyAt);

@@ -3,7 +3,7 @@ pragma solidity ^0.8.30;
 
 import {Fixture} from "./utils/Fixture.sol";
 import {DataMarketplace} from "../src/DataMarketplace.sol";
-import {DataMarketplaceV2, NotUUPS} from "./mocks/DataMarketplaceV2.sol";
+import {DataMarketplaceV3, NotUUPS} from "./mocks/DataMarketplaceV3.sol";
 import {OwnableUpgradeable} from "@openzeppelin/contracts-upgradeable/access/OwnableUpgradeable.sol";
 import {UUPSUpgradeable} from "@openzeppelin/contracts-upgradeable/proxy/utils/UUPSUpgradeable.sol";
 import {Initializable} from "@openzeppelin/contracts-upgradeable/proxy/utils/Initializable.sol";
@@ -34,15 +34,15 @@ contract UpgradeTest is Fixture {
         bytes32 rootBefore = market.batchRoot(1);
         (uint256 pendingAmount, uint64 pendingReady) = market.pendingWithdrawalOf(consumer);
 
-        DataMarketplaceV2 v2 = new DataMarketplaceV2();
+        DataMarketplaceV3 v3 = new DataMarketplaceV3();
         vm.expectEmit(address(market));
-        emit IERC1967.Upgraded(address(v2));
+        emit IERC1967.Upgraded(address(v3));
         vm.prank(owner);
-        market.upgradeToAndCall(address(v2), abi.encodeCall(DataMarketplaceV2.initializeV2, (42)));
+        market.upgradeToAndCall(address(v3), abi.encodeCall(DataMarketplaceV3.initializeV3, (42)));
 
-        DataMarketplaceV2 upgraded = DataMarketplaceV2(address(market));
-        assertEq(_implementation(), address(v2), "implementation slot");
-        assertEq(upgraded.version(), 2, "new code");
+        DataMarketplaceV3 upgraded = DataMarketplaceV3(address(market));
+        assertEq(_implementation(), address(v3), "implementation slot");
+        assertEq(upgraded.version(), 3, "new code");
         assertEq(upgraded.answer(), 42, "new state initialized");
 
         assertEq(upgraded.owner(), owner, "owner");
@@ -77,14 +77,14 @@ contract UpgradeTest is Fixture {
         assertTrue(settledFill[_settleValid(1, 2)], "settles after upgrade");
 
         vm.expectRevert(Initializable.InvalidInitialization.selector);
-        upgraded.initializeV2(7);
+        upgraded.initializeV3(7);
     }
 
     function test_upgrade_revert_notOwner() public {
-        DataMarketplaceV2 v2 = new DataMarketplaceV2();
+        DataMarketplaceV3 v3 = new DataMarketplaceV3();
         vm.prank(broker);
         vm.expectRevert(abi.encodeWithSelector(OwnableUpgradeable.OwnableUnauthorizedAccount.selector, broker));
-        market.upgradeToAndCall(address(v2), "");
+        market.upgradeToAndCall(address(v3), "");
         assertEq(_implementation(), address(impl), "unchanged");
     }
 
@@ -96,10 +96,10 @@ contract UpgradeTest is Fixture {
     }
 
     function test_upgrade_revert_directlyOnImplementation() public {
-        DataMarketplaceV2 v2 = new DataMarketplaceV2();
+        DataMarketplaceV3 v3 = new DataMarketplaceV3();
         vm.prank(owner);
         vm.expectRevert(UUPSUpgradeable.UUPSUnauthorizedCallContext.selector);
-        impl.upgradeToAndCall(address(v2), "");
+        impl.upgradeToAndCall(address(v3), "");
     }
 
     function test_implementation_cannotBeInitialized() public {

@@ -3,10 +3,10 @@ pragma solidity ^0.8.30;
 
 import {DataMarketplace} from "../../src/DataMarketplace.sol";
 
-/// @dev Upgrade target for tests: the same contract plus a version and one new value
-///      kept in its own ERC-7201 namespace, set by a reinitializer.
+/// @dev Upgrade target for tests: the current contract (V2) plus a version and one new
+///      value kept in its own ERC-7201 namespace, set by a reinitializer (version 3).
 /// @custom:oz-upgrades-unsafe-allow constructor
-contract DataMarketplaceV2 is DataMarketplace {
+contract DataMarketplaceV3 is DataMarketplace {
     /// @custom:storage-location erc7201:pat.storage.DataMarketplaceV2
     struct V2Storage {
         uint256 answer;
@@ -15,12 +15,12 @@ contract DataMarketplaceV2 is DataMarketplace {
     // keccak256(abi.encode(uint256(keccak256("pat.storage.DataMarketplaceV2")) - 1)) & ~bytes32(uint256(0xff))
     bytes32 private constant V2_LOCATION = 0x0624272de5b63ed7f8cf154032550a15f9d4c78bab8ef9154f30fca68e8dc000;
 
-    function initializeV2(uint256 answer_) external reinitializer(2) {
+    function initializeV3(uint256 answer_) external reinitializer(3) {
         _v2().answer = answer_;
     }
 
-    function version() external pure returns (uint256) {
-        return 2;
+    function version() external pure override returns (uint256) {
+        return 3;
     }
 
     function answer() external view returns (uint256) {
