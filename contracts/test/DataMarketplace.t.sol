@@ -33,6 +33,9 @@ contract DataMarketplaceTest is Fixture {
         assertEq(market.phase(), 1, "phase starts at 1");
         assertFalse(market.paused(), "not paused");
         assertEq(market.withdrawalDelay(), 3600, "default delay");
+        assertEq(market.maxSettleLag(), 1 hours, "default settle lag");
+        assertEq(market.withdrawalWindow(), 1 days, "default withdrawal window");
+        assertEq(market.version(), 2, "version");
         assertEq(market.brokerEarnings(), 0, "no broker earnings");
         assertEq(market.MAX_BATCH(), 1000, "MAX_BATCH");
     }
@@ -51,6 +54,10 @@ contract DataMarketplaceTest is Fixture {
         emit DataMarketplace.BrokerMarginSet(0, 100);
         vm.expectEmit();
         emit DataMarketplace.WithdrawalDelaySet(0, 3600);
+        vm.expectEmit();
+        emit DataMarketplace.MaxSettleLagSet(0, 1 hours);
+        vm.expectEmit();
+        emit DataMarketplace.WithdrawalWindowSet(0, 1 days);
         new ERC1967Proxy(address(fresh), _initCall(owner, IERC20(address(token)), 100));
     }
 
@@ -164,10 +171,14 @@ contract DataMarketplaceTest is Fixture {
 
     function test_setWithdrawalDelay() public {
         vm.expectEmit(address(market));
-        emit DataMarketplace.WithdrawalDelaySet(3600, 0);
+        emit DataMarketplace.WithdrawalDelaySet(3600, 7200);
         vm.prank(owner);
+        market.setWithdrawalDelay(7200);
+        assertEq(market.withdrawalDelay(), 7200, "delay set");
+        // V2: never below maxSettleLag (1 hour by default), so never 0
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(DataMarketplace.WithdrawalDelayTooShort.selector, 0, 3600));
         market.setWithdrawalDelay(0);
-        assertEq(market.withdrawalDelay(), 0, "delay set");
 
         vm.prank(owner);
         vm.expectRevert(abi.encodeWithSelector(DataMarketplace.WithdrawalDelayTooLong.selector, 30 days + 1, 30 days));
@@ -443,11 +454,13 @@ contract DataMarketplaceTest is Fixture {
     }
 
     function test_withdrawal_worksWhilePaused() public {
+        // a request that matured before the pause stays payable during it
         vm.prank(consumer);
         market.requestWithdrawal(100e18);
+        vm.warp(block.timestamp + 3600);
         vm.prank(owner);
         market.setPaused(true);
-        vm.warp(block.timestamp + 3600);
+        vm.warp(block.timestamp + 10 days);
         vm.prank(consumer);
         market.withdraw();
         assertEq(token.balanceOf(consumer), 100e18, "paid while paused");

@@ -32,6 +32,15 @@ contract Handler is Test {
     uint256 public modelBroker;
     mapping(address => mapping(uint256 => bool)) internal modelNonceUsed;
     bool internal modelPaused;
+    /// the model of invalidateNonces, per (consumer, word): bits in effect, pending, and when
+    struct ModelCancel {
+        uint64 effective;
+        uint64 pending;
+        uint64 effectiveAt;
+    }
+
+    mapping(address => mapping(uint256 => ModelCancel)) internal modelCancel;
+    mapping(address => uint256[]) internal cancelledNonces;
 
     // --- ghosts
     uint256 public ghostDeposited;
@@ -105,9 +114,25 @@ contract Handler is Test {
 
     function withdraw(uint256 who) external {
         address c = consumers[who % N_CONSUMERS];
-        (uint256 requested, uint64 readyAt) = market.pendingWithdrawalOf(c);
+        (uint256 requested, uint64 readyAt, uint64 expiresAt) = market.withdrawalStatus(c);
         if (readyAt == 0) return;
-        if (block.timestamp < readyAt) vm.warp(readyAt);
+        if (block.timestamp > expiresAt) {
+            // V2: a matured request not withdrawn within the window expired
+            vm.prank(c);
+            vm.expectRevert(abi.encodeWithSelector(DataMarketplace.WithdrawalExpired.selector, expiresAt));
+            market.withdraw();
+            return;
+        }
+        if (block.timestamp < readyAt) {
+            if (modelPaused) {
+                // V2: a pause stops the clock of a request not ready yet
+                vm.prank(c);
+                vm.expectRevert(abi.encodeWithSelector(DataMarketplace.WithdrawalNotReady.selector, readyAt));
+                market.withdraw();
+                return;
+            }
+            vm.warp(readyAt);
+        }
         uint256 before = token.balanceOf(c);
         vm.prank(c);
         market.withdraw();
@@ -149,10 +174,9 @@ contract Handler is Test {
             pending[i - 1] = pending[pending.length - 1];
             pending.pop();
         }
-        market.claimCredits(claims);
-        // a second claim of the same credit is refused
-        vm.expectRevert(abi.encodeWithSelector(DataMarketplace.CreditAlreadyClaimed.selector, claims[0].leaf));
-        market.claimCredits(claims);
+        vm.assertEq(market.claimCredits(claims), total, "claimed total");
+        // a second claim of the same credit is skipped (V2: not reverted), and pays nothing
+        vm.assertEq(market.claimCredits(claims), 0, "nothing claimed twice");
         modelEarnings[p] += total;
         modelUnclaimed -= total;
         ghostClaimed += total;
@@ -164,6 +188,30 @@ contract Handler is Test {
         market.withdrawBrokerEarnings();
         ghostBrokerPaid += modelBroker;
         modelBroker = 0;
+    }
+
+    /// A consumer cancels one of its next few nonces (V2); it takes effect maxSettleLag later.
+    function invalidate(uint256 who, uint256 ahead) external {
+        address c = consumers[who % N_CONSUMERS];
+        uint256 nonce = nextNonce[c] + ahead % 3;
+        uint256 word = nonce >> 6;
+        uint64 mask = uint64(1) << uint8(nonce & 63);
+        ModelCancel storage m = modelCancel[c][word];
+        if (m.pending != 0 && block.timestamp >= m.effectiveAt) {
+            m.effective |= m.pending;
+            m.pending = 0;
+        }
+        m.pending |= mask;
+        m.effectiveAt = uint64(block.timestamp) + market.maxSettleLag();
+        cancelledNonces[c].push(nonce);
+        vm.prank(c);
+        market.invalidateNonces(word, mask);
+    }
+
+    function _modelCancelled(address c, uint256 nonce) internal view returns (bool) {
+        ModelCancel memory m = modelCancel[c][nonce >> 6];
+        uint64 bit = uint64(1) << uint8(nonce & 63);
+        return m.effective & bit != 0 || (m.pending & bit != 0 && block.timestamp >= m.effectiveAt);
     }
 
     // ------------------------------------------------------------ environment
@@ -225,9 +273,14 @@ contract Handler is Test {
         o.qty = 1 + (rnd >> 8) % 20;
         // mostly a fresh nonce, sometimes one of this consumer's settled nonces again
         uint256[] storage used = usedNonces[c];
+        uint256[] storage cancelled = cancelledNonces[c];
         if ((rnd >> 16) % 8 == 0 && used.length > 0) o.nonce = used[(rnd >> 20) % used.length];
+        else if ((rnd >> 16) % 8 == 1 && cancelled.length > 0) o.nonce = cancelled[(rnd >> 20) % cancelled.length];
         else o.nonce = nextNonce[c]++;
-        o.deadline = (rnd >> 28) % 12 == 0 ? block.timestamp - 1 : block.timestamp + 100;
+        uint256 deadlineCase = (rnd >> 28) % 12;
+        o.deadline = deadlineCase == 0 ? block.timestamp - 1 : block.timestamp + 100;
+        // V2: accepted in time, but the deadline is more than maxSettleLag ago
+        if (deadlineCase == 1) o.deadline = block.timestamp - market.maxSettleLag() - 1 - (rnd >> 24) % 100;
 
         f.ask = uint128((rnd >> 32) % 3e18);
         // within the 20 % cap, except one time in eight (up to 60 %)
@@ -236,6 +289,7 @@ contract Handler is Test {
         if ((rnd >> 110) % 25 == 0) f.bid = f.ask + 1;
         o.maxPrice = (rnd >> 116) % 8 == 0 && f.ask > 0 ? f.ask - 1 : f.ask + (rnd >> 120) % 1e18;
         f.acceptedAt = uint64((rnd >> 180) % 15 == 0 ? block.timestamp + 1 : block.timestamp);
+        if (deadlineCase == 1 && f.acceptedAt <= block.timestamp) f.acceptedAt = uint64(o.deadline);
 
         uint256 m = 1 + (rnd >> 170) % 3;
         f.providers = new address[](m);
@@ -274,6 +328,8 @@ contract Handler is Test {
         if (sum != o.qty) return 7;
         uint256 cost = o.qty * f.ask;
         if (modelEscrow[o.consumer] < cost) return 8;
+        if (block.timestamp > o.deadline + market.maxSettleLag()) return 9;
+        if (_modelCancelled(o.consumer, o.nonce)) return 10;
 
         modelNonceUsed[o.consumer][o.nonce] = true;
         modelEscrow[o.consumer] -= cost;

@@ -13,7 +13,7 @@ contract MarketplaceInvariantTest is Fixture {
         handler = new Handler(market, token, broker, owner);
         token.transfer(address(handler), token.balanceOf(address(this)));
         targetContract(address(handler));
-        bytes4[] memory selectors = new bytes4[](9);
+        bytes4[] memory selectors = new bytes4[](10);
         selectors[0] = Handler.deposit.selector;
         selectors[1] = Handler.requestWithdrawal.selector;
         selectors[2] = Handler.withdraw.selector;
@@ -23,6 +23,7 @@ contract MarketplaceInvariantTest is Fixture {
         selectors[6] = Handler.togglePause.selector;
         selectors[7] = Handler.settle.selector;
         selectors[8] = Handler.claim.selector;
+        selectors[9] = Handler.invalidate.selector;
         targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
     }
 
@@ -98,6 +99,12 @@ contract MarketplaceInvariantTest is Fixture {
     function test_handler_reachesEveryOutcome() public {
         handler.deposit(0, 1e21); // consumers 1 and 2 stay unfunded: reason 8
         for (uint256 i; i < 60; ++i) {
+            if (i % 10 == 0) {
+                for (uint256 c; c < handler.N_CONSUMERS(); ++c) {
+                    handler.invalidate(c, i);
+                }
+                handler.warp(2 hours); // the cancellations take effect: reason 10
+            }
             handler.settle(i, 5);
         }
         assertGe(handler.ghostFillsSettled(), 10, "fills settle");
@@ -106,7 +113,7 @@ contract MarketplaceInvariantTest is Fixture {
         }
         assertEq(market.unclaimedCredits(), 0, "every credit claimed");
         assertGe(handler.ghostClaimed(), 1, "claims pay");
-        for (uint8 reason = 2; reason <= 8; ++reason) {
+        for (uint8 reason = 2; reason <= 10; ++reason) {
             assertGe(handler.ghostRejectedByReason(reason), 1, "every rejection reason occurs");
         }
     }
