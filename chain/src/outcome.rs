@@ -1,5 +1,5 @@
 //! What the chain decided for each fill of a batch: the typed rejection reasons (the contract's
-//! codes 2..8; code 1, "fill id used", is retired since the consumer's nonce is the idempotency
+//! codes 2..10; code 1, "fill id used", is retired since the consumer's nonce is the idempotency
 //! key) and the decoding of a receipt's `FillSettled` / `FillRejected` / `BatchSettled` logs into
 //! one outcome per submitted fill and the batch's Merkle commitment.
 
@@ -31,10 +31,16 @@ pub enum RejectReason {
     BadUnits,
     /// The consumer's escrow is below `qty * ask`.
     InsufficientEscrow,
+    /// The block is past the order's deadline plus the contract's `maxSettleLag`: a signed
+    /// order expires on chain (V2), so the engine settles each fill within that lag.
+    SettleLagPassed,
+    /// The consumer invalidated the order's nonce (`invalidateNonces`), and the delay that
+    /// keeps accepted fills settleable has run out (V2).
+    NonceInvalidated,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 7] = [
+    pub const ALL: [RejectReason; 9] = [
         Self::BadSignature,
         Self::NonceUsed,
         Self::Expired,
@@ -42,6 +48,8 @@ impl RejectReason {
         Self::MarginExceeded,
         Self::BadUnits,
         Self::InsufficientEscrow,
+        Self::SettleLagPassed,
+        Self::NonceInvalidated,
     ];
 
     /// The contract's `REJECT_*` code.
@@ -54,6 +62,8 @@ impl RejectReason {
             Self::MarginExceeded => 6,
             Self::BadUnits => 7,
             Self::InsufficientEscrow => 8,
+            Self::SettleLagPassed => 9,
+            Self::NonceInvalidated => 10,
         }
     }
 
@@ -72,6 +82,8 @@ impl RejectReason {
             Self::MarginExceeded => "margin_exceeded",
             Self::BadUnits => "bad_units",
             Self::InsufficientEscrow => "insufficient_escrow",
+            Self::SettleLagPassed => "settle_lag_passed",
+            Self::NonceInvalidated => "nonce_invalidated",
         }
     }
 }
@@ -210,7 +222,7 @@ mod tests {
         }
         assert_eq!(RejectReason::from_code(0), None);
         assert_eq!(RejectReason::from_code(1), None, "retired: fill id used");
-        assert_eq!(RejectReason::from_code(9), None);
+        assert_eq!(RejectReason::from_code(11), None);
         assert_eq!(RejectReason::InsufficientEscrow.to_string(), "insufficient_escrow");
     }
 
@@ -254,8 +266,8 @@ mod tests {
             Err(OutcomeError::Duplicate(a))
         );
         assert_eq!(
-            outcomes_from_logs(MARKETPLACE, &[a], &[rejected(a, 9)]),
-            Err(OutcomeError::UnknownCode { fill_id: a, code: 9 })
+            outcomes_from_logs(MARKETPLACE, &[a], &[rejected(a, 11)]),
+            Err(OutcomeError::UnknownCode { fill_id: a, code: 11 })
         );
         assert_eq!(
             outcomes_from_logs(MARKETPLACE, &[a], &[rejected(a, 1)]),
