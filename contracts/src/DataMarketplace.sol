@@ -191,7 +191,11 @@ contract DataMarketplace is
     uint8 public constant REJECT_NONCE_INVALIDATED = 10;
 
     uint256 private constant BPS = 10_000;
-    uint256 private constant ESCROW_MASK = type(uint128).max;
+    /// @dev The account word: escrow in bits 0..126, the "has cancelled nonces" flag in bit
+    ///      127 (V2; V1 escrow never reaches 2^127: PAT's supply is far below), the cached
+    ///      nonce word in 128..191 and its used bits in 192..255.
+    uint256 private constant ESCROW_MASK = type(uint128).max >> 1;
+    uint256 private constant CANCELS_FLAG = 1 << 127;
     uint256 private constant NONCE_WORD_SHIFT = 128;
     uint256 private constant NONCE_BITS_SHIFT = 192;
 
@@ -529,10 +533,13 @@ contract DataMarketplace is
                 return (REJECT_SETTLED_TOO_LATE, 0, 0);
             }
 
-            // V2: nonces the consumer cancelled. Last, so only a fill that would settle pays
-            // for this slot.
+            // V2: nonces the consumer cancelled. Only a consumer who ever cancelled (the flag in
+            // the account word already read) has its cancellation slot read: the others pay
+            // nothing for it.
             uint256 nonce = uint256(_word(p + 92));
-            if (_isNonceCancelled($.nonceCancel[consumer][nonce >> 6], nonce)) return (REJECT_NONCE_INVALIDATED, 0, 0);
+            if (account & CANCELS_FLAG != 0 && _isNonceCancelled($.nonceCancel[consumer][nonce >> 6], nonce)) {
+                return (REJECT_NONCE_INVALIDATED, 0, 0);
+            }
         }
     }
 
@@ -638,6 +645,7 @@ contract DataMarketplace is
             v.pending = 0;
         }
         uint64 effectiveAt = uint64(block.timestamp) + $.maxSettleLag;
+        $.account[msg.sender] |= CANCELS_FLAG;
         c.effective = v.effective;
         c.pending = v.pending | mask;
         c.effectiveAt = effectiveAt;
@@ -697,7 +705,7 @@ contract DataMarketplace is
         if (word > cached && word <= type(uint64).max) {
             uint256 bits = account >> NONCE_BITS_SHIFT;
             if (bits != 0) $.nonceBitmap[consumer][cached] |= bits;
-            return (account & ESCROW_MASK) | (word << NONCE_WORD_SHIFT) | (bit << NONCE_BITS_SHIFT);
+            return (account & (ESCROW_MASK | CANCELS_FLAG)) | (word << NONCE_WORD_SHIFT) | (bit << NONCE_BITS_SHIFT);
         }
         $.nonceBitmap[consumer][word] |= bit;
         return account;
@@ -827,9 +835,10 @@ contract DataMarketplace is
         if (amount == 0) revert ZeroAmount();
         MarketplaceStorage storage $ = _s();
         $.pat.safeTransferFrom(msg.sender, address(this), amount);
-        // The escrow is the account's low 128 bits: a deposit past 2^128 - 1 reverts.
+        // The escrow is the account's low 127 bits: a deposit past 2^127 - 1 reverts.
         uint256 account = $.account[msg.sender];
-        SafeCast.toUint128((account & ESCROW_MASK) + amount);
+        uint256 escrow = (account & ESCROW_MASK) + amount;
+        if (escrow > ESCROW_MASK) revert SafeCast.SafeCastOverflowedUintDowncast(127, escrow);
         $.account[msg.sender] = account + amount;
         emit Deposited(msg.sender, amount);
     }

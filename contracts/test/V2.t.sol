@@ -85,6 +85,31 @@ contract MarketplaceV2Test is Fixture {
         assertFalse(market.isNonceInvalidated(other, 6), "other consumers untouched");
     }
 
+    /// Only a consumer who cancelled pays for the cancellation slot: the flag in its account
+    /// word survives deposits, settlements (also those that move the cached nonce word) and
+    /// withdrawals, so a cancellation in a far word still rejects, and the escrow excludes it.
+    function test_M1_cancellationFlagSurvivesEveryAccountWrite() public {
+        vm.prank(consumer);
+        market.invalidateNonces(9, 1); // nonce 576
+        assertEq(market.escrowOf(consumer), 1_000e18, "the flag is not escrow");
+        _fund(consumer, 5e18);
+        assertEq(market.escrowOf(consumer), 1_005e18, "a deposit keeps the flag out of the escrow");
+        // Settlements in word 0, then in word 2 (the cached word moves forward).
+        for (uint256 n = 1; n <= 2; ++n) {
+            DataMarketplace.Order memory o = _order(consumer, 1, ASK, n);
+            _settleOne(_fill(o), _sign(CONSUMER_PK, o));
+        }
+        DataMarketplace.Order memory far = _order(consumer, 1, ASK, 130);
+        _settleOne(_fill(far), _sign(CONSUMER_PK, far));
+        assertTrue(settledFill[_id(far)], "another word settles");
+        vm.warp(block.timestamp + LAG);
+        DataMarketplace.Order memory cancelled = _order(consumer, 1, ASK, 576);
+        vm.expectEmit(address(market));
+        emit DataMarketplace.FillRejected(_id(cancelled), 10);
+        _settleOne(_fill(cancelled), _sign(CONSUMER_PK, cancelled));
+        assertEq(market.escrowOf(consumer), 1_005e18 - 3 * ASK, "charged for three fills, not the cancelled one");
+    }
+
     /// A second call after the first took effect makes the first permanent; one before merges.
     function test_M1_invalidateNonces_merge() public {
         vm.prank(consumer);
