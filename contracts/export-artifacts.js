@@ -12,6 +12,8 @@ const CONTRACTS = {
   PAT: "PAT.sol",
   DataMarketplace: "DataMarketplace.sol",
   ERC1967Proxy: "ERC1967Proxy.sol",
+  // The frozen V1 implementation, for the live-upgrade test (chain::devnet::Devnet::start_v1).
+  DataMarketplaceV1: "DataMarketplaceV1.sol",
 };
 
 const [outDir, destDir] = process.argv.slice(2);

@@ -261,33 +261,7 @@ fn acknowledged_fills_survive_sigkill_under_load_and_settle_exactly_once() {
     }
     let max_price = engine.ask() * 20;
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let senders: Vec<_> = consumers
-        .iter()
-        .map(|&c| {
-            let (base, stop, domain) = (engine.base.clone(), stop.clone(), domain.clone());
-            let orders: Vec<Value> = (1..=700).map(|nonce| order_by(&domain, c, max_price, nonce)).collect();
-            std::thread::spawn(move || {
-                let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-                let mut acked = Vec::new();
-                for body in orders {
-                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        break;
-                    }
-                    match http.post(format!("{base}/v1/orders")).json(&body).send() {
-                        Ok(r) if r.status().as_u16() == 201 => {
-                            acked.push(r.json::<Value>().unwrap()["fill_id"].as_str().unwrap().to_owned());
-                        }
-                        // A refused or lost order is simply not acknowledged.
-                        _ => {}
-                    }
-                    // About 50 orders a second per consumer, all through the ten rounds.
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                acked
-            })
-        })
-        .collect();
+    let load = Load::start(&engine.base, &domain, &consumers, max_price, 700);
 
     // A scrape taken under load passes promtool.
     std::thread::sleep(Duration::from_millis(300));
@@ -317,50 +291,9 @@ fn acknowledged_fills_survive_sigkill_under_load_and_settle_exactly_once() {
         engine = Engine::start_with(tmp.path(), port, &env);
     }
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let acked: Vec<String> = senders.into_iter().flat_map(|s| s.join().unwrap()).collect();
+    let acked = load.stop();
     assert!(acked.len() >= 40, "the load got through between kills: {} fills", acked.len());
-
-    // Every fill the engine holds settles; the acknowledged ones are among them.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let fills: Vec<Value> = loop {
-        let fills: Vec<Value> = consumers
-            .iter()
-            .flat_map(|c| {
-                engine.get(&format!("/v1/consumers/{}/fills", signer(*c).address())).1.as_array().unwrap().clone()
-            })
-            .collect();
-        assert!(fills.iter().all(|f| f["status"] != "failed"), "escrow covers every fill");
-        if fills.iter().all(|f| f["status"] == "settled") {
-            break fills;
-        }
-        assert!(Instant::now() < deadline, "fills did not all settle");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let ids: std::collections::HashSet<&str> = fills.iter().map(|f| f["fill_id"].as_str().unwrap()).collect();
-    for id in &acked {
-        assert!(ids.contains(id.as_str()), "acknowledged fill {id} was lost");
-    }
-    let sum = |fills: &[&Value], field: &str| -> U256 {
-        fills.iter().map(|f| f[field].as_str().unwrap().parse::<U256>().unwrap()).fold(U256::ZERO, |a, b| a + b)
-    };
-    let all: Vec<&Value> = fills.iter().collect();
-    let client = rt.block_on(devnet.client()).unwrap();
-    for &c in &consumers {
-        let address = signer(c).address();
-        let own: Vec<&Value> = fills
-            .iter()
-            .filter(|f| {
-                f["consumer"].as_str().and_then(|a| a.parse::<alloy_primitives::Address>().ok()) == Some(address)
-            })
-            .collect();
-        assert!(!own.is_empty());
-        let left = rt.block_on(client.escrow_of(address)).unwrap();
-        assert_eq!(left, escrow - sum(&own, "ask_paid"), "consumer {address} paid each fill once");
-    }
-    assert_eq!(sum(&all, "ask_paid"), sum(&all, "bid_credited") + sum(&all, "broker_spread"));
-    assert_eq!(rt.block_on(client.broker_earnings()).unwrap(), sum(&all, "broker_spread"));
-    assert_eq!(rt.block_on(client.unclaimed_credits()).unwrap(), sum(&all, "bid_credited"));
+    let fills = settled_exactly_once(&rt, &devnet, &engine, &consumers, escrow, &acked);
     eprintln!("{} fills acknowledged, {} settled across 10 SIGKILLs", acked.len(), fills.len());
     engine.child.kill().unwrap();
     engine.child.wait().unwrap();
@@ -500,6 +433,146 @@ fn listings_keep_their_payloads_across_sigkill_and_the_sweep_removes_the_rest() 
         !leftovers.is_empty(),
         "no kill fell between a store write and its journal append: the test tested nothing"
     );
+}
+
+/// Consumers sending orders from threads, about 50 a second each, until stopped.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    senders: Vec<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    /// Each of `consumers` sends up to `orders` orders of one unit at `max_price` to `base`.
+    fn start(
+        base: &str,
+        domain: &alloy_sol_types::Eip712Domain,
+        consumers: &[u8],
+        max_price: u128,
+        orders: u64,
+    ) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let senders = consumers
+            .iter()
+            .map(|&c| {
+                let (base, stop) = (base.to_owned(), stop.clone());
+                let orders: Vec<Value> = (1..=orders).map(|nonce| order_by(domain, c, max_price, nonce)).collect();
+                std::thread::spawn(move || {
+                    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+                    let mut acked = Vec::new();
+                    for body in orders {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        match http.post(format!("{base}/v1/orders")).json(&body).send() {
+                            Ok(r) if r.status().as_u16() == 201 => {
+                                acked.push(r.json::<Value>().unwrap()["fill_id"].as_str().unwrap().to_owned());
+                            }
+                            // A refused or lost order is simply not acknowledged.
+                            _ => {}
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    acked
+                })
+            })
+            .collect();
+        Self { stop, senders }
+    }
+
+    /// Stops the senders: the fill ids each saw acknowledged.
+    fn stop(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.senders.into_iter().flat_map(|s| s.join().unwrap()).collect()
+    }
+}
+
+/// Waits until every fill of `consumers` settled (none failed: escrow covers them all), checks
+/// each of `acked` is among them, and that the chain moved each one's money exactly once:
+/// each consumer's escrow (funded with `escrow`) fell by exactly its asks, the broker earned
+/// exactly the spreads, and the providers' credits are exactly the bids. The fills.
+fn settled_exactly_once(
+    rt: &tokio::runtime::Runtime,
+    devnet: &pat_chain::devnet::Devnet,
+    engine: &Engine,
+    consumers: &[u8],
+    escrow: U256,
+    acked: &[String],
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let fills: Vec<Value> = loop {
+        let fills: Vec<Value> = consumers
+            .iter()
+            .flat_map(|c| {
+                engine.get(&format!("/v1/consumers/{}/fills", signer(*c).address())).1.as_array().unwrap().clone()
+            })
+            .collect();
+        assert!(fills.iter().all(|f| f["status"] != "failed"), "escrow covers every fill");
+        if fills.iter().all(|f| f["status"] == "settled") {
+            break fills;
+        }
+        assert!(Instant::now() < deadline, "fills did not all settle");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let ids: std::collections::HashSet<&str> = fills.iter().map(|f| f["fill_id"].as_str().unwrap()).collect();
+    for id in acked {
+        assert!(ids.contains(id.as_str()), "acknowledged fill {id} was lost");
+    }
+    let sum = |fills: &[&Value], field: &str| -> U256 {
+        fills.iter().map(|f| f[field].as_str().unwrap().parse::<U256>().unwrap()).fold(U256::ZERO, |a, b| a + b)
+    };
+    let all: Vec<&Value> = fills.iter().collect();
+    let client = rt.block_on(devnet.client()).unwrap();
+    for &c in consumers {
+        let address = signer(c).address();
+        let own: Vec<&Value> = fills
+            .iter()
+            .filter(|f| {
+                f["consumer"].as_str().and_then(|a| a.parse::<alloy_primitives::Address>().ok()) == Some(address)
+            })
+            .collect();
+        assert!(!own.is_empty());
+        let left = rt.block_on(client.escrow_of(address)).unwrap();
+        assert_eq!(left, escrow - sum(&own, "ask_paid"), "consumer {address} paid each fill once");
+    }
+    assert_eq!(sum(&all, "ask_paid"), sum(&all, "bid_credited") + sum(&all, "broker_spread"));
+    assert_eq!(rt.block_on(client.broker_earnings()).unwrap(), sum(&all, "broker_spread"));
+    assert_eq!(rt.block_on(client.unclaimed_credits()).unwrap(), sum(&all, "bid_credited"));
+    fills
+}
+
+/// The live upgrade: a chain deployed on V1, orders flowing and settling, and the owner
+/// upgrades the marketplace to V2 in the middle. No acknowledged fill is lost, every fill
+/// settles exactly once (escrow, earnings and credits to the base unit), and the proxy runs V2.
+#[test]
+fn a_live_upgrade_from_v1_under_load_loses_no_fill_and_settles_none_twice() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let devnet = rt.block_on(pat_chain::devnet::Devnet::start_v1()).unwrap();
+    let market = pat_chain::bindings::DataMarketplace::new(devnet.deployment.marketplace, &devnet.owner_provider);
+    assert!(rt.block_on(async { market.version().call().await }).is_err(), "V1 has no version()");
+    let tmp = tempfile::tempdir().unwrap();
+    let (domain, key) = devnet_config(tmp.path(), &devnet);
+    let engine = Engine::start_with(tmp.path(), free_port(), &[("PAT_BROKER_KEY", key)]);
+    // 120 segments: each consumer can buy one unit of each.
+    for p in 0..40 {
+        for s in 0..3 {
+            assert_eq!(engine.post("/v1/segments", &segment(&domain, p, s)).0, 201);
+        }
+    }
+    let consumers: Vec<u8> = (90..92).collect();
+    let escrow = U256::from(20_000u128 * 10u128.pow(18));
+    for &c in &consumers {
+        rt.block_on(devnet.fund_consumer(&signer(c), escrow)).unwrap();
+    }
+    let load = Load::start(&engine.base, &domain, &consumers, engine.ask() * 20, 110);
+    std::thread::sleep(Duration::from_millis(1_000));
+    let implementation = rt.block_on(devnet.upgrade_to_v2(pat_chain::deploy::V2Params::default())).unwrap();
+    std::thread::sleep(Duration::from_millis(1_000));
+    let acked = load.stop();
+    assert_eq!(rt.block_on(async { market.version().call().await }).unwrap(), 2, "the proxy runs V2");
+    assert_ne!(implementation, devnet.deployment.implementation);
+    assert!(acked.len() >= 40, "orders went through around the upgrade: {}", acked.len());
+    let fills = settled_exactly_once(&rt, &devnet, &engine, &consumers, escrow, &acked);
+    eprintln!("{} fills acknowledged, {} settled across the upgrade", acked.len(), fills.len());
 }
 
 /// Every file under `dir` with its bytes, to check that a read changes none.

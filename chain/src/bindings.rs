@@ -27,6 +27,15 @@ sol!(
     "artifacts/ERC1967Proxy.json"
 );
 
+// The frozen V1 implementation (`contracts/test/mocks/DataMarketplaceV1.sol`): what a chain
+// deployed before V2 runs, for the live-upgrade test. Its ABI is a subset of V2's.
+sol!(
+    #[allow(clippy::too_many_arguments)]
+    #[sol(rpc)]
+    DataMarketplaceV1,
+    "artifacts/DataMarketplaceV1.json"
+);
+
 /// The contract's logical `Fill` for an engine fill (what `encodeBatch` takes): the order as
 /// the consumer signed it, the per-unit ask and bid, the acceptance second, and each provider's
 /// units in the engine's order (sorted by provider).

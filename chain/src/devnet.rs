@@ -9,9 +9,12 @@ use alloy::providers::{DynProvider, PendingTransactionBuilder, Provider};
 use alloy::signers::local::PrivateKeySigner;
 
 use crate::anvil::{AnvilError, AnvilNode};
-use crate::bindings::PAT;
+use alloy::rpc::types::TransactionRequest;
+use alloy::sol_types::SolCall;
+
+use crate::bindings::{DataMarketplace, PAT};
 use crate::client::{ChainConfig, ChainError, SettlementClient, wallet_provider};
-use crate::deploy::{DeployParams, Deployment, deploy};
+use crate::deploy::{DeployParams, Deployment, Release, V2Params, deploy_release, upgrade_to_v2_call};
 use crate::permit::deposit_with_permit;
 
 /// The PAT supply minted to the holder: one billion PAT.
@@ -54,8 +57,22 @@ impl Devnet {
         Self::start_with_args(std::iter::empty::<&str>()).await
     }
 
+    /// Starts anvil and deploys the contracts with the proxy on the frozen V1, as a chain
+    /// deployed before V2 runs it; [`Self::upgrade_to_v2`] moves it on.
+    pub async fn start_v1() -> Result<Self, DevnetError> {
+        Self::start_release(std::iter::empty::<&str>(), Release::V1).await
+    }
+
     /// Starts anvil with extra arguments (e.g. `["--gas-limit", "100000000"]`) and deploys.
     pub async fn start_with_args<I, S>(args: I) -> Result<Self, DevnetError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString>,
+    {
+        Self::start_release(args, Release::Current).await
+    }
+
+    async fn start_release<I, S>(args: I, release: Release) -> Result<Self, DevnetError>
     where
         I: IntoIterator<Item = S>,
         S: Into<std::ffi::OsString>,
@@ -73,8 +90,22 @@ impl Devnet {
             users_pool_wallet: node.signer(2).address(),
             broker_margin_bps: DEVNET_MARGIN_BPS,
         };
-        let deployment = deploy(&owner_provider, &params).await?;
+        let deployment = deploy_release(&owner_provider, &params, release).await?;
         Ok(Self { node, deployment, owner, broker_wallet, owner_provider })
+    }
+
+    /// Upgrades the marketplace proxy from V1 to a fresh deployment of this build's
+    /// implementation, as its owner, keeping all state; returns the new implementation once
+    /// the upgrade is mined.
+    pub async fn upgrade_to_v2(&self, params: V2Params) -> Result<Address, DevnetError> {
+        let implementation =
+            *DataMarketplace::deploy(&self.owner_provider).await.map_err(contract("deploy DataMarketplace"))?.address();
+        let call = upgrade_to_v2_call(implementation, params);
+        let tx = TransactionRequest::default().to(self.deployment.marketplace).input(call.abi_encode().into());
+        let pending =
+            self.owner_provider.send_transaction(tx).await.map_err(rpc("eth_sendTransaction upgradeToAndCall"))?;
+        confirm(&self.owner_provider, pending).await?;
+        Ok(implementation)
     }
 
     /// The settlement config of this chain, with the default limits.
