@@ -426,9 +426,16 @@ fn listings_keep_their_payloads_across_sigkill_and_the_sweep_removes_the_rest() 
     // Each orphan payload (its one or two objects) and each staging file, counted once.
     let staging = leftovers.iter().filter(|n| n.contains('#')).count();
     let orphans: std::collections::BTreeSet<&String> = leftovers.iter().filter(|n| !n.contains('#')).collect();
-    let scrape = engine.http.get(format!("{}/metrics", engine.base)).send().unwrap().text().unwrap();
+    // The files go before the sweep counts them: wait for the count too.
     let removed = format!("pat_storage_orphans_removed_total {}", orphans.len() + staging);
-    assert!(scrape.lines().any(|l| l == removed), "{removed} in {scrape}");
+    loop {
+        let scrape = engine.http.get(format!("{}/metrics", engine.base)).send().unwrap().text().unwrap();
+        if scrape.lines().any(|l| l == removed) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{removed} in {scrape}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         !leftovers.is_empty(),
         "no kill fell between a store write and its journal append: the test tested nothing"
@@ -550,7 +557,14 @@ fn a_live_upgrade_from_v1_under_load_loses_no_fill_and_settles_none_twice() {
     let market = pat_chain::bindings::DataMarketplace::new(devnet.deployment.marketplace, &devnet.owner_provider);
     assert!(rt.block_on(async { market.version().call().await }).is_err(), "V1 has no version()");
     let tmp = tempfile::tempdir().unwrap();
-    let (domain, key) = devnet_config(tmp.path(), &devnet);
+    let (domain, _) = devnet_config(tmp.path(), &devnet);
+    // A broker of its own: the owner's upgrade transactions and the broker's settlements
+    // would otherwise race for one account's nonces.
+    let broker = signer(200);
+    rt.block_on(devnet.set_eth(broker.address(), U256::from(10u128.pow(20)))).unwrap();
+    let set = rt.block_on(async { market.setBroker(broker.address()).send().await }).unwrap();
+    rt.block_on(pat_chain::devnet::confirm(&devnet.owner_provider, set)).unwrap();
+    let key = format!("0x{}", alloy_primitives::hex::encode(broker.to_bytes()));
     let engine = Engine::start_with(tmp.path(), free_port(), &[("PAT_BROKER_KEY", key)]);
     // 120 segments: each consumer can buy one unit of each.
     for p in 0..40 {

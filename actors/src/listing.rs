@@ -152,10 +152,7 @@ impl Listings {
             deleted.map_err(|e| e.to_string())?;
             removed += 1;
         }
-        let began = Instant::now();
-        let staged = self.store.remove_stale_staging(grace).await;
-        observe("sweep", began, &staged);
-        removed += staged.map_err(|e| e.to_string())?;
+        removed += self.store.remove_stale_staging(grace).await.map_err(|e| e.to_string())?;
         metrics::counter!("pat_storage_orphans_removed_total").increment(removed);
         metrics::gauge!("pat_storage_objects").set(found.objects as f64);
         metrics::gauge!("pat_storage_bytes").set(found.bytes as f64);

@@ -121,8 +121,9 @@ contract DataMarketplace is
         uint64 batchCount;
         /// leaves committed so far: leaf indexes are global, the next batch starts here
         uint64 leafCount;
-        /// per consumer, one slot: escrow (bits 0-127), the cached nonce word index
-        /// (bits 128-191) and that word's 64 used-nonce bits (bits 192-255)
+        /// per consumer, one slot: escrow (bits 0-126), the "has cancelled nonces" flag
+        /// (bit 127, V2), the cached nonce word index (bits 128-191) and that word's 64
+        /// used-nonce bits (bits 192-255)
         mapping(address consumer => uint256) account;
         mapping(address consumer => WithdrawalRequest) pendingWithdrawal;
         /// claimed provider credits, withdrawable
@@ -243,6 +244,9 @@ contract DataMarketplace is
     error NotBrokerOrOwner(address caller);
     error ZeroAddress();
     error ZeroAmount();
+    /// @notice V2 keeps escrow in 127 bits: a token whose supply could exceed them cannot be
+    ///         upgraded to (an account at 2^127 or more would lose its top bit to the flag).
+    error SupplyTooLarge(uint256 supply);
     error MarketPaused();
     error EmptyBatch();
     error BatchTooLarge(uint256 size, uint256 max);
@@ -336,6 +340,8 @@ contract DataMarketplace is
         onlyOwner
     {
         MarketplaceStorage storage $ = _s();
+        uint256 supply = $.pat.totalSupply();
+        if (supply > ESCROW_MASK) revert SupplyTooLarge(supply);
         // the lag first (its bound on the delay is the delay being set), then the delay >= lag
         if (maxSettleLag_ < MIN_SETTLE_LAG || maxSettleLag_ > MAX_SETTLE_LAG || maxSettleLag_ > withdrawalDelay_) {
             revert SettleLagOutOfRange(maxSettleLag_, MIN_SETTLE_LAG, _min64(MAX_SETTLE_LAG, withdrawalDelay_));

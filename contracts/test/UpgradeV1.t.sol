@@ -9,6 +9,8 @@ import {ERC1967Proxy} from "@openzeppelin/contracts/proxy/ERC1967/ERC1967Proxy.s
 import {IERC1967} from "@openzeppelin/contracts/interfaces/IERC1967.sol";
 import {OwnableUpgradeable} from "@openzeppelin/contracts-upgradeable/access/OwnableUpgradeable.sol";
 import {Initializable} from "@openzeppelin/contracts-upgradeable/proxy/utils/Initializable.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {PAT} from "../src/PAT.sol";
 
 /// The deployed V1 (its bytecode, test/mocks/DataMarketplaceV1.sol) upgraded in place to
 /// src/DataMarketplace.sol with initializeV2: every V1 value is kept, and the V2 rules apply
@@ -35,8 +37,7 @@ contract UpgradeFromV1Test is Fixture {
                 new ERC1967Proxy(
                     address(v1),
                     abi.encodeCall(
-                        DataMarketplaceV1.initialize,
-                        (owner, token, broker, brokerWallet, usersPool, MARGIN_BPS)
+                        DataMarketplaceV1.initialize, (owner, token, broker, brokerWallet, usersPool, MARGIN_BPS)
                     )
                 )
             )
@@ -204,6 +205,28 @@ contract UpgradeFromV1Test is Fixture {
         vm.prank(owner);
         market.initializeV2(1 hours, 1 hours, 1 days);
         assertEq(market.maxSettleLag(), 1 hours, "set");
+    }
+
+    /// V2 keeps escrow in 127 bits: a V1 proxy over a token whose supply could reach bit 127
+    /// is not upgraded (its accounts could hold escrow there), one over PAT's is.
+    function test_upgradeFromV1_refusesATokenBeyond127Bits() public {
+        PAT big = new PAT(address(this), uint256(1) << 127);
+        DataMarketplaceV1 v1 = new DataMarketplaceV1();
+        DataMarketplace m = DataMarketplace(
+            address(
+                new ERC1967Proxy(
+                    address(v1),
+                    abi.encodeCall(
+                        DataMarketplaceV1.initialize,
+                        (owner, IERC20(address(big)), broker, brokerWallet, usersPool, MARGIN_BPS)
+                    )
+                )
+            )
+        );
+        DataMarketplace v2 = new DataMarketplace();
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(DataMarketplace.SupplyTooLarge.selector, uint256(1) << 127));
+        m.upgradeToAndCall(address(v2), abi.encodeCall(DataMarketplace.initializeV2, (1 hours, 1 hours, 1 days)));
     }
 
     /// Paused under V1 at the upgrade: the pause clock starts at the upgrade, and a V1 request

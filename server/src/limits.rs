@@ -7,7 +7,7 @@
 //! limits change live on reload; buckets keep what they hold.
 //!
 //! Tokens are counted in thousandths, refilled by the microsecond: integer
-//! arithmetic, no drift. A bucket that refilled to its burst is the same as
+//! arithmetic; a refused request leaves its bucket as it was. A bucket that refilled to its burst is the same as
 //! no bucket, so idle identities are dropped once many are held.
 
 use std::sync::{Mutex, RwLock};
@@ -45,8 +45,23 @@ struct Bucket {
 #[derive(Debug)]
 pub struct RateLimits {
     params: RwLock<LimitParams>,
-    orders: Mutex<AddressMap<Bucket>>,
-    submissions: Mutex<AddressMap<Bucket>>,
+    orders: Mutex<Buckets>,
+    submissions: Mutex<Buckets>,
+}
+
+/// One limit's buckets, and the size at which the full ones are dropped next: twice what
+/// a drop left, so that identities that keep their buckets from filling cannot make every
+/// newcomer pay for a scan.
+#[derive(Debug)]
+struct Buckets {
+    held: AddressMap<Bucket>,
+    prune_at: usize,
+}
+
+impl Default for Buckets {
+    fn default() -> Self {
+        Self { held: AddressMap::default(), prune_at: HELD_MAX }
+    }
 }
 
 impl RateLimits {
@@ -87,16 +102,18 @@ impl RateLimits {
             b.held.saturating_add(micros.saturating_mul(per_sec) / 1_000).min(full)
         };
         let mut buckets = buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= HELD_MAX && !buckets.contains_key(&who) {
-            buckets.retain(|_, b| refilled(b) < full);
+        if buckets.held.len() >= buckets.prune_at && !buckets.held.contains_key(&who) {
+            buckets.held.retain(|_, b| refilled(b) < full);
+            buckets.prune_at = (2 * buckets.held.len()).max(HELD_MAX);
         }
-        let bucket = buckets.entry(who).or_insert(Bucket { held: full, at: now });
+        let bucket = buckets.held.entry(who).or_insert(Bucket { held: full, at: now });
         let held = refilled(bucket);
         if held >= COST {
-            *bucket = Bucket { held: held - COST, at: now };
+            // A clock read before another thread's later one never moves a bucket back.
+            *bucket = Bucket { held: held - COST, at: now.max(bucket.at) };
             return Ok(());
         }
-        *bucket = Bucket { held, at: now };
+        // Refused: the bucket stays as it was, so its refill keeps counting from then.
         // Microseconds until one token is back, in whole seconds (at least 1).
         let wait_micros = ((COST - held) * 1_000).div_ceil(per_sec);
         let retry_after = wait_micros.div_ceil(1_000_000).max(1);
@@ -171,6 +188,24 @@ mod tests {
         }
         // A second later every bucket is full again: the next newcomer drops them.
         l.admit_at(Limited::Orders, Address::repeat_byte(0xff), t0 + Duration::from_secs(1)).unwrap();
-        assert_eq!(l.orders.lock().unwrap().len(), 1);
+        assert_eq!(l.orders.lock().unwrap().held.len(), 1);
+    }
+
+    /// Identities that keep their buckets from filling: a drop that frees nothing moves the
+    /// next one to twice the size, so newcomers do not each pay for a scan.
+    #[test]
+    fn a_drop_that_frees_nothing_moves_the_next_one_away() {
+        let l = limits(1, 1);
+        let t0 = Instant::now();
+        let address = |i: u64| {
+            let mut bytes = [0u8; 20];
+            bytes[..8].copy_from_slice(&i.to_be_bytes());
+            Address::from(bytes)
+        };
+        for i in 0..=HELD_MAX as u64 {
+            l.admit_at(Limited::Orders, address(i), t0).unwrap();
+        }
+        let buckets = l.orders.lock().unwrap();
+        assert_eq!((buckets.held.len(), buckets.prune_at), (HELD_MAX + 1, 2 * HELD_MAX));
     }
 }

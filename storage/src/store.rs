@@ -316,12 +316,21 @@ impl PayloadStore {
                 let mut any = false;
                 for entry in entries {
                     let entry = entry?;
-                    let name = entry.file_name();
-                    if !name.to_str().is_some_and(is_staging_name) || entry.metadata()?.modified()? >= cutoff {
+                    if !entry.file_name().to_str().is_some_and(is_staging_name) {
                         continue;
                     }
-                    std::fs::remove_file(entry.path())?;
-                    (removed, any) = (removed + 1, true);
+                    // A put renaming its staging file into place right now: not ours to remove.
+                    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+                    match entry.metadata().and_then(|m| m.modified()) {
+                        Ok(modified) if modified < cutoff => {}
+                        Err(e) if !gone(&e) => return Err(e),
+                        _ => continue,
+                    }
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => (removed, any) = (removed + 1, true),
+                        Err(e) if gone(&e) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
                 if any {
                     sync_dir(&dir)?;
