@@ -6,15 +6,16 @@
 //! `consumer` (a provider's read of its own payload, EIP-712
 //! `PayloadAccess`). Each signature covers one fill or one segment and
 //! expires at most [`ACCESS_TTL_MAX`] ahead, so a leaked header opens one
-//! thing for an hour at most. Each route checks the signature over its own
-//! typed data; this module parses the header and checks its expiry.
+//! thing for an hour at most. [`authorize`] parses the header, checks its
+//! expiry and the signature over the typed data its route names.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::HttpRequest;
 use actix_web::http::header::{self, HeaderValue};
 use alloy_primitives::Address;
-use pat_engine::{Code, text};
+use alloy_sol_types::{Eip712Domain, SolStruct};
+use pat_engine::{Code, eip712, text};
 
 use crate::error::ApiError;
 
@@ -59,11 +60,31 @@ pub fn authorization(party: Party, signer: Address, expires_at: u64, signature: 
 
 /// A request's access header, parsed and unexpired; its signature is not
 /// checked yet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Signed {
-    pub signer: Address,
-    pub expires_at: u64,
-    pub signature: Vec<u8>,
+struct Signed {
+    signer: Address,
+    expires_at: u64,
+    signature: Vec<u8>,
+}
+
+/// Unix seconds now.
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The signer of `req`'s access header for `party`, now: the header parsed
+/// and unexpired (see [`signed`]), and its signature over the typed data
+/// `typed(signer, expires_at)` under `domain` recovering to that signer
+/// (`401 bad_signature` otherwise).
+pub fn authorize<T: SolStruct>(
+    req: &HttpRequest,
+    party: Party,
+    domain: &Eip712Domain,
+    typed: impl FnOnce(Address, u64) -> T,
+) -> Result<Address, ApiError> {
+    let Signed { signer, expires_at, signature } = signed(req, party, now_secs())?;
+    eip712::verify_signer(&eip712::digest(&typed(signer, expires_at), domain), &signature, signer)
+        .map_err(|e| unauthorized(format!("the access signature: {e}")))?;
+    Ok(signer)
 }
 
 fn unauthorized(message: impl Into<String>) -> ApiError {
@@ -73,7 +94,7 @@ fn unauthorized(message: impl Into<String>) -> ApiError {
 /// The access header of `req` for `party`, at `now` (unix seconds):
 /// `401 bad_signature` if it is missing or malformed, `401 token_expired`
 /// if it expired or lies more than [`ACCESS_TTL_MAX`] ahead.
-pub fn signed(req: &HttpRequest, party: Party, now: u64) -> Result<Signed, ApiError> {
+fn signed(req: &HttpRequest, party: Party, now: u64) -> Result<Signed, ApiError> {
     let usage = format!(
         "{SCHEME} {}=0x…, expires_at=<unix secs>, signature=0x… (EIP-712 {})",
         party.as_str(),
@@ -121,12 +142,34 @@ pub fn signed(req: &HttpRequest, party: Party, now: u64) -> Result<Signed, ApiEr
     Ok(Signed { signer, expires_at, signature })
 }
 
-/// The byte range a `Range` header asks of a body of `total` bytes whose
-/// ETag is `etag`: `None` for the whole body. As RFC 9110 has it, a header
-/// that is not one byte range (`bytes=a-b`, `a-`, `-n`; another unit,
-/// several ranges, bad syntax) is ignored, and a range that starts past the
-/// body is `416`.
-pub fn range(req: &HttpRequest, total: u64, etag: &str) -> Result<Option<(u64, u64)>, ApiError> {
+/// A `416`: the error, and the body's length its `Content-Range` states.
+pub struct Unsatisfiable {
+    error: ApiError,
+    total: u64,
+}
+
+impl Unsatisfiable {
+    /// The answer: `refuse`'s response to the error (which counts it), with
+    /// `Content-Range: bytes */total`.
+    pub fn respond(self, refuse: impl FnOnce(ApiError) -> actix_web::HttpResponse) -> actix_web::HttpResponse {
+        let mut response = refuse(self.error);
+        let value = HeaderValue::from_str(&format!("bytes */{}", self.total)).expect("a content range");
+        response.headers_mut().insert(header::CONTENT_RANGE, value);
+        response
+    }
+}
+
+/// The bytes `first..end` a request asks of a body of `total` bytes whose
+/// ETag is `etag`: the whole body without a `Range`. As RFC 9110 has it, a
+/// header that is not one byte range (`bytes=a-b`, `a-`, `-n`; another
+/// unit, several ranges, bad syntax) is ignored, and a range that starts
+/// past the body is `416`.
+pub fn byte_range(req: &HttpRequest, total: u64, etag: &str) -> Result<(u64, u64), Unsatisfiable> {
+    range(req, total, etag).map(|r| r.unwrap_or((0, total))).map_err(|error| Unsatisfiable { error, total })
+}
+
+/// The range of [`byte_range`], `None` for the whole body.
+fn range(req: &HttpRequest, total: u64, etag: &str) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(value) = req.headers().get(header::RANGE) else { return Ok(None) };
     // A resumption of another body (If-Range names another ETag) gets the whole body.
     if req.headers().get(header::IF_RANGE).is_some_and(|v| v.as_bytes() != etag.as_bytes()) {
@@ -175,9 +218,4 @@ pub fn head(first: u64, end: u64, total: u64, etag: String, content_type: &str) 
         .insert_header((header::ETAG, etag))
         .no_chunking(end - first);
     response
-}
-
-/// A `416` answer's `Content-Range`: the body's length.
-pub fn unsatisfied_range(total: u64) -> (header::HeaderName, HeaderValue) {
-    (header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{total}")).expect("a content range"))
 }

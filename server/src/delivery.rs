@@ -14,16 +14,14 @@
 //! a client sees as a broken download, and its resumption gets the error.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use alloy_primitives::{Address, B256};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use pat_actors::delivery::{Deliveries, DeliveryError, DeliveryPlan};
 use pat_actors::messages::PlanDelivery;
-use pat_engine::eip712::{self, Access};
+use pat_engine::eip712::Access;
 use pat_engine::text;
 
 use crate::access::{self, Party};
@@ -34,25 +32,6 @@ use crate::error::ApiError;
 
 /// Segments read from the store ahead of the one being sent.
 const READ_AHEAD: usize = 1;
-
-/// Unix seconds now.
-pub(crate) fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// The consumer whose `Access` to fill `fill_id` the request's header signs, at `now`.
-fn authorize(
-    req: &HttpRequest,
-    fill_id: B256,
-    domain: &alloy_sol_types::Eip712Domain,
-    now: u64,
-) -> Result<Address, ApiError> {
-    let signed = access::signed(req, Party::Consumer, now)?;
-    let access = Access { consumer: signed.signer, fillId: fill_id, expiresAt: signed.expires_at };
-    eip712::verify_signer(&eip712::digest(&access, domain), &signed.signature, signed.signer)
-        .map_err(|e| ApiError::new(pat_engine::Code::BadSignature, format!("the access signature: {e}")))?;
-    Ok(signed.signer)
-}
 
 fn refusal(e: ApiError) -> HttpResponse {
     metrics::counter!("pat_deliveries_total", "result" => e.code.as_str()).increment(1);
@@ -83,7 +62,8 @@ pub async fn fill_data(state: web::Data<Arc<AppState>>, req: HttpRequest, id: we
         Ok(id) => id,
         Err(e) => return refusal(e),
     };
-    let consumer = match authorize(&req, fill_id, &state.domain, now_secs()) {
+    let access = |consumer, expires_at| Access { consumer, fillId: fill_id, expiresAt: expires_at };
+    let consumer = match access::authorize(&req, Party::Consumer, &state.domain, access) {
         Ok(consumer) => consumer,
         Err(e) => return refusal(e),
     };
@@ -107,15 +87,9 @@ pub async fn fill_data(state: web::Data<Arc<AppState>>, req: HttpRequest, id: we
     };
     let layout = Layout::new(&manifest, &plan.segments);
     let etag = bundle::etag(fill_id);
-    let (first, end) = match access::range(&req, layout.total, &etag) {
-        Ok(Some(r)) => r,
-        Ok(None) => (0, layout.total),
-        Err(e) => {
-            let mut response = refusal(e);
-            let (name, value) = access::unsatisfied_range(layout.total);
-            response.headers_mut().insert(name, value);
-            return response;
-        }
+    let (first, end) = match access::byte_range(&req, layout.total, &etag) {
+        Ok(range) => range,
+        Err(unsatisfiable) => return unsatisfiable.respond(refusal),
     };
     let mut response = access::head(first, end, layout.total, etag, bundle::CONTENT_TYPE);
     response.insert_header(("x-pat-access-until-ms", plan.access_until_ms.to_string()));

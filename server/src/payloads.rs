@@ -18,12 +18,11 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::stream;
 use pat_actors::messages::GetSegment;
-use pat_engine::eip712::{self, PayloadAccess};
+use pat_engine::eip712::PayloadAccess;
 use pat_engine::{Code, SegmentId, text};
 
 use crate::access::{self, Party};
 use crate::api::AppState;
-use crate::delivery::now_secs;
 use crate::dto::field;
 use crate::error::ApiError;
 
@@ -45,36 +44,25 @@ pub async fn segment_data(state: web::Data<Arc<AppState>>, req: HttpRequest, id:
         Ok(id) => id,
         Err(e) => return refusal(e),
     };
-    let signed = match access::signed(&req, Party::Provider, now_secs()) {
-        Ok(signed) => signed,
+    let access = |provider, expires_at| PayloadAccess { provider, segmentId: id, expiresAt: expires_at };
+    let provider = match access::authorize(&req, Party::Provider, &state.domain, access) {
+        Ok(provider) => provider,
         Err(e) => return refusal(e),
     };
-    let payload_access = PayloadAccess { provider: signed.signer, segmentId: id, expiresAt: signed.expires_at };
-    if let Err(e) =
-        eip712::verify_signer(&eip712::digest(&payload_access, &state.domain), &signed.signature, signed.signer)
-    {
-        return refusal(ApiError::new(Code::BadSignature, format!("the access signature: {e}")));
-    }
     let segment = match state.engine.send(GetSegment(SegmentId(id))).timeout(state.engine_timeout).await {
         Ok(Some(segment)) => segment,
         Ok(None) => return refusal(ApiError::new(Code::UnknownSegment, format!("no segment {id}"))),
         Err(e) => return refusal(e.into()),
     };
-    if segment.provider != signed.signer {
+    if segment.provider != provider {
         return refusal(ApiError::new(Code::NotYourSegment, format!("segment {id} was listed by another provider")));
     }
     let hash = format!("{:#x}", segment.payload_hash);
     let etag = format!("\"{hash}\"");
     let total = u64::from(segment.payload_bytes);
-    let (first, end) = match access::range(&req, total, &etag) {
-        Ok(Some(r)) => r,
-        Ok(None) => (0, total),
-        Err(e) => {
-            let mut response = refusal(e);
-            let (name, value) = access::unsatisfied_range(total);
-            response.headers_mut().insert(name, value);
-            return response;
-        }
+    let (first, end) = match access::byte_range(&req, total, &etag) {
+        Ok(range) => range,
+        Err(unsatisfiable) => return unsatisfiable.respond(refusal),
     };
     let mut response = access::head(first, end, total, etag, CONTENT_TYPE);
     response.insert_header(("x-pat-payload-hash", HeaderValue::from_str(&hash).expect("hex is a header value")));

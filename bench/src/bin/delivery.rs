@@ -138,17 +138,16 @@ impl Bench {
         fill
     }
 
+    /// Consumer `who`'s signed access to `fill`, as its `Authorization` header.
+    fn access(&self, fill: B256, who: u32) -> String {
+        let expires = now_secs() + 600;
+        let (access, signature) = sign_access(&signer(2, who), fill, expires, &self.cfg.domain());
+        pat_server::access::authorization(pat_server::access::Party::Consumer, access.consumer, expires, &signature)
+    }
+
     /// One whole download: (time to first byte, total time, bytes).
     async fn download(&self, fill: B256, who: u32) -> (Duration, Duration, u64) {
-        let expires = now_secs() + 600;
-        let consumer = signer(2, who);
-        let (access, signature) = sign_access(&consumer, fill, expires, &self.cfg.domain());
-        let auth = pat_server::access::authorization(
-            pat_server::access::Party::Consumer,
-            access.consumer,
-            expires,
-            &signature,
-        );
+        let auth = self.access(fill, who);
         let began = Instant::now();
         let mut resp = self
             .http
@@ -169,13 +168,8 @@ impl Bench {
 
 /// Fill `fill`'s whole body.
 async fn whole_body(b: &Bench, fill: B256, who: u32) -> Vec<u8> {
-    let consumer = signer(2, who);
-    let expires = now_secs() + 600;
-    let (_, signature) = sign_access(&consumer, fill, expires, &b.cfg.domain());
-    let auth =
-        pat_server::access::authorization(pat_server::access::Party::Consumer, consumer.address(), expires, &signature);
     let url = format!("{}/v1/fills/{fill}/data", b.base);
-    let resp = b.http.get(url).header("authorization", auth).send().await.expect("a download");
+    let resp = b.http.get(url).header("authorization", b.access(fill, who)).send().await.expect("a download");
     resp.bytes().await.expect("the body").to_vec()
 }
 
@@ -268,15 +262,8 @@ async fn download_bench(store: &str, kib: usize, rounds: usize) {
             }
             floor_total += began.elapsed();
         }
-        // The same objects opened (read, unwrapped, decrypted, checked), no HTTP, no engine.
-        let began = Instant::now();
-        for _ in 0..rounds {
-            for h in &hashes {
-                store.get(h).await.expect("opens");
-            }
-        }
-        let opened = mb_per_s(floor_bytes, began.elapsed());
-        // Where opening's time goes, per segment: the reads, the data key, the payload.
+        // The same objects opened (read, unwrapped, decrypted, checked: what
+        // `PayloadStore::get` does), no HTTP, no engine, timed by part.
         let (mut read, mut unwrap, mut open) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         for _ in 0..rounds {
             for h in &hashes {
@@ -291,6 +278,7 @@ async fn download_bench(store: &str, kib: usize, rounds: usize) {
                 open += t.elapsed();
             }
         }
+        let opened = mb_per_s(floor_bytes, read + unwrap + open);
         let n = (rounds * hashes.len()) as u32;
         opening.push(format!("{segments}: read {:.1?}, unwrap {:.1?}, open {:.1?}", read / n, unwrap / n, open / n));
         let (ours, floor) = (mb_per_s(bytes, total), mb_per_s(floor_bytes, floor_total));
