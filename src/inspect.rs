@@ -39,6 +39,13 @@ fn summary(event: &Event) -> String {
         Event::ConfigChanged(_) => "new engine config".to_owned(),
         Event::PauseSet { paused } => format!("paused = {paused}"),
         Event::PhaseAdvanced { phase } => format!("phase {phase}"),
+        Event::EscrowSynced(s) => format!(
+            "to block {}: {} accounts, {} settlements seen, {} nonce cancellations",
+            s.block,
+            s.accounts.len(),
+            s.settled.len(),
+            s.cancelled.len()
+        ),
     }
 }
 

@@ -19,8 +19,9 @@ use anyhow::Context;
 use clap::Args as ClapArgs;
 use pat_actors::clearing::ClearingSettings;
 use pat_actors::clock::system_clock;
+use pat_actors::escrow::EscrowSettings;
 use pat_actors::listing::SweepSettings;
-use pat_actors::services::{Services, Settlement};
+use pat_actors::services::{EscrowFollowing, Services, Settlement};
 use pat_actors::{EngineHandle, EngineSettings};
 use pat_server::ServerSettings;
 
@@ -65,12 +66,28 @@ async fn settlement(cfg: &pat_config::Config) -> anyhow::Result<Option<pat_chain
     };
     let broker: pat_engine::signing::LocalSigner =
         key.trim().parse().map_err(|_| anyhow::anyhow!("{BROKER_KEY_VAR} is not a hex private key"))?;
+    let client =
+        pat_chain::SettlementClient::connect(chain_config(cfg)?, broker).await.context("connecting to the chain")?;
+    eprintln!("settling on chain {} as broker {}", cfg.engine.chain_id, client.broker());
+    Ok(Some(client))
+}
+
+/// The chain of the config: node, domain and confirmation depth.
+fn chain_config(cfg: &pat_config::Config) -> anyhow::Result<pat_chain::ChainConfig> {
     let url = alloy::transports::http::reqwest::Url::parse(&cfg.chain.rpc_url).context("chain.rpc_url")?;
     let mut chain = pat_chain::ChainConfig::new(url, cfg.engine.chain_id, cfg.engine.marketplace);
     chain.confirmations = cfg.chain.confirmations;
-    let client = pat_chain::SettlementClient::connect(chain, broker).await.context("connecting to the chain")?;
-    eprintln!("settling on chain {} as broker {}", cfg.engine.chain_id, client.broker());
-    Ok(Some(client))
+    Ok(chain)
+}
+
+/// The escrow follower of the config's chain, when orders must be covered by escrow.
+fn escrow_following(cfg: &pat_config::Config) -> anyhow::Result<Option<EscrowFollowing>> {
+    if !cfg.escrow.required {
+        eprintln!("escrow.required is off: orders are taken whatever the consumer's escrow");
+        return Ok(None);
+    }
+    let reader = pat_chain::EscrowReader::connect(&chain_config(cfg)?);
+    Ok(Some(EscrowFollowing { reader, settings: EscrowSettings { every: Duration::from_millis(cfg.escrow.poll_ms) } }))
 }
 
 async fn serve(args: &Args, cfg: pat_config::Config) -> anyhow::Result<ExitCode> {
@@ -100,9 +117,15 @@ pub async fn run_engine(
         every: Duration::from_secs(cfg.storage.sweep_interval_secs),
         grace: Duration::from_secs(cfg.storage.orphan_grace_secs),
     };
-    let services = Services::start(engine_settings, Arc::new(cfg.engine), system_clock(), settlement)
+    engine_settings.escrow_required = cfg.escrow.required;
+    let escrow = escrow_following(&cfg)?;
+    let reader = escrow.as_ref().map(|e| e.reader.clone());
+    let services = Services::start(engine_settings, Arc::new(cfg.engine), system_clock(), escrow, settlement)
         .context("recovering the data directory")?;
     let (engine, startup) = (services.engine.clone(), &services.startup);
+    if let Some(reader) = &reader {
+        escrow_caught_up(&engine, reader).await;
+    }
     eprintln!(
         "recovered {}: snapshot at LSN {}, {} records replayed, {} torn bytes cut; next LSN {}",
         data_dir.display(),
@@ -139,6 +162,27 @@ pub async fn run_engine(
     let _ = server.await;
     services.stop(true).await.context("final snapshot")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long a start waits for the escrow follower to reach the chain's head.
+const ESCROW_CATCH_UP: Duration = Duration::from_secs(30);
+
+/// Waits, at most [`ESCROW_CATCH_UP`], until the engine's escrow is current to the chain's
+/// confirmed head at start: a restarted engine then takes funded consumers' orders from its
+/// first request instead of refusing them until the follower caught up.
+async fn escrow_caught_up(engine: &EngineHandle, reader: &pat_chain::EscrowReader) {
+    let head = match reader.confirmed_head().await {
+        Ok(head) => head,
+        Err(e) => return eprintln!("escrow: the chain did not answer ({e}); orders wait for the follower"),
+    };
+    let deadline = std::time::Instant::now() + ESCROW_CATCH_UP;
+    while std::time::Instant::now() < deadline {
+        if engine.send(pat_actors::messages::EscrowCursor).await.is_ok_and(|block| block >= head) {
+            return eprintln!("escrow synced from the chain to block {head}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("escrow: not synced to block {head} within {ESCROW_CATCH_UP:?}; unsynced consumers' orders wait for it");
 }
 
 fn report_reload(result: Result<(), pat_server::ReloadError>, why: &str) {

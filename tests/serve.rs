@@ -81,6 +81,20 @@ impl Engine {
         panic!("no quote");
     }
 
+    /// Waits until the engine counts at least `free` of `consumer`'s escrow free: the
+    /// follower synced its deposit from the chain.
+    fn wait_free_escrow(&self, consumer: alloy_primitives::Address, free: U256) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, e) = self.get(&format!("/v1/consumers/{consumer}/escrow"));
+            if e["free"].as_str().and_then(|f| f.parse::<U256>().ok()).is_some_and(|f| f >= free) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "escrow of {consumer} not synced: {e}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn signal(&self, signal: &str) {
         assert!(Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap().success());
     }
@@ -120,7 +134,7 @@ fn order_by(domain: &alloy_sol_types::Eip712Domain, consumer: u8, max_price: u12
 fn serve_keeps_acknowledged_fills_across_sigkill_and_survives_a_bad_reload() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("pat.toml");
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"), &config).unwrap();
+    write_offline_config(&config);
     let domain = pat_config::Config::load(&config).unwrap().engine.domain();
     let port = free_port();
     let engine = Engine::start(tmp.path(), port);
@@ -173,6 +187,12 @@ fn serve_keeps_acknowledged_fills_across_sigkill_and_survives_a_bad_reload() {
 }
 
 /// `journal inspect` of `data`, checking that it changed no file; its output.
+/// Writes the default config with no chain to follow: orders are not held to escrow.
+fn write_offline_config(config: &Path) {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")).unwrap();
+    std::fs::write(config, text.replace("required = true", "required = false")).unwrap();
+}
+
 fn inspect_unchanged(data: &Path) -> String {
     let before = files_of(data);
     let inspect =
@@ -208,8 +228,26 @@ fn serve_settles_fills_on_chain_with_the_brokers_key() {
     for p in 0..2 {
         assert_eq!(engine.post("/v1/segments", &segment(&domain, p, 0)).0, 201);
     }
+    // A fresh wallet (no escrow on chain) takes nothing: refused, with supply and exposure
+    // as they were (and so the quote's inputs).
+    let market = format!("/v1/markets/{}", MARKET.replace('|', "%7C"));
+    let ask = engine.ask();
+    let before = engine.get(&market).1;
+    let (status, refused) = engine.post("/v1/orders", &order_by(&domain, 91, ask * 2, 1));
+    assert_eq!((status, refused["code"].as_str()), (422, Some("insufficient_escrow")), "{refused}");
+    let after = engine.get(&market).1;
+    for field in ["supply_units", "exposure", "group_exposure", "sold_units"] {
+        assert_eq!(after[field], before[field], "{field} unchanged by a refused order");
+    }
+    let fresh = engine.get(&format!("/v1/consumers/{}/escrow", signer(91).address())).1;
+    assert_eq!(
+        (fresh["free"].as_str(), fresh["held"].as_str(), fresh["required"].as_bool()),
+        (Some("0"), Some("0"), Some(true))
+    );
+
     let escrow = U256::from(50u128 * 10u128.pow(18));
     rt.block_on(devnet.fund_consumer(&signer(90), escrow)).unwrap();
+    engine.wait_free_escrow(signer(90).address(), escrow);
     let (status, fill) = engine.post("/v1/orders", &order_by(&domain, 90, engine.ask() * 2, 1));
     assert_eq!(status, 201, "{fill}");
     let id = fill["fill_id"].as_str().unwrap();
@@ -258,6 +296,9 @@ fn acknowledged_fills_survive_sigkill_under_load_and_settle_exactly_once() {
     let escrow = U256::from(20_000u128 * 10u128.pow(18));
     for &c in &consumers {
         rt.block_on(devnet.fund_consumer(&signer(c), escrow)).unwrap();
+    }
+    for &c in &consumers {
+        engine.wait_free_escrow(signer(c).address(), escrow);
     }
     let max_price = engine.ask() * 20;
 
@@ -311,7 +352,7 @@ fn acknowledged_fills_survive_sigkill_under_load_and_settle_exactly_once() {
 fn listings_keep_their_payloads_across_sigkill_and_the_sweep_removes_the_rest() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("pat.toml");
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"), &config).unwrap();
+    write_offline_config(&config);
     let domain = pat_config::Config::load(&config).unwrap().engine.domain();
     let port = free_port();
     let mut engine = Engine::start(tmp.path(), port);
@@ -576,6 +617,9 @@ fn a_live_upgrade_from_v1_under_load_loses_no_fill_and_settles_none_twice() {
     let escrow = U256::from(20_000u128 * 10u128.pow(18));
     for &c in &consumers {
         rt.block_on(devnet.fund_consumer(&signer(c), escrow)).unwrap();
+    }
+    for &c in &consumers {
+        engine.wait_free_escrow(signer(c).address(), escrow);
     }
     let load = Load::start(&engine.base, &domain, &consumers, engine.ask() * 20, 110);
     std::thread::sleep(Duration::from_millis(1_000));

@@ -207,6 +207,7 @@ impl EngineActor {
             journal.append_event(&event).map_err(EngineError::Journal)?;
             next_lsn += 1;
         }
+        books.require_escrow(settings.escrow_required);
         let (registry, markets) = books.into_parts();
         // Every market counts as changed: the quoting actor re-reads them all.
         let stats = &launch.outlets.tables.stats;
@@ -425,6 +426,42 @@ impl Handler<ProviderCredits> for EngineActor {
         let credited = st.registry.ledger().by_provider.get(&msg.0).copied().unwrap_or(0);
         let settled = self.shared.reads.settled_credits(&msg.0);
         MessageResult(crate::messages::Credits { settled, pending: credited - settled })
+    }
+}
+
+impl Handler<ConsumerEscrow> for EngineActor {
+    type Result = MessageResult<ConsumerEscrow>;
+    fn handle(&mut self, msg: ConsumerEscrow, _: &mut Context<Self>) -> Self::Result {
+        let st = self.shared.read();
+        let book = st.registry.escrow();
+        MessageResult(EscrowStatus {
+            view: book.view(&msg.0),
+            synced_block: book.followed_block(),
+            required: book.required(),
+        })
+    }
+}
+
+impl Handler<EscrowCursor> for EngineActor {
+    type Result = u64;
+    fn handle(&mut self, _: EscrowCursor, _: &mut Context<Self>) -> u64 {
+        self.shared.read().registry.escrow().followed_block()
+    }
+}
+
+impl Handler<SyncEscrow> for EngineActor {
+    type Result = ResponseFuture<Result<(), EngineError>>;
+    fn handle(&mut self, msg: SyncEscrow, _: &mut Context<Self>) -> Self::Result {
+        if msg.0.is_empty() {
+            // Nothing to journal: the book only learns how far the chain was read.
+            let mut st = match self.shared.begin(0) {
+                Ok(st) => st,
+                Err(e) => return refused(e),
+            };
+            st.registry.sync_escrow(msg.0);
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        self.change(|registry| Ok(registry.sync_escrow(msg.0).expect("a sync that changes something has an event")))
     }
 }
 

@@ -15,7 +15,9 @@
 //!
 //! A [`clearing::ClearingActor`] takes the engine's durable fills, settles
 //! them on chain in batches, and records submissions and outcomes back
-//! through the engine, which journals them. Each actor runs under a
+//! through the engine, which journals them. An [`escrow::EscrowActor`]
+//! follows consumers' escrow on chain, so the engine refuses an order its
+//! consumer's free escrow does not cover. Each actor runs under a
 //! [`supervisor`] that restarts it from durable state after a crash; a
 //! market restarts alone, by replay of the journal.
 //!
@@ -31,6 +33,7 @@
 //! - `reads`: the read view the read routes answer from, off the lock orders take.
 //! - [`quoting`]: the stats and quote tables and the quoting actor.
 //! - [`clearing`]: the clearing actor: batches, `settleBatch`, outcomes.
+//! - [`escrow`]: the escrow actor: consumers' escrow synced from the chain into the engine.
 //! - [`services`]: [`services::Services`]: the start and retire order of every long-running actor.
 //! - [`supervisor`]: restarts, the handle that follows them, planned stops, the handlers and
 //!   start-up every supervised actor shares.
@@ -45,6 +48,7 @@ pub mod clock;
 pub mod delivery;
 pub mod engine;
 pub mod error;
+pub mod escrow;
 pub mod gauges;
 pub mod listing;
 pub mod market;
@@ -75,6 +79,15 @@ pub fn describe_metrics() {
     describe_counter!("pat_config_reloads_total", Unit::Count, "Config reloads by result (applied, rejected).");
     describe_counter!("pat_actor_restarts_total", Unit::Count, "Actors restarted from durable state after a crash.");
     describe_counter!("pat_settlement_failures_total", Unit::Count, "Settlement rounds that failed, by retryable.");
+    describe_counter!(
+        "pat_escrow_sync_failures_total",
+        Unit::Count,
+        "Escrow sync rounds that failed (chain unreachable, engine refused); the next round reads again."
+    );
+    describe_gauge!(
+        "pat_escrow_synced_block",
+        "The block consumers' escrow is synced to, chain.confirmations deep (compare with the chain's head)."
+    );
     describe_histogram!("pat_settlement_seconds", Unit::Seconds, "Time from submitting a batch to its outcomes.");
     describe_histogram!("pat_settlement_batch_fills", Unit::Count, "Fills per settled batch.");
     describe_histogram!("pat_journal_append_seconds", Unit::Seconds, "Time from journal append to durable.");

@@ -71,6 +71,32 @@ pub struct Credits {
     pub pending: u128,
 }
 
+/// A consumer's escrow as the engine counts it, and the block it was synced at.
+#[derive(Message)]
+#[rtype(result = "EscrowStatus")]
+pub struct ConsumerEscrow(pub Address);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EscrowStatus {
+    pub view: pat_engine::escrow::EscrowView,
+    /// The last block the escrow is current to (0: none read yet).
+    pub synced_block: u64,
+    /// Whether orders must be covered by free escrow.
+    pub required: bool,
+}
+
+/// The last block the engine's escrow is current to: where the escrow actor resumes (after
+/// a restart, the last block of a journaled sync).
+#[derive(Message)]
+#[rtype(result = "u64")]
+pub struct EscrowCursor;
+
+/// What the chain showed of escrow up to a confirmed block: journaled (unless it changed
+/// nothing but the block), then applied.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct SyncEscrow(pub pat_engine::escrow::EscrowSync);
+
 /// The emergency switch: journaled, then applied.
 #[derive(Message)]
 #[rtype(result = "Result<(), EngineError>")]

@@ -125,7 +125,8 @@ impl ReadView {
             | Event::UnitsExpired { .. }
             | Event::MarketUnitsExpired { .. }
             | Event::PauseSet { .. }
-            | Event::PhaseAdvanced { .. } => return,
+            | Event::PhaseAdvanced { .. }
+            | Event::EscrowSynced(_) => return,
         };
         let mut views = self.0.write().unwrap_or_else(|e| e.into_inner());
         for record in fills.iter().filter_map(|id| registry.fill_record(id)) {

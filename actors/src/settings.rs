@@ -37,6 +37,10 @@ pub struct EngineSettings {
     pub payload_store: Option<Arc<PayloadStore>>,
     /// The payload store's orphan sweep.
     pub sweep: SweepSettings,
+    /// Whether an order must be covered by its consumer's free escrow as the escrow
+    /// actor syncs it from the chain (`[escrow] required`). Off: engine tests and
+    /// benchmarks with no chain.
+    pub escrow_required: bool,
 }
 
 impl EngineSettings {
@@ -54,6 +58,7 @@ impl EngineSettings {
             fill_channel_capacity: 16_384,
             payload_store: None,
             sweep: SweepSettings::default(),
+            escrow_required: false,
         }
     }
 }

@@ -80,7 +80,7 @@ async fn fills_settle_on_chain_and_rejections_return_units() {
     let settings = ClearingSettings { batch_every: Duration::from_millis(100), ..ClearingSettings::default() };
     let settlement = Settlement { client: devnet.client().await.unwrap(), settings };
     let services =
-        Services::start(EngineSettings::new(tmp.path()), Arc::new(cfg.clone()), system_clock(), Some(settlement))
+        Services::start(EngineSettings::new(tmp.path()), Arc::new(cfg.clone()), system_clock(), None, Some(settlement))
             .unwrap();
     let (engine, clearing) = (services.engine.clone(), services.clearing().unwrap().clone());
     // Four segments: the rich consumer buys two, then two others (never one it holds).

@@ -441,7 +441,7 @@ impl SettlementClient {
 }
 
 /// Runs a contract read with a timeout.
-async fn contract<T>(
+pub(crate) async fn contract<T>(
     after: Duration,
     what: &'static str,
     fut: impl IntoFuture<Output = Result<T, alloy::contract::Error>>,

@@ -84,6 +84,9 @@ pub type HttpParams = schema::Http;
 /// The payload store's settings, as written (validated by [`Config::parse`]).
 /// They apply at start-up; a reload does not change them.
 pub type StorageParams = schema::Storage;
+
+/// How orders are held to escrow on chain, as written (validated by [`Config::parse`]).
+pub type EscrowParams = schema::Escrow;
 pub type LimitParams = schema::Limits;
 
 /// A validated config.
@@ -95,6 +98,7 @@ pub struct Config {
     pub http: HttpParams,
     pub storage: StorageParams,
     pub limits: LimitParams,
+    pub escrow: EscrowParams,
     /// Old key names the file still uses, each with its new name; they are
     /// read as before, and whoever loads the file says so to the operator.
     pub warnings: Vec<ConfigError>,
@@ -357,6 +361,8 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
         p.check(rate == 0 || burst >= 1, key, "must be at least 1 while its rate is on");
     }
 
+    p.check((10..=60_000).contains(&f.escrow.poll_ms), "escrow.poll_ms", "must be between 10 and 60000");
+
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
     }
@@ -394,6 +400,7 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
         http: f.http.clone(),
         storage: f.storage.clone(),
         limits: f.limits,
+        escrow: f.escrow,
         warnings: Vec::new(),
     })
 }

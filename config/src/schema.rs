@@ -29,6 +29,8 @@ pub struct File {
     pub storage: Storage,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub escrow: Escrow,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -239,6 +241,24 @@ impl Default for Limits {
             submissions_per_provider_per_sec: 200,
             submissions_per_provider_burst: 400,
         }
+    }
+}
+
+/// How orders are held to their consumers' escrow on chain. Read at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Escrow {
+    /// An order must be covered by the consumer's free escrow (escrow on chain at the
+    /// synced block, less its requested withdrawal and its unsettled fills), else
+    /// `422 insufficient_escrow`. Off only for a market with no chain (tests).
+    pub required: bool,
+    /// How often the escrow follower reads the chain (`chain.confirmations` deep).
+    pub poll_ms: u64,
+}
+
+impl Default for Escrow {
+    fn default() -> Self {
+        Self { required: true, poll_ms: 500 }
     }
 }
 

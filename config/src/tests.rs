@@ -30,6 +30,10 @@ fn default_config_is_valid_and_realistic() {
     assert_eq!(cfg.http, crate::HttpParams::default(), "the file spells out the defaults");
     assert_eq!(cfg.storage, crate::StorageParams::default(), "the file spells out the defaults");
     assert_eq!(cfg.limits, crate::LimitParams::default(), "the file spells out the defaults");
+    assert_eq!(cfg.escrow, crate::EscrowParams::default(), "the file spells out the defaults");
+    assert!(cfg.escrow.required, "orders are held to escrow unless a config says otherwise");
+    let without = DEFAULT.split("[escrow]").next().unwrap();
+    assert!(Config::parse(without).unwrap().escrow.required, "a file with no [escrow] requires it too");
 }
 
 #[test]
@@ -89,6 +93,8 @@ fn each_mistake_names_its_key() {
             "submissions_per_provider_burst = 0",
             "limits.submissions_per_provider_burst",
         ),
+        ("poll_ms = 500", "poll_ms = 5", "escrow.poll_ms"),
+        ("poll_ms = 500", "poll_ms = 600000", "escrow.poll_ms"),
     ];
     for (from, to, key) in cases {
         assert!(DEFAULT.contains(from), "fixture lost: {from}");

@@ -131,6 +131,8 @@ codes! {
     PriceAboveMax = "price_above_max", 422, [Order], "the ask is above the order's maxPrice";
     InsufficientSupply = "insufficient_supply", 422, [Order], "fewer units are available than the order asks for: a fill takes one unit from each of qty distinct segments the consumer does not hold yet";
     ExposureLimit = "exposure_limit", 422, [Order], "the fill would take the market's or group's exposure past its hard limit";
+    InsufficientEscrow = "insufficient_escrow", 422, [Order], "the consumer's free escrow (escrow on chain at the synced block, less its requested withdrawal and its fills not yet settled) does not cover qty x ask; nothing was reserved";
+    NonceInvalidated = "nonce_invalidated", 409, [Order], "the consumer cancelled this nonce on chain (invalidateNonces); an order with it could not settle";
     UnknownFill = "unknown_fill", 404, [Lookup], "no fill has this id";
     UnknownSegment = "unknown_segment", 404, [Lookup], "no segment has this id";
     Busy = "busy", 503, [Engine], "the journal queue is full or the engine did not answer in time; retry";

@@ -8,6 +8,7 @@
 use alloy_primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
 
+use crate::escrow::EscrowSync;
 use crate::ewma::TimeMs;
 use crate::fill::Fill;
 use crate::market::MarketId;
@@ -56,11 +57,13 @@ pub enum Event {
         market: MarketId,
         at_ms: TimeMs,
     },
+    /// What the chain showed of consumers' escrow up to a confirmed block (schema v3).
+    EscrowSynced(EscrowSync),
 }
 
 impl Event {
     /// Every [`Event::kind`], for tests that check a history holds them all.
-    pub const KINDS: [&'static str; 11] = [
+    pub const KINDS: [&'static str; 12] = [
         "segment_listed",
         "submission_refused",
         "fill_accepted",
@@ -72,6 +75,7 @@ impl Event {
         "pause_set",
         "phase_advanced",
         "market_units_expired",
+        "escrow_synced",
     ];
 
     /// A short stable name, for logs and `journal inspect`.
@@ -88,6 +92,7 @@ impl Event {
             Self::PauseSet { .. } => "pause_set",
             Self::PhaseAdvanced { .. } => "phase_advanced",
             Self::MarketUnitsExpired { .. } => "market_units_expired",
+            Self::EscrowSynced(_) => "escrow_synced",
         }
     }
 }
@@ -129,6 +134,9 @@ impl EngineState {
             }
             Event::PhaseAdvanced { phase } => {
                 self.set_phase(phase)?;
+            }
+            Event::EscrowSynced(sync) => {
+                self.sync_escrow(sync);
             }
         }
         Ok(())

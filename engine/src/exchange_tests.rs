@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::code::Code;
+use crate::escrow::{EscrowAccount, EscrowSync, NonceCancel};
 use crate::event::Event;
 use crate::fill::FillStatus;
 use crate::market_key::MarketKey;
@@ -11,6 +12,7 @@ use crate::money::Amount;
 use crate::money::ONE_PAT;
 use crate::order::HaltReason;
 use crate::order::LimitScope;
+use crate::order::OrderError;
 use crate::segment::SubmitError;
 use crate::state::{FillStateError, ProviderRecord, ReconfigureError};
 use crate::testing::{self, CONSUMER_KEY, PROVIDER_KEY, T0, key, signed_order, signed_segment};
@@ -158,6 +160,71 @@ fn every_order_error_changes_nothing() {
     assert_eq!(paused, before);
 }
 
+/// With escrow required, a consumer the chain never showed funded takes nothing (no
+/// unit, no exposure, no quote change); a funded one takes what its free escrow covers,
+/// less what its unsettled fills and requested withdrawal hold; a settlement frees
+/// nothing until a sync shows it, since the synced escrow still counts its ask.
+#[test]
+fn orders_are_held_to_free_escrow() {
+    let mut ex = stocked(3, 10);
+    ex.state.require_escrow(true);
+    let a = ask(&ex);
+    let id = ex.state.catalogue().by_key(&purchase_7d()).unwrap();
+    let consumer = testing::signer(&CONSUMER_KEY).address();
+    let order = |qty: u64, nonce: u64| signed_order(&CONSUMER_KEY, &purchase_7d(), qty, a, nonce, T0 + 60);
+    let before = (ex.state.snapshot(), ex.quote(id));
+    let err = ex.submit_order(order(2, 1), NOW).unwrap_err();
+    assert_eq!(err, OrderError::InsufficientEscrow { needed: 2 * a, free: 0 });
+    assert_eq!(err.code(), Code::InsufficientEscrow);
+    assert_eq!(err.code().status(), 422);
+    let mut changed = Vec::new();
+    ex.tick(NOW, &mut changed);
+    assert!(changed.is_empty() && (ex.state.snapshot(), ex.quote(id)) == before, "nothing reserved, nothing requoted");
+
+    // Funded for 5 units with 1 unit's worth being withdrawn: 4 units free.
+    let account = EscrowAccount { escrow: 5 * a, withdrawing: a };
+    let sync = |block, settled: Vec<B256>, escrow| EscrowSync {
+        block,
+        accounts: vec![(consumer, EscrowAccount { escrow, withdrawing: a })],
+        settled,
+        cancelled: Vec::new(),
+    };
+    assert!(ex.state.sync_escrow(sync(3, Vec::new(), account.escrow)).is_some());
+    let (fill, _) = ex.submit_order(order(3, 1), NOW).unwrap();
+    assert_eq!(ex.state.registry().escrow().view(&consumer).free, a);
+    assert_eq!(
+        ex.submit_order(order(2, 2), NOW).unwrap_err(),
+        OrderError::InsufficientEscrow { needed: 2 * a, free: a }
+    );
+    // Settled on chain: still held until a sync shows it, then the escrow is lower by its ask.
+    ex.state.settle(&fill.fill_id, NOW + 1_000).unwrap();
+    assert_eq!(ex.state.registry().escrow().view(&consumer).free, a);
+    ex.state.sync_escrow(sync(4, vec![fill.fill_id], 2 * a)).unwrap();
+    assert_eq!(ex.state.registry().escrow().view(&consumer).free, a);
+    let (second, _) = ex.submit_order(order(1, 2), NOW).unwrap();
+    // A failed fill frees its ask at once.
+    ex.state.fail(&second.fill_id, "rejected", NOW + 2_000).unwrap();
+    assert_eq!(ex.state.registry().escrow().view(&consumer).free, a);
+    ex.state.check_invariants();
+}
+
+/// A nonce the consumer cancelled on chain is refused before anything else about the order.
+#[test]
+fn a_nonce_cancelled_on_chain_is_refused() {
+    let mut ex = stocked(2, 10);
+    let consumer = testing::signer(&CONSUMER_KEY).address();
+    let cancelled = NonceCancel { consumer, word: U256::from(1), mask: 1 << 2 };
+    ex.state.sync_escrow(EscrowSync { block: 1, cancelled: vec![cancelled], ..EscrowSync::default() }).unwrap();
+    let a = ask(&ex);
+    let err = ex.submit_order(signed_order(&CONSUMER_KEY, &purchase_7d(), 1, a, 66, T0 + 60), NOW).unwrap_err();
+    assert_eq!(err, OrderError::NonceInvalidated { consumer, nonce: U256::from(66) });
+    assert_eq!((err.code(), err.code().status()), (Code::NonceInvalidated, 409));
+    assert!(ex.submit_order(signed_order(&CONSUMER_KEY, &purchase_7d(), 1, a, 65, T0 + 60), NOW).is_ok());
+    // An empty read moves how far the chain was read, and journals nothing.
+    assert_eq!(ex.state.sync_escrow(EscrowSync { block: 9, ..EscrowSync::default() }), None);
+    assert_eq!(ex.state.registry().escrow().followed_block(), 9);
+}
+
 #[test]
 fn exposure_limits_widen_then_halt() {
     let mut ex = stocked(4, 1_000);
@@ -290,17 +357,43 @@ const MARKETS: usize = 6;
 /// One step of a random history.
 #[derive(Debug, Clone)]
 enum Op {
-    Submit { provider: u8, market: usize, units: u32, age_secs: u64, signals: usize },
-    Order { consumer: u8, market: usize, qty: u64, slack_bps: u32 },
+    Submit {
+        provider: u8,
+        market: usize,
+        units: u32,
+        age_secs: u64,
+        signals: usize,
+    },
+    Order {
+        consumer: u8,
+        market: usize,
+        qty: u64,
+        slack_bps: u32,
+    },
     Tick,
-    Advance { secs: u64 },
-    Settle { pick: usize },
-    Fail { pick: usize },
+    Advance {
+        secs: u64,
+    },
+    Settle {
+        pick: usize,
+    },
+    Fail {
+        pick: usize,
+    },
     Expire,
-    ExpireMarket { market: usize },
+    ExpireMarket {
+        market: usize,
+    },
     Pause(bool),
     Phase(u8),
-    HalfLife { secs: u32 },
+    HalfLife {
+        secs: u32,
+    },
+    /// The chain shows `consumer`'s escrow (whole PAT) and every settlement not seen yet.
+    Sync {
+        consumer: u8,
+        escrow_pat: u32,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -318,19 +411,32 @@ fn op() -> impl Strategy<Value = Op> {
         1 => prop_oneof![3 => Just(false), 1 => Just(true)].prop_map(Op::Pause),
         1 => (1u8..=5).prop_map(Op::Phase),
         1 => (60u32..20_000).prop_map(|secs| Op::HalfLife { secs }),
+        2 => (0u8..12, prop_oneof![1 => Just(0u32), 2 => 1u32..20, 2 => 20u32..2_000]).prop_map(|(consumer, escrow_pat)| Op::Sync { consumer, escrow_pat }),
     ]
 }
 
-/// Runs a history; returns the exchange, every fill, every quote change and
-/// every event the engine made (what the runtime journals).
-fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>) {
+/// Runs a history; returns the exchange, every fill, every quote change,
+/// every event the engine made (what the runtime journals) and how many
+/// orders free escrow did not cover.
+fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>, usize) {
     let cfg = testing::shared_config();
     let keys = cfg.market_keys();
     let mut ex = Exchange::new(cfg);
+    // Orders are held to escrow: every consumer starts funded, and syncs change that.
+    ex.state.require_escrow(true);
+    let funded = |c: u8| {
+        (testing::signer(&testing::key(200 + c)).address(), EscrowAccount { escrow: 1_000 * ONE_PAT, withdrawing: 0 })
+    };
+    let mut events: Vec<Event> = ex
+        .state
+        .sync_escrow(EscrowSync { block: 0, accounts: (0..12).map(funded).collect(), ..EscrowSync::default() })
+        .into_iter()
+        .collect();
     let (mut now, mut nonce, mut fills, mut quotes, mut open) = (NOW, 0u64, Vec::new(), Vec::new(), Vec::<B256>::new());
+    // Settled fills no sync has shown yet: they still hold their ask.
+    let (mut unseen, mut block, mut refused) = (Vec::<B256>::new(), 0u64, 0usize);
     let mut changed = Vec::new();
     let mut seq = 0u64;
-    let mut events = Vec::new();
     for op in ops {
         match *op {
             Op::Submit { provider, market, units, age_secs, signals } => {
@@ -367,10 +473,17 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>) {
                 let max = quote.ask + quote.ask * slack_bps as u128 / 10_000;
                 let signed =
                     signed_order(&testing::key(200 + consumer), &keys[market], qty, max, nonce, now / 1000 + 60);
-                if let Ok((fill, event)) = ex.submit_order(signed, now) {
-                    open.push(fill.fill_id);
-                    events.push(event);
-                    fills.push(fill);
+                let before = ex.state.snapshot();
+                match ex.submit_order(signed, now) {
+                    Ok((fill, event)) => {
+                        open.push(fill.fill_id);
+                        events.push(event);
+                        fills.push(fill);
+                    }
+                    Err(e) => {
+                        refused += usize::from(e.code() == Code::InsufficientEscrow);
+                        assert!(ex.state.snapshot() == before, "a refused order changes nothing: {e}");
+                    }
                 }
             }
             Op::Tick => {
@@ -385,6 +498,7 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>) {
                     events.push(ex.state.record_submission([id], alloy_primitives::keccak256(id)));
                 }
                 events.push(ex.state.settle(&id, now).unwrap());
+                unseen.push(id);
             }
             Op::Fail { pick } if !open.is_empty() => {
                 let id = open.swap_remove(pick % open.len());
@@ -401,10 +515,29 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>) {
                 cfg.pricing.rate_half_life_secs = f64::from(secs);
                 events.push(ex.state.reconfigure(Arc::new(cfg)).unwrap());
             }
+            Op::Sync { consumer, escrow_pat } => {
+                block += 1;
+                let address = testing::signer(&testing::key(200 + consumer)).address();
+                let account = EscrowAccount { escrow: u128::from(escrow_pat) * 10u128.pow(18), withdrawing: 0 };
+                let sync = EscrowSync {
+                    block,
+                    accounts: vec![(address, account)],
+                    settled: std::mem::take(&mut unseen),
+                    cancelled: Vec::new(),
+                };
+                events.extend(ex.state.sync_escrow(sync));
+            }
         }
         ex.state.check_invariants();
+        // A fill holds its ask while open or settled unseen, and nothing once it failed or was seen.
+        for f in &fills {
+            let status = &ex.state.registry().fill(&f.fill_id).unwrap().status;
+            let holds =
+                matches!(status, FillStatus::Accepted | FillStatus::Submitted { .. }) || unseen.contains(&f.fill_id);
+            assert_eq!(ex.state.registry().escrow().hold_of(&f.fill_id).is_some(), holds, "{status:?}");
+        }
     }
-    (ex, fills, quotes, events)
+    (ex, fills, quotes, events, refused)
 }
 
 fn histories() -> impl Strategy<Value = Vec<Op>> {
@@ -418,11 +551,13 @@ fn random_histories_exercise_every_path() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
-    let (mut fills, mut refunds, mut settled, mut expired) = (0, 0, 0, 0);
+    let (mut fills, mut refunds, mut settled, mut expired, mut uncovered) = (0, 0, 0, 0, 0);
     let mut kinds = std::collections::BTreeSet::new();
-    for _ in 0..32 {
+    for _ in 0..64 {
         let ops = histories().new_tree(&mut runner).unwrap().current();
-        let (ex, f, _, events) = run(&ops);
+        let (ex, f, _, events, refused) = run(&ops);
+        uncovered += refused;
+
         kinds.extend(events.iter().map(Event::kind));
         fills += f.len();
         refunds += ex.state.registry().ledger().refunds;
@@ -432,7 +567,10 @@ fn random_histories_exercise_every_path() {
             .count();
         expired += ex.state.markets().iter().map(|m| m.counters().expired).sum::<u64>();
     }
-    assert!(fills > 50 && refunds > 0 && settled > 10 && expired > 0, "{fills} {refunds} {settled} {expired}");
+    assert!(
+        fills > 50 && refunds > 0 && settled > 10 && expired > 0 && uncovered > 5,
+        "{fills} {refunds} {settled} {expired} {uncovered}"
+    );
     assert_eq!(kinds.len(), Event::KINDS.len(), "{kinds:?}");
 }
 
@@ -443,7 +581,7 @@ proptest! {
     /// replay gives the same quotes, fills and state.
     #[test]
     fn random_histories_conserve_and_replay(ops in histories()) {
-        let (ex, fills, quotes, events) = run(&ops);
+        let (ex, fills, quotes, events, _) = run(&ops);
         let ledger = ex.state.registry().ledger();
         prop_assert_eq!(ledger.consumer_debits, ledger.provider_credits + ledger.broker_revenue + ledger.refunds);
         let debits: Amount = fills.iter().map(|f| f.ask_paid).sum();
@@ -457,7 +595,7 @@ proptest! {
                 prop_assert!(q.bid <= q.price && q.price <= q.ask);
             }
         }
-        let (again, fills_again, quotes_again, _) = run(&ops);
+        let (again, fills_again, quotes_again, _, _) = run(&ops);
         prop_assert_eq!(fills, fills_again);
         prop_assert_eq!(quotes, quotes_again);
         prop_assert!(ex == again);

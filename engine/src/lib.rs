@@ -24,6 +24,7 @@
 //! - [`quoter`]: the tick that turns stats into sequenced quotes.
 //! - [`order`]: order verification and the errors of execution.
 //! - [`fill`]: fills and the ledger that proves conservation of money.
+//! - [`escrow`]: consumers' escrow as synced from the chain, and what open fills hold of it.
 //! - [`registry`]: the changing state between markets: segments, providers, nonces, fills, the ledger.
 //! - [`state`]: [`EngineState`]: every market and the registry in one value; what recovery rebuilds.
 //! - [`exchange`]: an engine state with a quoter; what the simulator, benches and tests drive.
@@ -35,6 +36,7 @@ pub mod canonical;
 pub mod catalogue;
 pub mod code;
 pub mod eip712;
+pub mod escrow;
 pub mod event;
 pub mod ewma;
 pub mod exchange;

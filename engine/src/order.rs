@@ -110,6 +110,10 @@ pub enum OrderError {
     InsufficientSupply { requested: u64, available: u64 },
     #[error("the fill's notional {notional} would take {scope:?} exposure {exposure} past its hard limit {hard}")]
     ExposureLimit { scope: LimitScope, exposure: Amount, notional: Amount, hard: Amount },
+    #[error("the order needs {needed} of escrow, and the consumer's free escrow is {free}")]
+    InsufficientEscrow { needed: Amount, free: Amount },
+    #[error("nonce {nonce} of {consumer} was cancelled on chain (invalidateNonces)")]
+    NonceInvalidated { consumer: Address, nonce: U256 },
 }
 
 impl OrderError {
@@ -127,6 +131,8 @@ impl OrderError {
             Self::PriceAboveMax { .. } => Code::PriceAboveMax,
             Self::InsufficientSupply { .. } => Code::InsufficientSupply,
             Self::ExposureLimit { .. } => Code::ExposureLimit,
+            Self::InsufficientEscrow { .. } => Code::InsufficientEscrow,
+            Self::NonceInvalidated { .. } => Code::NonceInvalidated,
         }
     }
 }

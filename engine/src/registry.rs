@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::catalogue::Catalogue;
+use crate::escrow::{EscrowBook, EscrowSnapshot, EscrowSync};
 use crate::event::Event;
 use crate::ewma::TimeMs;
 use crate::fill::{Fill, FillStatus, Ledger};
@@ -142,6 +143,8 @@ pub struct Snapshot {
     pub ledger: Ledger,
     pub paused: bool,
     pub phase: u8,
+    /// Escrow as synced from the chain, and what open fills hold of it (schema v3).
+    pub escrow: EscrowSnapshot,
 }
 
 /// The fixed facts of every market of `cfg`, in [`EngineConfig::market_keys`] order.
@@ -201,6 +204,7 @@ pub struct Registry {
     ledger: Ledger,
     paused: bool,
     phase: u8,
+    escrow: EscrowBook,
 }
 
 /// The segments each consumer holds, with the number of its fills holding each.
@@ -240,6 +244,7 @@ impl Registry {
             ledger: Ledger::default(),
             paused: false,
             phase: 1,
+            escrow: EscrowBook::default(),
         };
         (registry, markets)
     }
@@ -263,6 +268,7 @@ impl Registry {
             ledger: self.ledger.clone(),
             paused: self.paused,
             phase: self.phase,
+            escrow: self.escrow.snapshot(),
         }
     }
 
@@ -284,6 +290,7 @@ impl Registry {
         registry.ledger = state.ledger;
         registry.paused = state.paused;
         registry.phase = state.phase;
+        registry.escrow = EscrowBook::from_snapshot(state.escrow);
         (registry, state.markets)
     }
 
@@ -477,6 +484,9 @@ impl Registry {
         if self.used_nonces.contains(&(o.consumer, o.nonce)) {
             return Err(OrderError::NonceUsed { consumer: o.consumer, nonce: o.nonce });
         }
+        if self.escrow.is_cancelled(o.consumer, o.nonce) {
+            return Err(OrderError::NonceInvalidated { consumer: o.consumer, nonce: o.nonce });
+        }
         let qty_max = self.cfg.orders.qty_max;
         let qty = u64::try_from(o.qty)
             .ok()
@@ -496,6 +506,9 @@ impl Registry {
             return Err(OrderError::InsufficientSupply { requested: qty, available: market.supply_units() });
         }
         let notional = quote.ask.saturating_mul(u128::from(qty));
+        self.escrow
+            .check(&o.consumer, notional)
+            .map_err(|u| OrderError::InsufficientEscrow { needed: u.needed, free: u.free })?;
         let risk = &self.cfg.risk;
         let group = self.specs[id.index()].group as usize;
         for (scope, exposure, hard) in [
@@ -557,6 +570,7 @@ impl Registry {
 
     fn book(&mut self, fill: Fill) {
         self.used_nonces.insert((fill.consumer, fill.nonce));
+        self.escrow.hold(&fill);
         hold(&mut self.bought, &fill);
         self.ledger.accept(&fill);
         self.fills.insert(fill.fill_id, Arc::new(FillRecord { fill, status: FillStatus::Accepted }));
@@ -650,8 +664,32 @@ impl Registry {
             self.bought.remove(&fill.consumer);
         }
         self.ledger.refund(&fill);
+        self.escrow.release(id);
         self.release(market, fill.ask_paid);
         Ok(Event::FillFailed { fill_id: *id, reason: reason.to_owned(), at_ms: now_ms })
+    }
+
+    /// Consumers' escrow as synced from the chain, and what open fills hold of it.
+    pub fn escrow(&self) -> &EscrowBook {
+        &self.escrow
+    }
+
+    /// Whether orders must be covered by free escrow (a runtime setting: replaying
+    /// accepted fills checks nothing).
+    pub fn require_escrow(&mut self, required: bool) {
+        self.escrow.set_required(required);
+    }
+
+    /// Applies what the chain showed up to `sync.block`: accounts, settlements seen
+    /// (their fills hold no more escrow) and cancelled nonces; the event that records it,
+    /// unless the sync changed nothing but the block (none is journaled for that).
+    pub fn sync_escrow(&mut self, sync: EscrowSync) -> Option<Event> {
+        if sync.is_empty() {
+            self.escrow.follow(sync.block);
+            return None;
+        }
+        self.escrow.apply(&sync);
+        Some(Event::EscrowSynced(sync))
     }
 
     /// Panics if any invariant of the registry with `markets`, every market
@@ -663,6 +701,7 @@ impl Registry {
             groups[spec.group as usize] += m.stats().exposure;
         }
         assert_eq!(groups, self.group_exposure, "group exposure = sum of its markets");
+        self.escrow.check_invariants();
         self.ledger.check_conservation();
         let mut held = Held::default();
         for r in self.fills.values().filter(|r| !matches!(r.status, FillStatus::Failed { .. })) {
@@ -674,6 +713,11 @@ impl Registry {
             r.fill.check_invariants();
             if matches!(r.status, FillStatus::Accepted | FillStatus::Submitted { .. }) {
                 open[r.fill.market.index()] += r.fill.ask_paid;
+                let hold = self.escrow.hold_of(&r.fill.fill_id);
+                assert_eq!(hold, Some((r.fill.consumer, r.fill.ask_paid)), "an open fill holds its ask");
+            }
+            if matches!(r.status, FillStatus::Failed { .. }) {
+                assert_eq!(self.escrow.hold_of(&r.fill.fill_id), None, "a failed fill holds nothing");
             }
         }
         for m in markets {

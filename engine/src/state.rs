@@ -202,6 +202,17 @@ impl EngineState {
         Ok(())
     }
 
+    /// Applies what the chain showed of consumers' escrow up to `sync.block`; its event,
+    /// unless it changed nothing but the block.
+    pub fn sync_escrow(&mut self, sync: crate::escrow::EscrowSync) -> Option<Event> {
+        self.registry.sync_escrow(sync)
+    }
+
+    /// Whether orders must be covered by free escrow (not state: see [`Registry::require_escrow`]).
+    pub fn require_escrow(&mut self, required: bool) {
+        self.registry.require_escrow(required);
+    }
+
     /// Records that the open fills among `ids` went to the chain in one batch
     /// transaction `tx_hash`; the event names those it marked.
     pub fn record_submission(&mut self, ids: impl IntoIterator<Item = B256>, tx_hash: B256) -> Event {

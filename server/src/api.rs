@@ -11,7 +11,7 @@ use alloy_sol_types::Eip712Domain;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pat_actors::market::GetMarket;
 use pat_actors::messages::{
-    AdvancePhase, ConsumerFills, GetFill, GetSegment, ProviderCredits, SearchSegments, SetPaused,
+    AdvancePhase, ConsumerEscrow, ConsumerFills, GetFill, GetSegment, ProviderCredits, SearchSegments, SetPaused,
 };
 use pat_actors::{Engine, EngineActor};
 use pat_engine::order::{SignedOrder, verify_order};
@@ -64,6 +64,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(path("/fills/{id}/data", "GET, HEAD").route(read().to(crate::delivery::fill_data)))
                 .service(path("/providers/{address}/earnings", "GET, HEAD").route(read().to(provider_earnings)))
                 .service(path("/consumers/{address}/fills", "GET, HEAD").route(read().to(consumer_fills)))
+                .service(path("/consumers/{address}/escrow", "GET, HEAD").route(read().to(consumer_escrow)))
                 .service(path("/admin/pause", "POST").route(web::post().to(pause)))
                 .service(path("/admin/resume", "POST").route(web::post().to(resume)))
                 .service(path("/admin/reload", "POST").route(web::post().to(reload)))
@@ -249,6 +250,22 @@ async fn consumer_fills(state: State, who: web::Path<String>) -> Result<HttpResp
     Ok(HttpResponse::Ok().json(fills.iter().map(FillBody::from).collect::<Vec<_>>()))
 }
 
+#[utoipa::path(get, path = "/v1/consumers/{address}/escrow", tag = "accounts", params(("address" = String, Path)),
+    responses((status = 200, body = EscrowBody)))]
+async fn consumer_escrow(state: State, who: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let consumer = field("address", text::address(&who))?;
+    let s = ask(&state, ConsumerEscrow(consumer)).await?;
+    Ok(HttpResponse::Ok().json(EscrowBody {
+        consumer,
+        escrow: s.view.escrow.to_string(),
+        withdrawing: s.view.withdrawing.to_string(),
+        held: s.view.held.to_string(),
+        free: s.view.free.to_string(),
+        synced_block: s.synced_block,
+        required: s.required,
+    }))
+}
+
 /// Checks the operator's bearer token, in time independent of where it differs.
 fn operator(state: &State, req: &HttpRequest) -> Result<(), ApiError> {
     let Some(token) = state.admin_token.as_deref() else {
@@ -313,7 +330,7 @@ async fn phase(state: State, req: HttpRequest, body: web::Json<PhaseBody>) -> Re
 #[openapi(
     info(title = "PAT segment market", description = "Quotes, orders and fills of intent-signal segment markets."),
     paths(healthz, metrics, submit_segment, search_segments, get_segment, markets, market, quotes, place_order,
-        get_fill, crate::delivery::fill_data, crate::payloads::segment_data, provider_earnings, consumer_fills, pause, resume, reload, phase, crate::feed::feed, openapi),
+        get_fill, crate::delivery::fill_data, crate::payloads::segment_data, provider_earnings, consumer_fills, consumer_escrow, pause, resume, reload, phase, crate::feed::feed, openapi),
     components(schemas(ErrorBody, InvalidConfigBody)),
     modifiers(&OperatorToken, &ErrorCodes)
 )]

@@ -360,6 +360,26 @@ pub struct EarningsBody {
     pub pending: String,
 }
 
+/// `GET /v1/consumers/{address}/escrow`: the consumer's escrow as the engine counts it
+/// (base units), from the chain at `synced_block`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EscrowBody {
+    #[schema(value_type = String)]
+    pub consumer: Address,
+    /// `escrowOf` at the synced block.
+    pub escrow: String,
+    /// The requested withdrawal at the synced block (0 if none).
+    pub withdrawing: String,
+    /// Asks of the consumer's fills not settled as of the synced block.
+    pub held: String,
+    /// escrow - withdrawing - held, at least 0: the most an order may cost now.
+    pub free: String,
+    /// The last block the engine synced from the chain (0: none yet).
+    pub synced_block: u64,
+    /// Whether orders must be covered by free escrow (config `escrow.required`).
+    pub required: bool,
+}
+
 /// Every error: a stable code and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {

@@ -93,7 +93,10 @@ pub fn route_codes(method: &str, path: &str) -> Vec<Code> {
         ("get", "/v1/fills/{id}") => (&[Request, Engine], &[UnknownFill]),
         ("get", "/v1/fills/{id}/data") => (&[Request, Engine, Delivery], &[UnknownFill]),
         ("get", "/v1/segments/{id}/data") => (&[Request, Engine, PayloadRead], &[UnknownSegment]),
-        ("get", "/v1/providers/{address}/earnings" | "/v1/consumers/{address}/fills") => (&[Request, Engine], &[]),
+        (
+            "get",
+            "/v1/providers/{address}/earnings" | "/v1/consumers/{address}/fills" | "/v1/consumers/{address}/escrow",
+        ) => (&[Request, Engine], &[]),
         ("post", "/v1/admin/pause" | "/v1/admin/resume") => (OPERATOR, &[]),
         ("post", "/v1/admin/reload") => (OPERATOR, &[InvalidConfig, ConfigNotApplicable]),
         ("post", "/v1/admin/phase") => (&[Body, Operator, Engine, Write], &[InvalidPhase]),

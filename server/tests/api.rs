@@ -283,6 +283,7 @@ async fn the_openapi_document_describes_every_route() {
         "GET /v1/fills/{id}/data",
         "GET /v1/segments/{id}/data",
         "GET /v1/providers/{address}/earnings",
+        "GET /v1/consumers/{address}/escrow",
         "GET /v1/consumers/{address}/fills",
         "POST /v1/admin/pause",
         "POST /v1/admin/resume",
