@@ -266,9 +266,50 @@ fn serve_settles_fills_on_chain_with_the_brokers_key() {
     let client = rt.block_on(devnet.client()).unwrap();
     let left = rt.block_on(client.escrow_of(signer(90).address())).unwrap();
     assert_eq!(left, escrow - U256::from(paid), "the consumer paid exactly the ask");
+
+    // Once the follower reads the settlement, the escrow is lower by the ask and nothing is held.
+    let consumer = signer(90).address();
+    let view = |engine: &Engine| engine.get(&format!("/v1/consumers/{consumer}/escrow")).1;
+    let wait_for = |engine: &Engine, what: &str, ok: &dyn Fn(&Value) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ok(&view(engine)) {
+            assert!(Instant::now() < deadline, "{what}: {}", view(engine));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let left_text = left.to_string();
+    wait_for(&engine, "settlement synced", &|v| v["escrow"] == left_text.as_str() && v["held"] == "0");
+
+    // A requested withdrawal of all of it leaves nothing free: the next order is refused
+    // (a pre-armed withdrawal cannot front-run fills accepted against it).
+    let wallet = devnet.provider_for(&signer(90));
+    let market = pat_chain::bindings::DataMarketplace::new(devnet.deployment.marketplace, &wallet);
+    let sent = rt.block_on(async { market.requestWithdrawal(left).send().await }).unwrap();
+    rt.block_on(pat_chain::devnet::confirm(&wallet, sent)).unwrap();
+    wait_for(&engine, "withdrawal synced", &|v| v["withdrawing"] == left_text.as_str() && v["free"] == "0");
+    let (status, refused) = engine.post("/v1/orders", &order_by(&domain, 90, engine.ask() * 2, 2));
+    assert_eq!((status, refused["code"].as_str()), (422, Some("insufficient_escrow")), "{refused}");
+    // Cancelled, it is free again; a nonce cancelled on chain is refused by its own code.
+    let sent = rt.block_on(async { market.cancelWithdrawal().send().await }).unwrap();
+    rt.block_on(pat_chain::devnet::confirm(&wallet, sent)).unwrap();
+    let sent = rt.block_on(async { market.invalidateNonces(U256::ZERO, 1 << 3).send().await }).unwrap();
+    rt.block_on(pat_chain::devnet::confirm(&wallet, sent)).unwrap();
+    wait_for(&engine, "cancellation synced", &|v| v["free"] == left_text.as_str());
+    let (status, refused) = engine.post("/v1/orders", &order_by(&domain, 90, engine.ask() * 2, 3));
+    assert_eq!((status, refused["code"].as_str()), (409, Some("nonce_invalidated")), "{refused}");
+
+    // After a restart the engine has the same view (its syncs are journaled) and takes orders.
     let mut engine = engine;
     engine.child.kill().unwrap();
     engine.child.wait().unwrap();
+    let engine = Engine::start_with(tmp.path(), free_port(), &[]);
+    let again = view(&engine);
+    assert_eq!(
+        (again["escrow"].as_str(), again["free"].as_str()),
+        (Some(left_text.as_str()), Some(left_text.as_str()))
+    );
+    let (status, fill) = engine.post("/v1/orders", &order_by(&domain, 90, engine.ask() * 2, 4));
+    assert_eq!(status, 201, "{fill}");
 }
 
 /// The crash test: consumers send orders while the server is SIGKILLed at
