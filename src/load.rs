@@ -41,6 +41,14 @@ pub struct Args {
     /// Seed of the synthetic keys (runs with different seeds do not collide).
     #[arg(long, default_value_t = 1)]
     seed: u8,
+    /// Deposit this much PAT (decimal) into each synthetic consumer's escrow first, on the
+    /// config's chain, and wait until the engine counts it: for an engine that holds orders
+    /// to escrow (`pat-market devnet`). Needs `--owner-key`.
+    #[arg(long)]
+    fund_escrow: Option<String>,
+    /// The devnet's token holder (hex key of anvil's dev account 0), for `--fund-escrow`.
+    #[arg(long, requires = "fund_escrow")]
+    owner_key: Option<String>,
 }
 
 fn now_secs() -> u64 {
@@ -52,12 +60,44 @@ fn key(seed: u8, role: u8, i: u8) -> anyhow::Result<LocalSigner> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let cfg = pat_config::Config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?.engine;
+    let cfg = pat_config::Config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(load(args, cfg))
 }
 
-async fn load(args: &Args, cfg: pat_engine::EngineConfig) -> anyhow::Result<ExitCode> {
+/// Deposits `amount` into each consumer's escrow on `cfg`'s chain from the devnet's token
+/// holder, then waits until the engine at `url` counts it free.
+async fn fund_escrow(
+    cfg: &pat_config::Config,
+    url: &str,
+    owner_key: &str,
+    consumers: &[LocalSigner],
+    amount: u128,
+) -> anyhow::Result<()> {
+    let owner: LocalSigner = owner_key.trim().parse().map_err(|_| anyhow::anyhow!("--owner-key is not a hex key"))?;
+    let rpc = cfg.chain.rpc_url.parse().context("chain.rpc_url")?;
+    let funder = pat_chain::devnet::DevnetFunder::attach(rpc, owner, cfg.engine.marketplace).await?;
+    eprintln!("depositing {} PAT into {} consumers' escrow...", pat_engine::money::format_pat(amount), consumers.len());
+    for c in consumers {
+        funder.fund_consumer(c, alloy_primitives::U256::from(amount)).await?;
+    }
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for c in consumers {
+        loop {
+            let view: Value = http.get(format!("{url}/v1/consumers/{}/escrow", c.address())).send().await?.json().await?;
+            if view["free"].as_str().and_then(|f| f.parse::<u128>().ok()).is_some_and(|f| f >= amount) {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the engine did not count {}'s deposit: {view}", c.address());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+async fn load(args: &Args, full: pat_config::Config) -> anyhow::Result<ExitCode> {
+    let cfg = &full.engine;
     let http = reqwest::Client::new();
     let domain = cfg.domain();
     let keys: Vec<MarketKey> = cfg.market_keys();
@@ -92,12 +132,19 @@ async fn load(args: &Args, cfg: pat_engine::EngineConfig) -> anyhow::Result<Exit
     };
     let consumers: Vec<LocalSigner> =
         (0..args.consumers).map(|i| key(args.seed, 2, i)).collect::<anyhow::Result<_>>()?;
+    if let Some(amount) = &args.fund_escrow {
+        let amount = pat_engine::money::parse_pat(amount).map_err(|e| anyhow::anyhow!("--fund-escrow: {e}"))?;
+        let owner = args.owner_key.as_deref().context("--fund-escrow needs --owner-key")?;
+        fund_escrow(&full, &args.url, owner, &consumers, amount).await?;
+    }
     eprintln!("signing {total} orders...");
     let deadline = now_secs() + args.seconds + 600;
     let bodies: Vec<Value> = (0..total)
         .map(|n| {
+            // Every consumer meets every market alike (16 consumers and 54 markets share a
+            // factor: n % 16 with n % 54 would leave each consumer half the markets).
             let market = &keys[n % keys.len()];
-            let consumer = &consumers[n % consumers.len()];
+            let consumer = &consumers[(n / keys.len()) % consumers.len()];
             let max_price = ask_of(market).saturating_mul(4);
             let nonce = (u64::from(args.seed) << 40) + n as u64;
             let signed = sign_order_for(consumer, market, 1, max_price, nonce, deadline, &domain);

@@ -123,6 +123,72 @@ impl Devnet {
         wallet_provider(self.node.url(), signer.clone())
     }
 
+    /// Funds accounts on this chain from its token holder.
+    pub fn funder(&self) -> DevnetFunder {
+        DevnetFunder {
+            url: self.node.url(),
+            owner_provider: self.owner_provider.clone(),
+            pat: self.deployment.pat,
+            marketplace: self.deployment.marketplace,
+        }
+    }
+
+    /// The latest block's timestamp, unix seconds: "now" on this chain.
+    pub async fn timestamp(&self) -> Result<u64, DevnetError> {
+        self.funder().timestamp().await
+    }
+
+    /// Sets `account`'s ether balance (anvil_setBalance).
+    pub async fn set_eth(&self, account: Address, wei: U256) -> Result<(), DevnetError> {
+        self.funder().set_eth(account, wei).await
+    }
+
+    /// Mines one block (evm_mine).
+    pub async fn mine(&self) -> Result<(), DevnetError> {
+        self.owner_provider.raw_request::<_, String>("evm_mine".into(), ()).await.map_err(rpc("evm_mine"))?;
+        Ok(())
+    }
+
+    /// Turns anvil's mining on arrival on or off (evm_setAutomine).
+    pub async fn set_automine(&self, on: bool) -> Result<(), DevnetError> {
+        self.owner_provider.raw_request::<_, ()>("evm_setAutomine".into(), (on,)).await.map_err(rpc("evm_setAutomine"))
+    }
+
+    /// Transfers `amount` PAT from the holder to `to`.
+    pub async fn give_pat(&self, to: Address, amount: U256) -> Result<(), DevnetError> {
+        self.funder().give_pat(to, amount).await
+    }
+
+    /// Gives `consumer` ether and `escrow` PAT, and deposits the PAT into its escrow with a permit.
+    pub async fn fund_consumer(&self, consumer: &PrivateKeySigner, escrow: U256) -> Result<(), DevnetError> {
+        self.funder().fund_consumer(consumer, escrow).await
+    }
+}
+
+/// Funds accounts on a local chain from its token holder (dev account 0): what a [`Devnet`]
+/// does for its tests, and what `pat-market load` does attached to a running `pat-market
+/// devnet`. Anvil only (it sets ether balances directly).
+#[derive(Debug, Clone)]
+pub struct DevnetFunder {
+    url: alloy::transports::http::reqwest::Url,
+    owner_provider: DynProvider,
+    pat: Address,
+    marketplace: Address,
+}
+
+impl DevnetFunder {
+    /// Attaches to the chain at `url` as `owner`, the token holder, for `marketplace`'s token.
+    pub async fn attach(
+        url: alloy::transports::http::reqwest::Url,
+        owner: PrivateKeySigner,
+        marketplace: Address,
+    ) -> Result<Self, DevnetError> {
+        let owner_provider = wallet_provider(url.clone(), owner);
+        let market = DataMarketplace::new(marketplace, &owner_provider);
+        let pat = market.pat().call().await.map_err(contract("pat()"))?;
+        Ok(Self { url, owner_provider, pat, marketplace })
+    }
+
     /// The latest block's timestamp, unix seconds: "now" on this chain.
     pub async fn timestamp(&self) -> Result<u64, DevnetError> {
         let block =
@@ -139,20 +205,9 @@ impl Devnet {
             .map_err(rpc("anvil_setBalance"))
     }
 
-    /// Mines one block (evm_mine).
-    pub async fn mine(&self) -> Result<(), DevnetError> {
-        self.owner_provider.raw_request::<_, String>("evm_mine".into(), ()).await.map_err(rpc("evm_mine"))?;
-        Ok(())
-    }
-
-    /// Turns anvil's mining on arrival on or off (evm_setAutomine).
-    pub async fn set_automine(&self, on: bool) -> Result<(), DevnetError> {
-        self.owner_provider.raw_request::<_, ()>("evm_setAutomine".into(), (on,)).await.map_err(rpc("evm_setAutomine"))
-    }
-
     /// Transfers `amount` PAT from the holder to `to`.
     pub async fn give_pat(&self, to: Address, amount: U256) -> Result<(), DevnetError> {
-        let token = PAT::new(self.deployment.pat, &self.owner_provider);
+        let token = PAT::new(self.pat, &self.owner_provider);
         let pending = token.transfer(to, amount).send().await.map_err(contract("transfer"))?;
         confirm(&self.owner_provider, pending).await
     }
@@ -162,8 +217,8 @@ impl Devnet {
         self.set_eth(consumer.address(), U256::from(DEVNET_ETH)).await?;
         self.give_pat(consumer.address(), escrow).await?;
         let deadline = self.timestamp().await? + 3_600;
-        let provider = self.provider_for(consumer);
-        let hash = deposit_with_permit(&provider, consumer, self.deployment.marketplace, escrow, deadline).await?;
+        let provider = wallet_provider(self.url.clone(), consumer.clone());
+        let hash = deposit_with_permit(&provider, consumer, self.marketplace, escrow, deadline).await?;
         confirm(&provider, PendingTransactionBuilder::new(provider.root().clone(), hash)).await
     }
 }
