@@ -85,7 +85,8 @@ async fn fund_escrow(
     let deadline = Instant::now() + Duration::from_secs(60);
     for c in consumers {
         loop {
-            let view: Value = http.get(format!("{url}/v1/consumers/{}/escrow", c.address())).send().await?.json().await?;
+            let view: Value =
+                http.get(format!("{url}/v1/consumers/{}/escrow", c.address())).send().await?.json().await?;
             if view["free"].as_str().and_then(|f| f.parse::<u128>().ok()).is_some_and(|f| f >= amount) {
                 break;
             }

@@ -41,6 +41,20 @@ async fn a_purchase_end_to_end_moves_money_exactly() {
     let consumer = signer(50).address();
     let (_, mine) = api.get(&format!("/v1/consumers/{consumer}/fills")).await;
     assert_eq!(mine.as_array().unwrap().len(), 1);
+    // Without a chain to follow (this server's engine does not require escrow) the open fill
+    // still holds its ask against the consumer's escrow, which no sync has shown.
+    let (status, escrow) = api.get(&format!("/v1/consumers/{consumer}/escrow")).await;
+    assert_eq!(status, 200, "{escrow}");
+    let held = paid.to_string();
+    assert_eq!(
+        (
+            escrow["held"].as_str(),
+            escrow["free"].as_str(),
+            escrow["synced_block"].as_u64(),
+            escrow["required"].as_bool()
+        ),
+        (Some(held.as_str()), Some("0"), Some(0), Some(false))
+    );
     assert_eq!(api.state().await, json!([27, paid.to_string(), 3, 30]));
     // Earnings count settled fills only: this one is pending until it settles.
     let earnings = |field: &'static str| {

@@ -305,8 +305,10 @@ async fn each_thing_has_one_text_and_every_other_is_refused() {
     let mut flipped = consumer.clone();
     flipped.replace_range(at..=at, &consumer[at..=at].to_ascii_uppercase());
     for bad in [flipped, consumer[2..].to_owned()] {
-        let (status, err) = api.get(&format!("/v1/consumers/{bad}/fills")).await;
-        assert_eq!((status, err["code"].as_str()), (400, Some("invalid_request")), "{bad}: {err}");
+        for route in ["fills", "escrow"] {
+            let (status, err) = api.get(&format!("/v1/consumers/{bad}/{route}")).await;
+            assert_eq!((status, err["code"].as_str()), (400, Some("invalid_request")), "{bad} {route}: {err}");
+        }
         let mut order = api.order(50, 1, ask, 1, deadline);
         order["order"]["consumer"] = json!(bad);
         let (status, err) = api.post("/v1/orders", order).await;
