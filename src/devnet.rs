@@ -70,7 +70,7 @@ fn devnet_config(base: &Path, rpc_url: &str, chain_id: u64, marketplace: Address
     chain.insert("chain_id".into(), toml::Value::Integer(chain_id as i64));
     chain.insert("marketplace".into(), marketplace.to_string().into());
     Ok(format!(
-        "# Written by `pat-market devnet` from {}; edit to reload live.\n{}",
+        "# Written by `pat-market devnet` from {} at its start; edit to reload live.\n{}",
         base.display(),
         toml::to_string(&doc)?
     ))
@@ -108,11 +108,12 @@ async fn devnet(args: &Args) -> anyhow::Result<ExitCode> {
             (d, true)
         }
     };
+    // Written at the first start from --config; later starts keep its edits but point its
+    // chain at this start's anvil (a new port each time: the follower reads chain.rpc_url).
     let config_path = data.join("devnet.toml");
-    if !config_path.exists() {
-        let text = devnet_config(&args.config, node.url().as_str(), node.chain_id(), deployment.marketplace)?;
-        std::fs::write(&config_path, text).context("writing devnet.toml")?;
-    }
+    let base = if config_path.exists() { config_path.clone() } else { args.config.clone() };
+    let text = devnet_config(&base, node.url().as_str(), node.chain_id(), deployment.marketplace)?;
+    std::fs::write(&config_path, text).context("writing devnet.toml")?;
     let cfg = crate::serve::load_config(&config_path)?;
     let broker_wallet = node.signer(1).address();
     let consumers: Vec<_> = (3..3 + DEMO_CONSUMERS).map(|i| node.signer(i)).collect();

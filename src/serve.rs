@@ -117,14 +117,15 @@ pub async fn run_engine(
         every: Duration::from_secs(cfg.storage.sweep_interval_secs),
         grace: Duration::from_secs(cfg.storage.orphan_grace_secs),
     };
-    engine_settings.escrow_required = cfg.escrow.required;
+    let required = cfg.escrow.required;
+    engine_settings.escrow_required = required;
+    engine_settings.escrow_stale_after = Some(Duration::from_millis(cfg.escrow.stale_after_ms));
     let escrow = escrow_following(&cfg)?;
-    let reader = escrow.as_ref().map(|e| e.reader.clone());
     let services = Services::start(engine_settings, Arc::new(cfg.engine), system_clock(), escrow, settlement)
         .context("recovering the data directory")?;
     let (engine, startup) = (services.engine.clone(), &services.startup);
-    if let Some(reader) = &reader {
-        escrow_caught_up(&engine, reader).await;
+    if required {
+        escrow_caught_up(&engine).await;
     }
     eprintln!(
         "recovered {}: snapshot at LSN {}, {} records replayed, {} torn bytes cut; next LSN {}",
@@ -167,22 +168,23 @@ pub async fn run_engine(
 /// How long a start waits for the escrow follower to reach the chain's head.
 const ESCROW_CATCH_UP: Duration = Duration::from_secs(30);
 
-/// Waits, at most [`ESCROW_CATCH_UP`], until the engine's escrow is current to the chain's
-/// confirmed head at start: a restarted engine then takes funded consumers' orders from its
-/// first request instead of refusing them until the follower caught up.
-async fn escrow_caught_up(engine: &EngineHandle, reader: &pat_chain::EscrowReader) {
-    let head = match reader.confirmed_head().await {
-        Ok(head) => head,
-        Err(e) => return eprintln!("escrow: the chain did not answer ({e}); orders wait for the follower"),
-    };
+/// Waits, at most [`ESCROW_CATCH_UP`], until the follower has read the chain to its
+/// confirmed head: a restarted engine then takes funded consumers' orders from its first
+/// request instead of answering `escrow_unavailable` until the follower caught up.
+async fn escrow_caught_up(engine: &EngineHandle) {
     let deadline = std::time::Instant::now() + ESCROW_CATCH_UP;
     while std::time::Instant::now() < deadline {
-        if engine.send(pat_actors::messages::EscrowCursor).await.is_ok_and(|block| block >= head) {
-            return eprintln!("escrow synced from the chain to block {head}");
+        let status = engine.send(pat_actors::messages::ConsumerEscrow(alloy_primitives::Address::ZERO)).await;
+        if let Ok(status) = status
+            && status.current_at_ms.is_some()
+        {
+            return eprintln!("escrow synced from the chain to block {}", status.synced_block);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    eprintln!("escrow: not synced to block {head} within {ESCROW_CATCH_UP:?}; unsynced consumers' orders wait for it");
+    eprintln!(
+        "escrow: not read to the chain's head within {ESCROW_CATCH_UP:?}; orders get escrow_unavailable until it is"
+    );
 }
 
 fn report_reload(result: Result<(), pat_server::ReloadError>, why: &str) {

@@ -186,13 +186,13 @@ fn serve_keeps_acknowledged_fills_across_sigkill_and_survives_a_bad_reload() {
     assert!(out.contains("snapshots at LSN: [15] (the store was not closed cleanly"), "{out}");
 }
 
-/// `journal inspect` of `data`, checking that it changed no file; its output.
 /// Writes the default config with no chain to follow: orders are not held to escrow.
 fn write_offline_config(config: &Path) {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")).unwrap();
     std::fs::write(config, text.replace("required = true", "required = false")).unwrap();
 }
 
+/// `journal inspect` of `data`, checking that it changed no file; its output.
 fn inspect_unchanged(data: &Path) -> String {
     let before = files_of(data);
     let inspect =
@@ -224,6 +224,10 @@ fn serve_settles_fills_on_chain_with_the_brokers_key() {
     let devnet = rt.block_on(pat_chain::devnet::Devnet::start()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let (domain, key) = devnet_config(tmp.path(), &devnet);
+    // A view not current for 1.5 s stops order intake (the end of this test stops the chain).
+    let config = tmp.path().join("pat.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("stale_after_ms = 10000", "stale_after_ms = 1500")).unwrap();
     let engine = Engine::start_with(tmp.path(), free_port(), &[("PAT_BROKER_KEY", key)]);
     for p in 0..2 {
         assert_eq!(engine.post("/v1/segments", &segment(&domain, p, 0)).0, 201);
@@ -289,10 +293,11 @@ fn serve_settles_fills_on_chain_with_the_brokers_key() {
     wait_for(&engine, "withdrawal synced", &|v| v["withdrawing"] == left_text.as_str() && v["free"] == "0");
     let (status, refused) = engine.post("/v1/orders", &order_by(&domain, 90, engine.ask() * 2, 2));
     assert_eq!((status, refused["code"].as_str()), (422, Some("insufficient_escrow")), "{refused}");
-    // Cancelled, it is free again; a nonce cancelled on chain is refused by its own code.
-    let sent = rt.block_on(async { market.cancelWithdrawal().send().await }).unwrap();
-    rt.block_on(pat_chain::devnet::confirm(&wallet, sent)).unwrap();
+    // A nonce cancelled on chain is refused by its own code; the withdrawal cancelled after
+    // it (so a view with the withdrawal gone has read the cancellation too) frees the escrow.
     let sent = rt.block_on(async { market.invalidateNonces(U256::ZERO, 1 << 3).send().await }).unwrap();
+    rt.block_on(pat_chain::devnet::confirm(&wallet, sent)).unwrap();
+    let sent = rt.block_on(async { market.cancelWithdrawal().send().await }).unwrap();
     rt.block_on(pat_chain::devnet::confirm(&wallet, sent)).unwrap();
     wait_for(&engine, "cancellation synced", &|v| v["free"] == left_text.as_str());
     let (status, refused) = engine.post("/v1/orders", &order_by(&domain, 90, engine.ask() * 2, 3));
@@ -302,6 +307,8 @@ fn serve_settles_fills_on_chain_with_the_brokers_key() {
     let mut engine = engine;
     engine.child.kill().unwrap();
     engine.child.wait().unwrap();
+    let journal = inspect_unchanged(&tmp.path().join("data"));
+    assert!(journal.matches("escrow_synced").count() >= 4, "deposit, settlement, withdrawal, cancellations: {journal}");
     let engine = Engine::start_with(tmp.path(), free_port(), &[]);
     let again = view(&engine);
     assert_eq!(
@@ -310,6 +317,24 @@ fn serve_settles_fills_on_chain_with_the_brokers_key() {
     );
     let (status, fill) = engine.post("/v1/orders", &order_by(&domain, 90, engine.ask() * 2, 4));
     assert_eq!(status, 201, "{fill}");
+
+    // The chain goes away: once the view is older than stale_after_ms, no order is taken
+    // (a withdrawal made meanwhile would go unseen). A fresh wallet is refused for its
+    // escrow until then, and for the stale view after.
+    let ask = engine.ask();
+    drop(devnet);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let (status, body) = engine.post("/v1/orders", &order_by(&domain, 92, ask * 2, 1));
+        if status == 503 {
+            break body;
+        }
+        assert!(status == 422 && body["code"] == "insufficient_escrow" && Instant::now() < deadline, "{status} {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(refused["code"], "escrow_unavailable", "{refused}");
+    let (_, theirs) = engine.get(&format!("/v1/consumers/{}/fills", signer(92).address()));
+    assert_eq!(theirs, serde_json::json!([]), "the refused orders took nothing");
 }
 
 /// The crash test: consumers send orders while the server is SIGKILLed at

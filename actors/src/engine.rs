@@ -207,8 +207,9 @@ impl EngineActor {
             journal.append_event(&event).map_err(EngineError::Journal)?;
             next_lsn += 1;
         }
-        books.require_escrow(settings.escrow_required);
-        let (registry, markets) = books.into_parts();
+        let (mut registry, markets) = books.into_parts();
+        registry.require_escrow(settings.escrow_required);
+        registry.escrow_mut().set_stale_after(settings.escrow_stale_after.map(|d| d.as_millis() as u64));
         // Every market counts as changed: the quoting actor re-reads them all.
         let stats = &launch.outlets.tables.stats;
         markets.iter().for_each(|m| stats.write_market(m, &registry));
@@ -438,6 +439,7 @@ impl Handler<ConsumerEscrow> for EngineActor {
             view: book.view(&msg.0),
             synced_block: book.followed_block(),
             required: book.required(),
+            current_at_ms: book.current_at_ms(),
         })
     }
 }
@@ -452,16 +454,31 @@ impl Handler<EscrowCursor> for EngineActor {
 impl Handler<SyncEscrow> for EngineActor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: SyncEscrow, _: &mut Context<Self>) -> Self::Result {
-        if msg.0.is_empty() {
+        let now_ms = (self.shared.clock)();
+        let SyncEscrow { sync, current } = msg;
+        if sync.is_empty() {
             // Nothing to journal: the book only learns how far the chain was read.
             let mut st = match self.shared.begin(0) {
                 Ok(st) => st,
                 Err(e) => return refused(e),
             };
-            st.registry.sync_escrow(msg.0);
+            st.registry.sync_escrow(sync);
+            if current {
+                st.registry.escrow_mut().mark_current(now_ms);
+            }
             return Box::pin(std::future::ready(Ok(())));
         }
-        self.change(|registry| Ok(registry.sync_escrow(msg.0).expect("a sync that changes something has an event")))
+        // Current once durable: orders see the view the journal holds.
+        let shared = self.shared.clone();
+        let durable =
+            self.change(|registry| Ok(registry.sync_escrow(sync).expect("a sync that changes something has an event")));
+        Box::pin(async move {
+            durable.await?;
+            if current {
+                shared.begin(0)?.registry.escrow_mut().mark_current(now_ms);
+            }
+            Ok(())
+        })
     }
 }
 

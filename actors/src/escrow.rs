@@ -1,6 +1,7 @@
 //! The escrow actor: follows consumers' escrow on chain for the engine. Every
-//! round it reads, with [`EscrowReader`], what changed from the block the
-//! engine last synced to the newest block at the confirmation depth, and hands
+//! round it reads, with [`EscrowReader`], what changed from the last block it
+//! read (at start, the block the engine's escrow is current to) to the newest
+//! block at the confirmation depth, and hands
 //! it to the engine, which journals it ([`SyncEscrow`]) before its orders see
 //! it. A sync that changes nothing is not journaled; the engine only learns how
 //! far the chain was read, and after a restart the actor resumes from the last
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use pat_chain::{ChainError, EscrowReader};
+use pat_engine::escrow::EscrowSync;
 
 use crate::engine::EngineHandle;
 use crate::error::EngineError;
@@ -103,14 +105,22 @@ async fn catch_up(engine: &EngineHandle, reader: &EscrowReader, cursor: Option<u
         None => engine.send(EscrowCursor).await?,
     };
     let head = reader.confirmed_head().await?;
-    while after < head {
-        let sync = reader.read(after, head).await?;
+    loop {
+        // Nothing new: an empty sync still tells the engine its view is current.
+        let sync = if after < head {
+            reader.read(after, head).await?
+        } else {
+            EscrowSync { block: after, ..EscrowSync::default() }
+        };
         let block = sync.block;
-        engine.send(SyncEscrow(sync)).await??;
+        let current = block >= head;
+        engine.send(SyncEscrow { sync, current }).await??;
         after = block;
+        metrics::gauge!("pat_escrow_synced_block").set(after as f64);
+        if current {
+            return Ok(after);
+        }
     }
-    metrics::gauge!("pat_escrow_synced_block").set(after as f64);
-    Ok(after)
 }
 
 impl Actor for EscrowActor {

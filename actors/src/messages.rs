@@ -83,6 +83,8 @@ pub struct EscrowStatus {
     pub synced_block: u64,
     /// Whether orders must be covered by free escrow.
     pub required: bool,
+    /// When the follower last read the chain to its head (`None`: not since this start).
+    pub current_at_ms: Option<u64>,
 }
 
 /// The last block the engine's escrow is current to: where the escrow actor resumes (after
@@ -95,7 +97,11 @@ pub struct EscrowCursor;
 /// nothing but the block), then applied.
 #[derive(Message)]
 #[rtype(result = "Result<(), EngineError>")]
-pub struct SyncEscrow(pub pat_engine::escrow::EscrowSync);
+pub struct SyncEscrow {
+    pub sync: pat_engine::escrow::EscrowSync,
+    /// The sync reaches the chain's confirmed head: the view is current as of now.
+    pub current: bool,
+}
 
 /// The emergency switch: journaled, then applied.
 #[derive(Message)]

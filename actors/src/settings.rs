@@ -41,6 +41,10 @@ pub struct EngineSettings {
     /// actor syncs it from the chain (`[escrow] required`). Off: engine tests and
     /// benchmarks with no chain.
     pub escrow_required: bool,
+    /// With `escrow_required`, orders are refused (`escrow_unavailable`) once the escrow
+    /// actor last read the chain to its head longer ago than this (`[escrow]
+    /// stale_after_ms`); `None`: never (an engine with no follower).
+    pub escrow_stale_after: Option<Duration>,
 }
 
 impl EngineSettings {
@@ -59,6 +63,7 @@ impl EngineSettings {
             payload_store: None,
             sweep: SweepSettings::default(),
             escrow_required: false,
+            escrow_stale_after: None,
         }
     }
 }

@@ -136,6 +136,8 @@ pub enum ChainError {
     },
     #[error("{what}: no answer within {after:?}")]
     RpcTimeout { what: &'static str, after: Duration },
+    #[error("{what} returned {value}, out of the range the contract keeps")]
+    OutOfRange { what: &'static str, value: U256 },
     #[error("the transaction would revert: {0}")]
     Reverted(Revert),
     #[error("transaction {tx_hash} reverted on chain: {reason}")]

@@ -14,6 +14,7 @@ use alloy::primitives::{Address, B256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::{Filter, Log};
 use alloy::sol_types::SolEvent;
+use alloy::transports::RpcError;
 use futures_util::{StreamExt, TryStreamExt};
 use pat_engine::escrow::{EscrowAccount, EscrowSync, NonceCancel};
 
@@ -26,6 +27,9 @@ use crate::sender::rpc;
 
 /// Most blocks one `eth_getLogs` asks for (public nodes cap ranges, often at 10,000).
 pub const LOG_RANGE_MAX: u64 = 5_000;
+/// Most logs one sync takes (nodes cap results, often at 10,000; a journal record of 10,000
+/// settlements and their consumers is under a megabyte).
+pub const LOGS_MAX: usize = 10_000;
 /// Account reads in flight at once.
 const READS_IN_FLIGHT: usize = 16;
 
@@ -42,11 +46,6 @@ impl EscrowReader {
     /// A reader of `config`'s marketplace over a provider of its own (it sends nothing).
     pub fn connect(config: &ChainConfig) -> Self {
         let provider = ProviderBuilder::default().connect_http(config.rpc_url.clone()).erased();
-        Self::over(config, provider)
-    }
-
-    /// A reader of `config`'s marketplace through `provider`.
-    pub fn over(config: &ChainConfig, provider: DynProvider) -> Self {
         Self {
             marketplace: DataMarketplace::new(config.marketplace, provider.clone()),
             provider,
@@ -62,27 +61,31 @@ impl EscrowReader {
         Ok((head + 1).saturating_sub(self.confirmations))
     }
 
-    /// What changed in blocks `(after, through]`, at most [`LOG_RANGE_MAX`] of them from
-    /// `after`: the sync's `block` says how far it read.
-    pub async fn read(&self, after: u64, through: u64) -> Result<EscrowSync, ChainError> {
-        let through = through.min(after.saturating_add(LOG_RANGE_MAX));
-        let mut sync = EscrowSync { block: through, ..EscrowSync::default() };
-        if through <= after {
-            sync.block = after;
-            return Ok(sync);
+    /// What changed after block `after`, read towards `head` (the confirmed head the caller
+    /// catches up to). Logs come in ranges a node serves: at most [`LOG_RANGE_MAX`] blocks and
+    /// [`LOGS_MAX`] logs, the range halved while the node refuses it or it holds more (down to
+    /// one block), so a sync stays far below the journal's record limit. The sync's `block` is
+    /// the end of the range read. Every consumer the logs name is read at `head`, a recent
+    /// block any node keeps (not at the range's end, which an old catch-up would need an
+    /// archive node for): a settlement after the range is then counted twice, in the lower
+    /// escrow and in its fill's hold until a later range releases it, which only lowers free
+    /// escrow.
+    pub async fn read(&self, after: u64, head: u64) -> Result<EscrowSync, ChainError> {
+        if head <= after {
+            return Ok(EscrowSync { block: after, ..EscrowSync::default() });
         }
-        let filter =
-            Filter::new().address(*self.marketplace.address()).from_block(after + 1).to_block(through).event_signature(
-                vec![
-                    Deposited::SIGNATURE_HASH,
-                    WithdrawalRequested::SIGNATURE_HASH,
-                    WithdrawalCancelled::SIGNATURE_HASH,
-                    Withdrawn::SIGNATURE_HASH,
-                    FillSettled::SIGNATURE_HASH,
-                    NoncesInvalidated::SIGNATURE_HASH,
-                ],
-            );
-        let logs = rpc(self.timeout, "eth_getLogs", self.provider.get_logs(&filter)).await?;
+        let mut span = (head - after).min(LOG_RANGE_MAX);
+        let (through, logs) = loop {
+            let through = after + span;
+            match rpc(self.timeout, "eth_getLogs", self.provider.get_logs(&self.filter(after + 1, through))).await {
+                Ok(logs) if logs.len() <= LOGS_MAX || span == 1 => break (through, logs),
+                Ok(_) => span = span.div_ceil(2),
+                // The node answered with an error (a range or result cap): ask for less.
+                Err(ChainError::Rpc { source: RpcError::ErrorResp(_), .. }) if span > 1 => span = span.div_ceil(2),
+                Err(e) => return Err(e),
+            }
+        };
+        let mut sync = EscrowSync { block: through, ..EscrowSync::default() };
         let mut touched = Vec::new();
         for log in &logs {
             match classify(log) {
@@ -97,13 +100,25 @@ impl EscrowReader {
         }
         touched.sort_unstable();
         touched.dedup();
-        let at = BlockId::number(through);
+        let at = BlockId::number(head);
         sync.accounts = futures_util::stream::iter(touched)
             .map(|consumer| async move { Ok::<_, ChainError>((consumer, self.account_at(consumer, at).await?)) })
             .buffered(READS_IN_FLIGHT)
             .try_collect()
             .await?;
         Ok(sync)
+    }
+
+    /// The marketplace's escrow logs of blocks `from..=to`.
+    fn filter(&self, from: u64, to: u64) -> Filter {
+        Filter::new().address(*self.marketplace.address()).from_block(from).to_block(to).event_signature(vec![
+            Deposited::SIGNATURE_HASH,
+            WithdrawalRequested::SIGNATURE_HASH,
+            WithdrawalCancelled::SIGNATURE_HASH,
+            Withdrawn::SIGNATURE_HASH,
+            FillSettled::SIGNATURE_HASH,
+            NoncesInvalidated::SIGNATURE_HASH,
+        ])
     }
 
     /// `consumer`'s escrow and requested withdrawal at block `at`.
@@ -113,8 +128,11 @@ impl EscrowReader {
         let pending = self.marketplace.pendingWithdrawalOf(consumer).block(at);
         let pending = contract(self.timeout, "pendingWithdrawalOf", pending.call()).await?;
         // Escrow is below 2^127 (the contract's account word); a request is at most the escrow.
-        let amount = |v: alloy::primitives::U256| u128::try_from(v).unwrap_or(u128::MAX);
-        Ok(EscrowAccount { escrow: amount(escrow), withdrawing: amount(pending.amount) })
+        let out_of_range = |what| move |_| ChainError::OutOfRange { what, value: escrow.max(pending.amount) };
+        Ok(EscrowAccount {
+            escrow: u128::try_from(escrow).map_err(out_of_range("escrowOf"))?,
+            withdrawing: u128::try_from(pending.amount).map_err(out_of_range("pendingWithdrawalOf"))?,
+        })
     }
 }
 

@@ -362,6 +362,11 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
     }
 
     p.check((10..=60_000).contains(&f.escrow.poll_ms), "escrow.poll_ms", "must be between 10 and 60000");
+    p.check(
+        f.escrow.stale_after_ms >= 2 * f.escrow.poll_ms,
+        "escrow.stale_after_ms",
+        "must be at least twice escrow.poll_ms (else every slow read halts order intake)",
+    );
 
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));

@@ -254,11 +254,14 @@ pub struct Escrow {
     pub required: bool,
     /// How often the escrow follower reads the chain (`chain.confirmations` deep).
     pub poll_ms: u64,
+    /// Orders are refused (`503 escrow_unavailable`) once the follower last read the chain
+    /// to its head longer ago than this: a view gone stale misses withdrawals.
+    pub stale_after_ms: u64,
 }
 
 impl Default for Escrow {
     fn default() -> Self {
-        Self { required: true, poll_ms: 500 }
+        Self { required: true, poll_ms: 500, stale_after_ms: 10_000 }
     }
 }
 

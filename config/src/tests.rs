@@ -95,6 +95,7 @@ fn each_mistake_names_its_key() {
         ),
         ("poll_ms = 500", "poll_ms = 5", "escrow.poll_ms"),
         ("poll_ms = 500", "poll_ms = 600000", "escrow.poll_ms"),
+        ("stale_after_ms = 10000", "stale_after_ms = 900", "escrow.stale_after_ms"),
     ];
     for (from, to, key) in cases {
         assert!(DEFAULT.contains(from), "fixture lost: {from}");

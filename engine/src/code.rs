@@ -132,6 +132,7 @@ codes! {
     InsufficientSupply = "insufficient_supply", 422, [Order], "fewer units are available than the order asks for: a fill takes one unit from each of qty distinct segments the consumer does not hold yet";
     ExposureLimit = "exposure_limit", 422, [Order], "the fill would take the market's or group's exposure past its hard limit";
     InsufficientEscrow = "insufficient_escrow", 422, [Order], "the consumer's free escrow (escrow on chain at the synced block, less its requested withdrawal and its fills not yet settled) does not cover qty x ask; nothing was reserved";
+    EscrowUnavailable = "escrow_unavailable", 503, [Order], "the engine has not read consumers' escrow from the chain up to its head lately (escrow.stale_after_ms): no order is taken until it has; retry";
     NonceInvalidated = "nonce_invalidated", 409, [Order], "the consumer cancelled this nonce on chain (invalidateNonces); an order with it could not settle";
     UnknownFill = "unknown_fill", 404, [Lookup], "no fill has this id";
     UnknownSegment = "unknown_segment", 404, [Lookup], "no segment has this id";

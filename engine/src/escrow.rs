@@ -19,6 +19,7 @@ use alloy_primitives::map::{AddressMap, B256Map, HashMap};
 use alloy_primitives::{Address, B256, U256};
 use serde::{Deserialize, Serialize};
 
+use crate::ewma::TimeMs;
 use crate::fill::Fill;
 use crate::money::Amount;
 
@@ -70,11 +71,14 @@ pub struct EscrowView {
     pub free: Amount,
 }
 
-/// An order that free escrow does not cover.
+/// Why escrow does not let an order through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Uncovered {
-    pub needed: Amount,
-    pub free: Amount,
+pub enum EscrowRefusal {
+    /// Free escrow does not cover the order.
+    Uncovered { needed: Amount, free: Amount },
+    /// The view is not known to be current: the follower has not read the chain up to its
+    /// head within the allowed time (since `current_at_ms`; `None`: not since this start).
+    Stale { current_at_ms: Option<TimeMs> },
 }
 
 /// What a snapshot holds of the book; sorted, so equal books encode equally.
@@ -93,6 +97,11 @@ pub struct EscrowSnapshot {
 pub struct EscrowBook {
     /// Whether orders must be covered (runtime setting, not state: replaying an accepted fill checks nothing).
     required: bool,
+    /// With `required`, orders are refused once the view was last current this long ago
+    /// (runtime setting; `None`: never, for engines driven without a follower).
+    stale_after_ms: Option<TimeMs>,
+    /// When the follower last read the chain up to its confirmed head (runtime, not state).
+    current_at_ms: Option<TimeMs>,
     /// The last block of a journaled sync.
     synced_block: u64,
     /// The last block read, with or without change (at least `synced_block`; not journaled:
@@ -113,6 +122,21 @@ impl EscrowBook {
 
     pub fn set_required(&mut self, required: bool) {
         self.required = required;
+    }
+
+    /// Refuse orders once the view was last current more than `ms` ago (`None`: never).
+    pub fn set_stale_after(&mut self, ms: Option<TimeMs>) {
+        self.stale_after_ms = ms;
+    }
+
+    /// When the follower last read the chain up to its confirmed head (`None`: not since this start).
+    pub fn current_at_ms(&self) -> Option<TimeMs> {
+        self.current_at_ms
+    }
+
+    /// Records that the follower read the chain up to its confirmed head at `now_ms`.
+    pub fn mark_current(&mut self, now_ms: TimeMs) {
+        self.current_at_ms = Some(now_ms);
     }
 
     /// The last block of a sync that changed something (0: none yet): where a restart resumes.
@@ -142,13 +166,19 @@ impl EscrowBook {
         }
     }
 
-    /// Whether an order of `consumer` for `needed` is covered (always, when not required).
-    pub fn check(&self, consumer: &Address, needed: Amount) -> Result<(), Uncovered> {
+    /// Whether an order of `consumer` for `needed` at `now_ms` is covered (always, when not
+    /// required): by a current view, and by free escrow.
+    pub fn check(&self, consumer: &Address, needed: Amount, now_ms: TimeMs) -> Result<(), EscrowRefusal> {
         if !self.required {
             return Ok(());
         }
+        if let Some(limit) = self.stale_after_ms
+            && self.current_at_ms.is_none_or(|at| now_ms.saturating_sub(at) > limit)
+        {
+            return Err(EscrowRefusal::Stale { current_at_ms: self.current_at_ms });
+        }
         let free = self.view(consumer).free;
-        if needed > free { Err(Uncovered { needed, free }) } else { Ok(()) }
+        if needed > free { Err(EscrowRefusal::Uncovered { needed, free }) } else { Ok(()) }
     }
 
     /// Whether `consumer` cancelled `nonce` on chain (pending or in effect: an order
@@ -259,9 +289,21 @@ mod tests {
     #[test]
     fn a_consumer_never_synced_has_nothing_free() {
         let b = book(true);
-        assert_eq!(b.check(&ALICE, 1), Err(Uncovered { needed: 1, free: 0 }));
-        assert_eq!(b.check(&ALICE, 0), Ok(()));
-        assert_eq!(book(false).check(&ALICE, 1), Ok(()), "not required: every order is covered");
+        assert_eq!(b.check(&ALICE, 1, 0), Err(EscrowRefusal::Uncovered { needed: 1, free: 0 }));
+        assert_eq!(b.check(&ALICE, 0, 0), Ok(()));
+        assert_eq!(book(false).check(&ALICE, 1, 0), Ok(()), "not required: every order is covered");
+    }
+
+    #[test]
+    fn a_view_not_current_lately_covers_nothing() {
+        let mut b = book(true);
+        b.set_stale_after(Some(1_000));
+        b.apply(&EscrowSync { block: 5, accounts: vec![(ALICE, account(100, 0))], ..Default::default() });
+        assert_eq!(b.check(&ALICE, 1, 10), Err(EscrowRefusal::Stale { current_at_ms: None }), "not since this start");
+        b.mark_current(10);
+        assert_eq!(b.check(&ALICE, 1, 1_010), Ok(()));
+        assert_eq!(b.check(&ALICE, 1, 1_011), Err(EscrowRefusal::Stale { current_at_ms: Some(10) }));
+        assert_eq!(book(false).check(&ALICE, 1, 1_011), Ok(()), "not required: no view needed");
     }
 
     #[test]
@@ -272,8 +314,8 @@ mod tests {
         b.hold_amount(B256::repeat_byte(1), ALICE, 50);
         b.hold_amount(B256::repeat_byte(1), ALICE, 50); // the same fill twice holds once
         assert_eq!(b.view(&ALICE), EscrowView { escrow: 100, withdrawing: 30, held: 50, free: 20 });
-        assert_eq!(b.check(&ALICE, 20), Ok(()));
-        assert_eq!(b.check(&ALICE, 21), Err(Uncovered { needed: 21, free: 20 }));
+        assert_eq!(b.check(&ALICE, 20, 0), Ok(()));
+        assert_eq!(b.check(&ALICE, 21, 0), Err(EscrowRefusal::Uncovered { needed: 21, free: 20 }));
         assert_eq!(b.view(&BOB).free, 0, "another consumer's escrow covers nothing of Alice's");
         // Over-held (a withdrawal raced ahead): free is 0, never negative.
         b.apply(&EscrowSync { block: 6, accounts: vec![(ALICE, account(40, 0))], ..Default::default() });

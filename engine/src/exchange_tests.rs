@@ -389,10 +389,12 @@ enum Op {
     HalfLife {
         secs: u32,
     },
-    /// The chain shows `consumer`'s escrow (whole PAT) and every settlement not seen yet.
+    /// The chain shows `consumer`'s escrow (whole PAT) and every settlement not seen yet;
+    /// with `ahead`, also an open fill's (the follower read it before clearing recorded it).
     Sync {
         consumer: u8,
         escrow_pat: u32,
+        ahead: Option<usize>,
     },
 }
 
@@ -411,7 +413,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => prop_oneof![3 => Just(false), 1 => Just(true)].prop_map(Op::Pause),
         1 => (1u8..=5).prop_map(Op::Phase),
         1 => (60u32..20_000).prop_map(|secs| Op::HalfLife { secs }),
-        2 => (0u8..12, prop_oneof![1 => Just(0u32), 2 => 1u32..20, 2 => 20u32..2_000]).prop_map(|(consumer, escrow_pat)| Op::Sync { consumer, escrow_pat }),
+        2 => (0u8..12, prop_oneof![1 => Just(0u32), 2 => 1u32..20, 2 => 20u32..2_000], prop::option::of(any::<usize>()))
+            .prop_map(|(consumer, escrow_pat, ahead)| Op::Sync { consumer, escrow_pat, ahead }),
     ]
 }
 
@@ -435,6 +438,8 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>, usize) {
     let (mut now, mut nonce, mut fills, mut quotes, mut open) = (NOW, 0u64, Vec::new(), Vec::new(), Vec::<B256>::new());
     // Settled fills no sync has shown yet: they still hold their ask.
     let (mut unseen, mut block, mut refused) = (Vec::<B256>::new(), 0u64, 0usize);
+    // Fills the chain showed settled before the engine recorded it.
+    let mut early = Vec::<B256>::new();
     let mut changed = Vec::new();
     let mut seq = 0u64;
     for op in ops {
@@ -498,7 +503,9 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>, usize) {
                     events.push(ex.state.record_submission([id], alloy_primitives::keccak256(id)));
                 }
                 events.push(ex.state.settle(&id, now).unwrap());
-                unseen.push(id);
+                if !early.contains(&id) {
+                    unseen.push(id);
+                }
             }
             Op::Fail { pick } if !open.is_empty() => {
                 let id = open.swap_remove(pick % open.len());
@@ -515,16 +522,19 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>, usize) {
                 cfg.pricing.rate_half_life_secs = f64::from(secs);
                 events.push(ex.state.reconfigure(Arc::new(cfg)).unwrap());
             }
-            Op::Sync { consumer, escrow_pat } => {
+            Op::Sync { consumer, escrow_pat, ahead } => {
                 block += 1;
                 let address = testing::signer(&testing::key(200 + consumer)).address();
                 let account = EscrowAccount { escrow: u128::from(escrow_pat) * 10u128.pow(18), withdrawing: 0 };
-                let sync = EscrowSync {
-                    block,
-                    accounts: vec![(address, account)],
-                    settled: std::mem::take(&mut unseen),
-                    cancelled: Vec::new(),
-                };
+                let mut settled = std::mem::take(&mut unseen);
+                if let Some(pick) = ahead.filter(|_| !open.is_empty()) {
+                    // Seen settled on chain while still open here: its hold goes now, and
+                    // the engine records the settlement later.
+                    let id = open[pick % open.len()];
+                    settled.push(id);
+                    early.push(id);
+                }
+                let sync = EscrowSync { block, accounts: vec![(address, account)], settled, cancelled: Vec::new() };
                 events.extend(ex.state.sync_escrow(sync));
             }
         }
@@ -532,8 +542,8 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>, usize) {
         // A fill holds its ask while open or settled unseen, and nothing once it failed or was seen.
         for f in &fills {
             let status = &ex.state.registry().fill(&f.fill_id).unwrap().status;
-            let holds =
-                matches!(status, FillStatus::Accepted | FillStatus::Submitted { .. }) || unseen.contains(&f.fill_id);
+            let open = matches!(status, FillStatus::Accepted | FillStatus::Submitted { .. });
+            let holds = !early.contains(&f.fill_id) && (open || unseen.contains(&f.fill_id));
             assert_eq!(ex.state.registry().escrow().hold_of(&f.fill_id).is_some(), holds, "{status:?}");
         }
     }

@@ -114,6 +114,16 @@ pub enum OrderError {
     InsufficientEscrow { needed: Amount, free: Amount },
     #[error("nonce {nonce} of {consumer} was cancelled on chain (invalidateNonces)")]
     NonceInvalidated { consumer: Address, nonce: U256 },
+    #[error("consumers' escrow is not known to be current ({}); retry", last_current(*.current_at_ms))]
+    EscrowUnavailable { current_at_ms: Option<TimeMs> },
+}
+
+/// When consumers' escrow was last read to the chain's head, for a message.
+fn last_current(at_ms: Option<TimeMs>) -> String {
+    match at_ms {
+        Some(ms) => format!("last read to the chain's head at {ms} ms"),
+        None => "not read to the chain's head since the engine started".to_owned(),
+    }
 }
 
 impl OrderError {
@@ -133,6 +143,7 @@ impl OrderError {
             Self::ExposureLimit { .. } => Code::ExposureLimit,
             Self::InsufficientEscrow { .. } => Code::InsufficientEscrow,
             Self::NonceInvalidated { .. } => Code::NonceInvalidated,
+            Self::EscrowUnavailable { .. } => Code::EscrowUnavailable,
         }
     }
 }

@@ -263,6 +263,7 @@ async fn consumer_escrow(state: State, who: web::Path<String>) -> Result<HttpRes
         free: s.view.free.to_string(),
         synced_block: s.synced_block,
         required: s.required,
+        current_at_ms: s.current_at_ms,
     }))
 }
 

@@ -378,6 +378,9 @@ pub struct EscrowBody {
     pub synced_block: u64,
     /// Whether orders must be covered by free escrow (config `escrow.required`).
     pub required: bool,
+    /// When the engine last read the chain up to its head, unix ms (absent: not since it
+    /// started; orders are refused while this is older than `escrow.stale_after_ms`).
+    pub current_at_ms: Option<u64>,
 }
 
 /// Every error: a stable code and a message for people.
