@@ -14,6 +14,7 @@ import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/Messa
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {TimelockController} from "@openzeppelin/contracts/governance/TimelockController.sol";
 
 /// @title DataMarketplace
 /// @notice Escrow and batch settlement of the PAT segment market.
@@ -32,6 +33,13 @@ import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProo
 /// Accounting invariant: the PAT balance of this contract equals the sum of all escrows
 /// plus the sum of all claimed provider earnings plus {unclaimedCredits} plus
 /// {brokerEarnings} (tokens sent here directly, outside {deposit}, are the only excess).
+///
+/// Governance (V2, finding L-5): the owner is meant to be an OpenZeppelin
+/// TimelockController, so every owner function waits the timelock's delay, and upgrades
+/// are refused unless it is: {_authorizeUpgrade} accepts only an owner whose code is this
+/// build's TimelockController with a minimum delay of at least 2 days (0 on a devnet), see
+/// {governanceTimelocked}. The emergency pause does not wait: a {guardian} set by the owner may
+/// pause at once; only the owner unpauses.
 ///
 /// @dev UUPS upgradeable behind an ERC1967Proxy; all state lives in one ERC-7201
 ///      namespaced struct, so upgrades and inherited OZ storage never collide.
@@ -146,6 +154,8 @@ contract DataMarketplace is
         uint64 pausedTotal;
         /// nonces the consumers cancelled, per 64-nonce word
         mapping(address consumer => mapping(uint256 word => NonceCancel)) nonceCancel;
+        /// may pause at once, not unpause ({setPaused}); set by the owner (L-5). One slot.
+        address guardian;
     }
 
     // -------------------------------------------------------------- constants
@@ -172,6 +182,26 @@ contract DataMarketplace is
     uint64 public constant MAX_WITHDRAWAL_WINDOW = 30 days;
     /// @notice Withdrawal window set by {initialize}.
     uint64 public constant DEFAULT_WITHDRAWAL_WINDOW = 1 days;
+    // L-5. Internal, not public: every public function adds a selector to the dispatcher,
+    // and these three would lengthen its path to settleBatch and claimCredits (their gas is
+    // pinned in snapshots/); {governanceTimelocked} reports what they decide.
+    /// @dev Least {TimelockController.getMinDelay} of an owner that may upgrade: 2 days,
+    ///      Compound's Timelock MINIMUM_DELAY. Long enough for anyone to read a scheduled
+    ///      upgrade and for a consumer to request and take out escrow under the default
+    ///      withdrawal delay (1 hour) and window (1 day) before it executes.
+    uint256 internal constant MIN_TIMELOCK_DELAY = 2 days;
+    /// @dev Chain id of anvil (and hardhat): a local devnet, where the least delay is 0 so
+    ///      tests and the devnet need not wait two days. Never deploy to a chain with this id.
+    uint256 internal constant DEVNET_CHAIN_ID = 31337;
+    /// @dev `extcodehash` of OpenZeppelin 5.7.0's TimelockController built with this
+    ///      project's settings (contracts/foundry.toml; chain/artifacts/TimelockController.json),
+    ///      the only owner code {_authorizeUpgrade} accepts. Its code is what proves that
+    ///      every call it makes waited its delay; a contract merely answering `getMinDelay`
+    ///      proves nothing. It has no immutables, so every deployment of it has this hash;
+    ///      test/Timelock.t.sol checks it against the build. A new OpenZeppelin or solc
+    ///      changes it: a future implementation must then still accept the timelock that owns
+    ///      the deployed proxy (or the owner moves to a timelock of the new build first).
+    bytes32 internal constant TIMELOCK_CODEHASH = 0x33b0f520fec53fff42a9d666189871aa2aad68e4ce6c951b92d457687c2278d6;
     uint8 public constant FIRST_PHASE = 1;
     uint8 public constant LAST_PHASE = 4;
 
@@ -237,6 +267,7 @@ contract DataMarketplace is
     event WithdrawalWindowSet(uint64 previous, uint64 current);
     event PhaseAdvanced(uint8 previous, uint8 current);
     event PausedSet(bool paused);
+    event GuardianSet(address indexed previous, address indexed current);
 
     // ----------------------------------------------------------------- errors
 
@@ -272,6 +303,12 @@ contract DataMarketplace is
     error WithdrawalNotReady(uint64 readyAt);
     error NothingToWithdraw();
     error RenounceOwnershipDisabled();
+    /// @notice An upgrade needs an owner that is this build's TimelockController (L-5).
+    error OwnerNotTimelock(address owner);
+    /// @notice An upgrade needs the owner timelock's minimum delay to be at least `min`.
+    error TimelockDelayTooShort(uint256 delay, uint256 min);
+    /// @notice The guardian may pause, never unpause: the owner unpauses.
+    error GuardianCannotUnpause();
 
     // -------------------------------------------------------------- modifiers
 
@@ -292,7 +329,9 @@ contract DataMarketplace is
     }
 
     /// @notice Initializes the proxy's state; callable once.
-    /// @param owner_ governance owner (upgrades, margin, wallets, phase, pause)
+    /// @param owner_ governance owner (upgrades, margin, wallets, phase, pause); upgrades need
+    ///        it to be a TimelockController ({_authorizeUpgrade}), so an account deploying
+    ///        with an EOA owner moves ownership to one afterwards
     /// @param pat_ the PAT token
     /// @param broker_ the only account that may call {settleBatch}
     /// @param brokerWallet_ receives the broker's spread on {withdrawBrokerEarnings}
@@ -995,8 +1034,17 @@ contract DataMarketplace is
     ///      An order's on-chain expiry (deadline + maxSettleLag) and a nonce cancellation
     ///      keep unix time: after a long pause such fills are rejected, never charged.
     ///      Setting the current state again changes nothing.
-    function setPaused(bool paused_) external onlyOwner {
+    ///      L-5: the owner (a timelock) pauses only after its delay, so the {guardian} may
+    ///      pause at once. It cannot unpause: its one power is to stop, so a guardian key
+    ///      that leaks can halt the market until the owner replaces it, never restart
+    ///      settlement that was stopped for a bug. The owner unpauses, best in the same
+    ///      timelock batch as the fix. Anyone else gets OwnableUnauthorizedAccount.
+    function setPaused(bool paused_) external {
         MarketplaceStorage storage $ = _s();
+        if (msg.sender != owner()) {
+            if (msg.sender != $.guardian) revert OwnableUnauthorizedAccount(msg.sender);
+            if (!paused_) revert GuardianCannotUnpause();
+        }
         if (paused_ != $.paused) {
             if (paused_) {
                 $.pausedSince = uint64(block.timestamp);
@@ -1032,7 +1080,36 @@ contract DataMarketplace is
         revert RenounceOwnershipDisabled();
     }
 
-    function _authorizeUpgrade(address) internal override onlyOwner {}
+    /// @notice Sets the account that may pause at once ({setPaused}); address(0) removes it.
+    function setGuardian(address guardian_) external onlyOwner {
+        MarketplaceStorage storage $ = _s();
+        emit GuardianSet($.guardian, guardian_);
+        $.guardian = guardian_;
+    }
+
+    /// @dev L-5: only the owner, and only if the owner is a TimelockController of this build
+    ///      (TIMELOCK_CODEHASH) whose minimum delay is at least 2 days (0 on a devnet). Every
+    ///      call such a timelock makes was scheduled in public at least its delay before;
+    ///      lowering the delay is itself such a call (`updateDelay`), so an upgrade is always
+    ///      announced at least that long ahead. An EOA owner (a fresh deployment,
+    ///      or a proxy just upgraded from V1, whose upgrade V1's code authorised) keeps every
+    ///      other owner function, ownership transfer included, and upgrades once it has
+    ///      moved ownership to a timelock (transferOwnership, then the timelock's
+    ///      acceptOwnership).
+    function _authorizeUpgrade(address) internal view override onlyOwner {
+        (bool isTimelock, uint256 delay, uint256 min) = _ownerTimelock();
+        if (!isTimelock) revert OwnerNotTimelock(owner());
+        if (delay < min) revert TimelockDelayTooShort(delay, min);
+    }
+
+    /// @dev Whether the owner runs this build's TimelockController, its minimum delay (0 if
+    ///      not), and the least delay an upgrade needs on this chain.
+    function _ownerTimelock() private view returns (bool isTimelock, uint256 delay, uint256 min) {
+        address owner_ = owner();
+        isTimelock = owner_.codehash == TIMELOCK_CODEHASH;
+        if (isTimelock) delay = TimelockController(payable(owner_)).getMinDelay();
+        min = block.chainid == DEVNET_CHAIN_ID ? 0 : MIN_TIMELOCK_DELAY;
+    }
 
     function _setBrokerMargin(uint16 bps) private {
         if (bps > MAX_BROKER_MARGIN_BPS) revert BrokerMarginTooHigh(bps, MAX_BROKER_MARGIN_BPS);
@@ -1092,6 +1169,24 @@ contract DataMarketplace is
     }
 
     // ------------------------------------------------------------------ views
+
+    /// @notice Whether governance is timelocked (L-5), i.e. upgrades are possible: the owner
+    ///         runs this build's OpenZeppelin TimelockController and its minimum delay is at
+    ///         least `minDelay`. Then every owner function waits at least `minDelay`, and
+    ///         ownership leaves the timelock only through it.
+    /// @return timelocked whether {upgradeToAndCall} would be authorised for the owner
+    /// @return delay the owner timelock's minimum delay, seconds (0 if the owner is not one)
+    /// @return minDelay the least delay an upgrade needs: 2 days, 0 on a devnet (chain 31337)
+    function governanceTimelocked() external view returns (bool timelocked, uint256 delay, uint256 minDelay) {
+        bool isTimelock;
+        (isTimelock, delay, minDelay) = _ownerTimelock();
+        timelocked = isTimelock && delay >= minDelay;
+    }
+
+    /// @notice The account that may pause at once (address(0): none).
+    function guardian() external view returns (address) {
+        return _s().guardian;
+    }
 
     function maxSettleLag() external view returns (uint64) {
         return _s().maxSettleLag;

@@ -1,18 +1,28 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.30;
 
-import {Fixture} from "./utils/Fixture.sol";
+import {GovernanceFixture} from "./utils/Governance.sol";
 import {DataMarketplace} from "../src/DataMarketplace.sol";
 import {DataMarketplaceV3, NotUUPS} from "./mocks/DataMarketplaceV3.sol";
 import {OwnableUpgradeable} from "@openzeppelin/contracts-upgradeable/access/OwnableUpgradeable.sol";
+import {Ownable2StepUpgradeable} from "@openzeppelin/contracts-upgradeable/access/Ownable2StepUpgradeable.sol";
+import {TimelockController} from "@openzeppelin/contracts/governance/TimelockController.sol";
 import {UUPSUpgradeable} from "@openzeppelin/contracts-upgradeable/proxy/utils/UUPSUpgradeable.sol";
 import {Initializable} from "@openzeppelin/contracts-upgradeable/proxy/utils/Initializable.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {ERC1967Utils} from "@openzeppelin/contracts/proxy/ERC1967/ERC1967Utils.sol";
 import {IERC1967} from "@openzeppelin/contracts/interfaces/IERC1967.sol";
 
-contract UpgradeTest is Fixture {
+/// Upgrades of V2 go through the owner, an OpenZeppelin TimelockController (L-5; the rules
+/// of that are in test/Timelock.t.sol).
+contract UpgradeTest is GovernanceFixture {
     bytes32 constant IMPLEMENTATION_SLOT = 0x360894a13ba1a3210667c828492db98dca3e2076cc3735a920a3ca505d382bbc;
+    TimelockController timelock;
+
+    function setUp() public override {
+        super.setUp();
+        timelock = _deployTimelock(TIMELOCK_DELAY);
+    }
 
     function _implementation() internal view returns (address) {
         return address(uint160(uint256(vm.load(address(market), IMPLEMENTATION_SLOT))));
@@ -28,24 +38,30 @@ contract UpgradeTest is Fixture {
         market.setBrokerMargin(3000);
         market.advancePhase(2);
         market.setWithdrawalDelay(7200);
-        market.transferOwnership(other); // pending, not accepted
         vm.stopPrank();
+        _moveOwnershipTo(timelock);
+        // pending, not accepted
+        _throughTimelock(timelock, abi.encodeCall(Ownable2StepUpgradeable.transferOwnership, (other)));
         bytes32 domainBefore = market.domainSeparator();
         bytes32 rootBefore = market.batchRoot(1);
         (uint256 pendingAmount, uint64 pendingReady) = market.pendingWithdrawalOf(consumer);
 
         DataMarketplaceV3 v3 = new DataMarketplaceV3();
+        bytes memory up = abi.encodeCall(
+            UUPSUpgradeable.upgradeToAndCall, (address(v3), abi.encodeCall(DataMarketplaceV3.initializeV3, (42)))
+        );
+        (, bytes32 salt) = _schedule(timelock, up);
+        vm.warp(block.timestamp + TIMELOCK_DELAY);
         vm.expectEmit(address(market));
         emit IERC1967.Upgraded(address(v3));
-        vm.prank(owner);
-        market.upgradeToAndCall(address(v3), abi.encodeCall(DataMarketplaceV3.initializeV3, (42)));
+        _execute(timelock, up, salt);
 
         DataMarketplaceV3 upgraded = DataMarketplaceV3(address(market));
         assertEq(_implementation(), address(v3), "implementation slot");
         assertEq(upgraded.version(), 3, "new code");
         assertEq(upgraded.answer(), 42, "new state initialized");
 
-        assertEq(upgraded.owner(), owner, "owner");
+        assertEq(upgraded.owner(), address(timelock), "owner");
         assertEq(upgraded.pendingOwner(), other, "pending owner");
         assertEq(address(upgraded.pat()), address(token), "pat");
         assertEq(upgraded.broker(), broker, "broker");
@@ -90,7 +106,8 @@ contract UpgradeTest is Fixture {
 
     function test_upgrade_revert_notUUPS() public {
         NotUUPS bad = new NotUUPS();
-        vm.prank(owner);
+        _moveOwnershipTo(timelock);
+        vm.prank(address(timelock)); // as an executed operation of the timelock would
         vm.expectRevert(abi.encodeWithSelector(ERC1967Utils.ERC1967InvalidImplementation.selector, address(bad)));
         market.upgradeToAndCall(address(bad), "");
     }

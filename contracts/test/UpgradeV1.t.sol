@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.30;
 
-import {Fixture} from "./utils/Fixture.sol";
+import {GovernanceFixture} from "./utils/Governance.sol";
 import {Merkle} from "./utils/Merkle.sol";
 import {DataMarketplace} from "../src/DataMarketplace.sol";
 import {DataMarketplaceV1} from "./mocks/DataMarketplaceV1.sol";
+import {DataMarketplaceV3} from "./mocks/DataMarketplaceV3.sol";
+import {TimelockController} from "@openzeppelin/contracts/governance/TimelockController.sol";
+import {UUPSUpgradeable} from "@openzeppelin/contracts-upgradeable/proxy/utils/UUPSUpgradeable.sol";
 import {ERC1967Proxy} from "@openzeppelin/contracts/proxy/ERC1967/ERC1967Proxy.sol";
 import {IERC1967} from "@openzeppelin/contracts/interfaces/IERC1967.sol";
 import {OwnableUpgradeable} from "@openzeppelin/contracts-upgradeable/access/OwnableUpgradeable.sol";
@@ -15,7 +18,7 @@ import {PAT} from "../src/PAT.sol";
 /// The deployed V1 (its bytecode, test/mocks/DataMarketplaceV1.sol) upgraded in place to
 /// src/DataMarketplace.sol with initializeV2: every V1 value is kept, and the V2 rules apply
 /// to it. On V1 each review finding is shown first, so these tests fail on V1 behaviour.
-contract UpgradeFromV1Test is Fixture {
+contract UpgradeFromV1Test is GovernanceFixture {
     bytes32 constant IMPLEMENTATION_SLOT = 0x360894a13ba1a3210667c828492db98dca3e2076cc3735a920a3ca505d382bbc;
 
     // values read before the upgrade (storage: the test has too many for the stack)
@@ -184,6 +187,37 @@ contract UpgradeFromV1Test is Fixture {
         vm.prank(owner);
         vm.expectRevert(Initializable.InvalidInitialization.selector);
         market.initializeV2(1 hours, 2 hours, 1 days);
+    }
+
+    /// The whole move of a chain deployed on V1 (L-5): its EOA owner upgrades to V2 (V1's code
+    /// authorises that) and sets the guardian at once, then hands ownership to a timelock; V2
+    /// refuses the EOA the next upgrade, the timelock makes it after its delay.
+    function test_upgradeFromV1_thenTimelockOnly() public {
+        vm.chainId(1); // not a devnet: the timelock needs 2 days
+        _upgrade();
+        address guardian = address(0x6A2D);
+        vm.prank(owner);
+        market.setGuardian(guardian);
+        DataMarketplaceV3 v3 = new DataMarketplaceV3();
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(DataMarketplace.OwnerNotTimelock.selector, owner));
+        market.upgradeToAndCall(address(v3), "");
+
+        TimelockController timelock = _deployTimelock(TIMELOCK_DELAY);
+        _moveOwnershipTo(timelock);
+        (bool timelocked,,) = market.governanceTimelocked();
+        assertTrue(timelocked, "timelocked");
+        vm.prank(guardian);
+        market.setPaused(true); // the guardian still pauses at once
+        _throughTimelock(
+            timelock,
+            abi.encodeCall(
+                UUPSUpgradeable.upgradeToAndCall, (address(v3), abi.encodeCall(DataMarketplaceV3.initializeV3, (7)))
+            )
+        );
+        assertEq(market.version(), 3, "upgraded through the timelock");
+        assertEq(market.escrowOf(consumer), 1_000e18, "escrow kept");
+        assertTrue(market.paused(), "still paused: the owner unpauses");
     }
 
     /// V1 left at a delay below the settle lag: initializeV2 sets both, in one call.

@@ -13,6 +13,7 @@ interface Vm {
 
     // environment
     function warp(uint256 timestamp) external;
+    function chainId(uint256 newChainId) external;
     function prank(address sender) external;
     function startPrank(address sender) external;
     function stopPrank() external;
