@@ -14,6 +14,9 @@ const CONTRACTS = {
   ERC1967Proxy: "ERC1967Proxy.sol",
   // The frozen V1 implementation, for the live-upgrade test (chain::devnet::Devnet::start_v1).
   DataMarketplaceV1: "DataMarketplaceV1.sol",
+  // OpenZeppelin's, compiled because DataMarketplace.sol imports it: the owner that may upgrade
+  // (L-5). Deploy exactly this code: DataMarketplace accepts only its code hash.
+  TimelockController: "TimelockController.sol",
 };
 
 const [outDir, destDir] = process.argv.slice(2);

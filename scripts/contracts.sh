@@ -3,7 +3,7 @@
 #
 #   scripts/contracts.sh build            forge build
 #   scripts/contracts.sh test             forge build + forge test + gas snapshot check
-#   scripts/contracts.sh export           write chain/artifacts/{PAT,DataMarketplace,ERC1967Proxy,DataMarketplaceV1}.json
+#   scripts/contracts.sh export           write chain/artifacts/{PAT,DataMarketplace,ERC1967Proxy,DataMarketplaceV1,TimelockController}.json
 #   scripts/contracts.sh check-artifacts  rebuild and fail if chain/artifacts is stale
 #   scripts/contracts.sh snapshot         rewrite contracts/.gas-snapshot and contracts/snapshots/
 #
@@ -12,7 +12,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 artifacts="$root/chain/artifacts"
-names=(PAT DataMarketplace ERC1967Proxy DataMarketplaceV1)
+names=(PAT DataMarketplace ERC1967Proxy DataMarketplaceV1 TimelockController)
 
 usage() { sed -n '2,10p' "$0" >&2; exit 2; }
 [ $# -eq 1 ] || usage
