@@ -128,10 +128,11 @@ impl EscrowReader {
         let pending = self.marketplace.pendingWithdrawalOf(consumer).block(at);
         let pending = contract(self.timeout, "pendingWithdrawalOf", pending.call()).await?;
         // Escrow is below 2^127 (the contract's account word); a request is at most the escrow.
-        let out_of_range = |what| move |_| ChainError::OutOfRange { what, value: escrow.max(pending.amount) };
+        let value = pending.amount;
         Ok(EscrowAccount {
-            escrow: u128::try_from(escrow).map_err(out_of_range("escrowOf"))?,
-            withdrawing: u128::try_from(pending.amount).map_err(out_of_range("pendingWithdrawalOf"))?,
+            escrow: u128::try_from(escrow).map_err(|_| ChainError::OutOfRange { what: "escrowOf", value: escrow })?,
+            withdrawing: u128::try_from(value)
+                .map_err(|_| ChainError::OutOfRange { what: "pendingWithdrawalOf", value })?,
         })
     }
 }
