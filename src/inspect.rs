@@ -46,6 +46,7 @@ fn summary(event: &Event) -> String {
             s.settled.len(),
             s.cancelled.len()
         ),
+        Event::ProvidersPaid(p) => format!("{} providers in {}", p.entries.len(), p.tx_hash),
     }
 }
 

@@ -422,11 +422,14 @@ impl Handler<ConsumerFills> for EngineActor {
 impl Handler<ProviderCredits> for EngineActor {
     type Result = MessageResult<ProviderCredits>;
     fn handle(&mut self, msg: ProviderCredits, _: &mut Context<Self>) -> Self::Result {
-        // Under the shared lock, which every projection into the view also holds: one moment of both.
         let st = self.shared.read();
         let credited = st.registry.ledger().by_provider.get(&msg.0).copied().unwrap_or(0);
-        let settled = self.shared.reads.settled_credits(&msg.0);
-        MessageResult(crate::messages::Credits { settled, pending: credited - settled })
+        let account = st.registry.payouts().account(&msg.0);
+        MessageResult(crate::messages::Credits {
+            settled: account.settled,
+            pending: credited - account.settled,
+            paid: account.paid,
+        })
     }
 }
 

@@ -64,11 +64,13 @@ pub struct ConsumerFills(pub Address);
 pub struct ProviderCredits(pub Address);
 
 /// A provider's credits: by settled fills, and by fills accepted but not
-/// settled yet (a failed fill's credits are gone from both).
+/// settled yet (a failed fill's credits are gone from both); and how much of
+/// the settled ones the broker's payouts paid into its wallet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Credits {
     pub settled: u128,
     pub pending: u128,
+    pub paid: u128,
 }
 
 /// A consumer's escrow as the engine counts it, and the block it was synced at.

@@ -38,8 +38,6 @@ struct Views {
     position: B256Map<(Address, usize)>,
     /// By market id: its key and its type's access period, seconds.
     access: Vec<(MarketKey, u64)>,
-    /// Each provider's credits from settled fills, base units.
-    settled_credits: AddressMap<pat_engine::Amount>,
 }
 
 /// Each market's key and access period under `cfg`.
@@ -49,13 +47,6 @@ fn access_of(registry: &Registry, cfg: &EngineConfig) -> Vec<(MarketKey, u64)> {
 }
 
 impl Views {
-    /// Counts a settled fill's credits to its providers.
-    fn credit_settled(&mut self, record: &FillRecord) {
-        for (provider, _, credit) in record.fill.provider_credits() {
-            *self.settled_credits.entry(provider).or_default() += credit;
-        }
-    }
-
     fn put(&mut self, record: &Arc<FillRecord>) {
         let (id, consumer) = (record.fill.fill_id, record.fill.consumer);
         match self.position.get(&id) {
@@ -82,9 +73,6 @@ impl ReadView {
         fills.sort_by_key(|r| (r.fill.accepted_at_ms, r.fill.fill_id));
         for record in fills {
             views.put(record);
-            if matches!(record.status, pat_engine::FillStatus::Settled { .. }) {
-                views.credit_settled(record);
-            }
         }
         Self(RwLock::new(views))
     }
@@ -98,15 +86,7 @@ impl ReadView {
         let fills: &[B256] = match event {
             Event::FillAccepted(fill) => std::slice::from_ref(&fill.fill_id),
             Event::FillsSubmitted { fill_ids, .. } => fill_ids,
-            Event::FillSettled { fill_id, .. } => {
-                let mut views = self.0.write().unwrap_or_else(|e| e.into_inner());
-                if let Some(record) = registry.fill_record(fill_id) {
-                    views.put(record);
-                    views.credit_settled(record);
-                }
-                return;
-            }
-            Event::FillFailed { fill_id, .. } => std::slice::from_ref(fill_id),
+            Event::FillSettled { fill_id, .. } | Event::FillFailed { fill_id, .. } => std::slice::from_ref(fill_id),
             Event::SegmentListed(segment) => {
                 let listed =
                     registry.segments().get(segment.id.0 as usize).expect("a listed segment is in the registry");
@@ -126,7 +106,8 @@ impl ReadView {
             | Event::MarketUnitsExpired { .. }
             | Event::PauseSet { .. }
             | Event::PhaseAdvanced { .. }
-            | Event::EscrowSynced(_) => return,
+            | Event::EscrowSynced(_)
+            | Event::ProvidersPaid(_) => return,
         };
         let mut views = self.0.write().unwrap_or_else(|e| e.into_inner());
         for record in fills.iter().filter_map(|id| registry.fill_record(id)) {
@@ -136,11 +117,6 @@ impl ReadView {
 
     pub(crate) fn segment(&self, id: SegmentId) -> Option<Segment> {
         self.read().segments.get(id.0 as usize).map(|s| (**s).clone())
-    }
-
-    /// `provider`'s credits from settled fills, base units.
-    pub(crate) fn settled_credits(&self, provider: &Address) -> pat_engine::Amount {
-        self.read().settled_credits.get(provider).copied().unwrap_or(0)
     }
 
     /// Whether a listed segment has the payload `hash`.

@@ -13,6 +13,7 @@ use crate::ewma::TimeMs;
 use crate::fill::Fill;
 use crate::market::MarketId;
 use crate::params::EngineConfig;
+use crate::payout::Payout;
 use crate::segment::Segment;
 use crate::state::{ApplyError, EngineState};
 
@@ -59,11 +60,13 @@ pub enum Event {
     },
     /// What the chain showed of consumers' escrow up to a confirmed block (schema v3).
     EscrowSynced(EscrowSync),
+    /// A payout the chain mined: each provider's settled credits, as stated (schema v4).
+    ProvidersPaid(Payout),
 }
 
 impl Event {
     /// Every [`Event::kind`], for tests that check a history holds them all.
-    pub const KINDS: [&'static str; 12] = [
+    pub const KINDS: [&'static str; 13] = [
         "segment_listed",
         "submission_refused",
         "fill_accepted",
@@ -76,6 +79,7 @@ impl Event {
         "phase_advanced",
         "market_units_expired",
         "escrow_synced",
+        "providers_paid",
     ];
 
     /// A short stable name, for logs and `journal inspect`.
@@ -93,6 +97,7 @@ impl Event {
             Self::PhaseAdvanced { .. } => "phase_advanced",
             Self::MarketUnitsExpired { .. } => "market_units_expired",
             Self::EscrowSynced(_) => "escrow_synced",
+            Self::ProvidersPaid(_) => "providers_paid",
         }
     }
 }
@@ -137,6 +142,9 @@ impl EngineState {
             }
             Event::EscrowSynced(sync) => {
                 self.sync_escrow(sync);
+            }
+            Event::ProvidersPaid(payout) => {
+                self.record_payout(payout)?;
             }
         }
         Ok(())

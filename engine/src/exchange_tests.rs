@@ -13,6 +13,7 @@ use crate::money::ONE_PAT;
 use crate::order::HaltReason;
 use crate::order::LimitScope;
 use crate::order::OrderError;
+use crate::payout::Payout;
 use crate::segment::SubmitError;
 use crate::state::{FillStateError, ProviderRecord, ReconfigureError};
 use crate::testing::{self, CONSUMER_KEY, PROVIDER_KEY, T0, key, signed_order, signed_segment};
@@ -396,6 +397,13 @@ enum Op {
         escrow_pat: u32,
         ahead: Option<usize>,
     },
+    /// A mined payout of every provider owed at least `threshold_pat` (at most `max`);
+    /// with `resend`, the same statement is mined again (a retry after a restart).
+    Payout {
+        threshold_pat: u32,
+        max: usize,
+        resend: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -415,6 +423,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (60u32..20_000).prop_map(|secs| Op::HalfLife { secs }),
         2 => (0u8..12, prop_oneof![1 => Just(0u32), 2 => 1u32..20, 2 => 20u32..2_000], prop::option::of(any::<usize>()))
             .prop_map(|(consumer, escrow_pat, ahead)| Op::Sync { consumer, escrow_pat, ahead }),
+        1 => (0u32..3, 1usize..6, any::<bool>()).prop_map(|(threshold_pat, max, resend)| Op::Payout { threshold_pat, max, resend }),
     ]
 }
 
@@ -537,6 +546,29 @@ fn run(ops: &[Op]) -> (Exchange, Vec<Fill>, Vec<Quote>, Vec<Event>, usize) {
                 let sync = EscrowSync { block, accounts: vec![(address, account)], settled, cancelled: Vec::new() };
                 events.extend(ex.state.sync_escrow(sync));
             }
+            Op::Payout { threshold_pat, max, resend } => {
+                let due = ex.state.registry().payouts().due(u128::from(threshold_pat) * ONE_PAT, max);
+                if due.is_empty() {
+                    continue;
+                }
+                let (settled, paid) = ex.state.registry().payouts().totals();
+                let stated: Amount =
+                    due.iter().map(|e| e.cumulative - ex.state.registry().payouts().account(&e.provider).paid).sum();
+                let payout = Payout { tx_hash: B256::repeat_byte(block as u8), entries: due };
+                events.push(ex.state.record_payout(payout.clone()).unwrap());
+                assert_eq!(ex.state.registry().payouts().totals(), (settled, paid + stated), "paid what was owed");
+                if resend {
+                    let before = ex.state.snapshot();
+                    events.push(ex.state.record_payout(payout.clone()).unwrap());
+                    assert!(ex.state.snapshot() == before, "a statement mined twice pays nothing twice");
+                }
+                // A statement above a provider's settled credits is not the engine's: refused, nothing changed.
+                let mut over = payout;
+                over.entries[0].cumulative += 1;
+                let before = ex.state.snapshot();
+                assert!(ex.state.record_payout(over).is_err());
+                assert!(ex.state.snapshot() == before, "a refused payout changes nothing");
+            }
         }
         ex.state.check_invariants();
         // A fill holds its ask while open or settled unseen, and nothing once it failed or was seen.
@@ -594,6 +626,15 @@ proptest! {
         let (ex, fills, quotes, events, _) = run(&ops);
         let ledger = ex.state.registry().ledger();
         prop_assert_eq!(ledger.consumer_debits, ledger.provider_credits + ledger.broker_revenue + ledger.refunds);
+        // Providers are owed exactly the credits of settled fills, less what payouts paid them.
+        let settled_credits: Amount = fills
+            .iter()
+            .filter(|f| matches!(ex.state.registry().fill(&f.fill_id).unwrap().status, FillStatus::Settled { .. }))
+            .map(|f| f.bid_credited)
+            .sum();
+        let (settled, paid) = ex.state.registry().payouts().totals();
+        prop_assert_eq!(settled, settled_credits);
+        prop_assert!(paid <= settled);
         let debits: Amount = fills.iter().map(|f| f.ask_paid).sum();
         prop_assert_eq!(debits, ledger.consumer_debits);
         for m in ex.state.markets() {

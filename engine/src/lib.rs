@@ -25,6 +25,7 @@
 //! - [`order`]: order verification and the errors of execution.
 //! - [`fill`]: fills and the ledger that proves conservation of money.
 //! - [`escrow`]: consumers' escrow as synced from the chain, and what open fills hold of it.
+//! - [`payout`]: what the broker owes each provider for settled fills and has paid it.
 //! - [`registry`]: the changing state between markets: segments, providers, nonces, fills, the ledger.
 //! - [`state`]: [`EngineState`]: every market and the registry in one value; what recovery rebuilds.
 //! - [`exchange`]: an engine state with a quoter; what the simulator, benches and tests drive.
@@ -46,6 +47,7 @@ pub mod market_key;
 pub mod money;
 pub mod order;
 pub mod params;
+pub mod payout;
 pub mod pricing;
 pub mod quoter;
 pub mod registry;

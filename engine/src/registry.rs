@@ -1,6 +1,7 @@
 //! [`Registry`]: the changing state between markets (the fixed markets are its
 //! [`Catalogue`]): segments and their payload hashes, provider records, used nonces, fills, the
-//! ledger, exposure per (window, type), the pause switch and the phase.
+//! ledger, exposure per (window, type), the pause switch, the phase, consumers' escrow and
+//! what providers were paid.
 //! Every change that touches a market takes that [`Market`] by `&mut`: the
 //! caller owns it. [`crate::state::EngineState`] owns every market in one value;
 //! the runtime gives each market to its own actor, and the actors share the
@@ -28,6 +29,7 @@ use crate::market::{Lot, Market, MarketId, MissingUnits};
 use crate::money::Amount;
 use crate::order::{LimitScope, OrderError, VerifiedOrder};
 use crate::params::EngineConfig;
+use crate::payout::{Payout, PayoutBook, ProviderPayout};
 use crate::quoter::{MarketSpec, Quote};
 use crate::segment::{self, Segment, SegmentId, SubmitError, VerifiedSegment};
 
@@ -64,6 +66,17 @@ pub enum ApplyError {
     Phase(#[from] PhaseError),
     #[error(transparent)]
     Reconfigure(#[from] ReconfigureError),
+    #[error(transparent)]
+    Payout(#[from] PayoutError),
+}
+
+/// A payout that states more for a provider than its settled credits: never the engine's own.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("payout {tx_hash} states {} for provider {}, above its settled credits {settled}", .line.cumulative, .line.provider)]
+pub struct PayoutError {
+    pub tx_hash: B256,
+    pub line: ProviderPayout,
+    pub settled: Amount,
 }
 
 /// The market phases: 1 spot, 2 forwards, 3 synthetics, 4 options. Forward only.
@@ -145,6 +158,8 @@ pub struct Snapshot {
     pub phase: u8,
     /// Escrow as synced from the chain, and what open fills hold of it (schema v3).
     pub escrow: EscrowSnapshot,
+    /// What mined payouts stated for each provider, by address (schema v4).
+    pub paid: Vec<(Address, Amount)>,
 }
 
 /// The fixed facts of every market of `cfg`, in [`EngineConfig::market_keys`] order.
@@ -205,6 +220,8 @@ pub struct Registry {
     paused: bool,
     phase: u8,
     escrow: EscrowBook,
+    /// Each provider's settled credits (derived from `fills`) and what it was paid.
+    payouts: PayoutBook,
 }
 
 /// The segments each consumer holds, with the number of its fills holding each.
@@ -245,6 +262,7 @@ impl Registry {
             paused: false,
             phase: 1,
             escrow: EscrowBook::default(),
+            payouts: PayoutBook::default(),
         };
         (registry, markets)
     }
@@ -269,6 +287,7 @@ impl Registry {
             paused: self.paused,
             phase: self.phase,
             escrow: self.escrow.snapshot(),
+            paid: self.payouts.paid(),
         }
     }
 
@@ -283,8 +302,12 @@ impl Registry {
         registry.segments = state.segments.into_iter().map(Arc::new).collect();
         registry.providers = state.providers.into_iter().collect();
         registry.used_nonces = state.used_nonces.into_iter().collect();
+        registry.payouts = PayoutBook::from_paid(state.paid);
         for r in state.fills.iter().filter(|r| !matches!(r.status, FillStatus::Failed { .. })) {
             hold(&mut registry.bought, &r.fill);
+            if matches!(r.status, FillStatus::Settled { .. }) {
+                registry.payouts.credit_settled(&r.fill);
+            }
         }
         registry.fills = state.fills.into_iter().map(|f| (f.fill.fill_id, Arc::new(f))).collect();
         registry.ledger = state.ledger;
@@ -622,6 +645,7 @@ impl Registry {
         let at_ms = now_ms.max(record.fill.accepted_at_ms);
         record.status = FillStatus::Settled { tx_hash, at_ms };
         let notional = record.fill.ask_paid;
+        self.payouts.credit_settled(&self.fills[id].fill);
         self.release(market, notional);
         Ok(Event::FillSettled { fill_id: *id, at_ms })
     }
@@ -698,6 +722,22 @@ impl Registry {
         Some(Event::EscrowSynced(sync))
     }
 
+    /// Each provider's settled credits and what mined payouts paid it.
+    pub fn payouts(&self) -> &PayoutBook {
+        &self.payouts
+    }
+
+    /// Records a mined payout; refuses one that states more for a provider than its
+    /// settled credits (the engine states exactly those), changing nothing.
+    pub fn record_payout(&mut self, payout: Payout) -> Result<Event, PayoutError> {
+        if let Err(line) = self.payouts.fits(&payout) {
+            let settled = self.payouts.account(&line.provider).settled;
+            return Err(PayoutError { tx_hash: payout.tx_hash, line, settled });
+        }
+        self.payouts.record(&payout);
+        Ok(Event::ProvidersPaid(payout))
+    }
+
     /// Panics if any invariant of the registry with `markets`, every market
     /// of its catalogue, is broken.
     pub fn check_invariants(&self, markets: &[Market]) {
@@ -708,6 +748,12 @@ impl Registry {
         }
         assert_eq!(groups, self.group_exposure, "group exposure = sum of its markets");
         self.escrow.check_invariants();
+        self.payouts.check_invariants();
+        let mut settled = PayoutBook::from_paid(self.payouts.paid());
+        for r in self.fills.values().filter(|r| matches!(r.status, FillStatus::Settled { .. })) {
+            settled.credit_settled(&r.fill);
+        }
+        assert_eq!(&settled, &self.payouts, "settled credits = the providers' credits of settled fills");
         self.ledger.check_conservation();
         let mut held = Held::default();
         for r in self.fills.values().filter(|r| !matches!(r.status, FillStatus::Failed { .. })) {

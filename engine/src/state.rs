@@ -208,6 +208,11 @@ impl EngineState {
         self.registry.sync_escrow(sync)
     }
 
+    /// Records a mined payout (see [`Registry::record_payout`]).
+    pub fn record_payout(&mut self, payout: crate::payout::Payout) -> Result<Event, crate::registry::PayoutError> {
+        self.registry.record_payout(payout)
+    }
+
     /// Whether orders must be covered by free escrow (not state: see [`Registry::require_escrow`]).
     pub fn require_escrow(&mut self, required: bool) {
         self.registry.require_escrow(required);

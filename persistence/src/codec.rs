@@ -21,7 +21,7 @@ use pat_engine::{Event, Snapshot};
 use thiserror::Error;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u8 = 3;
+pub const SCHEMA_VERSION: u8 = 4;
 
 /// Why bytes are not a value of any version this build reads.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -49,6 +49,7 @@ pub fn decode_event(version: u8, payload: &[u8]) -> Result<Event, DecodeError> {
         1 => v1::event(payload).map_err(malformed),
         2 => v2::event(payload).map_err(malformed),
         3 => v3::event(payload).map_err(malformed),
+        4 => v4::event(payload).map_err(malformed),
         found => Err(DecodeError::Newer { found }),
     }
 }
@@ -69,6 +70,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
         1 => v1::snapshot(body).map_err(malformed),
         2 => v2::snapshot(body).map_err(malformed),
         3 => v3::snapshot(body).map_err(malformed),
+        4 => v4::snapshot(body).map_err(malformed),
         found => Err(DecodeError::Newer { found }),
     }
 }
@@ -78,11 +80,11 @@ pub fn snapshot_len(state: &Snapshot) -> usize {
     1 + postcard::experimental::serialized_size(state).unwrap_or(0)
 }
 
-/// Schema version 3, written from 2026-12 (issue 15): the engine follows
-/// consumers' escrow on chain (`Event::EscrowSynced`, `Snapshot.escrow`).
-/// Today's types have exactly its shapes (`tests/golden/schema-v3.json`), so
-/// it decodes straight into them.
-mod v3 {
+/// Schema version 4, written from 2026-12 (issue 15): the broker pays
+/// providers' settled credits into their wallets (`Event::ProvidersPaid`,
+/// `Snapshot.paid`). Today's types have exactly its shapes
+/// (`tests/golden/schema-v4.json`), so it decodes straight into them.
+mod v4 {
     use super::{Event, Snapshot};
 
     pub(super) fn event(payload: &[u8]) -> Result<Event, postcard::Error> {
@@ -94,20 +96,17 @@ mod v3 {
     }
 }
 
-/// Schema version 2, written from 2026-12 (issue 14): settlements carry
-/// their time (`FillSettled.at_ms`, `FillStatus::Settled.at_ms`), which
-/// starts a consumer's access period, and each segment type has an access
-/// period (`TypeParams.access_secs`). Its events are today's: v3 only
-/// appended a variant, which a v2 record never holds. Its snapshot had no
-/// escrow: every fill that did not fail holds its ask, as a replay of its
-/// events gives, and nothing is synced yet: the follower reads the chain from
-/// its first block, and each `FillSettled` it finds releases its fill.
-mod v2 {
+/// Schema version 3, written from 2026-12 (issue 15): the engine follows
+/// consumers' escrow on chain (`Event::EscrowSynced`, `Snapshot.escrow`). Its
+/// events are today's: v4 only appended a variant, which a v3 record never
+/// holds. Its snapshot had no payouts: nothing was paid, every settled credit
+/// is owed.
+mod v3 {
     use alloy_primitives::{Address, U256};
     use pat_engine::escrow::EscrowSnapshot;
     use pat_engine::market::Market;
     use pat_engine::registry::ProviderRecord;
-    use pat_engine::{EngineConfig, FillRecord, FillStatus, Ledger, Segment, Snapshot as SnapshotV3};
+    use pat_engine::{EngineConfig, FillRecord, Ledger, Segment, Snapshot as SnapshotV4};
     use serde::Deserialize;
 
     use super::Event;
@@ -116,8 +115,68 @@ mod v2 {
         postcard::from_bytes(payload)
     }
 
-    pub(super) fn snapshot(body: &[u8]) -> Result<SnapshotV3, postcard::Error> {
+    pub(super) fn snapshot(body: &[u8]) -> Result<SnapshotV4, postcard::Error> {
         postcard::from_bytes::<Snapshot>(body).map(Into::into)
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Snapshot {
+        pub(super) config: EngineConfig,
+        pub(super) markets: Vec<Market>,
+        pub(super) segments: Vec<Segment>,
+        pub(super) providers: Vec<(Address, ProviderRecord)>,
+        pub(super) used_nonces: Vec<(Address, U256)>,
+        pub(super) fills: Vec<FillRecord>,
+        pub(super) ledger: Ledger,
+        pub(super) paused: bool,
+        pub(super) phase: u8,
+        pub(super) escrow: EscrowSnapshot,
+    }
+
+    impl From<Snapshot> for SnapshotV4 {
+        fn from(s: Snapshot) -> Self {
+            Self {
+                config: s.config,
+                markets: s.markets,
+                segments: s.segments,
+                providers: s.providers,
+                used_nonces: s.used_nonces,
+                fills: s.fills,
+                ledger: s.ledger,
+                paused: s.paused,
+                phase: s.phase,
+                escrow: s.escrow,
+                paid: Vec::new(),
+            }
+        }
+    }
+}
+
+/// Schema version 2, written from 2026-12 (issue 14): settlements carry
+/// their time (`FillSettled.at_ms`, `FillStatus::Settled.at_ms`), which
+/// starts a consumer's access period, and each segment type has an access
+/// period (`TypeParams.access_secs`). Its events are today's: v3 and v4 only
+/// appended variants, which a v2 record never holds. Its snapshot had no
+/// escrow: every fill that did not fail holds its ask, as a replay of its
+/// events gives, and nothing is synced yet: the follower reads the chain from
+/// its first block, and each `FillSettled` it finds releases its fill.
+mod v2 {
+    use alloy_primitives::{Address, U256};
+    use pat_engine::escrow::EscrowSnapshot;
+    use pat_engine::market::Market;
+    use pat_engine::registry::ProviderRecord;
+    use pat_engine::{EngineConfig, FillRecord, FillStatus, Ledger, Segment, Snapshot as SnapshotV4};
+    use serde::Deserialize;
+
+    use super::Event;
+    use super::v3::Snapshot as SnapshotV3;
+
+    pub(super) fn event(payload: &[u8]) -> Result<Event, postcard::Error> {
+        postcard::from_bytes(payload)
+    }
+
+    pub(super) fn snapshot(body: &[u8]) -> Result<SnapshotV4, postcard::Error> {
+        postcard::from_bytes::<Snapshot>(body).map(|s| SnapshotV3::from(s).into())
     }
 
     #[derive(Deserialize)]
@@ -175,7 +234,7 @@ mod v1 {
     use pat_engine::registry::ProviderRecord;
     use pat_engine::{
         Amount, ConfidenceBand, EngineConfig as EngineConfigV2, Event as EventV2, FillRecord as FillRecordV2,
-        FillStatus as FillStatusV2, Ledger, Segment, SegmentType, Snapshot as SnapshotV3, TimeMs, Window,
+        FillStatus as FillStatusV2, Ledger, Segment, SegmentType, Snapshot as SnapshotV4, TimeMs, Window,
     };
 
     use super::v2::Snapshot as SnapshotV2;
@@ -185,8 +244,8 @@ mod v1 {
         postcard::from_bytes::<Event>(payload).map(Into::into)
     }
 
-    pub(super) fn snapshot(body: &[u8]) -> Result<SnapshotV3, postcard::Error> {
-        postcard::from_bytes::<Snapshot>(body).map(|s| super::v2::Snapshot::from(s).into())
+    pub(super) fn snapshot(body: &[u8]) -> Result<SnapshotV4, postcard::Error> {
+        postcard::from_bytes::<Snapshot>(body).map(|s| super::v3::Snapshot::from(super::v2::Snapshot::from(s)).into())
     }
 
     #[derive(Deserialize)]

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use alloy_primitives::{B256, U256};
 use common::copy_dir;
 use pat_engine::escrow::{EscrowAccount, EscrowSync, NonceCancel};
+use pat_engine::payout::{Payout, ProviderPayout};
 use pat_engine::testing::{self, T0, key, signed_order, signed_segment};
 use pat_engine::{EngineConfig, Event, Exchange, FillStatus, MarketKey, Snapshot};
 use pat_persistence::{DataDir, JournalConfig, SCHEMA_VERSION, decode_event, reader};
@@ -47,6 +48,7 @@ fn kind_index(event: &Event) -> usize {
         Event::PhaseAdvanced { .. } => 9,
         Event::MarketUnitsExpired { .. } => 10,
         Event::EscrowSynced(_) => 11,
+        Event::ProvidersPaid(_) => 12,
     }
 }
 
@@ -122,6 +124,19 @@ fn history() -> History {
             })
             .expect("a sync that changed something"),
     );
+    // The broker paid the first fill's providers their settled credits.
+    let payouts = ex.state.registry().payouts();
+    let entries = ex
+        .state
+        .registry()
+        .fill(&fills[0])
+        .unwrap()
+        .fill
+        .provider_credits()
+        .into_iter()
+        .map(|(provider, _, _)| ProviderPayout { provider, cumulative: payouts.account(&provider).settled });
+    let payout = Payout { tx_hash: B256::repeat_byte(0xc3), entries: entries.collect() };
+    events.push(ex.state.record_payout(payout).unwrap());
     events.push(ex.state.fail(&fills[1], "insufficient escrow", NOW + HOUR_MS).unwrap());
     events.push(ex.state.set_paused(true));
     events.push(ex.state.set_paused(false));
@@ -189,8 +204,8 @@ fn every_committed_data_directory_recovers() {
             assert_eq!(r.version, version, "LSN {}", r.lsn);
             kinds.insert(kind_index(&decode_event(r.version, &r.payload).unwrap()));
         }
-        // Version 3 added the last kind (escrow_synced); older builds wrote all the others.
-        let known = if version < 3 { Event::KINDS.len() - 1 } else { Event::KINDS.len() };
+        // Version 3 added escrow_synced, version 4 providers_paid; older builds wrote all the others.
+        let known = Event::KINDS.len() - [2, 2, 1].get(version as usize - 1).copied().unwrap_or(0);
         assert_eq!(kinds.len(), known, "v{version}: the fixture holds every kind of event of its version");
 
         // Snapshot + tail, as start-up does.
@@ -229,6 +244,14 @@ fn every_committed_data_directory_recovers() {
         assert_eq!((state.paused, state.phase), (false, 2));
         assert_eq!(state.config.pricing.rate_half_life_secs, 7_200.0);
         assert_eq!(state.providers.iter().map(|(_, p)| p.rejected).sum::<u64>(), 1);
+        if version >= 4 {
+            assert!(
+                !state.paid.is_empty() && state.paid.iter().all(|(_, a)| *a > 0),
+                "v{version}: providers were paid"
+            );
+        } else {
+            assert!(state.paid.is_empty(), "v{version}: nothing was paid before payouts");
+        }
     }
 }
 
