@@ -144,7 +144,7 @@ impl EngineState {
                 self.sync_escrow(sync);
             }
             Event::ProvidersPaid(payout) => {
-                self.record_payout(payout)?;
+                self.record_payout(payout).map_err(Box::new)?;
             }
         }
         Ok(())

@@ -66,8 +66,9 @@ pub enum ApplyError {
     Phase(#[from] PhaseError),
     #[error(transparent)]
     Reconfigure(#[from] ReconfigureError),
+    /// Boxed: the largest of these, and recovery's error carries one.
     #[error(transparent)]
-    Payout(#[from] PayoutError),
+    Payout(#[from] Box<PayoutError>),
 }
 
 /// A payout that states more for a provider than its settled credits: never the engine's own.
