@@ -87,6 +87,17 @@ pub type StorageParams = schema::Storage;
 
 /// How orders are held to escrow on chain, as written (validated by [`Config::parse`]).
 pub type EscrowParams = schema::Escrow;
+
+/// How providers' settled credits are paid into their wallets (validated by [`Config::parse`]).
+/// They apply at start-up; a reload does not change them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutParams {
+    pub enabled: bool,
+    pub interval_ms: u64,
+    /// Base units.
+    pub threshold: Amount,
+    pub providers_per_tx_max: usize,
+}
 pub type LimitParams = schema::Limits;
 
 /// A validated config.
@@ -99,6 +110,7 @@ pub struct Config {
     pub storage: StorageParams,
     pub limits: LimitParams,
     pub escrow: EscrowParams,
+    pub payout: PayoutParams,
     /// Old key names the file still uses, each with its new name; they are
     /// read as before, and whoever loads the file says so to the operator.
     pub warnings: Vec<ConfigError>,
@@ -368,6 +380,28 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
         "must be at least twice escrow.poll_ms (else every slow read halts order intake)",
     );
 
+    let po = &f.payout;
+    p.check(
+        (1_000..=7 * 86_400_000).contains(&po.interval_ms),
+        "payout.interval_ms",
+        "must be between 1000 (a second) and 604800000 (a week)",
+    );
+    p.check(
+        (1..=1_000).contains(&po.providers_per_tx_max),
+        "payout.providers_per_tx_max",
+        "must be between 1 and 1000 (the contract's MAX_PAYOUT)",
+    );
+    let threshold = parse_pat(&po.threshold).unwrap_or_else(|e| {
+        p.add("payout.threshold", format!("{e}; write decimal PAT such as \"1\" (\"0\" pays any amount owed)"));
+        0
+    });
+    let payout = PayoutParams {
+        enabled: po.enabled,
+        interval_ms: po.interval_ms,
+        threshold,
+        providers_per_tx_max: po.providers_per_tx_max,
+    };
+
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
     }
@@ -406,6 +440,7 @@ fn validate(f: &schema::File) -> Result<Config, ConfigErrors> {
         storage: f.storage.clone(),
         limits: f.limits,
         escrow: f.escrow,
+        payout,
         warnings: Vec::new(),
     })
 }

@@ -31,6 +31,8 @@ pub struct File {
     pub limits: Limits,
     #[serde(default)]
     pub escrow: Escrow,
+    #[serde(default)]
+    pub payout: Payout,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -262,6 +264,27 @@ pub struct Escrow {
 impl Default for Escrow {
     fn default() -> Self {
         Self { required: true, poll_ms: 500, stale_after_ms: 10_000 }
+    }
+}
+
+/// How providers' settled credits are paid into their wallets. Read at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Payout {
+    /// The broker pays settled credits out at its own gas (`payout`); off, they stay owed and
+    /// each provider can claim its own with `pat-market claim`.
+    pub enabled: bool,
+    /// Time between payout rounds.
+    pub interval_ms: u64,
+    /// Least owed amount a provider is paid at, decimal PAT ("0" pays any amount owed).
+    pub threshold: String,
+    /// Most providers in one payout transaction (the contract takes at most 1000).
+    pub providers_per_tx_max: usize,
+}
+
+impl Default for Payout {
+    fn default() -> Self {
+        Self { enabled: true, interval_ms: 3_600_000, threshold: "1".to_owned(), providers_per_tx_max: 200 }
     }
 }
 

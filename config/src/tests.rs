@@ -34,6 +34,16 @@ fn default_config_is_valid_and_realistic() {
     assert!(cfg.escrow.required, "orders are held to escrow unless a config says otherwise");
     let without = DEFAULT.split("[escrow]").next().unwrap();
     assert!(Config::parse(without).unwrap().escrow.required, "a file with no [escrow] requires it too");
+    let payout = crate::PayoutParams {
+        enabled: true,
+        interval_ms: 3_600_000,
+        threshold: pat_engine::money::ONE_PAT,
+        providers_per_tx_max: 200,
+    };
+    assert_eq!(cfg.payout, payout, "the file spells out the defaults");
+    assert_eq!(Config::parse(without).unwrap().payout, payout, "and a file with no [payout] gets them");
+    let any = Config::parse(&DEFAULT.replacen("threshold = \"1\"", "threshold = \"0\"", 1)).unwrap();
+    assert_eq!(any.payout.threshold, 0, "a zero threshold pays any amount owed");
 }
 
 #[test]
@@ -96,6 +106,11 @@ fn each_mistake_names_its_key() {
         ("poll_ms = 500", "poll_ms = 5", "escrow.poll_ms"),
         ("poll_ms = 500", "poll_ms = 600000", "escrow.poll_ms"),
         ("stale_after_ms = 10000", "stale_after_ms = 900", "escrow.stale_after_ms"),
+        ("interval_ms = 3600000", "interval_ms = 10", "payout.interval_ms"),
+        ("threshold = \"1\"", "threshold = \"-1\"", "payout.threshold"),
+        ("threshold = \"1\"", "threshold = \"0.0000000000000000001\"", "payout.threshold"),
+        ("providers_per_tx_max = 200", "providers_per_tx_max = 0", "payout.providers_per_tx_max"),
+        ("providers_per_tx_max = 200", "providers_per_tx_max = 1001", "payout.providers_per_tx_max"),
     ];
     for (from, to, key) in cases {
         assert!(DEFAULT.contains(from), "fixture lost: {from}");
